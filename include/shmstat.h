@@ -1,0 +1,318 @@
+/*
+ * shmstat.h — the one public header of libshmstat.
+ *
+ * libshmstat keeps named counters, gauges and a TTL cache in one POSIX
+ * shared-memory segment per namespace ("/shmstat.<name>"), shared by every
+ * process of a host that opens it: prefork workers, the shmstat tool and the
+ * shmstat-bridge daemon.
+ *
+ * Conventions
+ *   - Every fallible call returns 0 or a negative SHMSTAT_E* code;
+ *     shmstat_strerror() names the code, shmstat_errstr() gives the reason
+ *     of the last failure on a handle (or of the last failed shmstat_open()
+ *     in this thread, with NULL).
+ *   - Reads copy out into the caller's memory: no pointer into the segment
+ *     ever leaves the library.
+ *   - The library never prints; see shmstat_log_set().
+ *   - Everything is opaque except the counter handle and its inline
+ *     increment, which are ABI (their size is checked by a test).
+ *
+ * Threads and processes
+ *   A shmstat_t may be used by several threads for everything except the
+ *   counter hot path: every shmstat_t owns one row of counter cells in the
+ *   segment, and shmstat_counter_add() writes that row without a lock
+ *   prefix, so the counters taken from one shmstat_t are incremented by one
+ *   thread at a time. A threaded program opens one shmstat_t per counting
+ *   thread. After fork() the child gets a row of its own automatically
+ *   (a pthread_atfork handler), so handles taken in a master before fork()
+ *   count into each child's own row.
+ */
+#ifndef SHMSTAT_H
+#define SHMSTAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMSTAT_VERSION_MAJOR 0
+#define SHMSTAT_VERSION_MINOR 1
+
+/* Segment names: [A-Za-z0-9_.-]{1,64}, not "." or containing "..". */
+#define SHMSTAT_SEGNAME_MAX 64
+/* Counter and gauge names: 1..200 bytes, no control characters. */
+#define SHMSTAT_NAME_MAX 200
+/* Human-readable reasons are at most this long, with the NUL. */
+#define SHMSTAT_ERRSTR_LEN 256
+
+/*
+ * Error codes, one table: X(name, value, message).
+ * shmstat_strerror(SHMSTAT_EFOO) returns the message.
+ */
+#define SHMSTAT_ERRORS(X)                                                      \
+	X(OK, 0, "success")                                                    \
+	X(EINVAL, -1, "invalid argument")                                      \
+	X(ENAME, -2, "invalid name")                                           \
+	X(ENOENT, -3, "no such segment")                                       \
+	X(EEXIST, -4, "segment already exists")                                \
+	X(ENOMEM, -5, "out of memory")                                         \
+	X(ENOSPC, -6, "no space left for the segment")                         \
+	X(ETRUNC, -7, "segment is truncated")                                  \
+	X(EMAGIC, -8, "not a shmstat segment (bad magic)")                     \
+	X(EVERSION, -9, "segment has an incompatible layout version")          \
+	X(ECORRUPT, -10, "segment is corrupt")                                 \
+	X(EINIT, -11, "segment was never initialized")                         \
+	X(EFULL, -12, "table is full")                                         \
+	X(ENOTFOUND, -13, "not found")                                         \
+	X(EKIND, -14, "name exists with another kind")                         \
+	X(ETOOBIG, -15, "too big")                                             \
+	X(ERANGE, -16, "buffer too small")                                     \
+	X(EBUSY, -17, "busy: lock not acquired in time")                       \
+	X(EPERM, -18, "permission denied")                                     \
+	X(ESYS, -19, "system call failed")                                     \
+	X(ENOTSUP, -20, "not supported")                                       \
+	X(EEXISTS, -21, "key exists")                                          \
+	X(ELEASE, -22, "lease held by another caller")
+
+enum shmstat_error {
+#define SHMSTAT_ENUM_(name, value, msg) SHMSTAT_##name = (value),
+	SHMSTAT_ERRORS(SHMSTAT_ENUM_)
+#undef SHMSTAT_ENUM_
+};
+
+/* Name of an error code; never NULL ("unknown error" for a foreign code). */
+const char *shmstat_strerror(int err);
+
+typedef struct shmstat shmstat_t;
+
+/* Flags for shmstat_options_t.flags. */
+#define SHMSTAT_O_CREATE 0x1u /* create the segment when it does not exist */
+#define SHMSTAT_O_EXCL 0x2u   /* with CREATE: fail with EEXIST if it exists */
+
+/*
+ * Options for shmstat_open(). A zeroed struct (or NULL) means: attach to an
+ * existing segment. Every zero field means its default. Sizes matter only
+ * when this call creates the segment; an attacher reads them from the header.
+ */
+typedef struct shmstat_options {
+	unsigned flags;          /* SHMSTAT_O_* */
+	unsigned mode;           /* permission bits at creation; 0 = 0600 */
+	size_t size;             /* total bytes; 0 = 32 MiB */
+	uint32_t max_counters;   /* counters + gauges; 0 = 4096 */
+	uint32_t max_workers;    /* rows for concurrent processes; 0 = 128 */
+	size_t cache_max_value;  /* largest cache value; 0 = 1 MiB */
+	uint32_t wait_ms;        /* wait for a concurrent creator; 0 = 2000 */
+	uint32_t reserved_[7];
+} shmstat_options_t;
+
+/*
+ * Open the segment "/shmstat.<name>". With SHMSTAT_O_CREATE, many processes
+ * may call this at once on a missing segment: exactly one creates it, the
+ * others wait (up to wait_ms) until its header is published, and all attach.
+ * Creation reserves the memory (posix_fallocate), so a full /dev/shm gives
+ * SHMSTAT_ENOSPC here rather than SIGBUS later.
+ * Attaching validates size, magic, layout version and every region before
+ * use: ETRUNC, EMAGIC, EVERSION, ECORRUPT, EINIT are distinct.
+ * On success *out is a new handle; on failure *out is NULL and
+ * shmstat_errstr(NULL) gives the reason in this thread.
+ */
+int shmstat_open(const char *name, const shmstat_options_t *opts,
+		 shmstat_t **out);
+
+/*
+ * Release the handle's row (its counts stay in the segment), unmap, free,
+ * and set *h to NULL. Accepts NULL and a pointer to NULL.
+ */
+void shmstat_close(shmstat_t **h);
+
+/* Remove the segment's name; processes that have it open keep it mapped. */
+int shmstat_unlink(const char *name);
+
+/* Check a segment name; 0 when valid, SHMSTAT_ENAME otherwise. */
+int shmstat_name_check(const char *name);
+
+/*
+ * The reason for the last failure on h, or with h == NULL the last failed
+ * shmstat_open() of this thread. Valid until the next call on h (or the next
+ * shmstat_open() in this thread). Never NULL.
+ */
+const char *shmstat_errstr(const shmstat_t *h);
+
+/* Log levels for the log hook. */
+enum shmstat_log_level {
+	SHMSTAT_LOG_ERROR = 3,
+	SHMSTAT_LOG_WARNING = 4,
+	SHMSTAT_LOG_INFO = 6,
+	SHMSTAT_LOG_DEBUG = 7,
+};
+typedef void (*shmstat_log_fn)(int level, const char *msg, void *priv);
+
+/* Route the library's diagnostics to fn (NULL: drop them, the default). */
+void shmstat_log_set(shmstat_log_fn fn, void *priv);
+
+/* ---------------------------------------------------------------- counters */
+
+/*
+ * The row a handle counts into. Lives in the process-local shmstat_t;
+ * after fork() the child's copy is pointed at the child's own row.
+ * Not for use outside the inline functions below.
+ */
+struct shmstat_row_ {
+	uint64_t *cells;
+};
+
+/*
+ * A counter handle: ABI, 16 bytes. Obtain with shmstat_counter_get();
+ * valid until shmstat_close() of the shmstat_t it came from; may be copied.
+ */
+typedef struct shmstat_counter {
+	struct shmstat_row_ *row_;
+	uint32_t index_;
+	uint32_t reserved_;
+} shmstat_counter_t;
+
+/*
+ * Get a handle to the counter `name`, creating it when missing.
+ * Errors: ENAME (empty, too long, control characters), EKIND (a gauge has
+ * that name), EFULL (directory full: existing counters keep working),
+ * EFULL also when no row is free for this process (see max_workers).
+ */
+int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out);
+
+/*
+ * The hot path: add n to the counter. No syscall, no lock, no heap, no lock
+ * prefix: the row belongs to this process (see "Threads and processes").
+ * Relaxed ordering: a reader sees the add eventually, never a torn value.
+ * (GCC builtins rather than <stdatomic.h> so that C++ can include this.)
+ */
+static inline void shmstat_counter_add(shmstat_counter_t c, uint64_t n)
+{
+	uint64_t *cell = c.row_->cells + c.index_;
+	__atomic_store_n(cell, __atomic_load_n(cell, __ATOMIC_RELAXED) + n,
+			 __ATOMIC_RELAXED);
+}
+
+static inline void shmstat_counter_incr(shmstat_counter_t c)
+{
+	shmstat_counter_add(c, 1);
+}
+
+/* Look up (or create) by name and add: for scripts and the CLI, not hot. */
+int shmstat_counter_add_by_name(shmstat_t *h, const char *name, uint64_t n);
+
+/* Kinds of named values. */
+enum shmstat_kind {
+	SHMSTAT_KIND_COUNTER = 1,
+	SHMSTAT_KIND_GAUGE = 2,
+};
+
+/*
+ * A copied-out view of one counter or gauge.
+ *   value:  what this host shows: for a counter, the sum of all rows minus
+ *           the last reset's base; for a gauge, its value.
+ *   total:  counters: the sum of all rows, never reset locally (what the
+ *           bridge pushes); gauges: the value.
+ *   global, global_ns: the cluster-wide value the bridge last wrote back and
+ *           when (CLOCK_REALTIME ns); global_ns == 0 when never.
+ */
+typedef struct shmstat_stat {
+	char name[SHMSTAT_NAME_MAX + 1];
+	uint32_t name_len;
+	int kind;
+	uint32_t index;
+	int64_t value;
+	uint64_t total;
+	int64_t global;
+	uint64_t global_ns;
+} shmstat_stat_t;
+
+/* Read a counter's value through its handle (sums every row). */
+int shmstat_counter_read(shmstat_t *h, shmstat_counter_t c, int64_t *value);
+
+/* Read one counter or gauge by name; ENOTFOUND when it does not exist. */
+int shmstat_stat_get(shmstat_t *h, const char *name, shmstat_stat_t *out);
+
+/*
+ * Call fn for every counter and gauge whose name matches the glob `pattern`
+ * (fnmatch(3) rules; NULL = all), in directory order. *st is valid during
+ * the call only. A non-zero return from fn stops the iteration and is
+ * returned. Safe while other processes add counters and increment.
+ */
+typedef int (*shmstat_stat_fn)(const shmstat_stat_t *st, void *priv);
+int shmstat_iter(shmstat_t *h, const char *pattern, shmstat_stat_fn fn,
+		 void *priv);
+
+/*
+ * Reset every counter whose name matches `pattern` (NULL = all): record the
+ * current sum as the counter's base. Never writes workers' rows, so an
+ * increment racing a reset is counted either before or after it, never
+ * lost. Gauges that match are set to 0. *count (may be NULL) gets how many.
+ */
+int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count);
+
+/* ------------------------------------------------------------------ gauges */
+
+typedef struct shmstat_gauge {
+	int64_t *cell_;
+	uint32_t index_;
+	uint32_t reserved_;
+} shmstat_gauge_t;
+
+/* Get a handle to the gauge `name`, creating it (at 0) when missing. */
+int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out);
+
+/* Set, add to (delta may be negative) and read a gauge: one atomic op each. */
+void shmstat_gauge_set(shmstat_gauge_t g, int64_t v);
+void shmstat_gauge_add(shmstat_gauge_t g, int64_t delta);
+int64_t shmstat_gauge_read(shmstat_gauge_t g);
+
+/* ------------------------------------------------------------- inspection */
+
+/* Usage of one region of the segment. */
+typedef struct shmstat_region_info {
+	const char *name;  /* static string */
+	uint64_t offset;
+	uint64_t size;
+	uint64_t used;     /* bytes in use */
+} shmstat_region_info_t;
+
+#define SHMSTAT_MAX_REGIONS 8
+
+typedef struct shmstat_info {
+	char name[SHMSTAT_SEGNAME_MAX + 1];
+	uint16_t layout_major, layout_minor;
+	uint64_t size;
+	uint64_t created_ns;       /* CLOCK_REALTIME */
+	int32_t creator_pid;
+	uint64_t host_id;
+	char host_name[64];
+	uint32_t max_counters, counters_used;
+	uint32_t max_workers;
+	uint32_t workers_live;     /* claimed by a process that is alive */
+	uint32_t workers_dead;     /* claimed by a process that is gone */
+	uint32_t workers_free;
+	uint32_t workers_hwm;      /* rows ever used */
+	uint64_t row_overflows;    /* processes that found no free row */
+	uint64_t cache_max_value;
+	uint32_t nregions;
+	shmstat_region_info_t region[SHMSTAT_MAX_REGIONS];
+} shmstat_info_t;
+
+/* Fill *out; checks liveness of each claimed row's process. */
+int shmstat_info(shmstat_t *h, shmstat_info_t *out);
+
+/*
+ * Free the rows of processes that exited or were killed without closing
+ * (pid + process start time, so a reused pid is not mistaken for the
+ * owner). Their counts stay in the segment: a row is adopted, never erased.
+ * *reaped (may be NULL) gets how many. Any process may call it at any time.
+ */
+int shmstat_reap(shmstat_t *h, uint32_t *reaped);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMSTAT_H */

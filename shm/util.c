@@ -1,0 +1,97 @@
+/*
+ * util.c — small helpers with no state: clocks, process identity (pid plus
+ * start time, so that a reused pid is never taken for a dead owner), the
+ * name hash and glob matching.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "shmstat_i.h"
+
+uint64_t shmstat__now_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t shmstat__now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t shmstat__proc_start(pid_t pid)
+{
+	char path[64], buf[1024];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name (field 2) may hold spaces and ')': skip to the
+	 * last ')', then field 3 is the state; start time is field 22. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return 0;
+	}
+	return strtoull(p + 1, NULL, 10);
+}
+
+int shmstat__proc_alive(pid_t pid, uint64_t start)
+{
+	if (pid <= 0)
+		return 0;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return 0;
+	if (start != 0) {
+		uint64_t now = shmstat__proc_start(pid);
+		/* 0: /proc says nothing (hidepid, another namespace): trust
+		 * kill(), which said the pid exists. */
+		if (now != 0 && now != start)
+			return 0; /* the pid was reused */
+	}
+	return 1;
+}
+
+uint64_t shmstat__hash(const void *data, size_t len)
+{
+	return XXH3_64bits(data, len);
+}
+
+bool shmstat__glob(const char *pattern, const char *s, size_t len)
+{
+	char name[SHMSTAT_NAME_MAX + 1];
+
+	if (!pattern)
+		return true;
+	if (len > SHMSTAT_NAME_MAX)
+		len = SHMSTAT_NAME_MAX;
+	memcpy(name, s, len);
+	name[len] = '\0';
+	return fnmatch(pattern, name, 0) == 0;
+}
