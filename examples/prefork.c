@@ -1,1 +1,156 @@
-int main(void) { return 0; }
+/*
+ * prefork — a prefork master and its workers counting filter decisions in
+ * a shmstat segment, the way a gunicorn or PHP-FPM pool would.
+ *
+ * The master opens the segment and takes the counter handles before it
+ * forks; each worker inherits them and, thanks to the library's fork
+ * handler, counts into its own row. Each worker records M random decisions
+ * (ml_confident / llm_fallback / rejected, plus total_samples), then the
+ * master waits for them and prints the totals and the expected sum.
+ *
+ * usage: prefork [-n SEGMENT] [-w WORKERS] [-m DECISIONS] [-c]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmstat.h"
+
+static const char usage[] =
+	"usage: prefork [-n SEGMENT] [-w WORKERS] [-m DECISIONS] [-c]\n"
+	"\n"
+	"Fork WORKERS processes (default 4) that each record DECISIONS random\n"
+	"filter decisions (default 100000) in segment SEGMENT (default:\n"
+	"$SHMSTAT_NAME, else 'default'), then print the totals.\n"
+	"  -c  create the segment if it does not exist\n";
+
+enum { TOTAL, ML_CONFIDENT, LLM_FALLBACK, REJECTED, NCOUNTERS };
+static const char *const names[NCOUNTERS] = {
+	"filter_stats:total_samples",
+	"filter_stats:ml_confident",
+	"filter_stats:llm_fallback",
+	"filter_stats:rejected",
+};
+
+static long parse(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v < 1 || v > 100000000) {
+		fprintf(stderr, "prefork: bad %s '%s'\n", what, s);
+		exit(1);
+	}
+	return v;
+}
+
+/* What one worker does with its inherited handles. */
+static void worker(shmstat_counter_t *c, long decisions, unsigned seed)
+{
+	for (long i = 0; i < decisions; i++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned r = (seed >> 16) % 100;
+		/* 80% confident, 15% fall back to the LLM, 5% rejected. */
+		int d = r < 80 ? ML_CONFIDENT : r < 95 ? LLM_FALLBACK : REJECTED;
+		shmstat_counter_incr(c[d]);
+		shmstat_counter_incr(c[TOTAL]);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *seg = getenv("SHMSTAT_NAME");
+	long workers = 4, decisions = 100000;
+	shmstat_options_t o = { 0 };
+	int opt;
+
+	if (!seg || !*seg)
+		seg = "default";
+	while ((opt = getopt(argc, argv, "n:w:m:ch")) != -1) {
+		switch (opt) {
+		case 'n':
+			seg = optarg;
+			break;
+		case 'w':
+			workers = parse(optarg, "worker count");
+			break;
+		case 'm':
+			decisions = parse(optarg, "decision count");
+			break;
+		case 'c':
+			o.flags |= SHMSTAT_O_CREATE;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage, stderr);
+		return 1;
+	}
+
+	shmstat_t *h;
+	if (shmstat_open(seg, &o, &h) < 0) {
+		fprintf(stderr, "prefork: %s\n", shmstat_errstr(NULL));
+		return 2;
+	}
+	shmstat_counter_t c[NCOUNTERS];
+	int64_t before[NCOUNTERS];
+	for (int i = 0; i < NCOUNTERS; i++) {
+		if (shmstat_counter_get(h, names[i], &c[i]) < 0 ||
+		    shmstat_counter_read(h, c[i], &before[i]) < 0) {
+			fprintf(stderr, "prefork: %s: %s\n", names[i],
+				shmstat_errstr(h));
+			return 1;
+		}
+	}
+
+	printf("master %d: forking %ld workers x %ld decisions into "
+	       "segment '%s'\n",
+	       (int)getpid(), workers, decisions, seg);
+	fflush(stdout);
+	for (long w = 0; w < workers; w++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("prefork: fork");
+			return 1;
+		}
+		if (pid == 0) {
+			worker(c, decisions, (unsigned)getpid());
+			shmstat_close(&h);
+			_exit(0);
+		}
+	}
+	int failed = 0;
+	for (long w = 0; w < workers; w++) {
+		int st;
+		if (wait(&st) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			failed++;
+	}
+
+	int64_t now[NCOUNTERS];
+	for (int i = 0; i < NCOUNTERS; i++)
+		shmstat_counter_read(h, c[i], &now[i]);
+	printf("%-30s %12s %12s\n", "counter", "this run", "value");
+	for (int i = 0; i < NCOUNTERS; i++)
+		printf("%-30s %12" PRId64 " %12" PRId64 "\n", names[i],
+		       now[i] - before[i], now[i]);
+	int64_t run = now[TOTAL] - before[TOTAL];
+	int64_t parts = (now[ML_CONFIDENT] - before[ML_CONFIDENT]) +
+			(now[LLM_FALLBACK] - before[LLM_FALLBACK]) +
+			(now[REJECTED] - before[REJECTED]);
+	int ok = !failed && run == workers * decisions && parts == run;
+	printf("expected %ld samples: %s\n", workers * decisions,
+	       ok ? "exact" : "MISMATCH");
+	shmstat_close(&h);
+	return ok ? 0 : 1;
+}

@@ -1,0 +1,111 @@
+/*
+ * bench_counters.c — the counter hot path against process-local baselines,
+ * in one binary and one run so the ratios are measured side by side.
+ *
+ *   counter_add            shmstat_counter_add() through a handle
+ *   counter_add_by_name    look the name up, then add (setup-style use)
+ *   counter_read           sum one counter over 8 rows (8 writers' worth)
+ *   baseline_local_plain   a plain increment of a process-local variable
+ *   baseline_local_atomic  a relaxed atomic add on a process-local variable
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "shim.h"
+#include "shmstat.h"
+
+#define BATCH 1000
+#define READ_ROWS 8
+
+static shmstat_t *seg;
+static char seg_name[64];
+
+static void seg_remove(void)
+{
+	shmstat_close(&seg);
+	shmstat_unlink(seg_name);
+}
+
+static shmstat_t *bench_seg(void)
+{
+	if (seg)
+		return seg;
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL };
+	snprintf(seg_name, sizeof(seg_name), "bench-%d", (int)getpid());
+	if (shmstat_open(seg_name, &o, &seg) < 0) {
+		fprintf(stderr, "bench: %s\n", shmstat_errstr(NULL));
+		exit(2);
+	}
+	atexit(seg_remove);
+	return seg;
+}
+
+SHIM_BENCH(counter_add)(shim_state_t *st)
+{
+	shmstat_counter_t c;
+	if (shmstat_counter_get(bench_seg(), "bench:add", &c) < 0) {
+		shim_skip(st, shmstat_errstr(seg));
+		return;
+	}
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++)
+			shmstat_counter_add(c, 1);
+	shim_set_items(st, shim_iterations(st));
+}
+
+SHIM_BENCH(counter_add_by_name)(shim_state_t *st)
+{
+	shmstat_t *h = bench_seg();
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++)
+			shmstat_counter_add_by_name(h, "filter_stats:by_name", 1);
+	shim_set_items(st, shim_iterations(st));
+}
+
+SHIM_BENCH(counter_read)(shim_state_t *st)
+{
+	shmstat_t *h = bench_seg(), *w[READ_ROWS];
+	shmstat_counter_t c;
+	int64_t v = 0;
+
+	/* READ_ROWS handles = READ_ROWS rows, as with that many workers. */
+	for (int i = 0; i < READ_ROWS; i++) {
+		if (shmstat_open(seg_name, NULL, &w[i]) < 0 ||
+		    shmstat_counter_add_by_name(w[i], "bench:read", 1) < 0) {
+			shim_skip(st, shmstat_errstr(NULL));
+			return;
+		}
+	}
+	shmstat_counter_get(h, "bench:read", &c);
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++) {
+			shmstat_counter_read(h, c, &v);
+			shim_keep(&v);
+		}
+	shim_set_items(st, shim_iterations(st));
+	for (int i = 0; i < READ_ROWS; i++)
+		shmstat_close(&w[i]);
+}
+
+SHIM_BENCH(baseline_local_plain)(shim_state_t *st)
+{
+	uint64_t x = 0;
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++) {
+			x++;
+			shim_keep(&x); /* one load/add/store per op, as in memory */
+		}
+	shim_set_items(st, shim_iterations(st));
+}
+
+SHIM_BENCH(baseline_local_atomic)(shim_state_t *st)
+{
+	_Atomic uint64_t x = 0;
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++)
+			atomic_fetch_add_explicit(&x, 1, memory_order_relaxed);
+	shim_keep(&x);
+	shim_set_items(st, shim_iterations(st));
+}

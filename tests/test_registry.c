@@ -1,0 +1,198 @@
+/*
+ * test_registry.c — rows and who owns them (shm/registry.c): claim,
+ * release, reaping by pid + start time, adoption, and thousands of
+ * short-lived processes on a small registry.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmstat_i.h"
+#include "testutil.h"
+
+static void a_closed_handles_row_is_reused_by_the_next_claimer(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_t *a, *b;
+	shmstat_counter_t c;
+
+	assert_int_equal(shmstat_open(s->name, NULL, &a), 0);
+	assert_int_equal(shmstat_counter_get(a, "x", &c), 0);
+	int32_t slot = a->slot;
+	shmstat_counter_add(c, 7);
+	shmstat_close(&a);
+	assert_int_equal(shmstat_open(s->name, NULL, &b), 0);
+	assert_int_equal(shmstat_counter_get(b, "x", &c), 0);
+	assert_int_equal(b->slot, slot);
+	/* Adopted: the new owner adds on top of what it found. */
+	shmstat_counter_add(c, 1);
+	assert_int_equal(shmstat__row_cells(b, (uint32_t)slot)[c.index_], 8);
+	shmstat_close(&b);
+}
+
+static void a_reader_that_never_counts_claims_no_row(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_t *h;
+	shmstat_stat_t st;
+
+	shmstat_counter_add_by_name(s->h, "x", 1);
+	assert_int_equal(shmstat_open(s->name, NULL, &h), 0);
+	assert_int_equal(shmstat_stat_get(h, "x", &st), 0);
+	assert_int_equal(h->slot, -1);
+	shmstat_info_t in;
+	shmstat_info(h, &in);
+	assert_int_equal(in.workers_live, 1); /* the fixture's handle only */
+	shmstat_close(&h);
+}
+
+/* A slot whose pid is alive but whose start time differs: the pid was
+ * reused by another process, so the owner is dead. */
+static void a_reused_pid_is_not_taken_for_the_owner(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_add_by_name(s->h, "x", 1);
+	int32_t w = s->h->slot;
+	struct worker_slot *slot = &s->h->slots[w + 1];
+	uint64_t me = (uint64_t)getpid();
+	uint64_t start = shmstat__proc_start(getpid());
+
+	assert_true(start != 0);
+	assert_int_equal(shmstat__proc_alive(getpid(), start), 1);
+	assert_int_equal(shmstat__proc_alive(getpid(), start + 1), 0);
+	atomic_store(&slot->start, start + 1);
+	atomic_store(&slot->word, slot_word(SLOT_LIVE, (int32_t)me, 3));
+	if (atomic_load(&s->h->hdr->workers_hwm) < (uint32_t)w + 2)
+		atomic_store(&s->h->hdr->workers_hwm, (uint32_t)w + 2);
+	uint32_t n;
+	assert_int_equal(shmstat_reap(s->h, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(slot_state(atomic_load(&slot->word)), SLOT_FREE);
+	/* Our own live slot was not touched. */
+	assert_int_equal(slot_state(atomic_load(&s->h->slots[w].word)), SLOT_LIVE);
+}
+
+static void a_claim_cut_short_by_death_is_reaped(void **state)
+{
+	struct tu_seg *s = *state;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	struct worker_slot *slot = &s->h->slots[5];
+	/* Died between the claim CAS and writing its start time. */
+	atomic_store(&slot->word, slot_word(SLOT_CLAIMED, pid, 9));
+	uint32_t n;
+	assert_int_equal(shmstat_reap(s->h, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(slot_gen(atomic_load(&slot->word)), 10);
+}
+
+/* Registry of 16 rows; 2,000 processes that each count once: half close,
+ * half exit without closing (as if killed). None is refused a row, none of
+ * their counts is lost. */
+static void thousands_of_short_lived_processes_never_exhaust_the_registry(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_workers = 16, .max_counters = 64,
+				.size = 2u << 20 };
+	const int n = 2000;
+
+	tu_seg_create(&s, "churn", &o);
+	for (int i = 0; i < n; i += 8) {
+		pid_t pids[8];
+		for (int j = 0; j < 8; j++) {
+			pids[j] = fork();
+			if (pids[j] == 0) {
+				shmstat_t *h;
+				if (shmstat_open(s.name, NULL, &h))
+					_exit(10);
+				if (shmstat_counter_add_by_name(h, "churn", 1))
+					_exit(11);
+				if ((i + j) % 2)
+					shmstat_close(&h);
+				_exit(0);
+			}
+		}
+		for (int j = 0; j < 8; j++)
+			assert_int_equal(tu_wait(pids[j], 30000), 0);
+	}
+	shmstat_stat_t st;
+	assert_int_equal(shmstat_stat_get(s.h, "churn", &st), 0);
+	assert_int_equal(st.value, n);
+	shmstat_info_t in;
+	shmstat_info(s.h, &in);
+	assert_int_equal(in.row_overflows, 0);
+	assert_true(in.workers_hwm <= 16);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
+/* The tool's incr in a shell-style loop: each run claims and frees a row. */
+static void the_tools_incr_in_a_loop_reuses_rows(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_workers = 4, .max_counters = 64,
+				.size = 2u << 20 };
+	char out[64];
+
+	tu_seg_create(&s, "toolloop", &o);
+	for (int i = 1; i <= 200; i++)
+		assert_int_equal(tu_tool(out, sizeof(out), "-n", s.name, "incr",
+					 "loop", NULL),
+				 0);
+	assert_int_equal(atoll(out), 200);
+	shmstat_info_t in;
+	shmstat_info(s.h, &in);
+	assert_int_equal(in.row_overflows, 0);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
+/* When every row is held by a live process, a new one gets EFULL but a
+ * handle that is still safe to use. */
+static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_workers = 2, .max_counters = 8,
+				.size = 2u << 20 };
+	shmstat_t *a, *b;
+	shmstat_counter_t c;
+
+	tu_seg_create(&s, "live", &o);
+	assert_int_equal(shmstat_open(s.name, NULL, &a), 0);
+	assert_int_equal(shmstat_open(s.name, NULL, &b), 0);
+	assert_int_equal(shmstat_counter_get(s.h, "x", &c), 0);
+	assert_int_equal(shmstat_counter_get(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_get(b, "x", &c), SHMSTAT_EFULL);
+	assert_non_null(strstr(shmstat_errstr(b), "rows are held"));
+	shmstat_counter_add(c, 1); /* process-local: safe, not counted */
+	shmstat_info_t in;
+	shmstat_info(s.h, &in);
+	assert_int_equal(in.row_overflows, 1);
+	shmstat_close(&a);
+	shmstat_close(&b);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, tu_seg_setup, tu_seg_teardown)
+	const struct CMUnitTest tests[] = {
+		T(a_closed_handles_row_is_reused_by_the_next_claimer),
+		T(a_reader_that_never_counts_claims_no_row),
+		T(a_reused_pid_is_not_taken_for_the_owner),
+		T(a_claim_cut_short_by_death_is_reaped),
+		cmocka_unit_test(thousands_of_short_lived_processes_never_exhaust_the_registry),
+		cmocka_unit_test(the_tools_incr_in_a_loop_reuses_rows),
+		cmocka_unit_test(a_registry_full_of_live_processes_gives_efull_safely),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,391 @@
+/*
+ * test_segment.c — creating, attaching and refusing segments (shm/segment.c).
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "layout_i.h"
+#include "shmstat_i.h"
+#include "testutil.h"
+
+static int raw_fd(const char *name)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/shmstat.%s", name);
+	return shm_open(path, O_RDWR, 0);
+}
+
+/* Map the raw object of a closed segment, for the tests that damage it. */
+static struct seg_header *raw_map(const char *name, size_t *len)
+{
+	int fd = raw_fd(name);
+	struct stat st;
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED, fd, 0);
+	close(fd);
+	assert_true(p != MAP_FAILED);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+static void created_segment_is_attached_with_the_same_geometry(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_counters = 100, .max_workers = 10,
+				.size = 4u << 20 };
+	tu_seg_create(&s, "geom", &o);
+	shmstat_t *h2;
+	assert_int_equal(shmstat_open(s.name, NULL, &h2), 0);
+	shmstat_info_t a, b;
+	assert_int_equal(shmstat_info(s.h, &a), 0);
+	assert_int_equal(shmstat_info(h2, &b), 0);
+	assert_int_equal(b.max_counters, 100);
+	assert_int_equal(b.max_workers, 10);
+	assert_int_equal(b.size, 4u << 20);
+	assert_int_equal(b.layout_major, SEG_LAYOUT_MAJOR);
+	assert_int_equal(a.created_ns, b.created_ns);
+	assert_int_equal(b.creator_pid, getpid());
+	/* Regions lie inside the segment, in order, without overlap. */
+	uint64_t end = SEG_HDR_SIZE;
+	for (uint32_t r = 0; r < b.nregions; r++) {
+		assert_true(b.region[r].offset >= end);
+		end = b.region[r].offset + b.region[r].size;
+	}
+	assert_true(end <= b.size);
+	shmstat_close(&h2);
+	assert_null(h2);
+	shmstat_close(&s.h);
+	assert_int_equal(shmstat_unlink(s.name), 0);
+}
+
+static void invalid_segment_names_are_refused(void **state)
+{
+	(void)state;
+	const char *bad[] = { "", "a/b", "..", ".", "a..b", "sp ace", "tab\t",
+			      "x\n", "é",
+			      "0123456789012345678901234567890123456789"
+			      "0123456789012345678901234" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		shmstat_t *h = (shmstat_t *)0x1;
+		shmstat_options_t o = { .flags = SHMSTAT_O_CREATE };
+		assert_int_equal(shmstat_name_check(bad[i]), SHMSTAT_ENAME);
+		assert_int_equal(shmstat_open(bad[i], &o, &h), SHMSTAT_ENAME);
+		assert_null(h);
+		assert_non_null(strstr(shmstat_errstr(NULL), "invalid segment name"));
+	}
+	assert_int_equal(shmstat_open(NULL, NULL, &(shmstat_t *){ 0 }), SHMSTAT_ENAME);
+	assert_int_equal(shmstat_name_check("a-Z_0.9"), 0);
+	assert_int_equal(shmstat_name_check(
+				 "0123456789012345678901234567890123456789"
+				 "012345678901234567890123"), 0); /* 64 */
+}
+
+static void attaching_a_missing_segment_gives_enoent(void **state)
+{
+	(void)state;
+	char name[64];
+	shmstat_t *h;
+	tu_name(name, sizeof(name), "missing");
+	assert_int_equal(shmstat_open(name, NULL, &h), SHMSTAT_ENOENT);
+	assert_null(h);
+	assert_non_null(strstr(shmstat_errstr(NULL), "no segment"));
+	assert_int_equal(shmstat_unlink(name), SHMSTAT_ENOENT);
+}
+
+static void exclusive_create_of_an_existing_segment_gives_eexist(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL };
+	shmstat_t *h;
+	assert_int_equal(shmstat_open(s->name, &o, &h), SHMSTAT_EEXIST);
+	/* Without EXCL, CREATE attaches to the existing one. */
+	o.flags = SHMSTAT_O_CREATE;
+	assert_int_equal(shmstat_open(s->name, &o, &h), 0);
+	shmstat_info_t a, b;
+	shmstat_info(s->h, &a);
+	shmstat_info(h, &b);
+	assert_int_equal(a.created_ns, b.created_ns);
+	shmstat_close(&h);
+}
+
+static void truncated_segment_gives_etrunc_not_sigbus(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_t *h;
+	int fd = raw_fd(s->name);
+	assert_true(fd >= 0);
+	/* Shorter than its header says. */
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ETRUNC);
+	assert_non_null(strstr(shmstat_errstr(NULL), "truncated"));
+	/* Shorter than a header. */
+	assert_int_equal(ftruncate(fd, 100), 0);
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ETRUNC);
+	close(fd);
+}
+
+static void wrong_magic_gives_emagic(void **state)
+{
+	struct tu_seg *s = *state;
+	size_t len;
+	struct seg_header *hdr = raw_map(s->name, &len);
+	shmstat_t *h;
+	atomic_store(&hdr->magic, UINT64_C(0x0123456789abcdef));
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_EMAGIC);
+	assert_non_null(strstr(shmstat_errstr(NULL), "not a shmstat segment"));
+	munmap(hdr, len);
+}
+
+static void another_major_version_gives_eversion(void **state)
+{
+	struct tu_seg *s = *state;
+	size_t len;
+	struct seg_header *hdr = raw_map(s->name, &len);
+	shmstat_t *h;
+	hdr->ver_major = SEG_LAYOUT_MAJOR + 1;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_EVERSION);
+	assert_non_null(strstr(shmstat_errstr(NULL), "layout version 2."));
+	/* A newer minor version of our major is accepted. */
+	hdr->ver_major = SEG_LAYOUT_MAJOR;
+	hdr->ver_minor = SEG_LAYOUT_MINOR + 1;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), 0);
+	shmstat_close(&h);
+	munmap(hdr, len);
+}
+
+static void region_outside_the_segment_gives_ecorrupt(void **state)
+{
+	struct tu_seg *s = *state;
+	size_t len;
+	struct seg_header *hdr = raw_map(s->name, &len);
+	shmstat_t *h;
+	struct seg_region saved = hdr->region[REG_ROWS];
+
+	hdr->region[REG_ROWS].off = len - SEG_ALIGN; /* runs past the end */
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ECORRUPT);
+	assert_non_null(strstr(shmstat_errstr(NULL), "outside the segment"));
+	hdr->region[REG_ROWS].off = UINT64_MAX - 127; /* overflows off+size */
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ECORRUPT);
+	hdr->region[REG_ROWS] = hdr->region[REG_DIRECTORY]; /* overlap */
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ECORRUPT);
+	assert_non_null(strstr(shmstat_errstr(NULL), "overlap"));
+	hdr->region[REG_ROWS] = saved;
+	hdr->max_counters = hdr->max_counters * 2; /* rows too small now */
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ECORRUPT);
+	munmap(hdr, len);
+}
+
+static void a_segment_its_creator_never_built_gives_einit(void **state)
+{
+	(void)state;
+	char name[64], path[80];
+	shmstat_options_t o = { .wait_ms = 50 };
+	shmstat_t *h;
+
+	tu_name(name, sizeof(name), "unbuilt");
+	snprintf(path, sizeof(path), "/shmstat.%s", name);
+	int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	/* Size 0: the creator died before sizing it. */
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINIT);
+	/* Sized, magic still 0: died while building. */
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINIT);
+	assert_non_null(strstr(shmstat_errstr(NULL), "never initialized"));
+	close(fd);
+	shm_unlink(path);
+}
+
+static mode_t seg_mode(const char *name)
+{
+	struct stat st;
+	int fd = raw_fd(name);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	return st.st_mode & 07777;
+}
+
+static void mode_is_0600_unless_asked(void **state)
+{
+	(void)state;
+	struct tu_seg a, b;
+	shmstat_options_t o = { .mode = 0660 };
+	mode_t old = umask(022); /* the umask must not weaken the request */
+	tu_seg_create(&a, "mode", NULL);
+	tu_seg_create(&b, "mode", &o);
+	umask(old);
+	assert_int_equal(seg_mode(a.name), 0600);
+	assert_int_equal(seg_mode(b.name), 0660);
+	shmstat_close(&a.h);
+	shmstat_close(&b.h);
+	shmstat_unlink(a.name);
+	shmstat_unlink(b.name);
+}
+
+static void creation_that_cannot_reserve_memory_gives_enospc(void **state)
+{
+	(void)state;
+	char name[64];
+	/* Far more than /dev/shm holds: posix_fallocate fails up front. */
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE,
+				.size = (size_t)1 << 40 };
+	shmstat_t *h;
+	tu_name(name, sizeof(name), "nospc");
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_ENOSPC);
+	assert_non_null(strstr(shmstat_errstr(NULL), "cannot reserve"));
+	/* Nothing is left behind under the name. */
+	assert_int_equal(shmstat_open(name, NULL, &h), SHMSTAT_ENOENT);
+}
+
+static void a_size_too_small_for_the_tables_gives_einval(void **state)
+{
+	(void)state;
+	char name[64];
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE, .size = 8192 };
+	shmstat_t *h;
+	tu_name(name, sizeof(name), "small");
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINVAL);
+	assert_non_null(strstr(shmstat_errstr(NULL), "too small"));
+	o.size = 0;
+	o.max_workers = 100000;
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINVAL);
+}
+
+/*
+ * Twenty processes start at the same moment on a segment that does not
+ * exist: exactly one creates it, all attach, and every one sees a whole
+ * header (the geometry asked for) and can count.
+ */
+#define RACERS 20
+struct race {
+	volatile int go;
+	volatile int rc[RACERS];
+	volatile uint32_t counters[RACERS];
+	volatile int creator[RACERS];
+};
+
+static void twenty_processes_creating_at_once_all_attach_to_one(void **state)
+{
+	(void)state;
+	char name[64];
+	struct race *r = tu_shared(sizeof(*r));
+	pid_t pids[RACERS];
+
+	tu_name(name, sizeof(name), "race");
+	for (int i = 0; i < RACERS; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			shmstat_options_t o = { .flags = SHMSTAT_O_CREATE,
+						.max_counters = 777,
+						.size = 8u << 20 };
+			shmstat_t *h;
+			while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
+				;
+			r->rc[i] = shmstat_open(name, &o, &h);
+			if (r->rc[i] == 0) {
+				shmstat_info_t in;
+				shmstat_info(h, &in);
+				r->counters[i] = in.max_counters;
+				r->creator[i] = in.creator_pid == getpid();
+				shmstat_counter_add_by_name(h, "racers", 1);
+				shmstat_close(&h);
+			}
+			_exit(0);
+		}
+	}
+	__atomic_store_n(&r->go, 1, __ATOMIC_RELEASE);
+	int creators = 0;
+	for (int i = 0; i < RACERS; i++) {
+		assert_int_equal(tu_wait(pids[i], 30000), 0);
+		assert_int_equal(r->rc[i], 0);
+		assert_int_equal(r->counters[i], 777);
+		creators += r->creator[i];
+	}
+	assert_int_equal(creators, 1);
+	shmstat_t *h;
+	shmstat_stat_t st;
+	assert_int_equal(shmstat_open(name, NULL, &h), 0);
+	assert_int_equal(shmstat_stat_get(h, "racers", &st), 0);
+	assert_int_equal(st.value, RACERS);
+	shmstat_close(&h);
+	shmstat_unlink(name);
+	tu_shared_free(r, sizeof(*r));
+}
+
+static void every_error_code_has_a_distinct_message(void **state)
+{
+	(void)state;
+	const int codes[] = {
+#define C_(name, value, msg) SHMSTAT_##name,
+		SHMSTAT_ERRORS(C_)
+#undef C_
+	};
+	size_t n = sizeof(codes) / sizeof(codes[0]);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			assert_string_not_equal(shmstat_strerror(codes[i]),
+						shmstat_strerror(codes[j]));
+	assert_string_equal(shmstat_strerror(12345), "unknown error");
+}
+
+static void close_accepts_null_and_clears_the_pointer(void **state)
+{
+	(void)state;
+	shmstat_t *h = NULL;
+	shmstat_close(NULL);
+	shmstat_close(&h);
+	assert_null(h);
+}
+
+/* The inline hot path's structs are ABI. */
+static void hot_path_structs_keep_their_size(void **state)
+{
+	(void)state;
+	assert_int_equal(sizeof(shmstat_counter_t), 16);
+	assert_int_equal(offsetof(shmstat_counter_t, index_), 8);
+	assert_int_equal(sizeof(struct shmstat_row_), 8);
+	assert_int_equal(sizeof(shmstat_gauge_t), 16);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(created_segment_is_attached_with_the_same_geometry),
+		cmocka_unit_test(invalid_segment_names_are_refused),
+		cmocka_unit_test(attaching_a_missing_segment_gives_enoent),
+		cmocka_unit_test_setup_teardown(
+			exclusive_create_of_an_existing_segment_gives_eexist,
+			tu_seg_setup, tu_seg_teardown),
+		cmocka_unit_test_setup_teardown(
+			truncated_segment_gives_etrunc_not_sigbus, tu_seg_setup,
+			tu_seg_teardown),
+		cmocka_unit_test_setup_teardown(wrong_magic_gives_emagic,
+						tu_seg_setup, tu_seg_teardown),
+		cmocka_unit_test_setup_teardown(
+			another_major_version_gives_eversion, tu_seg_setup,
+			tu_seg_teardown),
+		cmocka_unit_test_setup_teardown(
+			region_outside_the_segment_gives_ecorrupt, tu_seg_setup,
+			tu_seg_teardown),
+		cmocka_unit_test(a_segment_its_creator_never_built_gives_einit),
+		cmocka_unit_test(mode_is_0600_unless_asked),
+		cmocka_unit_test(creation_that_cannot_reserve_memory_gives_enospc),
+		cmocka_unit_test(a_size_too_small_for_the_tables_gives_einval),
+		cmocka_unit_test(twenty_processes_creating_at_once_all_attach_to_one),
+		cmocka_unit_test(every_error_code_has_a_distinct_message),
+		cmocka_unit_test(close_accepts_null_and_clears_the_pointer),
+		cmocka_unit_test(hot_path_structs_keep_their_size),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
