@@ -121,7 +121,6 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 	uint64_t hash = shmstat__hash(name, len);
 	uint32_t n = h->max_counters;
 	uint32_t i = (uint32_t)(hash % n);
-	int32_t me = (int32_t)getpid();
 
 	for (uint32_t probe = 0; probe < n; probe++, i = (i + 1 == n) ? 0 : i + 1) {
 		struct dir_entry *e = &h->dir[i];
@@ -133,7 +132,8 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 			if (!create)
 				return SHMSTAT_ENOTFOUND;
 			if (!atomic_compare_exchange_strong_explicit(
-				    &e->state, &word, dword(DIR_WRITING, me),
+				    &e->state, &word,
+				    dword(DIR_WRITING, (int32_t)getpid()),
 				    memory_order_acq_rel, memory_order_acquire))
 				goto again; /* word now holds what won */
 			fill(h, e, word, name, len, hash, kind);
@@ -155,7 +155,8 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 						    i, dpid(word));
 			/* The writer died mid-insert: take the entry over. */
 			if (!atomic_compare_exchange_strong_explicit(
-				    &e->state, &word, dword(DIR_WRITING, me),
+				    &e->state, &word,
+				    dword(DIR_WRITING, (int32_t)getpid()),
 				    memory_order_acq_rel, memory_order_acquire))
 				goto again;
 			/* Its fill never finished, so counters_used never
@@ -265,7 +266,14 @@ int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out)
 	rc = shmstat__dir_lookup(h, name, len, SHMSTAT_KIND_COUNTER, true, &i);
 	if (rc < 0)
 		return rc;
-	rc = shmstat__row_claim(h);
+	/* Only the first get of a handle claims; the rest skip the lock. */
+	if (!h->row.cells)
+		rc = shmstat__row_claim(h);
+	else if (h->row_fallback)
+		rc = shmstat__err(h, SHMSTAT_EFULL,
+				  "segment '%s': no free row; this process "
+				  "counts locally",
+				  h->name);
 	if (!h->row.cells)
 		return rc;
 	/* With EFULL (no free row) the handle still works, counting into

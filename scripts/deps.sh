@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian packages shmstat needs to build, test and run its demo.
+# Installs only what is missing; does nothing (and needs no network) when
+# everything is there. Run as root, or with sudo available.
+set -euo pipefail
+
+packages=(
+	gcc g++ pkg-config meson ninja-build
+	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
+	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
+	redis-server redis-tools
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a system redis-server on install; the tests and the demo
+# run their own on private sockets, so it is not needed.
