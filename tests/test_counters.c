@@ -463,8 +463,10 @@ static void a_reset_racing_increments_loses_none(void **state)
 	assert_int_equal(shmstat_counter_read(s->h, c, &v), 0);
 	uint64_t all = 4 * per;
 	/* Done after the reset returned: counted. Done before it began:
-	 * not counted. In between: either. */
-	assert_true((uint64_t)v >= all - after);
+	 * not counted. In between: either. A worker records its progress
+	 * just after each add, so each may have one add in the base that its
+	 * record did not show yet when `after` was read: at most 4 in all. */
+	assert_true((uint64_t)v >= all - after - 4);
 	assert_true((uint64_t)v <= all - before);
 	shmstat_stat_t st;
 	shmstat_stat_get(s->h, "race", &st);
