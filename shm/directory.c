@@ -27,7 +27,7 @@
 
 #include "shmstat_i.h"
 
-#define WRITER_WAIT_NS (1000u * 1000u * 1000u) /* 1 s for a live writer */
+#define WRITER_WAIT_NS UINT64_C(1000000000) /* 1 s for a live writer */
 
 static inline uint32_t dstate(uint64_t w) { return (uint32_t)(w & 3u); }
 static inline int32_t dpid(uint64_t w) { return (int32_t)(uint32_t)(w >> 2); }
@@ -252,7 +252,7 @@ static struct shmstat_row_ sink_row = { sink_cells };
 
 int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out)
 {
-	uint32_t i;
+	uint32_t i = 0;
 	int rc;
 
 	if (!out)
@@ -309,7 +309,7 @@ int shmstat_counter_read(shmstat_t *h, shmstat_counter_t c, int64_t *value)
 
 int shmstat_stat_get(shmstat_t *h, const char *name, shmstat_stat_t *out)
 {
-	uint32_t i;
+	uint32_t i = 0;
 	int rc;
 
 	if (!h || !out)
@@ -390,7 +390,7 @@ int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
 int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 {
 	static int64_t gauge_sink;
-	uint32_t i;
+	uint32_t i = 0;
 	int rc;
 
 	if (!out)

@@ -406,7 +406,7 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 	static const shmstat_options_t zero;
 	const shmstat_options_t *o = opts ? opts : &zero;
 	char path[SHMSTAT_SEGNAME_MAX + 16];
-	struct geometry g;
+	struct geometry g = { 0 };
 	struct shmstat *h;
 	int fd, rc;
 	bool retry;
