@@ -91,11 +91,14 @@ int tu_tool(char *out, size_t outlen, const char *arg0, ...)
 
 	assert_non_null(tool);
 	argv[n++] = tool;
-	argv[n++] = arg0;
-	va_start(ap, arg0);
-	while (n < 31 && (argv[n] = va_arg(ap, const char *)) != NULL)
+	argv[n] = arg0;
+	if (arg0) {
 		n++;
-	va_end(ap);
+		va_start(ap, arg0);
+		while (n < 31 && (argv[n] = va_arg(ap, const char *)) != NULL)
+			n++;
+		va_end(ap);
+	}
 	argv[n] = NULL;
 	assert_int_equal(pipe(fds), 0);
 	pid_t pid = fork();

@@ -18,6 +18,7 @@
 
 #include "shmstat.h"
 #include "shmstat_i.h"
+#include "sync_cmd.h"
 #include "tools_i.h"
 
 #define EXIT_USAGE 1
@@ -40,10 +41,12 @@ static const char usage_main[] =
 	"                     create the segment\n"
 	"  destroy            remove the segment's name\n"
 	"  list [-f GLOB] [-j]  counters and gauges with their values\n"
-	"  get [-j] NAME      print one value\n"
+	"  get [-j] [--global] NAME\n"
+	"                     print one value (--global: the cluster-wide one)\n"
 	"  incr NAME [N]      add N (default 1) to a counter, creating it\n"
 	"  set NAME VALUE     set a gauge, creating it\n"
 	"  reset [GLOB]       reset matching counters (default: all)\n"
+	"  reset --global GLOB  reset them in Redis, for every host\n"
 	"  info [-j]          layout, sizes, region usage, workers\n"
 	"  reap               free rows of processes that died\n"
 	"\n"
@@ -115,14 +118,6 @@ void iso_time(char *buf, size_t len, uint64_t ns)
 	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, len - n, ".%06uZ",
 		 (unsigned)(ns % 1000000000u / 1000u));
-}
-
-/* Where the values shown come from: "redis" when the bridge reconciled them
- * recently, "local" otherwise. */
-const char *tool_source(shmstat_t *h)
-{
-	(void)h;
-	return "local";
 }
 
 /* Parse a non-negative integer that fits in [min, max]. */
@@ -392,18 +387,28 @@ static int do_list(const char *seg, int argc, char **argv)
 /* --------------------------------------------------------------------- get */
 
 static const char usage_get[] =
-	"usage: shmstat [-n NAME] get [-j] COUNTER\n"
+	"usage: shmstat [-n NAME] get [-j] [--global] COUNTER\n"
 	"\n"
 	"Print the value of one counter or gauge, the number alone.\n"
 	"Exit 1 when it does not exist.\n"
-	"  -j  JSON: {\"name\", \"kind\", \"value\", \"timestamp\", \"source\"}\n";
+	"  -j        JSON: {\"name\", \"kind\", \"value\", \"timestamp\", \"source\"}\n"
+	"  --global  the cluster-wide value shmstat-bridge last wrote back (the\n"
+	"            sum over all hosts); exit 1 when it never did\n";
 
 static int do_get(const char *seg, int argc, char **argv)
 {
-	bool json = false;
+	static const struct option lo[] = {
+		{ "global", no_argument, NULL, 'g' },
+		{ 0, 0, 0, 0 },
+	};
+	bool json = false, global = false;
 	int c, rc;
 
-	while ((c = getopt(argc, argv, "j")) != -1) {
+	while ((c = getopt_long(argc, argv, "j", lo, NULL)) != -1) {
+		if (c == 'g') {
+			global = true;
+			continue;
+		}
 		if (c != 'j') {
 			fputs(usage_get, stderr);
 			return EXIT_USAGE;
@@ -418,6 +423,11 @@ static int do_get(const char *seg, int argc, char **argv)
 	shmstat_t *h;
 	if ((rc = attach(seg, &h)))
 		return rc;
+	if (global) {
+		rc = sync_get_global(h, argv[optind], json);
+		shmstat_close(&h);
+		return rc;
+	}
 	shmstat_stat_t st;
 	rc = shmstat_stat_get(h, argv[optind], &st);
 	if (rc < 0) {
@@ -519,15 +529,33 @@ static int do_set(const char *seg, int argc, char **argv)
 
 static const char usage_reset[] =
 	"usage: shmstat [-n NAME] reset [GLOB]\n"
+	"       shmstat [-n NAME] reset --global GLOB\n"
 	"\n"
 	"Reset the counters matching GLOB (default: all) to zero on this host\n"
 	"(gauges that match are set to 0) and print how many. Increments that\n"
-	"race the reset are never lost.\n";
+	"race the reset are never lost.\n"
+	"  --global GLOB  set the Redis keys of the counters matching GLOB to 0\n"
+	"                 for the whole cluster, through this segment's\n"
+	"                 shmstat-bridge (waits up to 10 s for it); every host's\n"
+	"                 later increments count from there. Local values stay.\n"
+	"                 Prints how many keys were reset.\n";
 
 static int do_reset(const char *seg, int argc, char **argv)
 {
 	int rc;
 
+	if (argc >= 2 && strcmp(argv[1], "--global") == 0) {
+		if (argc != 3) {
+			tool_err("reset: --global needs exactly one GLOB");
+			return EXIT_USAGE;
+		}
+		shmstat_t *h;
+		if ((rc = attach(seg, &h)))
+			return rc;
+		rc = sync_reset_global(h, argv[2]);
+		shmstat_close(&h);
+		return rc;
+	}
 	if (argc > 2) {
 		tool_err("reset: expected at most one GLOB");
 		return EXIT_USAGE;
@@ -550,8 +578,10 @@ static int do_reset(const char *seg, int argc, char **argv)
 static const char usage_info[] =
 	"usage: shmstat [-n NAME] info [-j]\n"
 	"\n"
-	"Show the layout version, size, creation, usage of each region and the\n"
-	"rows held by live and dead processes.\n"
+	"Show the layout version, size, creation, usage of each region, the\n"
+	"rows held by live and dead processes, and the status of the\n"
+	"shmstat-bridge: connected or not, last push, pending changes, lag,\n"
+	"last error, and whether values are reconciled (source: redis).\n"
 	"  -j  JSON\n";
 
 static void info_table(const shmstat_info_t *in)
@@ -610,7 +640,7 @@ static void info_json(const shmstat_info_t *in)
 		       ", \"size\": %" PRIu64 ", \"used\": %" PRIu64 "}",
 		       r ? "," : "", in->region[r].name, in->region[r].offset,
 		       in->region[r].size, in->region[r].used);
-	fputs("\n  ]\n}\n", stdout);
+	fputs("\n  ]", stdout); /* sync_info() closes the object */
 }
 
 static int do_info(const char *seg, int argc, char **argv)
@@ -634,9 +664,10 @@ static int do_info(const char *seg, int argc, char **argv)
 		return rc;
 	shmstat_info_t in;
 	rc = shmstat_info(h, &in);
-	if (rc == 0)
+	if (rc == 0) {
 		json ? info_json(&in) : info_table(&in);
-	else
+		sync_info(h, stdout, json);
+	} else
 		tool_err("%s", shmstat_errstr(h));
 	shmstat_close(&h);
 	return rc < 0 ? tool_status(rc) : 0;
@@ -688,7 +719,12 @@ int main(int argc, char **argv)
 
 	if (!seg || !*seg)
 		seg = "default";
-	while ((c = getopt(argc, argv, "+n:hV")) != -1) {
+	static const struct option lo[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0, 0, 0, 0 },
+	};
+	while ((c = getopt_long(argc, argv, "+n:hV", lo, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			seg = optarg;
@@ -704,10 +740,6 @@ int main(int argc, char **argv)
 			fputs(usage_main, stderr);
 			return EXIT_USAGE;
 		}
-	}
-	if (optind < argc && strcmp(argv[optind], "--help") == 0) {
-		fputs(usage_main, stdout);
-		return 0;
 	}
 	if (optind >= argc) {
 		fputs(usage_main, stderr);
