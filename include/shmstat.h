@@ -311,6 +311,113 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out);
  */
 int shmstat_reap(shmstat_t *h, uint32_t *reaped);
 
+/* -------------------------------------------------------------------- sync
+ *
+ * The engine's side of shmstat-bridge. It knows nothing about Redis: it
+ * keeps the bridge's status, the cluster-wide value of each counter, the
+ * per-counter reset base of global resets, and the global-reset request
+ * that `shmstat reset --global` leaves for the bridge.
+ *
+ * Writers: one bridge per segment (its pidfile guarantees it) writes the
+ * status, the global values and the reset bases; any process may read them
+ * at any time. No worker call ever waits on any of this.
+ */
+
+/* A copied-out view of the bridge's status. */
+typedef struct shmstat_sync_status {
+	int32_t bridge_pid;      /* 0 when no bridge ever ran or it stopped */
+	int alive;               /* bridge_pid is a live process (read only) */
+	int connected;           /* its last Redis command succeeded */
+	uint64_t bridge_start;   /* its start time, clock ticks since boot */
+	uint64_t heartbeat_ns;   /* CLOCK_REALTIME of its last loop */
+	uint64_t last_push_ns;   /* CLOCK_REALTIME of the last good push */
+	uint64_t last_error_ns;
+	uint64_t pending;        /* counters changed and not yet pushed */
+	uint64_t lag_ms;         /* age of the oldest unpushed change */
+	uint64_t pushes_ok;
+	uint64_t pushes_failed;
+	uint64_t epoch;          /* newest global-reset epoch seen (ms) */
+	uint64_t interval_ms;
+	uint64_t seq_acked;      /* last push sequence Redis acknowledged */
+	uint64_t host_id;        /* host id the bridge pushes as */
+	char last_error[256];    /* "" when none; never holds a password */
+	char redis_addr[128];    /* host:port/db or unix socket path */
+} shmstat_sync_status_t;
+
+/*
+ * Copy the status out. Lock-free reader of a sequence lock: retries while
+ * the bridge writes (bounded: SHMSTAT_EBUSY if it never settles, e.g. a
+ * bridge stopped mid-write). Any process, any time. Fills `alive` from the
+ * pid and start time.
+ */
+int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out);
+
+/*
+ * Write the whole status (the `alive` field is ignored). For the one
+ * bridge of the segment only: two concurrent writers would corrupt the
+ * sequence lock. Readers see either the old or the new status, whole.
+ */
+int shmstat_sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st);
+
+/*
+ * 1 when the bridge is alive, connected, and pushed (and so reconciled the
+ * cluster-wide values) within max_age_ms (0: three intervals, at least
+ * 2 s); 0 otherwise; negative on error. Any process, any time.
+ */
+int shmstat_sync_fresh(shmstat_t *h, uint64_t max_age_ms);
+
+/*
+ * Store the cluster-wide value of counter or gauge `index` and when it was
+ * read (CLOCK_REALTIME ns, not 0). Bridge only. A reader that sees the new
+ * global_ns (acquire) sees the value that goes with it.
+ */
+int shmstat_sync_global_set(shmstat_t *h, uint32_t index, int64_t value,
+			    uint64_t ns);
+
+/*
+ * The reset base and epoch of counter `index`: its total (as pushed) when
+ * the newest global reset the bridge has seen applied to it, and that
+ * reset's epoch (0, 0 when never reset). Set by the bridge only; read by
+ * the bridge (another reader may see the two fields from different
+ * writes).
+ */
+int shmstat_sync_rbase_get(shmstat_t *h, uint32_t index, int64_t *base,
+			   uint64_t *epoch_ms);
+int shmstat_sync_rbase_set(shmstat_t *h, uint32_t index, int64_t base,
+			   uint64_t epoch_ms);
+
+/*
+ * Ask the bridge to reset, in Redis, every counter whose name matches the
+ * glob (fnmatch rules, 1..255 bytes). Any process; requests from several
+ * processes are serialised: SHMSTAT_EBUSY while another request is still
+ * pending. *req_id gets the request's id, for shmstat_sync_reset_wait().
+ * The request stays in the segment until a bridge takes it.
+ */
+int shmstat_sync_reset_request(shmstat_t *h, const char *glob,
+			       uint64_t *req_id);
+
+/*
+ * Wait up to timeout_ms (bounded poll) for request req_id to be done.
+ * 0 and *count = names reset; SHMSTAT_EBUSY on timeout (it stays pending);
+ * or the bridge's error code for it.
+ */
+int shmstat_sync_reset_wait(shmstat_t *h, uint64_t req_id,
+			    uint32_t timeout_ms, uint64_t *count);
+
+/*
+ * Bridge side of the request: 1 and the glob, id and epoch (CLOCK_REALTIME
+ * ms of the request, unique per segment) when one is pending, 0 when none.
+ * A request stays pending until shmstat_sync_reset_done(), so a bridge that
+ * dies while executing it executes it again after restart (the bridge makes
+ * that idempotent with the epoch).
+ */
+int shmstat_sync_reset_take(shmstat_t *h, char *glob, size_t len,
+			    uint64_t *req_id, uint64_t *epoch_ms);
+int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
+			    int rc);
+
+/* ---------------------------------------------------------------- end sync */
+
 #ifdef __cplusplus
 }
 #endif

@@ -159,6 +159,8 @@ struct dir_entry {
 	_Atomic int64_t gauge;   /* gauges: the value */
 	_Atomic int64_t global;  /* cluster-wide value from the bridge */
 	_Atomic uint64_t global_ns;
+	/* reserved[0..1]: sync.c's reset base and global-reset epoch (ms)
+	 * of this counter, written by the bridge only. */
 	uint64_t reserved[8];
 	char name[SHMSTAT_NAME_MAX]; /* not NUL-terminated: name_len bytes */
 };
@@ -186,8 +188,24 @@ struct sync_status {
 	uint64_t interval_ms;
 	char last_error[256];
 	char redis_addr[128];      /* host:port/db or socket path, no password */
-	uint8_t reserved[4096 - 480];
+	/* Layout 1.0 reserved bytes given meaning by sync.c: */
+	uint64_t seq_acked;        /* last push sequence Redis acknowledged */
+	uint64_t host_id;          /* host id the bridge pushes as */
+	/* Global reset request: written by any process (shmstat reset
+	 * --global), outside the seqlock. reset_state packs bits 0-1 state
+	 * (0 idle, 1 being written, 2 pending) and bits 2-33 the writer's pid. */
+	_Atomic uint64_t reset_state;
+	_Atomic uint64_t reset_req_id;   /* id of the last request written */
+	uint64_t reset_epoch_ms;         /* CLOCK_REALTIME ms of the request */
+	_Atomic uint64_t reset_done_id;  /* last request the bridge finished */
+	_Atomic uint64_t reset_done_count; /* names it reset */
+	_Atomic int64_t reset_done_rc;   /* 0, or a negative SHMSTAT_E* */
+	char reset_glob[256];            /* NUL-terminated */
+	uint8_t reserved[4096 - 800];
 };
 _Static_assert(sizeof(struct sync_status) == 4096, "sync status size");
+_Static_assert(offsetof(struct sync_status, seq_acked) == 480, "sync status");
+_Static_assert(offsetof(struct sync_status, reset_glob) == 544,
+	       "sync status reset request");
 
 #endif /* SHMSTAT_LAYOUT_I_H */

@@ -1,0 +1,534 @@
+/*
+ * shmstat-bridge — one daemon per host and segment: every interval it
+ * pushes every counter's absolute total to Redis (push.c) and writes the
+ * cluster-wide values back into the segment. Workers never wait on it:
+ * when Redis is down the engine works as before and the bridge catches up
+ * when Redis returns.
+ *
+ * This file: options, logging, pidfile, signals, the main loop with capped
+ * exponential backoff and jitter, and the status in the segment.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libutil.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge_i.h"
+#include "shmstat_i.h"
+
+#define EXIT_USAGE 1
+#define EXIT_SEGMENT 2
+#define EXIT_REFUSED 3
+
+volatile sig_atomic_t bridge_stop;
+static int log_level = SHMSTAT_LOG_INFO;
+
+static const char usage[] =
+	"usage: shmstat-bridge [-n NAME] [options]\n"
+	"\n"
+	"Push the counters of a shmstat segment to Redis every interval and\n"
+	"write the cluster-wide values back into the segment.\n"
+	"\n"
+	"options:\n"
+	"  -n NAME                segment (default: $SHMSTAT_NAME, else "
+	"'default')\n"
+	"  -u, --redis-url URL    redis://[user:password@]host:port/db or\n"
+	"                         unix:///path/to/socket[?db=N] (default:\n"
+	"                         $REDIS_URL, else $REDIS_HOST, $REDIS_PORT,\n"
+	"                         $REDIS_DB, else 127.0.0.1:6379/0; password\n"
+	"                         and ACL user also from $REDIS_PASSWORD and\n"
+	"                         $REDIS_USERNAME)\n"
+	"  -i, --interval TIME    push interval (default 1s; 10ms at least)\n"
+	"  --connect-timeout TIME connecting to Redis (default 2s)\n"
+	"  --command-timeout TIME every command (default 2s)\n"
+	"  --backoff-max TIME     longest wait between reconnects (default "
+	"5s)\n"
+	"  --key-prefix STR       prepended to every counter's key (default "
+	"none)\n"
+	"  --meta-prefix STR      prefix of the bridge's bookkeeping keys\n"
+	"                         (default '_shmstat:')\n"
+	"  --host-id HEX          push as this host id (default: the "
+	"segment's)\n"
+	"  --owner-ttl TIME       lease on the host id in Redis (default:\n"
+	"                         3 intervals + the command timeout, at least "
+	"2s)\n"
+	"  --pidfile PATH         default $RUNTIME_DIRECTORY, else\n"
+	"                         $XDG_RUNTIME_DIR, else /tmp:\n"
+	"                         shmstat-bridge.NAME.pid\n"
+	"  --once                 push once and exit (0 when the push "
+	"succeeded)\n"
+	"  -v, -q                 more, less logging (levels: error, "
+	"warning,\n"
+	"                         info, debug; default info)\n"
+	"  -h, --help             this help;  -V  the version\n"
+	"\n"
+	"TIME is a number with ms or s (a bare number is milliseconds).\n"
+	"SIGTERM and SIGINT push once more and exit 0.\n"
+	"exit status: 0 stopped by a signal (or --once pushed), 1 usage or\n"
+	"configuration error, 2 segment missing or invalid, 3 refused (another\n"
+	"bridge serves the segment, or the host id is in use on Redis).\n";
+
+void blog(int level, const char *fmt, ...)
+{
+	static const char *names[] = {
+		[SHMSTAT_LOG_ERROR] = "error",
+		[SHMSTAT_LOG_WARNING] = "warning",
+		[SHMSTAT_LOG_INFO] = "info",
+		[SHMSTAT_LOG_DEBUG] = "debug",
+	};
+	char msg[1024], ts[32];
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* One write per line, so lines of several bridges do not mix. */
+	fprintf(stderr, "%s shmstat-bridge[%d] %s: %s\n", ts, (int)getpid(),
+		level >= 0 && level <= SHMSTAT_LOG_DEBUG && names[level]
+			? names[level]
+			: "log",
+		msg);
+}
+
+void bridge_error(struct bridge *b, int level, const char *fmt, ...)
+{
+	static char last[256];
+	static uint64_t last_ns;
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	uint64_t now = shmstat__now_realtime_ns();
+	snprintf(b->status.last_error, sizeof(b->status.last_error), "%s",
+		 msg);
+	b->status.last_error_ns = now;
+	/* The same error every retry: log it again every 30 s only. */
+	if (strcmp(msg, last) == 0 && now - last_ns < 30000000000u) {
+		blog(SHMSTAT_LOG_DEBUG, "%s", msg);
+		return;
+	}
+	snprintf(last, sizeof(last), "%s", msg);
+	last_ns = now;
+	blog(level, "%s", msg);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	bridge_stop = 1;
+}
+
+static bool parse_time(const char *s, uint64_t min, uint64_t *out)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	if (strcmp(end, "s") == 0) {
+		if (v > UINT64_MAX / 1000)
+			return false;
+		v *= 1000;
+	} else if (*end && strcmp(end, "ms") != 0) {
+		return false;
+	}
+	if (v < min || v > 86400000ull)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	/* A signal cuts it short (no SA_RESTART): the loop checks the flag. */
+	nanosleep(&ts, NULL);
+}
+
+static void status_write(struct bridge *b)
+{
+	uint64_t now = shmstat__now_realtime_ns();
+
+	b->status.heartbeat_ns = now;
+	b->status.lag_ms = b->status.pending && b->dirty_since_ns &&
+				   now > b->dirty_since_ns
+			   ? (now - b->dirty_since_ns) / 1000000u
+			   : 0;
+	shmstat_sync_status_write(b->h, &b->status);
+}
+
+static uint64_t backoff(const struct bconf *cf, unsigned attempt)
+{
+	uint64_t d = cf->backoff_min_ms;
+
+	for (unsigned i = 0; i < attempt && d < cf->backoff_max_ms; i++)
+		d *= 2;
+	if (d > cf->backoff_max_ms)
+		d = cf->backoff_max_ms;
+	/* Jitter: half fixed, half random, so hosts do not retry in step. */
+	return d / 2 + (uint64_t)random() % (d / 2 + 1);
+}
+
+enum {
+	OPT_CONNECT_TIMEOUT = 256,
+	OPT_COMMAND_TIMEOUT,
+	OPT_BACKOFF_MAX,
+	OPT_KEY_PREFIX,
+	OPT_META_PREFIX,
+	OPT_HOST_ID,
+	OPT_OWNER_TTL,
+	OPT_PIDFILE,
+	OPT_ONCE,
+};
+
+static int parse_args(struct bconf *cf, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "redis-url", required_argument, NULL, 'u' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+		{ "command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT },
+		{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
+		{ "key-prefix", required_argument, NULL, OPT_KEY_PREFIX },
+		{ "meta-prefix", required_argument, NULL, OPT_META_PREFIX },
+		{ "host-id", required_argument, NULL, OPT_HOST_ID },
+		{ "owner-ttl", required_argument, NULL, OPT_OWNER_TTL },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	char err[REDISCONF_ERR_LEN];
+	const char *url = NULL;
+	int c;
+
+	cf->segment = getenv("SHMSTAT_NAME");
+	if (!cf->segment || !*cf->segment)
+		cf->segment = "default";
+	cf->key_prefix = "";
+	cf->meta_prefix = "_shmstat:";
+	cf->interval_ms = 1000;
+	cf->connect_timeout_ms = 2000;
+	cf->command_timeout_ms = 2000;
+	cf->backoff_min_ms = 50;
+	cf->backoff_max_ms = 5000;
+	redis_conf_init(&cf->redis);
+
+	while ((c = getopt_long(argc, argv, "n:u:i:vqhV", lo, NULL)) != -1) {
+		uint64_t *t = NULL, min = 1;
+		switch (c) {
+		case 'n':
+			cf->segment = optarg;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 'i':
+			t = &cf->interval_ms;
+			min = 10;
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			t = &cf->connect_timeout_ms;
+			break;
+		case OPT_COMMAND_TIMEOUT:
+			t = &cf->command_timeout_ms;
+			break;
+		case OPT_BACKOFF_MAX:
+			t = &cf->backoff_max_ms;
+			break;
+		case OPT_OWNER_TTL:
+			t = &cf->owner_ttl_ms;
+			break;
+		case OPT_KEY_PREFIX:
+			cf->key_prefix = optarg;
+			break;
+		case OPT_META_PREFIX:
+			if (!*optarg) {
+				blog(SHMSTAT_LOG_ERROR,
+				     "--meta-prefix must not be empty");
+				return EXIT_USAGE;
+			}
+			cf->meta_prefix = optarg;
+			break;
+		case OPT_HOST_ID: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 16);
+			if (errno || *end || !*optarg || v == 0 ||
+			    strlen(optarg) > 16 || *optarg == '-') {
+				blog(SHMSTAT_LOG_ERROR,
+				     "--host-id must be 1 to 16 hex digits, not "
+				     "zero: '%s'",
+				     optarg);
+				return EXIT_USAGE;
+			}
+			cf->host_id = v;
+			cf->host_id_set = true;
+			break;
+		}
+		case OPT_PIDFILE:
+			cf->pidfile = optarg;
+			break;
+		case OPT_ONCE:
+			cf->once = true;
+			break;
+		case 'v':
+			if (log_level < SHMSTAT_LOG_DEBUG)
+				log_level = log_level == SHMSTAT_LOG_INFO
+						    ? SHMSTAT_LOG_DEBUG
+						    : log_level + 1;
+			break;
+		case 'q':
+			log_level = log_level == SHMSTAT_LOG_DEBUG
+					    ? SHMSTAT_LOG_INFO
+				    : log_level == SHMSTAT_LOG_INFO
+					    ? SHMSTAT_LOG_WARNING
+					    : SHMSTAT_LOG_ERROR;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(0);
+		case 'V':
+			printf("shmstat-bridge %d.%d\n", SHMSTAT_VERSION_MAJOR,
+			       SHMSTAT_VERSION_MINOR);
+			exit(0);
+		default:
+			fputs(usage, stderr);
+			return EXIT_USAGE;
+		}
+		if (t && !parse_time(optarg, min, t)) {
+			blog(SHMSTAT_LOG_ERROR,
+			     "bad time '%s' for --%s (a number with ms or s, at "
+			     "least %" PRIu64 " ms)",
+			     optarg, c == 'i' ? "interval" : "timeout", min);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		blog(SHMSTAT_LOG_ERROR, "unexpected argument '%s'",
+		     argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (shmstat_name_check(cf->segment) < 0) {
+		blog(SHMSTAT_LOG_ERROR,
+		     "invalid segment name '%s': use 1 to 64 of "
+		     "[A-Za-z0-9_.-], not '..'",
+		     cf->segment);
+		return EXIT_USAGE;
+	}
+	if (redis_conf_env(&cf->redis, err, sizeof(err)) < 0 ||
+	    (url && redis_conf_url(&cf->redis, url, err, sizeof(err)) < 0)) {
+		blog(SHMSTAT_LOG_ERROR, "%s", err);
+		return EXIT_USAGE;
+	}
+	redis_conf_addr(&cf->redis, cf->addr, sizeof(cf->addr));
+	if (cf->backoff_max_ms < cf->backoff_min_ms)
+		cf->backoff_max_ms = cf->backoff_min_ms;
+	if (!cf->owner_ttl_ms) {
+		cf->owner_ttl_ms = 3 * cf->interval_ms + cf->command_timeout_ms;
+		if (cf->owner_ttl_ms < 2000)
+			cf->owner_ttl_ms = 2000;
+	}
+	return 0;
+}
+
+static struct pidfh *take_pidfile(const struct bconf *cf, char *path,
+				  size_t len, int *status)
+{
+	pid_t other = 0;
+
+	if (cf->pidfile) {
+		snprintf(path, len, "%s", cf->pidfile);
+	} else {
+		const char *dir = getenv("RUNTIME_DIRECTORY");
+		if (!dir || !*dir)
+			dir = getenv("XDG_RUNTIME_DIR");
+		if (!dir || !*dir)
+			dir = "/tmp";
+		snprintf(path, len, "%s/shmstat-bridge.%s.pid", dir,
+			 cf->segment);
+	}
+	struct pidfh *pf = pidfile_open(path, 0600, &other);
+	if (!pf) {
+		if (errno == EEXIST) {
+			blog(SHMSTAT_LOG_ERROR,
+			     "another shmstat-bridge (pid %d) already serves "
+			     "segment '%s' (pidfile %s)",
+			     (int)other, cf->segment, path);
+			*status = EXIT_REFUSED;
+		} else {
+			blog(SHMSTAT_LOG_ERROR, "cannot open pidfile %s: %s",
+			     path, strerror(errno));
+			*status = EXIT_USAGE;
+		}
+	}
+	return pf;
+}
+
+int main(int argc, char **argv)
+{
+	static struct bconf cf;
+	static struct bridge b;
+	char pidpath[PATH_MAX];
+	int status = 0;
+	shmstat_info_t info;
+
+	if ((status = parse_args(&cf, argc, argv)))
+		return status;
+	struct pidfh *pf = take_pidfile(&cf, pidpath, sizeof(pidpath), &status);
+	if (!pf)
+		return status;
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	/* hiredis writes with plain write(): a closed socket must give EPIPE,
+	 * not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+
+	b.cf = &cf;
+	int rc = shmstat_open(cf.segment, NULL, &b.h);
+	if (rc < 0) {
+		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(NULL));
+		pidfile_remove(pf);
+		return EXIT_SEGMENT;
+	}
+	if (shmstat_info(b.h, &info) < 0 ||
+	    shmstat_sync_status_read(b.h, &b.status) < 0) {
+		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(b.h));
+		status = EXIT_SEGMENT;
+		goto out;
+	}
+	if (b.status.alive && b.status.bridge_pid != (int32_t)getpid()) {
+		blog(SHMSTAT_LOG_ERROR,
+		     "another shmstat-bridge (pid %d) already serves segment "
+		     "'%s'",
+		     b.status.bridge_pid, cf.segment);
+		status = EXIT_REFUSED;
+		goto out;
+	}
+	pidfile_write(pf);
+	srandom((unsigned)(getpid() ^ shmstat__now_mono_ns()));
+
+	uint64_t host_id = cf.host_id_set ? cf.host_id : info.host_id;
+	snprintf(b.host_hex, sizeof(b.host_hex), "%016" PRIx64, host_id);
+	snprintf(b.host_name, sizeof(b.host_name), "%s", info.host_name);
+	/* The owner token names this segment, so a restarted bridge takes
+	 * the host id back at once, and another host with the same id (a
+	 * different segment) is refused while the lease lasts. */
+	char seed[256];
+	int sn = snprintf(seed, sizeof(seed), "%s|%" PRIu64 "|%d|%s",
+			  cf.segment, info.created_ns, info.creator_pid,
+			  info.host_name);
+	snprintf(b.token, sizeof(b.token), "%016" PRIx64 "%016" PRIx64,
+		 shmstat__hash(seed, (size_t)sn),
+		 shmstat__hash(seed, (size_t)sn / 2));
+	b.max_counters = info.max_counters;
+	b.st = calloc(info.max_counters ? info.max_counters : 1,
+		      sizeof(*b.st));
+	if (!b.st) {
+		blog(SHMSTAT_LOG_ERROR, "out of memory");
+		status = EXIT_USAGE;
+		goto out;
+	}
+	/* Keep seq_acked, epoch and the push counts of the previous bridge:
+	 * the sequence is how we notice that Redis lost pushes. */
+	b.status.bridge_pid = (int32_t)getpid();
+	b.status.bridge_start = shmstat__proc_start(getpid());
+	b.status.connected = 0;
+	b.status.interval_ms = cf.interval_ms;
+	b.status.host_id = host_id;
+	b.status.pending = 0;
+	b.status.last_error[0] = '\0';
+	snprintf(b.status.redis_addr, sizeof(b.status.redis_addr), "%.127s",
+		 cf.addr);
+	status_write(&b);
+	blog(SHMSTAT_LOG_INFO,
+	     "segment '%s', host %s (id %s), Redis %s, interval %" PRIu64
+	     " ms",
+	     cf.segment, b.host_name, b.host_hex, cf.addr, cf.interval_ms);
+
+	unsigned attempt = 0;
+	uint64_t next_connect = 0;
+	bool pushed_once = false;
+	while (!bridge_stop) {
+		uint64_t t0 = shmstat__now_mono_ns();
+		uint64_t wait = cf.interval_ms;
+		if (!b.rc && t0 >= next_connect) {
+			if (conn_open(&b) == 0) {
+				attempt = 0;
+			} else {
+				uint64_t d = backoff(&cf, attempt++);
+				next_connect = t0 + d * 1000000u;
+				blog(SHMSTAT_LOG_DEBUG,
+				     "reconnecting in %" PRIu64 " ms", d);
+			}
+		}
+		if (b.rc) {
+			if (push_all(&b) == 0)
+				pushed_once = true;
+			if (b.refused) {
+				status = EXIT_REFUSED;
+				break;
+			}
+			if (!b.rc) {
+				uint64_t d = backoff(&cf, attempt++);
+				next_connect = shmstat__now_mono_ns() +
+					       d * 1000000u;
+			}
+		} else {
+			push_account(&b);
+		}
+		status_write(&b);
+		if (cf.once)
+			break;
+		uint64_t now = shmstat__now_mono_ns();
+		if (!b.rc && next_connect > now &&
+		    (next_connect - now) / 1000000u < wait)
+			wait = (next_connect - now) / 1000000u + 1;
+		uint64_t spent = (now - t0) / 1000000u;
+		if (spent < wait)
+			sleep_ms(wait - spent);
+	}
+	if (bridge_stop && !b.refused) {
+		/* Push once more, so a clean stop leaves Redis up to date. */
+		if (!b.rc)
+			conn_open(&b);
+		if (b.rc && push_all(&b) == 0)
+			blog(SHMSTAT_LOG_INFO, "final push done; exiting");
+		else
+			blog(SHMSTAT_LOG_WARNING,
+			     "final push failed (%" PRIu64
+			     " counters pending; the next bridge pushes them)",
+			     b.status.pending);
+	}
+	if (cf.once && !pushed_once && status == 0)
+		status = EXIT_USAGE;
+	conn_close(&b);
+	b.status.connected = 0;
+	status_write(&b);
+out:
+	free(b.st);
+	shmstat_close(&b.h);
+	pidfile_remove(pf);
+	return status;
+}

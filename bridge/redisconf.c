@@ -1,0 +1,282 @@
+/*
+ * redisconf.c — parse where Redis is (see redisconf.h). Bad input gets a
+ * reason that names the bad part; the password never appears in one.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redisconf.h"
+
+void redis_conf_init(struct redis_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->host, "127.0.0.1");
+	c->port = 6379;
+}
+
+static int fail(char *err, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = tolower(ch);
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* Decode s[0..n) with %XX escapes into out; -1 when bad or too long. */
+static int decode(const char *s, size_t n, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int ch = (unsigned char)s[i];
+		if (ch == '%') {
+			int a, b;
+			if (i + 2 >= n)
+				return -1;
+			a = hexval((unsigned char)s[i + 1]);
+			b = hexval((unsigned char)s[i + 2]);
+			if (a < 0 || b < 0)
+				return -1;
+			ch = a * 16 + b;
+			i += 2;
+		}
+		if (o + 1 >= outlen)
+			return -1;
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int parse_int(const char *s, size_t n, long min, long max, int *out)
+{
+	char buf[32], *end;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (!isdigit((unsigned char)buf[i]))
+			return -1;
+	errno = 0;
+	long v = strtol(buf, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+/* Parse "user:password@" (either part may be empty). */
+static int parse_userinfo(struct redis_conf *c, const char *s, size_t n,
+			  char *err, size_t errlen)
+{
+	const char *colon = memchr(s, ':', n);
+	size_t ulen = colon ? (size_t)(colon - s) : n;
+
+	if (decode(s, ulen, c->user, sizeof(c->user)) < 0)
+		return fail(err, errlen,
+			    "bad user name in the Redis URL (bad %%-escape or "
+			    "longer than %zu bytes)",
+			    sizeof(c->user) - 1);
+	if (colon && decode(colon + 1, n - ulen - 1, c->password,
+			    sizeof(c->password)) < 0)
+		return fail(err, errlen,
+			    "bad password in the Redis URL (bad %%-escape or "
+			    "longer than %zu bytes)",
+			    sizeof(c->password) - 1);
+	return 0;
+}
+
+/* "?db=N" query of a unix:// URL; other parameters are refused. */
+static int parse_query(struct redis_conf *c, const char *q, char *err,
+		       size_t errlen)
+{
+	if (strncmp(q, "db=", 3) != 0 ||
+	    parse_int(q + 3, strlen(q + 3), 0, 1 << 20, &c->db) < 0)
+		return fail(err, errlen,
+			    "bad query '?%.40s' in the Redis URL (only "
+			    "?db=N is understood)",
+			    q);
+	return 0;
+}
+
+int redis_conf_url(struct redis_conf *c, const char *url, char *err,
+		   size_t errlen)
+{
+	const char *p;
+
+	if (!url || !*url)
+		return fail(err, errlen, "empty Redis URL");
+	if (strncmp(url, "rediss://", 9) == 0)
+		return fail(err, errlen,
+			    "rediss:// (Redis over TLS) is not supported yet: "
+			    "use redis:// or unix://, or a local TLS proxy");
+	if (strncmp(url, "unix://", 7) == 0) {
+		p = url + 7;
+		const char *at = strchr(p, '@');
+		const char *slash = strchr(p, '/');
+		if (at && (!slash || at < slash)) {
+			if (parse_userinfo(c, p, (size_t)(at - p), err,
+					   errlen) < 0)
+				return -1;
+			p = at + 1;
+		}
+		const char *q = strchr(p, '?');
+		size_t n = q ? (size_t)(q - p) : strlen(p);
+		if (n == 0 || p[0] != '/')
+			return fail(err, errlen,
+				    "unix:// Redis URL needs an absolute socket "
+				    "path (unix:///path/to/redis.sock)");
+		if (n >= sizeof(c->path))
+			return fail(err, errlen,
+				    "unix socket path longer than %zu bytes",
+				    sizeof(c->path) - 1);
+		memcpy(c->path, p, n);
+		c->path[n] = '\0';
+		c->host[0] = '\0';
+		if (q && parse_query(c, q + 1, err, errlen) < 0)
+			return -1;
+		return 0;
+	}
+	if (strncmp(url, "redis://", 8) != 0) {
+		const char *colon = strstr(url, "://");
+		return fail(err, errlen,
+			    "unsupported Redis URL scheme '%.*s': use "
+			    "redis://[user:password@]host:port/db or "
+			    "unix:///path",
+			    colon ? (int)(colon - url) : 20, url);
+	}
+	p = url + 8;
+	const char *end = p + strcspn(p, "/?");
+	const char *at = NULL;
+	for (const char *s = p; s < end; s++)
+		if (*s == '@')
+			at = s; /* the last '@': a password may hold '@' */
+	if (at) {
+		if (parse_userinfo(c, p, (size_t)(at - p), err, errlen) < 0)
+			return -1;
+		p = at + 1;
+	}
+	/* host[:port], host may be [v6] */
+	const char *hend, *port = NULL;
+	if (*p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+		if (!rb)
+			return fail(err, errlen,
+				    "unclosed '[' in the Redis URL host");
+		p++;
+		hend = rb;
+		if (rb + 1 < end) {
+			if (rb[1] != ':')
+				return fail(err, errlen,
+					    "bad text after ']' in the Redis "
+					    "URL");
+			port = rb + 2;
+		}
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+		hend = colon ? colon : end;
+		if (colon)
+			port = colon + 1;
+	}
+	size_t hlen = (size_t)(hend - p);
+	if (hlen >= sizeof(c->host))
+		return fail(err, errlen, "Redis host name too long");
+	if (hlen) {
+		memcpy(c->host, p, hlen);
+		c->host[hlen] = '\0';
+	}
+	if (port && parse_int(port, (size_t)(end - port), 1, 65535,
+			      &c->port) < 0)
+		return fail(err, errlen,
+			    "bad port '%.*s' in the Redis URL (1-65535)",
+			    (int)(end - port > 20 ? 20 : end - port), port);
+	c->path[0] = '\0';
+	if (*end == '/') {
+		const char *db = end + 1;
+		const char *q = strchr(db, '?');
+		size_t n = q ? (size_t)(q - db) : strlen(db);
+		if (n && parse_int(db, n, 0, 1 << 20, &c->db) < 0)
+			return fail(err, errlen,
+				    "bad database '%.*s' in the Redis URL (a "
+				    "number)",
+				    (int)(n > 20 ? 20 : n), db);
+		end = q ? q : db + n;
+	}
+	if (*end == '?')
+		return parse_query(c, end + 1, err, errlen);
+	return 0;
+}
+
+int redis_conf_env(struct redis_conf *c, char *err, size_t errlen)
+{
+	const char *v;
+
+	if ((v = getenv("REDIS_URL")) && *v) {
+		if (redis_conf_url(c, v, err, errlen) < 0)
+			return -1;
+	} else {
+		if ((v = getenv("REDIS_HOST")) && *v) {
+			if (strlen(v) >= sizeof(c->host))
+				return fail(err, errlen,
+					    "REDIS_HOST is too long");
+			if (v[0] == '/') {
+				strcpy(c->path, v);
+				c->host[0] = '\0';
+			} else {
+				strcpy(c->host, v);
+				c->path[0] = '\0';
+			}
+		}
+		if ((v = getenv("REDIS_PORT")) && *v &&
+		    parse_int(v, strlen(v), 1, 65535, &c->port) < 0)
+			return fail(err, errlen,
+				    "REDIS_PORT must be 1-65535, not '%.20s'",
+				    v);
+		if ((v = getenv("REDIS_DB")) && *v &&
+		    parse_int(v, strlen(v), 0, 1 << 20, &c->db) < 0)
+			return fail(err, errlen,
+				    "REDIS_DB must be a number, not '%.20s'",
+				    v);
+	}
+	if (!c->password[0] && (v = getenv("REDIS_PASSWORD")) && *v) {
+		if (strlen(v) >= sizeof(c->password))
+			return fail(err, errlen, "REDIS_PASSWORD is too long");
+		strcpy(c->password, v);
+	}
+	if (!c->user[0] && (v = getenv("REDIS_USERNAME")) && *v) {
+		if (strlen(v) >= sizeof(c->user))
+			return fail(err, errlen, "REDIS_USERNAME is too long");
+		strcpy(c->user, v);
+	}
+	return 0;
+}
+
+void redis_conf_addr(const struct redis_conf *c, char *buf, size_t len)
+{
+	if (c->path[0])
+		snprintf(buf, len, "unix:%s/%d", c->path, c->db);
+	else if (strchr(c->host, ':'))
+		snprintf(buf, len, "[%s]:%d/%d", c->host, c->port, c->db);
+	else
+		snprintf(buf, len, "%s:%d/%d", c->host, c->port, c->db);
+}
