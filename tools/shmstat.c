@@ -284,10 +284,14 @@ static int do_destroy(const char *seg, int argc, char **argv)
 /* -------------------------------------------------------------------- list */
 
 static const char usage_list[] =
-	"usage: shmstat [-n NAME] list [-f GLOB] [-j]\n"
+	"usage: shmstat [-n NAME] list [-f GLOB] [-j | -w [SECONDS] [-c COUNT] [-H]]\n"
 	"\n"
 	"Print every counter and gauge (or those matching GLOB) with its value.\n"
-	"  -f GLOB  only names matching GLOB (fnmatch rules, e.g. 'filter_stats:*')\n"
+	"  -f GLOB     only names matching GLOB (fnmatch rules, e.g. 'filter_stats:*')\n"
+	"  -w [SECS]   live view: redraw every SECS seconds (default 1, at least\n"
+	"              0.05) with each counter's rate per second; q or Ctrl-C quits\n"
+	"  -c COUNT    with -w: stop after COUNT refreshes\n"
+	"  -H          with -w: humanize large numbers (1.23M)\n"
 	"  -j       JSON: {\"timestamp\", \"source\", \"segment\", \"counters\": {...},\n"
 	"           \"gauges\": {...}}; source is \"redis\" when the bridge has\n"
 	"           reconciled the values recently, else \"local\"\n";
@@ -348,16 +352,46 @@ static int list_json(shmstat_t *h, const char *seg, const char *pattern)
 static int do_list(const char *seg, int argc, char **argv)
 {
 	const char *pattern = NULL;
-	bool json = false;
+	bool json = false, watch = false, human = false;
+	double interval = 1;
+	long count = 0;
 	int c, rc;
 
-	while ((c = getopt(argc, argv, "f:j")) != -1) {
+	while ((c = getopt(argc, argv, "f:jwc:H")) != -1) {
 		switch (c) {
 		case 'f':
 			pattern = optarg;
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'w':
+			watch = true;
+			/* An optional operand: -w 0.5 */
+			if (optind < argc && argv[optind][0] != '-') {
+				char *end;
+				interval = strtod(argv[optind], &end);
+				if (*end || !(interval >= 0.05 && interval <= 3600)) {
+					tool_err("list: -w takes seconds from "
+						 "0.05 to 3600, not '%s'",
+						 argv[optind]);
+					return EXIT_USAGE;
+				}
+				optind++;
+			}
+			break;
+		case 'c': {
+			uint64_t v;
+			if (!parse_u64(optarg, 1, 1000000000, &v)) {
+				tool_err("list: -c takes a count, not '%s'",
+					 optarg);
+				return EXIT_USAGE;
+			}
+			count = (long)v;
+			break;
+		}
+		case 'H':
+			human = true;
 			break;
 		default:
 			fputs(usage_list, stderr);
@@ -369,9 +403,18 @@ static int do_list(const char *seg, int argc, char **argv)
 			 argv[optind]);
 		return EXIT_USAGE;
 	}
+	if (json && watch) {
+		tool_err("list: -j and -w do not go together");
+		return EXIT_USAGE;
+	}
 	shmstat_t *h;
 	if ((rc = attach(seg, &h)))
 		return rc;
+	if (watch) {
+		rc = tool_watch(h, seg, pattern, interval, count, human);
+		shmstat_close(&h);
+		return rc;
+	}
 	if (json) {
 		rc = list_json(h, seg, pattern);
 	} else {

@@ -26,4 +26,11 @@ const char *tool_source(shmstat_t *h);
 /* A whole number in [min, max] (decimal, 0x hex or 0 octal). */
 bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/* A number as digits, or humanized (1.23M) when human is set. */
+void tool_number(char *buf, size_t len, double v, bool human);
+/* The live view of `list -w`: redraw every interval seconds until q,
+ * Ctrl-C or `count` frames (count <= 0: no limit). Returns exit status. */
+int tool_watch(shmstat_t *h, const char *seg, const char *pattern,
+	       double interval, long count, bool human);
+
 #endif /* SHMSTAT_TOOLS_I_H */
