@@ -1,0 +1,326 @@
+/*
+ * test_bridge_sync.c — shmstat-bridge against a real redis-server: keys
+ * are plain integers equal to the totals, the cluster-wide values come
+ * back into the segment, two hosts sum, gauges sum, a global reset counts
+ * from zero, a duplicate host id and a second bridge are refused, SIGTERM
+ * pushes once more, and the tool shows it all.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "redisutil.h"
+#include "testutil.h"
+
+struct fx {
+	struct ru_server r;
+	struct tu_seg a, b;
+	char log[256];
+};
+
+static const shmstat_options_t small = {
+	.size = 4u << 20, .max_counters = 256, .max_workers = 16,
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	ru_start(&f->r);
+	ru_path(&f->r, f->log, sizeof(f->log), "bridge.log");
+	tu_seg_create(&f->a, "bra", &small);
+	tu_seg_create(&f->b, "brb", &small);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (getenv("RU_KEEP_LOG") == NULL)
+		unlink(f->log);
+	ru_destroy(&f->r);
+	shmstat_close(&f->a.h);
+	shmstat_unlink(f->a.name);
+	shmstat_close(&f->b.h);
+	shmstat_unlink(f->b.name);
+	free(f);
+	return 0;
+}
+
+static void add(shmstat_t *h, const char *name, uint64_t n)
+{
+	assert_int_equal(shmstat_counter_add_by_name(h, name, n), 0);
+}
+
+static int64_t global_of(shmstat_t *h, const char *name)
+{
+	shmstat_stat_t st;
+	assert_int_equal(shmstat_stat_get(h, name, &st), 0);
+	assert_true(st.global_ns != 0);
+	return st.global;
+}
+
+static void keys_are_plain_integers_equal_to_the_totals(void **state)
+{
+	struct fx *f = *state;
+	shmstat_gauge_t g;
+
+	add(f->a.h, "filter_stats:ml_confident", 5);
+	add(f->a.h, "filter_stats:rejected", 7);
+	assert_int_equal(shmstat_gauge_get(f->a.h, "inflight", &g), 0);
+	shmstat_gauge_set(g, -3);
+	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			    "10ms", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_int_equal(ru_get(&f->r, "filter_stats:ml_confident"), 5);
+	assert_int_equal(ru_get(&f->r, "filter_stats:rejected"), 7);
+	assert_int_equal(ru_get(&f->r, "inflight"), -3);
+	assert_int_equal(global_of(f->a.h, "filter_stats:ml_confident"), 5);
+
+	add(f->a.h, "filter_stats:ml_confident", 10);
+	shmstat_gauge_set(g, 4);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_int_equal(ru_get(&f->r, "filter_stats:ml_confident"), 15);
+	assert_int_equal(ru_get(&f->r, "inflight"), 4);
+	assert_int_equal(global_of(f->a.h, "filter_stats:ml_confident"), 15);
+
+	/* The tool: reconciled, fresh values say source redis. */
+	char out[8192];
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "get",
+				 "--global", "filter_stats:ml_confident", NULL),
+			 0);
+	assert_string_equal(out, "15\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "list",
+				 "-j", NULL),
+			 0);
+	assert_non_null(strstr(out, "\"source\": \"redis\""));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "get",
+				 "-j", "filter_stats:rejected", NULL),
+			 0);
+	assert_non_null(strstr(out, "\"source\": \"redis\""));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "info",
+				 "-j", NULL),
+			 0);
+	assert_non_null(strstr(out, "\"connected\": true"));
+	assert_non_null(strstr(out, "\"pending\": 0"));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "info",
+				 NULL),
+			 0);
+	assert_non_null(strstr(out, "bridge:    connected"));
+
+	/* Stopped bridge: values are local again. */
+	assert_int_equal(ru_bridge_stop(p), 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "list",
+				 "-j", NULL),
+			 0);
+	assert_non_null(strstr(out, "\"source\": \"local\""));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "info",
+				 NULL),
+			 0);
+	assert_non_null(strstr(out, "bridge:    not running"));
+}
+
+static void a_key_prefix_is_prepended(void **state)
+{
+	struct fx *f = *state;
+
+	add(f->a.h, "hits", 3);
+	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			    "10ms", "--key-prefix", "app:", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_int_equal(ru_get(&f->r, "app:hits"), 3);
+	assert_int_equal(ru_get(&f->r, "hits"), LLONG_MIN);
+	assert_int_equal(ru_bridge_stop(p), 0);
+}
+
+static void two_hosts_sum_and_each_sees_the_sum(void **state)
+{
+	struct fx *f = *state;
+	shmstat_gauge_t ga, gb;
+
+	add(f->a.h, "req", 100);
+	add(f->b.h, "req", 23);
+	add(f->b.h, "only_b", 9);
+	assert_int_equal(shmstat_gauge_get(f->a.h, "conns", &ga), 0);
+	assert_int_equal(shmstat_gauge_get(f->b.h, "conns", &gb), 0);
+	shmstat_gauge_set(ga, 10);
+	shmstat_gauge_set(gb, 5);
+	pid_t pa = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			     "10ms", "--host-id", "a1", NULL);
+	pid_t pb = ru_bridge(f->r.dir, f->b.name, f->r.url, f->log, "-i",
+			     "10ms", "--host-id", "b2", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_true(ru_wait_synced(f->b.h, 10000));
+	/* Once more each, so each has read the other's contribution. */
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_true(ru_wait_synced(f->b.h, 10000));
+	assert_int_equal(ru_get(&f->r, "req"), 123);
+	assert_int_equal(ru_get(&f->r, "only_b"), 9);
+	assert_int_equal(ru_get(&f->r, "conns"), 15);
+	assert_int_equal(global_of(f->a.h, "req"), 123);
+	assert_int_equal(global_of(f->b.h, "req"), 123);
+	assert_int_equal(global_of(f->a.h, "conns"), 15);
+
+	add(f->a.h, "req", 1);
+	add(f->b.h, "req", 2);
+	shmstat_gauge_set(gb, -1);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_true(ru_wait_synced(f->b.h, 10000));
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_int_equal(ru_get(&f->r, "req"), 126);
+	assert_int_equal(ru_get(&f->r, "conns"), 9);
+	assert_int_equal(global_of(f->a.h, "req"), 126);
+	assert_int_equal(global_of(f->b.h, "req"), 126);
+
+	/* Bookkeeping: both hosts, under the documented prefix. */
+	redisReply *rep = ru_cmd(&f->r, "SCARD _shmstat:hosts");
+	assert_non_null(rep);
+	assert_int_equal(rep->integer, 2);
+	freeReplyObject(rep);
+	rep = ru_cmd(&f->r, "HGET _shmstat:h:00000000000000a1 req");
+	assert_non_null(rep);
+	assert_string_equal(rep->str, "101");
+	freeReplyObject(rep);
+	assert_int_equal(ru_bridge_stop(pa), 0);
+	assert_int_equal(ru_bridge_stop(pb), 0);
+}
+
+static void a_global_reset_counts_every_host_from_zero(void **state)
+{
+	struct fx *f = *state;
+	char out[4096];
+
+	add(f->a.h, "jobs:done", 40);
+	add(f->b.h, "jobs:done", 2);
+	add(f->a.h, "other", 5);
+	pid_t pa = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			     "10ms", "--host-id", "a1", NULL);
+	pid_t pb = ru_bridge(f->r.dir, f->b.name, f->r.url, f->log, "-i",
+			     "10ms", "--host-id", "b2", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_true(ru_wait_synced(f->b.h, 10000));
+	assert_int_equal(ru_get(&f->r, "jobs:done"), 42);
+
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "reset",
+				 "--global", "jobs:*", NULL),
+			 0);
+	assert_string_equal(out, "1\n");
+	assert_int_equal(ru_get(&f->r, "jobs:done"), 0);
+	assert_int_equal(ru_get(&f->r, "other"), 5);
+	/* Local values are untouched. */
+	shmstat_stat_t st;
+	assert_int_equal(shmstat_stat_get(f->a.h, "jobs:done", &st), 0);
+	assert_int_equal(st.value, 40);
+
+	add(f->a.h, "jobs:done", 1);
+	add(f->b.h, "jobs:done", 3);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_true(ru_wait_synced(f->b.h, 10000));
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_int_equal(ru_get(&f->r, "jobs:done"), 4);
+	assert_int_equal(global_of(f->a.h, "jobs:done"), 4);
+
+	/* The reset survives a Redis that comes back empty: the hosts
+	 * mirror their reset bases in the segment. */
+	ru_restart(&f->r);
+	assert_true(ru_wait_synced(f->a.h, 15000));
+	assert_true(ru_wait_synced(f->b.h, 15000));
+	assert_int_equal(ru_get(&f->r, "jobs:done"), 4);
+	assert_int_equal(ru_get(&f->r, "other"), 5);
+	assert_int_equal(ru_bridge_stop(pa), 0);
+	assert_int_equal(ru_bridge_stop(pb), 0);
+
+	/* Without a bridge the tool refuses and changes nothing. */
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "reset",
+				 "--global", "jobs:*", NULL),
+			 1);
+}
+
+static void a_second_host_with_the_same_host_id_is_refused(void **state)
+{
+	struct fx *f = *state;
+
+	add(f->a.h, "x", 1);
+	add(f->b.h, "x", 1);
+	pid_t pa = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			     "10ms", "--host-id", "77", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	pid_t pb = ru_bridge(f->r.dir, f->b.name, f->r.url, f->log, "-i",
+			     "10ms", "--host-id", "77", NULL);
+	assert_int_equal(tu_wait(pb, 10000), 3);
+	assert_true(ru_file_has(f->log, "host id 0000000000000077 is in use"));
+	assert_int_equal(ru_get(&f->r, "x"), 1);
+	assert_int_equal(ru_bridge_stop(pa), 0);
+}
+
+static void one_bridge_per_segment(void **state)
+{
+	struct fx *f = *state;
+	char other[300];
+
+	pid_t pa = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			     "10ms", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	/* Same pidfile. */
+	pid_t p2 = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, NULL);
+	assert_int_equal(tu_wait(p2, 10000), 3);
+	assert_true(ru_file_has(f->log, "already serves segment"));
+	/* Another pidfile: the status in the segment still refuses it. */
+	snprintf(other, sizeof(other), "%s/other.pid", f->r.dir);
+	p2 = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "--pidfile",
+		       other, NULL);
+	assert_int_equal(tu_wait(p2, 10000), 3);
+	assert_int_equal(ru_bridge_stop(pa), 0);
+}
+
+static void sigterm_pushes_once_more_and_exits_zero(void **state)
+{
+	struct fx *f = *state;
+
+	add(f->a.h, "late", 1);
+	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			    "60s", NULL);
+	assert_true(ru_wait_file_has(f->log, "connected to Redis", 10000));
+	shmstat_sync_status_t st;
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(shmstat_sync_status_read(f->a.h, &st), 0);
+		if (st.pushes_ok >= 1)
+			break;
+		ru_sleep_ms(10);
+	}
+	assert_int_equal(st.pushes_ok, 1);
+	add(f->a.h, "late", 41);
+	/* SIGPIPE is ignored, never fatal. */
+	kill(p, SIGPIPE);
+	assert_int_equal(ru_bridge_stop(p), 0);
+	assert_int_equal(ru_get(&f->r, "late"), 42);
+	assert_true(ru_file_has(f->log, "final push done"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			keys_are_plain_integers_equal_to_the_totals, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(a_key_prefix_is_prepended,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			two_hosts_sum_and_each_sees_the_sum, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_global_reset_counts_every_host_from_zero, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			a_second_host_with_the_same_host_id_is_refused, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(one_bridge_per_segment, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			sigterm_pushes_once_more_and_exits_zero, setup,
+			teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
