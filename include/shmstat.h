@@ -418,6 +418,180 @@ int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
 
 /* ---------------------------------------------------------------- end sync */
 
+/* ------------------------------------------------------------------ cache */
+
+/*
+ * A TTL key/value cache in the segment, shared by every process that opens
+ * it: what an application would otherwise keep in Redis or a per-process
+ * dict, at the cost of a hash lookup and a copy.
+ *
+ * Keys are binary (pointer + length, NUL bytes allowed), 1 to
+ * SHMSTAT_CACHE_KEY_MAX bytes; a key outside that range gives
+ * SHMSTAT_EINVAL. Values are 0 to cache_max_value bytes (set when the
+ * segment is created, default 1 MiB; shmstat_info() reports it); a longer
+ * value gives SHMSTAT_ETOOBIG. TTLs are milliseconds on a clock that does
+ * not jump with the wall clock (CLOCK_MONOTONIC_COARSE, a few ms of
+ * resolution); 0 means "never expires".
+ *
+ * Ownership: values are always copied into the caller's buffer; no pointer
+ * into the segment is ever handed out. When the buffer is too small a get
+ * returns SHMSTAT_ERANGE and stores the length it needs in *vlen; the
+ * buffer's contents are then unspecified.
+ *
+ * Concurrency: every cache call may run in any number of processes and
+ * threads at once. Reads take no lock: they retry while a writer changes
+ * the bucket they read and never return a mix of two values. Writes take
+ * one of many striped locks that survive the death of their holder: a
+ * process killed in the middle of a set leaves the old value or the new
+ * one, never a mix. No call waits for a lock longer than a bound (100 ms):
+ * when a holder is stopped (SIGSTOP) a get reports a miss and a write
+ * returns SHMSTAT_EBUSY.
+ *
+ * Memory: when the cache is full a set evicts the entries used least
+ * recently (approximately: CLOCK); expired entries are removed when met
+ * and by shmstat_cache_sweep(). Statistics are kept per process (no line
+ * is shared between processes on a get) and summed by
+ * shmstat_cache_stats(). Statistics of a shmstat_t used by several
+ * threads at once may miss a few counts (each handle's statistics are
+ * written without a lock prefix); values are never affected.
+ */
+#define SHMSTAT_CACHE_KEY_MAX 250
+
+/* Modes of shmstat_cache_set(). */
+enum shmstat_cache_mode {
+	SHMSTAT_CACHE_ALWAYS = 0, /* create or replace */
+	SHMSTAT_CACHE_NX = 1,     /* only if absent: else SHMSTAT_EEXISTS */
+	SHMSTAT_CACHE_XX = 2,     /* only if present: else SHMSTAT_ENOTFOUND */
+};
+
+/*
+ * Store a copy of val[0..vlen) under key with a TTL of ttl_ms (0 = none).
+ * An expired entry counts as absent for NX and XX. When the memory for the
+ * value's size class is used up, entries are evicted to make room.
+ * Errors: EINVAL (key length, mode), ETOOBIG (value above the maximum),
+ * EEXISTS / ENOTFOUND (mode not met), EBUSY (lock not had within the
+ * bound), EFULL (nothing could be evicted: every candidate was locked),
+ * ECORRUPT.
+ */
+int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
+		      const void *val, size_t vlen, uint64_t ttl_ms, int mode);
+
+/*
+ * Copy the value of key into buf[0..buflen) and its length into *vlen.
+ * 0 on a hit; SHMSTAT_ENOTFOUND on a miss (absent, expired, or the bucket
+ * held by a stopped writer past the bound); SHMSTAT_ERANGE when buflen is
+ * too small (*vlen = the length needed; counted as a hit). buf may be NULL
+ * when buflen is 0.
+ */
+int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
+		      size_t buflen, size_t *vlen);
+
+/* Remove key. 0, or SHMSTAT_ENOTFOUND when it was absent (or expired). */
+int shmstat_cache_delete(shmstat_t *h, const void *key, size_t klen);
+
+/* 1 when key holds a live (unexpired) value, 0 when not, or an error.
+ * Counts neither a hit nor a miss. */
+int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen);
+
+/*
+ * Remaining time to live of key in *ttl_ms: -1 when it never expires.
+ * SHMSTAT_ENOTFOUND when absent or expired.
+ */
+int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
+		      int64_t *ttl_ms);
+
+/*
+ * Give a live entry a new TTL of ttl_ms from now (0 = never expires): the
+ * "touch" of sliding expiration. SHMSTAT_ENOTFOUND when absent or expired.
+ */
+int shmstat_cache_expire(shmstat_t *h, const void *key, size_t klen,
+			 uint64_t ttl_ms);
+
+/*
+ * Remove every entry whose key matches the glob `pattern` (fnmatch(3)
+ * syntax: * ? [...] and \ escapes, matched against the key's bytes; NULL
+ * or "*" = all). *count (may be NULL) gets how many were removed. Entries
+ * set while it runs may or may not be removed. EBUSY when a stripe stayed
+ * locked past the bound (what could be removed was).
+ */
+int shmstat_cache_clear(shmstat_t *h, const char *pattern, uint64_t *count);
+
+/* Remove every entry; *count (may be NULL) gets how many. */
+int shmstat_cache_flush(shmstat_t *h, uint64_t *count);
+
+/*
+ * Call fn for the key of every live entry matching `pattern` (as for
+ * shmstat_cache_clear; NULL = all), in table order. key is a copy, valid
+ * during the call only. A non-zero return from fn stops the iteration and
+ * is returned. Takes no lock; entries set or removed meanwhile may or may
+ * not be seen, an entry present throughout is seen once.
+ */
+typedef int (*shmstat_cache_key_fn)(const void *key, size_t klen, void *priv);
+int shmstat_cache_iter(shmstat_t *h, const char *pattern,
+		       shmstat_cache_key_fn fn, void *priv);
+
+/* Statistics of the cache, summed over every process. */
+typedef struct shmstat_cache_stats {
+	uint64_t hits;        /* gets that found a live value */
+	uint64_t misses;      /* gets that did not */
+	uint64_t sets;        /* successful sets */
+	uint64_t deletes;     /* entries removed by delete, clear, flush */
+	uint64_t evictions;   /* live entries removed to make room */
+	uint64_t expirations; /* expired entries removed */
+	uint64_t errors;      /* calls that failed (not misses, not NX/XX) */
+	uint64_t entries;     /* entries in the table now */
+	uint64_t bytes_used;  /* bytes of the value memory holding entries */
+	uint64_t bytes_free;  /* bytes of the value memory free */
+	uint64_t max_value;   /* largest value accepted */
+	double hit_rate;      /* hits / (hits + misses); 0 before any get */
+} shmstat_cache_stats_t;
+
+int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out);
+
+/*
+ * Remove expired entries from the next max_buckets buckets of the table
+ * (0 = a default of 1024) and advance a shared cursor, so that processes
+ * calling it in turn cover the whole table. Any process may call it at any
+ * time; sets run a small step now and then on their own. *removed (may be
+ * NULL) gets how many went.
+ */
+int shmstat_cache_sweep(shmstat_t *h, uint32_t max_buckets, uint64_t *removed);
+
+/* Outcomes of shmstat_cache_fetch(). */
+enum shmstat_cache_outcome {
+	SHMSTAT_CACHE_HIT = 0,    /* buf holds the live value */
+	SHMSTAT_CACHE_LEASED = 1, /* miss: this caller computes the value */
+	SHMSTAT_CACHE_STALE = 2,  /* buf holds the expired value; another
+				     caller holds the lease and computes */
+};
+
+/*
+ * Stampede protection: a get that, on a miss, elects exactly one caller
+ * among all processes to compute the value.
+ *   HIT:    as shmstat_cache_get().
+ *   LEASED: nobody held the lease: this caller now does, for lease_ms
+ *           (0 = 10 s), and should compute the value and
+ *           shmstat_cache_set() it (which releases the lease), or call
+ *           shmstat_cache_lease_release() when it gives up. A lease whose
+ *           holder dies is free again at once; one whose holder hangs, when
+ *           lease_ms runs out.
+ *   STALE:  another caller holds the lease, and the expired value was
+ *           still in the table: buf holds it.
+ * Otherwise the caller waits, up to wait_ms, for the value to appear (HIT)
+ * or the lease to become free (LEASED); then returns SHMSTAT_ELEASE.
+ * *outcome gets one of enum shmstat_cache_outcome when 0 is returned.
+ * Errors as for get and set, and ERANGE as for get.
+ */
+int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
+			size_t buflen, size_t *vlen, uint32_t lease_ms,
+			uint32_t wait_ms, int *outcome);
+
+/* Give up a lease taken by shmstat_cache_fetch() without setting the
+ * value. ENOTFOUND when this process holds no lease on key. */
+int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
+
+/* -------------------------------------------------------------- end cache */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,6 @@
 /*
  * cache_i.h — what segment.c needs from the cache (cache.c owns the
- * REG_CACHE region's internal layout).
+ * REG_CACHE region's internal layout), and the hooks the tests use.
  */
 #ifndef SHMSTAT_CACHE_I_H
 #define SHMSTAT_CACHE_I_H
@@ -20,5 +20,31 @@ int shmstat__cache_validate(const unsigned char *region, uint64_t size,
 			    uint64_t max_value);
 /* Bytes of the region in use, for shmstat_info(). */
 uint64_t shmstat__cache_bytes_used(const struct shmstat *h);
+
+/*
+ * Test hooks (process-local; tests and benchmarks only).
+ *
+ * shmstat__cache_set_clock(ms): from now on the cache's clock reads `ms`
+ * (milliseconds) in this process and its children forked later; 0 goes
+ * back to CLOCK_MONOTONIC_COARSE. TTL tests move time without sleeping.
+ */
+void shmstat__cache_set_clock(uint64_t ms);
+/* The cache's clock now, in ms. */
+uint64_t shmstat__cache_now_ms(void);
+
+/* Where a writer is inside its critical section, for the crash tests. */
+enum cache_hook_stage {
+	CACHE_HOOK_LOCKED = 1,    /* stripe locked, nothing changed yet */
+	CACHE_HOOK_WRITTEN = 2,   /* new entry written, not yet published */
+	CACHE_HOOK_PUBLISHED = 3, /* new entry published, old not yet freed */
+};
+/* Called by writers at each stage while they hold the stripe lock; NULL
+ * (the default) costs one predictable branch. A crash test sets it in a
+ * child to stop or kill that child at a chosen point. */
+extern void (*shmstat__cache_hook)(int stage);
+
+/* How long a writer waits for a lock, and a reader for a bucket being
+ * written, before giving up (default 100 ms). */
+void shmstat__cache_set_lock_timeout(uint32_t ms);
 
 #endif /* SHMSTAT_CACHE_I_H */

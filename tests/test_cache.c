@@ -1,0 +1,608 @@
+/*
+ * test_cache.c — shm/cache.c: the API's contract one call at a time (a
+ * fresh segment per test), TTLs through the injectable clock, limits, glob
+ * patterns, statistics, eviction's hit rate, and the cache header's
+ * validation at attach.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache_i.h"
+#include "shmstat_i.h"
+#include "testutil.h"
+
+#define MAXV 1024u
+
+static int setup_small(void **state)
+{
+	struct tu_seg *s = calloc(1, sizeof(*s));
+	shmstat_options_t o = { .size = 4u << 20, .max_counters = 64,
+				.max_workers = 16, .cache_max_value = MAXV };
+	tu_seg_create(s, "cache", &o);
+	*state = s;
+	shmstat__cache_set_clock(0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	shmstat__cache_set_clock(0);
+	return tu_seg_teardown(state);
+}
+
+static shmstat_t *H(void **state) { return ((struct tu_seg *)*state)->h; }
+
+static int set_s(shmstat_t *h, const char *k, const char *v, uint64_t ttl,
+		 int mode)
+{
+	return shmstat_cache_set(h, k, strlen(k), v, strlen(v), ttl, mode);
+}
+
+static int get_s(shmstat_t *h, const char *k, char *buf, size_t len)
+{
+	size_t n = 0;
+	int rc = shmstat_cache_get(h, k, strlen(k), buf, len - 1, &n);
+	if (rc == 0)
+		buf[n] = '\0';
+	return rc;
+}
+
+static void set_then_get_returns_a_copy_of_the_value(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[64];
+
+	assert_int_equal(set_s(h, "user:1", "alice", 0, 0), 0);
+	assert_int_equal(get_s(h, "user:1", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "alice");
+	assert_int_equal(set_s(h, "user:1", "bob", 0, 0), 0);
+	assert_int_equal(get_s(h, "user:1", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "bob");
+	assert_int_equal(get_s(h, "user:2", buf, sizeof(buf)), SHMSTAT_ENOTFOUND);
+	/* An empty value is a value. */
+	assert_int_equal(shmstat_cache_set(h, "e", 1, NULL, 0, 0, 0), 0);
+	size_t n = 99;
+	assert_int_equal(shmstat_cache_get(h, "e", 1, NULL, 0, &n), 0);
+	assert_int_equal(n, 0);
+}
+
+static void a_small_buffer_gets_erange_and_the_needed_length(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[4];
+	size_t n = 0;
+
+	assert_int_equal(set_s(h, "k", "0123456789", 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(h, "k", 1, buf, sizeof(buf), &n),
+			 SHMSTAT_ERANGE);
+	assert_int_equal(n, 10);
+}
+
+static void keys_are_binary_and_nul_bytes_count(void **state)
+{
+	shmstat_t *h = H(state);
+	const char k1[] = { 'a', 0, 'b' }, k2[] = { 'a', 0, 'c' };
+	char buf[8];
+	size_t n;
+
+	assert_int_equal(shmstat_cache_set(h, k1, 3, "1", 1, 0, 0), 0);
+	assert_int_equal(shmstat_cache_set(h, k2, 3, "2", 1, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(h, k1, 3, buf, 8, &n), 0);
+	assert_memory_equal(buf, "1", 1);
+	assert_int_equal(shmstat_cache_get(h, k2, 3, buf, 8, &n), 0);
+	assert_memory_equal(buf, "2", 1);
+	assert_int_equal(shmstat_cache_get(h, "a", 1, buf, 8, &n),
+			 SHMSTAT_ENOTFOUND);
+	/* A value with NUL bytes comes back whole. */
+	const char v[] = { 0, 1, 0, 2 };
+	assert_int_equal(shmstat_cache_set(h, "v", 1, v, 4, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(h, "v", 1, buf, 8, &n), 0);
+	assert_int_equal(n, 4);
+	assert_memory_equal(buf, v, 4);
+}
+
+static void limits_give_clear_errors(void **state)
+{
+	shmstat_t *h = H(state);
+	char key[SHMSTAT_CACHE_KEY_MAX + 1], *big = calloc(1, MAXV + 1);
+	size_t n;
+
+	memset(key, 'k', sizeof(key));
+	assert_int_equal(shmstat_cache_set(h, key, 0, "v", 1, 0, 0),
+			 SHMSTAT_EINVAL);
+	assert_non_null(strstr(shmstat_errstr(h), "1 to 250"));
+	assert_int_equal(shmstat_cache_set(h, NULL, 3, "v", 1, 0, 0),
+			 SHMSTAT_EINVAL);
+	assert_int_equal(shmstat_cache_set(h, key, sizeof(key), "v", 1, 0, 0),
+			 SHMSTAT_EINVAL);
+	assert_int_equal(shmstat_cache_get(h, key, sizeof(key), NULL, 0, &n),
+			 SHMSTAT_EINVAL);
+	assert_int_equal(shmstat_cache_set(h, key, SHMSTAT_CACHE_KEY_MAX, big,
+					   MAXV, 0, 0),
+			 0);
+	assert_int_equal(shmstat_cache_set(h, "big", 3, big, MAXV + 1, 0, 0),
+			 SHMSTAT_ETOOBIG);
+	assert_non_null(strstr(shmstat_errstr(h), "maximum"));
+	assert_int_equal(shmstat_cache_exists(h, "big", 3), 0);
+	assert_int_equal(shmstat_cache_get(h, key, SHMSTAT_CACHE_KEY_MAX, big,
+					   MAXV, &n),
+			 0);
+	assert_int_equal(n, MAXV);
+	assert_int_equal(set_s(h, "m", "v", 0, 7), SHMSTAT_EINVAL);
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.max_value, MAXV);
+	assert_true(st.errors >= 4);
+	free(big);
+}
+
+static void nx_and_xx_respect_presence(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+
+	assert_int_equal(set_s(h, "k", "a", 0, SHMSTAT_CACHE_XX),
+			 SHMSTAT_ENOTFOUND);
+	assert_int_equal(set_s(h, "k", "a", 0, SHMSTAT_CACHE_NX), 0);
+	assert_int_equal(set_s(h, "k", "b", 0, SHMSTAT_CACHE_NX),
+			 SHMSTAT_EEXISTS);
+	assert_int_equal(set_s(h, "k", "c", 0, SHMSTAT_CACHE_XX), 0);
+	assert_int_equal(get_s(h, "k", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "c");
+}
+
+static void delete_and_exists(void **state)
+{
+	shmstat_t *h = H(state);
+
+	assert_int_equal(set_s(h, "k", "a", 0, 0), 0);
+	assert_int_equal(shmstat_cache_exists(h, "k", 1), 1);
+	assert_int_equal(shmstat_cache_delete(h, "k", 1), 0);
+	assert_int_equal(shmstat_cache_exists(h, "k", 1), 0);
+	assert_int_equal(shmstat_cache_delete(h, "k", 1), SHMSTAT_ENOTFOUND);
+}
+
+static void ttl_expiry_and_touch_follow_the_injected_clock(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+	int64_t ttl;
+
+	shmstat__cache_set_clock(1000000);
+	assert_int_equal(set_s(h, "s", "v", 1000, 0), 0);
+	assert_int_equal(set_s(h, "p", "v", 0, 0), 0);
+	assert_int_equal(shmstat_cache_ttl(h, "s", 1, &ttl), 0);
+	assert_int_equal(ttl, 1000);
+	assert_int_equal(shmstat_cache_ttl(h, "p", 1, &ttl), 0);
+	assert_int_equal(ttl, -1);
+	shmstat__cache_set_clock(1000999);
+	assert_int_equal(get_s(h, "s", buf, sizeof(buf)), 0);
+	assert_int_equal(shmstat_cache_ttl(h, "s", 1, &ttl), 0);
+	assert_int_equal(ttl, 1);
+	/* Sliding expiration: touch gives it 500 ms from now. */
+	assert_int_equal(shmstat_cache_expire(h, "s", 1, 500), 0);
+	shmstat__cache_set_clock(1001400);
+	assert_int_equal(get_s(h, "s", buf, sizeof(buf)), 0);
+	shmstat__cache_set_clock(1001498);
+	assert_int_equal(shmstat_cache_exists(h, "s", 1), 1);
+	shmstat__cache_set_clock(1001499); /* 1000999 + 500 */
+	assert_int_equal(get_s(h, "s", buf, sizeof(buf)), SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_cache_ttl(h, "s", 1, &ttl), SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_cache_expire(h, "s", 1, 10),
+			 SHMSTAT_ENOTFOUND);
+	/* An expired key is absent for NX. */
+	assert_int_equal(set_s(h, "t", "v", 10, 0), 0);
+	shmstat__cache_set_clock(1001509);
+	assert_int_equal(set_s(h, "t", "w", 0, SHMSTAT_CACHE_NX), 0);
+	/* expire(0) removes the TTL. */
+	assert_int_equal(set_s(h, "u", "v", 10, 0), 0);
+	assert_int_equal(shmstat_cache_expire(h, "u", 1, 0), 0);
+	shmstat__cache_set_clock(9000000);
+	assert_int_equal(shmstat_cache_exists(h, "u", 1), 1);
+	assert_int_equal(shmstat_cache_exists(h, "p", 1), 1);
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_true(st.expirations >= 1);
+}
+
+static void sweep_removes_expired_entries_in_bounded_steps(void **state)
+{
+	shmstat_t *h = H(state);
+	char k[16];
+	uint64_t total = 0, n;
+
+	shmstat__cache_set_clock(5000);
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		assert_int_equal(set_s(h, k, "v", i < 60 ? 10 : 0, 0), 0);
+	}
+	shmstat__cache_set_clock(6000);
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.entries, 100); /* nothing removed them yet */
+	/* One step covers at most its buckets; steps in turn cover all. */
+	assert_int_equal(shmstat_cache_sweep(h, 1, &n), 0);
+	assert_true(n <= 7);
+	total += n;
+	for (int i = 0; i < 100000 && total < 60; i++) {
+		assert_int_equal(shmstat_cache_sweep(h, 64, &n), 0);
+		total += n;
+	}
+	assert_int_equal(total, 60);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.entries, 40);
+	assert_int_equal(st.expirations, 60);
+}
+
+static int collect(const void *key, size_t klen, void *priv)
+{
+	char *out = priv;
+	strncat(out, key, klen);
+	strcat(out, ",");
+	return 0;
+}
+
+static int stop_at_first(const void *key, size_t klen, void *priv)
+{
+	(void)key;
+	(void)klen;
+	++*(int *)priv;
+	return 42;
+}
+
+static void clear_and_iterate_by_glob(void **state)
+{
+	shmstat_t *h = H(state);
+	char keys[256] = "";
+	uint64_t n;
+	int calls = 0;
+
+	assert_int_equal(set_s(h, "llm:a", "1", 0, 0), 0);
+	assert_int_equal(set_s(h, "llm:b", "1", 0, 0), 0);
+	assert_int_equal(set_s(h, "llm:cc", "1", 0, 0), 0);
+	assert_int_equal(set_s(h, "ml:a", "1", 0, 0), 0);
+	assert_int_equal(shmstat_cache_iter(h, "llm:?", collect, keys), 0);
+	assert_int_equal(strlen(keys), strlen("llm:a,llm:b,"));
+	assert_non_null(strstr(keys, "llm:a,"));
+	assert_non_null(strstr(keys, "llm:b,"));
+	assert_int_equal(shmstat_cache_iter(h, NULL, stop_at_first, &calls), 42);
+	assert_int_equal(calls, 1);
+	keys[0] = '\0';
+	assert_int_equal(shmstat_cache_iter(h, "[m]l:*", collect, keys), 0);
+	assert_string_equal(keys, "ml:a,");
+	assert_int_equal(shmstat_cache_clear(h, "llm:*", &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(shmstat_cache_exists(h, "ml:a", 4), 1);
+	assert_int_equal(shmstat_cache_clear(h, "nothing*", &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(set_s(h, "x", "1", 0, 0), 0);
+	assert_int_equal(shmstat_cache_flush(h, &n), 0);
+	assert_int_equal(n, 2);
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.deletes, 5);
+}
+
+static void glob_matches_binary_keys(void **state)
+{
+	shmstat_t *h = H(state);
+	const char k[] = { 'a', 0, 'z' };
+	uint64_t n;
+
+	assert_int_equal(shmstat_cache_set(h, k, 3, "v", 1, 0, 0), 0);
+	assert_int_equal(set_s(h, "a*z", "v", 0, 0), 0);
+	assert_int_equal(set_s(h, "[x]", "v", 0, 0), 0);
+	/* An escaped star matches only a star. */
+	assert_int_equal(shmstat_cache_clear(h, "a\\*z", &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(shmstat_cache_clear(h, "\\[x]", &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(shmstat_cache_clear(h, "a?z", &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(shmstat_cache_clear(h, "[!a]*", &n), 0);
+	assert_int_equal(n, 0);
+}
+
+static void statistics_count_every_outcome(void **state)
+{
+	shmstat_t *h = H(state);
+	shmstat_cache_stats_t st;
+	char buf[8];
+
+	assert_int_equal(set_s(h, "a", "1", 0, 0), 0);
+	assert_int_equal(set_s(h, "b", "1", 0, 0), 0);
+	assert_int_equal(get_s(h, "a", buf, 8), 0);
+	assert_int_equal(get_s(h, "a", buf, 8), 0);
+	assert_int_equal(get_s(h, "a", buf, 8), 0);
+	assert_int_equal(get_s(h, "c", buf, 8), SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_cache_delete(h, "b", 1), 0);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.hits, 3);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.sets, 2);
+	assert_int_equal(st.deletes, 1);
+	assert_int_equal(st.entries, 1);
+	assert_true(st.hit_rate > 0.74 && st.hit_rate < 0.76);
+	assert_true(st.bytes_used >= 64 && st.bytes_free > 1000000);
+	/* Another process's counts add up in this one's view. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		shmstat_t *c = NULL;
+		if (shmstat_open(((struct tu_seg *)*state)->name, NULL, &c))
+			_exit(1);
+		get_s(c, "a", buf, 8);
+		get_s(c, "zz", buf, 8);
+		shmstat_close(&c);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.hits, 4);
+	assert_int_equal(st.misses, 2);
+}
+
+/*
+ * A full cache evicts instead of failing, and keeps a hot set.
+ *
+ * Setup: values of 200 bytes (one size class of 256-byte blocks); the
+ * cache holds C of them. The data set is 10 C distinct keys: a hot set of
+ * H = C / 2 keys read every round, and a cold stream of C / 8 new keys per
+ * round, each missed and then set, until 10 C keys have been written.
+ *
+ * Why the figure: with CLOCK, every hot key is read (its bit set) once per
+ * round, and a turn of the hand over C blocks takes C - H = C / 2
+ * evictions = 4 rounds of cold inserts. So the hand always finds a hot
+ * key's bit set and passes it, and evicts cold keys (inserted with the bit
+ * clear) instead: after the first round every hot read hits. We assert
+ * at least 95% hot hits over rounds 2.. (5% slack for the set-associative
+ * evictions of a full bucket group, which are not LRU). A cache with
+ * random or FIFO eviction would keep a hot key with probability near
+ * (C - H) / C per turn and fall well below that; LRU would be 100%.
+ */
+static void a_full_cache_evicts_and_keeps_the_hot_set(void **state)
+{
+	shmstat_t *h = H(state);
+	char key[32], val[200], buf[256];
+	size_t n;
+	shmstat_cache_stats_t st;
+
+	memset(val, 'v', sizeof(val));
+	/* Find C: fill with distinct keys until the first eviction. */
+	uint32_t C = 0;
+	for (;; C++) {
+		snprintf(key, sizeof(key), "fill:%u", C);
+		assert_int_equal(shmstat_cache_set(h, key, strlen(key), val,
+						   sizeof(val), 0, 0),
+				 0);
+		assert_int_equal(shmstat_cache_stats(h, &st), 0);
+		if (st.evictions)
+			break;
+		assert_true(C < 100000);
+	}
+	assert_int_equal(shmstat_cache_flush(h, NULL), 0);
+	uint32_t H = C / 2, cold = 0, rounds = 0;
+	uint64_t hot_reads = 0, hot_hits = 0;
+	for (uint32_t i = 0; i < H; i++) {
+		snprintf(key, sizeof(key), "hot:%u", i);
+		assert_int_equal(shmstat_cache_set(h, key, strlen(key), val,
+						   sizeof(val), 0, 0),
+				 0);
+	}
+	while (cold < 10 * C) {
+		rounds++;
+		for (uint32_t i = 0; i < H; i++) {
+			snprintf(key, sizeof(key), "hot:%u", i);
+			int rc = shmstat_cache_get(h, key, strlen(key), buf,
+						   sizeof(buf), &n);
+			if (rounds > 1) {
+				hot_reads++;
+				hot_hits += rc == 0;
+			}
+			if (rc == SHMSTAT_ENOTFOUND)
+				assert_int_equal(
+					shmstat_cache_set(h, key, strlen(key),
+							  val, sizeof(val), 0,
+							  0),
+					0);
+		}
+		for (uint32_t i = 0; i < C / 8; i++, cold++) {
+			snprintf(key, sizeof(key), "cold:%u", cold);
+			assert_int_equal(shmstat_cache_get(h, key, strlen(key),
+							   buf, sizeof(buf),
+							   &n),
+					 SHMSTAT_ENOTFOUND);
+			assert_int_equal(shmstat_cache_set(h, key, strlen(key),
+							   val, sizeof(val), 0,
+							   0),
+					 0);
+		}
+	}
+	double rate = (double)hot_hits / (double)hot_reads;
+	print_message("C=%u entries, %u rounds, hot hit rate %.4f\n", C, rounds,
+		      rate);
+	assert_true(rate >= 0.95);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_true(st.evictions >= 9 * C);
+	assert_true(st.entries <= C + 1);
+}
+
+/* Values of another size class still get memory once one class holds it
+ * all: whole pages are emptied and handed over. */
+static void a_full_cache_serves_a_new_size_class(void **state)
+{
+	shmstat_t *h = H(state);
+	char key[32], small[40], big[MAXV], buf[MAXV];
+	size_t n;
+
+	memset(small, 's', sizeof(small));
+	memset(big, 'b', sizeof(big));
+	for (uint32_t i = 0; i < 200000; i++) {
+		snprintf(key, sizeof(key), "s:%u", i);
+		assert_int_equal(shmstat_cache_set(h, key, strlen(key), small,
+						   sizeof(small), 0, 0),
+				 0);
+	}
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_true(st.evictions > 0);
+	for (uint32_t i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "b:%u", i);
+		assert_int_equal(shmstat_cache_set(h, key, strlen(key), big,
+						   sizeof(big), 0, 0),
+				 0);
+		assert_int_equal(shmstat_cache_get(h, key, strlen(key), buf,
+						   sizeof(buf), &n),
+				 0);
+		assert_int_equal(n, sizeof(big));
+		assert_memory_equal(buf, big, sizeof(big));
+	}
+}
+
+static void fetch_leases_a_miss_to_one_caller(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+	size_t n;
+	int out;
+
+	shmstat__cache_set_clock(100000);
+	assert_int_equal(shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	/* Another process misses too: the lease is held, it gives up. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		int o = -1;
+		int rc = shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &o);
+		_exit(rc == SHMSTAT_ELEASE ? 0 : 1);
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	assert_int_equal(shmstat_cache_set(h, "q", 1, "ans", 3, 50, 0), 0);
+	assert_int_equal(shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_HIT);
+	assert_memory_equal(buf, "ans", 3);
+	/* Expired: one caller recomputes, the others get the stale value. */
+	shmstat__cache_set_clock(100050);
+	assert_int_equal(shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	pid = fork();
+	if (pid == 0) {
+		int o = -1;
+		char b[16];
+		int rc = shmstat_cache_fetch(h, "q", 1, b, sizeof(b), &n, 1000,
+					     0, &o);
+		_exit(rc == 0 && o == SHMSTAT_CACHE_STALE && n == 3 &&
+				      memcmp(b, "ans", 3) == 0
+			      ? 0
+			      : 1);
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	/* Given up: the next caller gets the lease. */
+	assert_int_equal(shmstat_cache_lease_release(h, "q", 1), 0);
+	assert_int_equal(shmstat_cache_lease_release(h, "q", 1),
+			 SHMSTAT_ENOTFOUND);
+	pid = fork();
+	if (pid == 0) {
+		int o = -1;
+		int rc = shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &o);
+		_exit(rc == 0 && o == SHMSTAT_CACHE_LEASED ? 0 : 1);
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	/* That child died holding it: the lease is free again at once, not
+	 * only after its 1000 ms. */
+	assert_int_equal(shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	/* A lease that ran out is free too, holder alive or not. */
+	shmstat__cache_set_clock(101100);
+	pid = fork();
+	if (pid == 0) {
+		int o = -1;
+		int rc = shmstat_cache_fetch(h, "q", 1, buf, sizeof(buf), &n,
+					     1000, 0, &o);
+		_exit(rc == 0 && o == SHMSTAT_CACHE_LEASED ? 0 : 1);
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
+}
+
+static void a_corrupt_cache_header_is_refused_at_attach(void **state)
+{
+	struct tu_seg *s = *state;
+	size_t size;
+	unsigned char *base = shmstat__base(s->h, &size);
+	uint64_t off = s->h->hdr->region[REG_CACHE].off;
+	shmstat_t *h2 = NULL;
+
+	/* nbuckets (offset 40) no longer a power of two. */
+	uint32_t saved;
+	memcpy(&saved, base + off + 40, 4);
+	uint32_t bad = saved + 1;
+	memcpy(base + off + 40, &bad, 4);
+	assert_int_equal(shmstat_open(s->name, NULL, &h2), SHMSTAT_ECORRUPT);
+	assert_non_null(strstr(shmstat_errstr(NULL), "cache"));
+	/* The handle already open refuses too, rather than trust it. */
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "v", 1, 0, 0),
+			 SHMSTAT_ECORRUPT);
+	memcpy(base + off + 40, &saved, 4);
+	assert_int_equal(shmstat_open(s->name, NULL, &h2), 0);
+	shmstat_close(&h2);
+}
+
+static void the_minimum_size_holds_one_largest_value(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_counters = 8, .max_workers = 2,
+				.cache_max_value = 100000 };
+	/* Find the smallest segment that opens, then use the value. */
+	o.size = 4096 + 8 * 64 + 2 * 128 + 4096 + 4096 + 8 * 320 +
+		 shmstat__cache_min_size(100000) + 16384;
+	tu_seg_create(&s, "min", &o);
+	char *v = malloc(100000), *b = malloc(100000);
+	size_t n;
+	memset(v, 'x', 100000);
+	assert_int_equal(shmstat_cache_set(s.h, "k", 1, v, 100000, 0, 0), 0);
+	assert_int_equal(shmstat_cache_set(s.h, "k2", 2, v, 100000, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(s.h, "k2", 2, b, 100000, &n), 0);
+	assert_memory_equal(b, v, 100000);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+	free(v);
+	free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_small, teardown)
+		T(set_then_get_returns_a_copy_of_the_value),
+		T(a_small_buffer_gets_erange_and_the_needed_length),
+		T(keys_are_binary_and_nul_bytes_count),
+		T(limits_give_clear_errors),
+		T(nx_and_xx_respect_presence),
+		T(delete_and_exists),
+		T(ttl_expiry_and_touch_follow_the_injected_clock),
+		T(sweep_removes_expired_entries_in_bounded_steps),
+		T(clear_and_iterate_by_glob),
+		T(glob_matches_binary_keys),
+		T(statistics_count_every_outcome),
+		T(a_full_cache_evicts_and_keeps_the_hot_set),
+		T(a_full_cache_serves_a_new_size_class),
+		T(fetch_leases_a_miss_to_one_caller),
+		T(a_corrupt_cache_header_is_refused_at_attach),
+		T(the_minimum_size_holds_one_largest_value),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
