@@ -60,12 +60,15 @@ struct bridge {
 	uint64_t last_policy_warn_ns;
 };
 
-/* main.c */
+/* log.c */
+extern int log_level; /* SHMSTAT_LOG_*: messages above it are dropped */
 void blog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-extern volatile sig_atomic_t bridge_stop;
 /* Record an error in the status (and log it at `level`). */
 void bridge_error(struct bridge *b, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* main.c */
+extern volatile sig_atomic_t bridge_stop;
 
 /* conn.c */
 /* Connect, AUTH, SELECT, load the scripts, check maxmemory-policy. 0 or -1
