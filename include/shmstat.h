@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -591,6 +592,69 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
 
 /* -------------------------------------------------------------- end cache */
+
+/* ------------------------------------------------------------------ export */
+
+/*
+ * Documents of a segment, written to a stdio stream the caller owns (a
+ * file, a pipe, or open_memstream() for a buffer). Any process, any time;
+ * values are read as in shmstat_iter(). pattern filters counters and
+ * gauges by glob (NULL = all).
+ */
+
+/* "redis" when the bridge reconciled the values recently, else "local". */
+const char *shmstat_source(shmstat_t *h);
+
+/* The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
+ * value}, "gauges": {name: value}}. */
+int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f);
+
+/*
+ * The Prometheus text exposition (format 0.0.4): counters as
+ * shmstat_<name>_total, gauges as shmstat_<name>, every byte of the name
+ * outside [A-Za-z0-9_] replaced by '_' and the original name kept in a
+ * name="..." label (so names that sanitize alike stay distinct series, and
+ * a comment line says so); then the segment's own metrics, the cache's
+ * statistics and the bridge's state.
+ */
+int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f);
+
+/* Health: what `shmstat health` and the bridge's /health report. */
+enum shmstat_health_status {
+	SHMSTAT_HEALTHY = 0,
+	SHMSTAT_DEGRADED = 1, /* works, but numbers may be local or lost */
+	SHMSTAT_BROKEN = 2,   /* segment missing or invalid */
+};
+#define SHMSTAT_HEALTH_NO_BRIDGE 0x1u /* do not require a running bridge */
+
+typedef struct shmstat_health {
+	int status;              /* enum shmstat_health_status */
+	char reason[512];        /* the first problem, "" when healthy */
+	/* One word or phrase per check: "ok" or what is wrong. */
+	char segment[128];
+	char bridge[384];
+	char cache[128];
+	char workers[128];
+	char directory[128];
+	double cache_fill;       /* used / (used + free) of value memory */
+} shmstat_health_t;
+
+/*
+ * Judge an attached segment: degraded when the bridge is absent,
+ * disconnected or stale (unless SHMSTAT_HEALTH_NO_BRIDGE), the cache's value
+ * memory is 95% full, the directory 90% full, or a process found no free
+ * row. (A segment that cannot be opened is broken: the caller knows that
+ * from shmstat_open().)
+ */
+int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out);
+
+/* The health JSON: {"status", "timestamp", "segment", "reason", "checks":
+ * {"segment", "bridge", "cache", "workers", "directory"}}. h may be NULL
+ * (a segment that could not be opened). */
+int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
+			       FILE *f);
+
+/* ------------------------------------------------------------- end export */
 
 #ifdef __cplusplus
 }

@@ -40,7 +40,9 @@ static const char usage_main[] =
 	"  create [--size BYTES] [--counters N] [--workers N] [--mode OCTAL]\n"
 	"                     create the segment\n"
 	"  destroy            remove the segment's name\n"
-	"  list [-f GLOB] [-j]  counters and gauges with their values\n"
+	"  list [-f GLOB] [-j | -p | -w [SECS]]\n"
+	"                     counters and gauges: table, JSON, Prometheus,\n"
+	"                     live view\n"
 	"  get [-j] [--global] NAME\n"
 	"                     print one value (--global: the cluster-wide one)\n"
 	"  incr NAME [N]      add N (default 1) to a counter, creating it\n"
@@ -49,6 +51,8 @@ static const char usage_main[] =
 	"  reset --global GLOB  reset them in Redis, for every host\n"
 	"  info [-j]          layout, sizes, region usage, workers\n"
 	"  reap               free rows of processes that died\n"
+	"  health [-j] [--no-bridge]\n"
+	"                     exit 0 healthy, 1 degraded, 2 broken; says why\n"
 	"\n"
 	"exit status: 0 success, 1 usage or lookup error, 2 segment missing or\n"
 	"invalid.\n";
@@ -284,10 +288,14 @@ static int do_destroy(const char *seg, int argc, char **argv)
 /* -------------------------------------------------------------------- list */
 
 static const char usage_list[] =
-	"usage: shmstat [-n NAME] list [-f GLOB] [-j | -w [SECONDS] [-c COUNT] [-H]]\n"
+	"usage: shmstat [-n NAME] list [-f GLOB] [-j | -p | -w [SECONDS] [-c COUNT] [-H]]\n"
 	"\n"
 	"Print every counter and gauge (or those matching GLOB) with its value.\n"
 	"  -f GLOB     only names matching GLOB (fnmatch rules, e.g. 'filter_stats:*')\n"
+	"  -p, --prometheus\n"
+	"              the Prometheus text format (counters as shmstat_<name>_total,\n"
+	"              gauges as shmstat_<name>, the original name in a label; cache\n"
+	"              and bridge metrics too): for node_exporter's textfile collector\n"
 	"  -w [SECS]   live view: redraw every SECS seconds (default 1, at least\n"
 	"              0.05) with each counter's rate per second; q or Ctrl-C quits\n"
 	"  -c COUNT    with -w: stop after COUNT refreshes\n"
@@ -298,8 +306,6 @@ static const char usage_list[] =
 
 struct list_ctx {
 	FILE *f;
-	bool json;
-	int kind;
 	int n;
 };
 
@@ -313,52 +319,23 @@ static int list_table(const shmstat_stat_t *st, void *priv)
 	return 0;
 }
 
-static int list_json_one(const shmstat_stat_t *st, void *priv)
-{
-	struct list_ctx *c = priv;
-
-	if (st->kind != c->kind)
-		return 0;
-	fputs(c->n++ ? ",\n    " : "\n    ", c->f);
-	json_str(c->f, st->name, st->name_len);
-	fprintf(c->f, ": %" PRId64, st->value);
-	return 0;
-}
-
-static int list_json(shmstat_t *h, const char *seg, const char *pattern)
-{
-	struct list_ctx c = { .f = stdout, .json = true };
-	char ts[64];
-	int rc;
-
-	iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
-	printf("{\n  \"timestamp\": \"%s\",\n  \"source\": \"%s\",\n"
-	       "  \"segment\": ",
-	       ts, tool_source(h));
-	json_str(stdout, seg, strlen(seg));
-	fputs(",\n  \"counters\": {", stdout);
-	c.kind = SHMSTAT_KIND_COUNTER;
-	if ((rc = shmstat_iter(h, pattern, list_json_one, &c)) < 0)
-		return rc;
-	fputs(c.n ? "\n  },\n  \"gauges\": {" : "},\n  \"gauges\": {", stdout);
-	c.kind = SHMSTAT_KIND_GAUGE;
-	c.n = 0;
-	if ((rc = shmstat_iter(h, pattern, list_json_one, &c)) < 0)
-		return rc;
-	fputs(c.n ? "\n  }\n}\n" : "}\n}\n", stdout);
-	return 0;
-}
-
 static int do_list(const char *seg, int argc, char **argv)
 {
 	const char *pattern = NULL;
-	bool json = false, watch = false, human = false;
+	static const struct option lo[] = {
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ 0, 0, 0, 0 },
+	};
+	bool json = false, watch = false, human = false, prom = false;
 	double interval = 1;
 	long count = 0;
 	int c, rc;
 
-	while ((c = getopt(argc, argv, "f:jwc:H")) != -1) {
+	while ((c = getopt_long(argc, argv, "f:jpwc:H", lo, NULL)) != -1) {
 		switch (c) {
+		case 'p':
+			prom = true;
+			break;
 		case 'f':
 			pattern = optarg;
 			break;
@@ -403,8 +380,8 @@ static int do_list(const char *seg, int argc, char **argv)
 			 argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (json && watch) {
-		tool_err("list: -j and -w do not go together");
+	if (json + watch + prom > 1) {
+		tool_err("list: choose one of -j, -p and -w");
 		return EXIT_USAGE;
 	}
 	shmstat_t *h;
@@ -415,8 +392,10 @@ static int do_list(const char *seg, int argc, char **argv)
 		shmstat_close(&h);
 		return rc;
 	}
-	if (json) {
-		rc = list_json(h, seg, pattern);
+	if (prom) {
+		rc = shmstat_export_prometheus(h, pattern, stdout);
+	} else if (json) {
+		rc = shmstat_export_json(h, pattern, stdout);
 	} else {
 		struct list_ctx lc = { .f = stdout };
 		rc = shmstat_iter(h, pattern, list_table, &lc);
@@ -753,6 +732,7 @@ static const struct cmd cmds[] = {
 	{ "reset", do_reset, usage_reset },
 	{ "info", do_info, usage_info },
 	{ "reap", do_reap, usage_reap },
+	{ "health", do_health, usage_health },
 };
 
 int main(int argc, char **argv)

@@ -33,4 +33,8 @@ void tool_number(char *buf, size_t len, double v, bool human);
 int tool_watch(shmstat_t *h, const char *seg, const char *pattern,
 	       double interval, long count, bool human);
 
+/* shmstat health (health.c). */
+extern const char usage_health[];
+int do_health(const char *seg, int argc, char **argv);
+
 #endif /* SHMSTAT_TOOLS_I_H */
