@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shmstat_i.h"
 #include "testutil.h"
 
 #define OUT 65536
@@ -16,7 +17,7 @@ static void help_is_given_for_the_tool_and_every_command(void **state)
 {
 	(void)state;
 	const char *cmds[] = { "create", "destroy", "list", "get", "incr",
-			       "set", "reset", "info", "reap" };
+			       "set", "reset", "info", "reap", "health" };
 	assert_int_equal(tu_tool(out, OUT, "--help", NULL), 0);
 	assert_non_null(strstr(out, "usage: shmstat"));
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -130,6 +131,51 @@ static void json_output_carries_timestamp_source_and_escaped_names(void **state)
 	shmstat_unlink(name);
 }
 
+/* Each of health's exit codes, in a scenario that causes it. */
+static void health_exits_0_healthy_1_degraded_2_broken(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "health");
+	/* Broken: no segment. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "health", NULL), 2);
+	assert_non_null(strstr(out, "broken: segment: no segment"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "health", "-j", NULL), 2);
+	assert_non_null(strstr(out, "\"status\": \"broken\""));
+	/* Degraded: no bridge serves it. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "health", NULL), 1);
+	assert_string_equal(out, "degraded: bridge: no bridge is running\n");
+	/* Healthy when a bridge is not required. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "health", "--no-bridge", NULL), 0);
+	assert_non_null(strstr(out, "healthy"));
+	/* Broken again: a foreign magic. */
+	shmstat_t *h;
+	assert_int_equal(shmstat_open(name, NULL, &h), 0);
+	size_t len;
+	unsigned char *raw = shmstat__base(h, &len);
+	raw[0] ^= 0xff;
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "health", NULL), 2);
+	assert_non_null(strstr(out, "not a shmstat segment"));
+	raw[0] ^= 0xff;
+	shmstat_close(&h);
+	shmstat_unlink(name);
+}
+
+static void list_prometheus_prints_the_text_format(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "prom");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "filter_stats:rejected", "5", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", NULL), 0);
+	assert_non_null(strstr(out, "# TYPE shmstat_filter_stats_rejected_total counter\n"
+				    "shmstat_filter_stats_rejected_total{segment=\""));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", "-j", NULL), 1);
+	shmstat_unlink(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -138,6 +184,8 @@ int main(void)
 		cmocka_unit_test(create_list_get_incr_reset_destroy),
 		cmocka_unit_test(segment_name_comes_from_the_environment),
 		cmocka_unit_test(json_output_carries_timestamp_source_and_escaped_names),
+		cmocka_unit_test(health_exits_0_healthy_1_degraded_2_broken),
+		cmocka_unit_test(list_prometheus_prints_the_text_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
