@@ -1213,6 +1213,27 @@ static int group_read(struct ctx *c, const void *key, size_t klen,
 }
 
 /*
+ * A bucket that stays odd: its writer may be dead (the trylock repairs
+ * that), or gone without evening it (a scribbled segment). Holding the
+ * lock, an odd version can only be a leftover: even it. Never waits.
+ */
+static void unstick(struct ctx *c, uint32_t bucket)
+{
+	uint32_t s = stripe_of(c, bucket), g0 = bucket & ~(GROUP - 1);
+
+	if (stripe_lock(c, s, true) < 0)
+		return;
+	for (uint32_t i = 0; i < GROUP; i++) {
+		struct cache_bucket *b = &c->bk[g0 + i];
+		uint32_t v = atomic_load_explicit(&b->ver, memory_order_relaxed);
+		if (v & 1)
+			atomic_store_explicit(&b->ver, v + 1,
+					      memory_order_release);
+	}
+	stripe_unlock(c, s);
+}
+
+/*
  * Look key up without a lock: 1 found, 0 absent, -1 its bucket stayed
  * busy past the bound (a stopped writer). A bucket that stays odd may
  * belong to a writer that died: a trylock repairs it (no wait).
@@ -1230,9 +1251,7 @@ static int lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
 			continue;
 		if (!deadline)
 			deadline = deadline_ns();
-		uint32_t s = stripe_of(c, home_of(c, hash));
-		if (stripe_lock(c, s, true) == 0)
-			stripe_unlock(c, s);
+		unstick(c, home_of(c, hash));
 		if (shmstat__now_mono_ns() > deadline)
 			return -1;
 		sched_yield();
@@ -1691,6 +1710,7 @@ static int bucket_keys(struct ctx *c, struct cache_bucket *b,
 			continue;
 		if (!deadline)
 			deadline = deadline_ns();
+		unstick(c, (uint32_t)(b - c->bk));
 		if (shmstat__now_mono_ns() > deadline)
 			return -1;
 		sched_yield();
@@ -1737,6 +1757,12 @@ static int scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 	bool any = false;
 	int rc;
 
+	/* Sweeps and flushes also visit every stripe's lock in passing, so
+	 * a writer that died holding one is repaired (its journal settled)
+	 * even where nobody writes again. A try: never waits. */
+	if ((only_expired || !pattern) && bi % GROUP == 0 &&
+	    stripe_lock(c, stripe_of(c, bi), true) == 0)
+		stripe_unlock(c, stripe_of(c, bi));
 	if (bucket_keys(c, &c->bk[bi], &bk) < 0)
 		return SHMSTAT_EBUSY;
 	for (int i = 0; i < bk.n && !any; i++)

@@ -1,0 +1,282 @@
+/*
+ * test_cache_crash.c — a cache writer that dies (SIGKILL) or stops
+ * (SIGSTOP) while it holds its stripe lock, at each stage of a set (the
+ * shmstat__cache_hook test hook parks it there): the others go on within
+ * the bound, the entry reads old or new, and nothing leaks.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache_i.h"
+#include "shmstat_i.h"
+#include "testutil.h"
+
+#define MAXV 1024u
+#define BOUND_MS 100u
+
+struct park {
+	_Atomic int target; /* stage to park at */
+	_Atomic int parked;
+	_Atomic int stop;   /* 1: SIGSTOP self there; 0: wait to be killed */
+};
+static struct park *park;
+
+static void park_hook(int stage)
+{
+	if (stage != atomic_load(&park->target))
+		return;
+	atomic_store(&park->parked, 1);
+	if (atomic_load(&park->stop)) {
+		raise(SIGSTOP);
+		return;
+	}
+	for (int i = 0; i < 60000; i++) { /* bounded: the test kills us */
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+	}
+	_exit(3);
+}
+
+static int setup(void **state)
+{
+	struct tu_seg *s = calloc(1, sizeof(*s));
+	shmstat_options_t o = { .size = 4u << 20, .max_counters = 16,
+				.max_workers = 16, .cache_max_value = MAXV };
+	tu_seg_create(s, "crash", &o);
+	*state = s;
+	park = tu_shared(sizeof(*park));
+	shmstat__cache_set_lock_timeout(BOUND_MS);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	tu_shared_free(park, sizeof(*park));
+	return tu_seg_teardown(state);
+}
+
+static uint64_t now_ms(void) { return shmstat__now_mono_ns() / 1000000u; }
+
+/* Fork a writer that sets k = "new-value" and parks at `stage`. */
+static pid_t parked_writer(struct tu_seg *s, int stage, int stop)
+{
+	atomic_store(&park->target, stage);
+	atomic_store(&park->parked, 0);
+	atomic_store(&park->stop, stop);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmstat__cache_hook = park_hook;
+		int rc = shmstat_cache_set(s->h, "k", 1, "new-value", 9, 0, 0);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	struct timespec ms = { 0, 1000000 };
+	for (int i = 0; i < 10000 && !atomic_load(&park->parked); i++)
+		nanosleep(&ms, NULL);
+	assert_true(atomic_load(&park->parked));
+	if (stop) { /* wait until it is really stopped */
+		int st;
+		assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
+		assert_true(WIFSTOPPED(st));
+	}
+	return pid;
+}
+
+static void get_is(shmstat_t *h, const char *want)
+{
+	char buf[32];
+	size_t n;
+	assert_int_equal(shmstat_cache_get(h, "k", 1, buf, sizeof(buf), &n), 0);
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(buf, want, n);
+}
+
+/* Removing every entry leaves no block in use: the dead writer's block
+ * was freed from its journal (a flush visits every stripe's lock, which
+ * repairs it if nobody did before). */
+static void nothing_leaked(shmstat_t *h)
+{
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_flush(h, NULL), 0);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes_used, 0);
+}
+
+static void killed_at(void **state, int stage, const char *expect)
+{
+	struct tu_seg *s = *state;
+
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "old", 3, 0, 0), 0);
+	pid_t pid = parked_writer(s, stage, 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait(pid, 10000), 128 + SIGKILL);
+	/* Readers go on at once (a reader repairs a dead holder's odd
+	 * bucket with a trylock); the value is old or new, never a mix. */
+	uint64_t t0 = now_ms();
+	get_is(s->h, expect);
+	assert_true(now_ms() - t0 < 10 * BOUND_MS);
+	/* Writers too: the robust lock hands the next one EOWNERDEAD. */
+	assert_int_equal(shmstat_cache_set(s->h, "other", 5, "x", 1, 0, 0), 0);
+	assert_int_equal(shmstat_cache_delete(s->h, "other", 5), 0);
+	get_is(s->h, expect);
+	nothing_leaked(s->h);
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "again", 5, 0, 0), 0);
+	get_is(s->h, "again");
+}
+
+static void a_writer_killed_holding_the_lock_leaves_the_old_value(void **state)
+{
+	killed_at(state, CACHE_HOOK_LOCKED, "old");
+}
+
+static void a_writer_killed_before_publishing_leaves_the_old_value(void **state)
+{
+	killed_at(state, CACHE_HOOK_WRITTEN, "old");
+}
+
+static void a_writer_killed_after_publishing_leaves_the_new_value(void **state)
+{
+	killed_at(state, CACHE_HOOK_PUBLISHED, "new-value");
+}
+
+/*
+ * The holder is stopped inside its odd-version window: a get on its bucket
+ * reports a miss after the bound, a set of the key an error after the
+ * bound; neither waits longer. Keys of other stripes are untouched.
+ * After SIGCONT the writer finishes and all is consistent.
+ */
+static void a_stopped_writer_makes_nobody_wait_past_the_bound(void **state)
+{
+	struct tu_seg *s = *state;
+	char buf[32];
+	size_t n;
+
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "old", 3, 0, 0), 0);
+	pid_t pid = parked_writer(s, CACHE_HOOK_PUBLISHED, 1);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shmstat_cache_get(s->h, "k", 1, buf, sizeof(buf), &n),
+			 SHMSTAT_ENOTFOUND);
+	uint64_t t1 = now_ms();
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "mine", 4, 0, 0),
+			 SHMSTAT_EBUSY);
+	uint64_t t2 = now_ms();
+	print_message("stopped holder: get gave up after %llu ms, set after "
+		      "%llu ms (bound %u ms)\n",
+		      (unsigned long long)(t1 - t0),
+		      (unsigned long long)(t2 - t1), BOUND_MS);
+	assert_true(t1 - t0 >= BOUND_MS / 2 && t1 - t0 < 10 * BOUND_MS);
+	assert_true(t2 - t1 >= BOUND_MS / 2 && t2 - t1 < 10 * BOUND_MS);
+	/* Find a key in another stripe: it works without waiting. */
+	char key[16];
+	int done = 0;
+	for (int i = 0; i < 1000 && !done; i++) {
+		int kl = snprintf(key, sizeof(key), "o%d", i);
+		uint64_t t = now_ms();
+		int rc = shmstat_cache_set(s->h, key, (size_t)kl, "v", 1, 0, 0);
+		if (rc == 0) {
+			assert_true(now_ms() - t < BOUND_MS / 2);
+			assert_int_equal(shmstat_cache_delete(s->h, key,
+							      (size_t)kl),
+					 0);
+			done = 1;
+		}
+	}
+	assert_true(done);
+	kill(pid, SIGCONT);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	get_is(s->h, "new-value");
+	nothing_leaked(s->h);
+}
+
+/*
+ * Writers killed at random moments, over and over, while they set and
+ * delete (inside the allocator's locks too): afterwards every entry
+ * verifies and removing them all leaves no block in use.
+ */
+static void writers_killed_at_random_leak_nothing(void **state)
+{
+	struct tu_seg *s = *state;
+	_Atomic uint64_t *progress = tu_shared(sizeof(uint64_t) * 4);
+	uint32_t seed = 12345;
+
+	for (int round = 0; round < 12; round++) {
+		pid_t pid[4];
+		for (int w = 0; w < 4; w++) {
+			atomic_store(&progress[w], 0);
+			pid[w] = fork();
+			assert_true(pid[w] >= 0);
+			if (pid[w] == 0) {
+				shmstat_t *h = NULL;
+				char key[16], val[700];
+				if (shmstat_open(s->name, NULL, &h))
+					_exit(2);
+				for (uint32_t i = 0; i < 2000000; i++) {
+					int kl = snprintf(key, sizeof(key),
+							  "r%u", i % 500);
+					size_t vl = 1 + (i * 37) % sizeof(val);
+					memset(val, (int)(i % 500) & 0xff, vl);
+					if (i % 5 == 4)
+						shmstat_cache_delete(h, key,
+								     (size_t)kl);
+					else
+						shmstat_cache_set(h, key,
+								  (size_t)kl,
+								  val, vl, 0,
+								  0);
+					atomic_store(&progress[w], i + 1);
+				}
+				_exit(0);
+			}
+		}
+		/* Let each get some work done, then kill them all. */
+		seed = seed * 1664525u + 1013904223u;
+		uint64_t want = 200 + seed % 3000;
+		struct timespec ms = { 0, 1000000 };
+		for (int w = 0; w < 4; w++) {
+			for (int i = 0; i < 20000 &&
+					atomic_load(&progress[w]) < want;
+			     i++)
+				nanosleep(&ms, NULL);
+			kill(pid[w], SIGKILL);
+		}
+		for (int w = 0; w < 4; w++)
+			assert_int_equal(tu_wait(pid[w], 10000), 128 + SIGKILL);
+	}
+	/* Every value is one writer's whole value: one byte repeated. */
+	char key[16], buf[MAXV];
+	for (int k = 0; k < 500; k++) {
+		size_t n;
+		int kl = snprintf(key, sizeof(key), "r%d", k);
+		if (shmstat_cache_get(s->h, key, (size_t)kl, buf, sizeof(buf),
+				      &n) != 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal((unsigned char)buf[i], k & 0xff);
+	}
+	assert_int_equal(shmstat_cache_flush(s->h, NULL), 0);
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(s->h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes_used, 0);
+	tu_shared_free(progress, sizeof(uint64_t) * 4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(a_writer_killed_holding_the_lock_leaves_the_old_value),
+		T(a_writer_killed_before_publishing_leaves_the_old_value),
+		T(a_writer_killed_after_publishing_leaves_the_new_value),
+		T(a_stopped_writer_makes_nobody_wait_past_the_bound),
+		T(writers_killed_at_random_leak_nothing),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
