@@ -582,6 +582,94 @@ static void the_minimum_size_holds_one_largest_value(void **state)
 	free(b);
 }
 
+
+/* shmstat cache: every subcommand, its output and exit status. */
+static void the_cache_command_does_what_its_help_says(void **state)
+{
+	struct tu_seg *s = *state;
+	const char *n = s->name;
+	char out[4096];
+
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "llm:q1", "an answer", "--ttl", "60000", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "get",
+				 "llm:q1", NULL),
+			 0);
+	assert_string_equal(out, "an answer\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "get",
+				 "nope", NULL),
+			 1);
+	assert_string_equal(out, "");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "llm:q1", "x", "--nx", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "llm:q2", "y", "--xx", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "--", "-k", "-v", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "llm:q1", NULL),
+			 0);
+	assert_true(atoi(out) > 50000 && atoi(out) <= 60000);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "--", "-k", NULL),
+			 0);
+	assert_string_equal(out, "-1\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "keys",
+				 "llm:*", NULL),
+			 0);
+	assert_string_equal(out, "llm:q1\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "stats",
+				 "-j", NULL),
+			 0);
+	assert_non_null(strstr(out, "\"hits\": 1,"));
+	assert_non_null(strstr(out, "\"misses\": 1,"));
+	assert_non_null(strstr(out, "\"entries\": 2,"));
+	assert_non_null(strstr(out, "\"hit_rate\": 0.5000"));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "stats",
+				 NULL),
+			 0);
+	assert_non_null(strstr(out, "hit_rate:     0.5000"));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "clear",
+				 "llm:*", NULL),
+			 0);
+	assert_string_equal(out, "1\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "del",
+				 "--", "-k", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "del",
+				 "--", "-k", NULL),
+			 1);
+	assert_int_equal(set_s(s->h, "z", "1", 0, 0), 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "flush",
+				 NULL),
+			 0);
+	assert_string_equal(out, "1\n");
+	const char *subs[] = { "get", "set", "del", "ttl", "keys", "clear",
+			       "flush", "stats" };
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache",
+					 subs[i], "--help", NULL),
+				 0);
+		assert_non_null(strstr(out, "usage: shmstat [-n NAME] cache"));
+	}
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "get",
+				 NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "bogus",
+				 NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "k", "v", "--ttl", "soon", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", "no-such-seg-x",
+				 "cache", "get", "k", NULL),
+			 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -602,6 +690,7 @@ int main(void)
 		T(fetch_leases_a_miss_to_one_caller),
 		T(a_corrupt_cache_header_is_refused_at_attach),
 		T(the_minimum_size_holds_one_largest_value),
+		T(the_cache_command_does_what_its_help_says),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,6 +53,7 @@ static const char usage_main[] =
 	"  reap               free rows of processes that died\n"
 	"  health [-j] [--no-bridge]\n"
 	"                     exit 0 healthy, 1 degraded, 2 broken; says why\n"
+	"  cache get|set|del|ttl|keys|clear|flush|stats ...  the TTL cache\n"
 	"\n"
 	"exit status: 0 success, 1 usage or lookup error, 2 segment missing or\n"
 	"invalid.\n";
@@ -733,6 +734,7 @@ static const struct cmd cmds[] = {
 	{ "info", do_info, usage_info },
 	{ "reap", do_reap, usage_reap },
 	{ "health", do_health, usage_health },
+	{ "cache", do_cache, usage_cache },
 };
 
 int main(int argc, char **argv)

@@ -36,5 +36,8 @@ int tool_watch(shmstat_t *h, const char *seg, const char *pattern,
 /* shmstat health (health.c). */
 extern const char usage_health[];
 int do_health(const char *seg, int argc, char **argv);
+/* shmstat cache (cache_cmd.c). */
+extern const char usage_cache[];
+int do_cache(const char *seg, int argc, char **argv);
 
 #endif /* SHMSTAT_TOOLS_I_H */
