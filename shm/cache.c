@@ -768,8 +768,11 @@ static uint64_t pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
 			continue;
 		}
 		e = block(c, p, b, cs);
-		if (!e || atomic_load_explicit(&e->state,
-					       memory_order_relaxed) != ENT_FREE) {
+		/* A block past bump is free whatever its state says (a
+		 * writer killed in here may have left ALLOC on it). */
+		if (!e || (b < pg->bump &&
+			   atomic_load_explicit(&e->state,
+						memory_order_relaxed) != ENT_FREE)) {
 			rebuild_class(c, cls);
 			continue;
 		}
@@ -965,7 +968,7 @@ static bool referenced(struct ctx *c, uint64_t off, uint64_t hash,
 }
 
 /* Settle one journal record of stripe s after its holder died. */
-static void settle(struct ctx *c, uint32_t s, _Atomic uint64_t *j)
+static void settle(struct ctx *c, _Atomic uint64_t *j)
 {
 	uint64_t word = atomic_load_explicit(j, memory_order_relaxed);
 	uint64_t off = word & OFF_MASK;
@@ -973,9 +976,10 @@ static void settle(struct ctx *c, uint32_t s, _Atomic uint64_t *j)
 
 	atomic_store_explicit(j, 0, memory_order_relaxed);
 	/* A generation that moved on: the block was freed and reused since,
-	 * it is someone else's now. */
-	if (!e || (e->gen & GEN_MASK) != word >> OFF_BITS ||
-	    stripe_of(c, home_of(c, e->hash)) != s)
+	 * it is someone else's now. (Its hash may still be that of its
+	 * previous life when the writer died before writing it; then it was
+	 * never published, and `referenced` finds it nowhere.) */
+	if (!e || (e->gen & GEN_MASK) != word >> OFF_BITS)
 		return;
 	uint32_t st = atomic_load_explicit(&e->state, memory_order_relaxed);
 	if (st == ENT_FREE)
@@ -1001,8 +1005,8 @@ static void repair_stripe(struct ctx *c, uint32_t s)
 				atomic_store_explicit(&b->ver, v + 1,
 						      memory_order_release);
 		}
-	settle(c, s, &c->st[s].lk.j_new);
-	settle(c, s, &c->st[s].lk.j_old);
+	settle(c, &c->st[s].lk.j_new);
+	settle(c, &c->st[s].lk.j_old);
 }
 
 /* --------------------------------------------------------------- eviction */
