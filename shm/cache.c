@@ -1175,6 +1175,10 @@ static int bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
 		struct cache_entry *e;
 		if (!s || slot_tag(s) != tag || !(e = entry_at(c, slot_off(s))))
 			continue;
+		/* The block spans up to three lines: ask for all of them at
+		 * once rather than one miss after the other. */
+		__builtin_prefetch((const char *)e + 64);
+		__builtin_prefetch((const char *)e + 128);
 		uint32_t vl = e->val_len;
 		if (e->key_len != klen || e->hash != hash ||
 		    !entry_fits(c, slot_off(s), klen, vl) ||
