@@ -130,6 +130,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* One get of every key first, so that no run pays for setting the
+	 * CLOCK bits (the first get of an entry writes its bit once). */
+	size_t len;
+	for (uint32_t i = 0; i < BK_N; i++)
+		shmstat_cache_get(h, k.hit + (size_t)i * BK_KEYMAX, k.len[i], v,
+				  sizeof(v), &len);
 	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
