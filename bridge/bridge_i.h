@@ -34,6 +34,7 @@ struct bconf {
 	bool host_id_set;
 	int log_level;             /* SHMSTAT_LOG_* */
 	bool once;                 /* push once and exit */
+	const char *http;          /* --http [HOST:]PORT, NULL: off */
 };
 
 /* Per counter, indexed by directory index: what Redis last accepted. */
@@ -77,6 +78,12 @@ int conn_open(struct bridge *b);
 void conn_close(struct bridge *b);
 /* Text of an error: hiredis I/O error or an error reply. */
 const char *conn_errtext(const struct bridge *b, const redisReply *r);
+
+/* http.c: the HTTP endpoints, in a thread of libmicrohttpd's. */
+int http_start(const char *segment, const char *listen);
+void http_stop(void);
+/* Main thread, after each push: publish the push metrics. */
+void http_record_push(double seconds, bool ok);
 
 /* push.c */
 /* Run pending global resets, push every counter, reconcile. 0 or -1 (on

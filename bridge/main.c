@@ -63,6 +63,9 @@ static const char usage[] =
 	"                         shmstat-bridge.NAME.pid\n"
 	"  --once                 push once and exit (0 when the push "
 	"succeeded)\n"
+	"  --http [HOST:]PORT     serve GET /metrics, /health and /stats on\n"
+	"                         HOST (default 127.0.0.1; [::1] for IPv6);\n"
+	"                         off by default\n"
 	"  -v, -q                 more, less logging (levels: error, "
 	"warning,\n"
 	"                         info, debug; default info)\n"
@@ -144,6 +147,7 @@ enum {
 	OPT_OWNER_TTL,
 	OPT_PIDFILE,
 	OPT_ONCE,
+	OPT_HTTP,
 };
 
 static int parse_args(struct bconf *cf, int argc, char **argv)
@@ -160,6 +164,7 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		{ "owner-ttl", required_argument, NULL, OPT_OWNER_TTL },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "once", no_argument, NULL, OPT_ONCE },
+		{ "http", required_argument, NULL, OPT_HTTP },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -236,6 +241,9 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			break;
 		case OPT_ONCE:
 			cf->once = true;
+			break;
+		case OPT_HTTP:
+			cf->http = optarg;
 			break;
 		case 'v':
 			if (log_level < SHMSTAT_LOG_DEBUG)
@@ -374,6 +382,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pidfile_write(pf);
+	if (cf.http && http_start(cf.segment, cf.http) < 0) {
+		status = EXIT_USAGE;
+		goto out;
+	}
 	srandom((unsigned)(getpid() ^ shmstat__now_mono_ns()));
 
 	uint64_t host_id = cf.host_id_set ? cf.host_id : info.host_id;
@@ -431,7 +443,11 @@ int main(int argc, char **argv)
 			}
 		}
 		if (b.rc) {
-			if (push_all(&b) == 0)
+			uint64_t p0 = shmstat__now_mono_ns();
+			int pushed = push_all(&b) == 0;
+			http_record_push((double)(shmstat__now_mono_ns() - p0) / 1e9,
+					 pushed);
+			if (pushed)
 				pushed_once = true;
 			if (b.refused) {
 				status = EXIT_REFUSED;
@@ -474,6 +490,7 @@ int main(int argc, char **argv)
 	b.status.connected = 0;
 	status_write(&b);
 out:
+	http_stop();
 	free(b.st);
 	shmstat_close(&b.h);
 	pidfile_remove(pf);

@@ -311,8 +311,10 @@ int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f)
 				   st->name_len,
 				   st->kind == SHMSTAT_KIND_COUNTER ? "_total" : "");
 	}
-	/* A gauge whose family name equals a counter's: rename the gauge. */
-	qsort(c.v, c.n, sizeof(*c.v), by_metric);
+	/* A gauge whose family name equals a counter's: rename the gauge.
+	 * (qsort() must not see the NULL of an empty segment.) */
+	if (c.n > 1)
+		qsort(c.v, c.n, sizeof(*c.v), by_metric);
 	for (size_t i = 0; i + 1 < c.n; i++) {
 		size_t j = i + 1;
 		while (j < c.n && strcmp(c.v[j].metric, c.v[i].metric) == 0) {
@@ -326,7 +328,8 @@ int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f)
 			j++;
 		}
 	}
-	qsort(c.v, c.n, sizeof(*c.v), by_metric);
+	if (c.n > 1)
+		qsort(c.v, c.n, sizeof(*c.v), by_metric);
 	for (size_t i = 0; i < c.n;) {
 		const struct series *s = &c.v[i];
 		bool counter = s->st.kind == SHMSTAT_KIND_COUNTER;
