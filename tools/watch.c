@@ -117,6 +117,34 @@ static int frame_row(const shmstat_stat_t *st, void *priv)
 	return 0;
 }
 
+/* The bridge's state in one line. */
+static void bridge_line(shmstat_t *h)
+{
+	shmstat_sync_status_t st;
+
+	if (shmstat_sync_status_read(h, &st) < 0) {
+		printf("bridge: status unreadable%s\n", el);
+		return;
+	}
+	if (!st.alive) {
+		printf("bridge: not running (values are this host's only)%s\n", el);
+		return;
+	}
+	uint64_t now = shmstat__now_realtime_ns();
+	double ago = st.last_push_ns && now > st.last_push_ns
+			     ? (double)(now - st.last_push_ns) / 1e9
+			     : -1;
+	if (st.connected)
+		printf("bridge: pid %d connected to %s, last push %.1fs ago, "
+		       "%" PRIu64 " pending%s\n",
+		       st.bridge_pid, st.redis_addr, ago, st.pending, el);
+	else
+		printf("bridge: pid %d DISCONNECTED from %s (%.60s), %" PRIu64
+		       " pending, lag %.1fs%s\n",
+		       st.bridge_pid, st.redis_addr, st.last_error, st.pending,
+		       (double)st.lag_ms / 1e3, el);
+}
+
 int tool_watch(shmstat_t *h, const char *seg, const char *pattern,
 	       double interval, long count, bool human)
 {
@@ -156,6 +184,7 @@ int tool_watch(shmstat_t *h, const char *seg, const char *pattern,
 		printf("shmstat %s  %s  source: %s  every %.3gs%s%s\n", seg,
 		       ts, tool_source(h), interval,
 		       tty_raw ? "  (q quits)" : "", el);
+		bridge_line(h);
 		printf("%-50s %16s %14s%s\n", "NAME", "VALUE", "RATE/s", el);
 		rc = shmstat_iter(h, pattern, frame_row, &f);
 		if (rc < 0) {
