@@ -433,9 +433,10 @@ int main(int argc, char **argv)
 		uint64_t t0 = shmstat__now_mono_ns();
 		uint64_t wait = cf.interval_ms;
 		if (!b.rc && t0 >= next_connect) {
-			if (conn_open(&b) == 0) {
-				attempt = 0;
-			} else {
+			/* The backoff restarts only after a good push: a
+			 * Redis that accepts connections and then fails every
+			 * push is retried with backoff too. */
+			if (conn_open(&b) < 0) {
 				uint64_t d = backoff(&cf, attempt++);
 				next_connect = t0 + d * 1000000u;
 				blog(SHMSTAT_LOG_DEBUG,
@@ -447,8 +448,10 @@ int main(int argc, char **argv)
 			int pushed = push_all(&b) == 0;
 			http_record_push((double)(shmstat__now_mono_ns() - p0) / 1e9,
 					 pushed);
-			if (pushed)
+			if (pushed) {
 				pushed_once = true;
+				attempt = 0;
+			}
 			if (b.refused) {
 				status = EXIT_REFUSED;
 				break;

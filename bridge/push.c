@@ -232,6 +232,24 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 
 /* ------------------------------------------------------------- resetting */
 
+/*
+ * A reset that Redis refused with an error reply (NOPERM from an ACL, a
+ * script error): end the request with an error so `shmstat reset --global`
+ * says so, and go on pushing; the connection is still good. Only an I/O
+ * error (no reply) makes run_reset() fail and the connection be dropped.
+ */
+static int reset_refused(struct bridge *b, uint64_t id, const redisReply *r)
+{
+	if (!r)
+		return -1;
+	shmstat_sync_reset_done(b->h, id, 0,
+				r->type == REDIS_REPLY_ERROR &&
+						strncmp(r->str, "NOPERM", 6) == 0
+					? SHMSTAT_EPERM
+					: SHMSTAT_ESYS);
+	return 0;
+}
+
 /* Run a pending `shmstat reset --global` request. */
 static int run_reset(struct bridge *b)
 {
@@ -261,9 +279,9 @@ static int run_reset(struct bridge *b)
 			bridge_error(b, SHMSTAT_LOG_WARNING,
 				     "global reset '%s': SSCAN failed: %s",
 				     glob, conn_errtext(b, r));
+			ret = reset_refused(b, id, r);
 			if (r)
 				freeReplyObject(r);
-			ret = -1;
 			goto out;
 		}
 		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
@@ -322,9 +340,9 @@ static int run_reset(struct bridge *b)
 			bridge_error(b, SHMSTAT_LOG_WARNING,
 				     "global reset '%s' failed: %s", glob,
 				     conn_errtext(b, r));
+			ret = reset_refused(b, id, r);
 			if (r)
 				freeReplyObject(r);
-			ret = -1;
 			goto out;
 		}
 		count += (uint64_t)r->integer;

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -97,13 +98,18 @@ void ru_start(struct ru_server *r)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		const char *argv[32] = {
-			"redis-server", "--port", "0", "--unixsocket", r->sock,
+		const char *argv[40] = { "redis-server" };
+		int n = 1;
+		if (r->config)
+			argv[n++] = r->config;
+		const char *net[] = {
+			"--port", "0", "--unixsocket", r->sock,
 			"--unixsocketperm", "700", "--dir", r->dir, "--save",
 			"", "--appendonly", "no", "--logfile", log,
 			"--daemonize", "no", "--bind", "127.0.0.1",
 		};
-		int n = 19;
+		for (size_t i = 0; i < sizeof(net) / sizeof(net[0]); i++)
+			argv[n++] = net[i];
 		if (r->password[0]) {
 			argv[n++] = "--requirepass";
 			argv[n++] = r->password;
@@ -112,6 +118,9 @@ void ru_start(struct ru_server *r)
 		int devnull = open("/dev/null", O_RDWR);
 		dup2(devnull, 0);
 		dup2(devnull, 1);
+		/* A test that fails half-way must not leave a server holding
+		 * its output open: it dies with the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execvp("redis-server", (char *const *)argv);
 		_exit(127);
 	}
@@ -219,6 +228,7 @@ pid_t ru_bridge(const char *dir, const char *seg, const char *url,
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (fd >= 0)
 			dup2(fd, 2);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}

@@ -21,6 +21,8 @@ struct ru_server {
 	char sock[192];       /* dir/redis.sock */
 	char url[224];        /* unix://<sock> */
 	char password[64];    /* requirepass when set before ru_start */
+	const char *config;   /* a redis.conf to start from (the options
+				 above override its network and files) */
 	pid_t pid;            /* 0 when stopped */
 };
 
