@@ -72,7 +72,10 @@ void tool_number(char *buf, size_t len, double v, bool human)
 	int u = 0;
 
 	if (!human || fabs(v) < 10000) {
-		snprintf(buf, len, fabs(v - (double)(int64_t)v) < 1e-9 ? "%.0f" : "%.1f", v);
+		/* Whole numbers as such; a fraction only where it says
+		 * something (a rate below 100/s). */
+		bool whole = fabs(v - (double)(int64_t)v) < 1e-9 || fabs(v) >= 100;
+		snprintf(buf, len, whole ? "%.0f" : "%.1f", v);
 		return;
 	}
 	while (fabs(v) >= 1000 && u < 6) {
