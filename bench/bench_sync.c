@@ -5,7 +5,13 @@
  *
  *   sync_push_10k_changed        one push of 10,000 changed counters: the
  *                                bridge's own push code, in process; time
- *                                per iteration = one push
+ *                                per iteration = one push; Redis' own CPU
+ *                                per push (INFO cpu) as redis_cpu_ms_per_push
+ *   sync_push_10k_1pct_changed   one push of 10,000 counters of which 100
+ *                                changed
+ *   sync_push_10k_unchanged      one push of 10,000 counters, none changed
+ *                                (the sequence check and the refresh of the
+ *                                global values)
  *   baseline_incrby_10k_pipelined  10,000 plain INCRBYs, pipelined: the
  *                                floor the push is compared with
  *   bridge_cpu_1000_counters_1s  shmstat-bridge (the real daemon) at a 1 s
@@ -162,7 +168,32 @@ static int make_counters(shmstat_t *h, shmstat_counter_t *c, int n)
 
 /* ------------------------------------------------------------ one push */
 
-SHIM_BENCH(sync_push_10k_changed)(shim_state_t *st)
+/* Redis' own CPU time so far (INFO cpu: used_cpu_sys + used_cpu_user), in
+ * ms; -1 when unknown. */
+static double redis_cpu_ms(void)
+{
+	redisContext *rc = redisConnectUnix(rs.sock);
+	double ms = -1;
+
+	if (rc && !rc->err) {
+		redisReply *r = redisCommand(rc, "INFO cpu");
+		if (r && r->type == REDIS_REPLY_STRING) {
+			const char *s = strstr(r->str, "used_cpu_sys:");
+			const char *u = strstr(r->str, "used_cpu_user:");
+			if (s && u)
+				ms = (atof(s + 13) + atof(u + 14)) * 1e3;
+		}
+		if (r)
+			freeReplyObject(r);
+	}
+	if (rc)
+		redisFree(rc);
+	return ms;
+}
+
+/* One push of PUSH_N counters of which `changed` changed since the last
+ * push (a different `changed` of them each time). */
+static void push_bench(shim_state_t *st, int changed)
 {
 	static shmstat_counter_t c[PUSH_N];
 	static struct bconf cf;
@@ -200,18 +231,21 @@ SHIM_BENCH(sync_push_10k_changed)(shim_state_t *st)
 		shim_skip(st, "first push failed");
 		goto out;
 	}
-	int failed = 0;
+	int failed = 0, next = 0;
+	double cpu0 = redis_cpu_ms();
 	while (shim_run_batch(st, 1)) {
-		for (int i = 0; i < PUSH_N; i++)
-			shmstat_counter_add(c[i], 1);
+		for (int i = 0; i < changed; i++) {
+			shmstat_counter_add(c[next], 1);
+			next = (next + 1) % PUSH_N;
+		}
 		if (push_all(&b) < 0 || b.status.pending != 0)
 			failed++;
 	}
+	double cpu1 = redis_cpu_ms();
 	shim_set_items(st, shim_iterations(st) * PUSH_N);
-	/* One pipelined round trip carries all the script calls. */
-	shim_counter(st, "round_trips", 1);
-	shim_counter(st, "script_calls",
-		     (PUSH_N + BRIDGE_CHUNK - 1) / BRIDGE_CHUNK);
+	if (cpu0 >= 0 && cpu1 >= 0 && shim_iterations(st) > 0)
+		shim_counter(st, "redis_cpu_ms_per_push",
+			     (cpu1 - cpu0) / (double)shim_iterations(st));
 	shim_counter(st, "failed", failed);
 out:
 	conn_close(&b);
@@ -222,6 +256,21 @@ out:
 		freeReplyObject(redisCommand(rc, "FLUSHALL"));
 	if (rc)
 		redisFree(rc);
+}
+
+SHIM_BENCH(sync_push_10k_changed)(shim_state_t *st)
+{
+	push_bench(st, PUSH_N);
+}
+
+SHIM_BENCH(sync_push_10k_1pct_changed)(shim_state_t *st)
+{
+	push_bench(st, PUSH_N / 100);
+}
+
+SHIM_BENCH(sync_push_10k_unchanged)(shim_state_t *st)
+{
+	push_bench(st, 0);
 }
 
 SHIM_BENCH(baseline_incrby_10k_pipelined)(shim_state_t *st)
@@ -238,6 +287,7 @@ SHIM_BENCH(baseline_incrby_10k_pipelined)(shim_state_t *st)
 		return;
 	}
 	char key[64];
+	double cpu0 = redis_cpu_ms();
 	while (shim_run_batch(st, 1)) {
 		for (int i = 0; i < PUSH_N; i++) {
 			snprintf(key, sizeof(key), "bench:incr:%05d", i);
@@ -249,8 +299,11 @@ SHIM_BENCH(baseline_incrby_10k_pipelined)(shim_state_t *st)
 				freeReplyObject(r);
 		}
 	}
+	double cpu1 = redis_cpu_ms();
 	shim_set_items(st, shim_iterations(st) * PUSH_N);
-	shim_counter(st, "round_trips", 1);
+	if (cpu0 >= 0 && cpu1 >= 0 && shim_iterations(st) > 0)
+		shim_counter(st, "redis_cpu_ms_per_push",
+			     (cpu1 - cpu0) / (double)shim_iterations(st));
 	freeReplyObject(redisCommand(rc, "FLUSHALL"));
 	redisFree(rc);
 }
