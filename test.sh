@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# Install what is missing, build, and run every test twice: in the normal
-# build and under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Install what is missing, build, and run every test three times: in the
+# normal build (gcc), under AddressSanitizer + UndefinedBehaviorSanitizer,
+# and in an optimized clang build (other warnings, other optimizer).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
 passed=0
 failed=0
-for variant in build:false build-sanitize:true; do
-	dir=${variant%%:*}
-	san=${variant##*:}
-	echo "== $dir (sanitize=$san)"
-	scripts/build.sh "$dir" -Dsanitize="$san"
-	rc=0
+run() { # dir compiler meson-options...
+	local dir=$1 cc=$2
+	shift 2
+	echo "== $dir ($cc $*)"
+	CC=$cc scripts/build.sh "$dir" "$@"
+	local rc=0
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || rc=$?
 	# One JSON object per test in meson's log.
-	log="$dir/meson-logs/testlog.json"
+	local log="$dir/meson-logs/testlog.json"
 	passed=$((passed + $(grep -c '"result": "OK"' "$log" || true)))
 	failed=$((failed + $(grep -vc '"result": "OK"' "$log" || true)))
-	[ "$rc" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$rc"; }
-done
+	if [ "$rc" -ne 0 ]; then
+		echo "tests: $passed passed, $failed failed"
+		exit "$rc"
+	fi
+}
+run build gcc -Dsanitize=false
+run build-sanitize gcc -Dsanitize=true
+run build-clang clang -Dsanitize=false --buildtype=release
 echo "tests: $passed passed, $failed failed"

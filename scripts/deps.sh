@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-	gcc g++ pkg-config meson ninja-build
+	gcc g++ clang pkg-config meson ninja-build
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
 	redis-server redis-tools

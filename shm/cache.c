@@ -1916,7 +1916,7 @@ int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out)
 
 uint64_t shmstat__cache_bytes_used(const struct shmstat *h)
 {
-	struct ctx c;
+	struct ctx c = { 0 };
 	uint64_t entries, used;
 
 	if (ctx_peek((struct shmstat *)h, &c) < 0)
