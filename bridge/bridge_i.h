@@ -37,7 +37,9 @@ struct bconf {
 	const char *http;          /* --http [HOST:]PORT, NULL: off */
 };
 
-/* Per counter, indexed by directory index: what Redis last accepted. */
+/* Per counter, indexed by directory index: what Redis last accepted. A
+ * counter is sent to the push script only while !known or its total
+ * differs from acked; otherwise its global value is only read back. */
 struct bstate {
 	int64_t acked;             /* total Redis last acknowledged */
 	bool known;                /* acked is meaningful */
@@ -57,6 +59,13 @@ struct bridge {
 	shmstat_sync_status_t status;
 	uint64_t dirty_since_ns;   /* first unpushed change, 0 when none */
 	bool full_push;            /* Redis lost data: push everything */
+	uint64_t fence;            /* last push fence sent (see push.c) */
+	int64_t reset_gen;         /* Redis' global-reset generation ... */
+	bool reset_gen_known;      /* ... as of our last full push */
+	bool no_mget;              /* MGET refused (ACL): refresh with GET */
+	uint32_t last_sent;        /* counters sent by the last push */
+	uint32_t last_refreshed;   /* global values only read back */
+	bool last_full;            /* the last push sent every counter */
 	bool refused;              /* host id owned by another bridge */
 	uint64_t last_policy_warn_ns;
 };
@@ -86,8 +95,9 @@ void http_stop(void);
 void http_record_push(double seconds, bool ok);
 
 /* push.c */
-/* Run pending global resets, push every counter, reconcile. 0 or -1 (on
- * an I/O error the connection is closed). */
+/* Run pending global resets, push the counters Redis has not acknowledged
+ * (all of them after a loss), read back the global values of the others.
+ * 0 or -1 (on an I/O error the connection is closed). */
 int push_all(struct bridge *b);
 /* Update the pending count only, for a bridge that cannot push now. */
 void push_account(struct bridge *b);

@@ -34,81 +34,96 @@
 #include "bridge_i.h"
 #include "shmstat_i.h"
 
+/*
+ * KEYS: 1 m:H, 2 h:H, 3 r:H, 4 hosts, 5 names, 6 gen, 6+i counter i's key.
+ * ARGV: 1 owner token, 2 lease ms, 3 sequence acknowledged, 4 host id,
+ * 5 host name, 6 fence, then per counter i (j = 4i + 3): j name, j+1
+ * total, j+2 reset base R, j+3 reset epoch E (the segment's mirror).
+ * Reply: {1, seq, lost, globals, changed bases "i R E", errors {i, text},
+ * gen}; {0, owner, ms left} when another bridge holds the host id; {2,
+ * fence} when a call with a higher fence already ran (this one did
+ * nothing). Globals are integers, or strings for a key only read.
+ */
 const char push_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local m = redis.call('HMGET', KEYS[1], 'owner', 'owner_exp', 'seq')\n"
+	"local m = redis.call('HMGET', KEYS[1], 'owner', 'owner_exp', 'seq',\n"
+	"  'fence')\n"
 	"if m[1] and m[1] ~= ARGV[1] and tonumber(m[2] or '0') > now then\n"
 	"  return {0, m[1], string.format('%d', tonumber(m[2]) - now)}\n"
+	"end\n"
+	"if m[4] and tonumber(m[4]) > tonumber(ARGV[6]) then\n"
+	"  return {2, m[4]}\n"
 	"end\n"
 	"local seq = tonumber(m[3] or '0')\n"
 	"local lost = 0\n"
 	"if seq < tonumber(ARGV[3]) then lost = 1 end\n"
 	"seq = seq + 1\n"
-	"local n = #KEYS - 5\n"
-	"local names = {}\n"
-	"for i = 1, n do names[i] = ARGV[3 * i + 3] end\n"
-	"local acc, rs = {}, {}\n"
-	"if n > 0 then\n"
-	"  acc = redis.call('HMGET', KEYS[2], unpack(names))\n"
-	"  rs = redis.call('HMGET', KEYS[3], unpack(names))\n"
-	"end\n"
 	"redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'owner_exp',\n"
 	"  string.format('%d', now + tonumber(ARGV[2])), 'seq',\n"
-	"  string.format('%d', seq), 'name', ARGV[5], 'pushed_ms',\n"
-	"  string.format('%d', now))\n"
+	"  string.format('%d', seq), 'fence', ARGV[6], 'name', ARGV[5],\n"
+	"  'pushed_ms', string.format('%d', now))\n"
 	"redis.call('SADD', KEYS[4], ARGV[4])\n"
-	"local g, ch, errs, hset, rset, newn = {}, {}, {}, {}, {}, {}\n"
-	"for i = 1, n do\n"
-	"  local ts = ARGV[3 * i + 4]\n"
-	"  local total = tonumber(ts)\n"
-	"  local a, b = string.match(ARGV[3 * i + 5], '^(-?%d+) (%d+)$')\n"
-	"  local hr, he = tonumber(a or '0'), tonumber(b or '0')\n"
-	"  local sr, se = 0, 0\n"
-	"  if rs[i] then\n"
-	"    a, b = string.match(rs[i], '^(-?%d+) (%d+)$')\n"
-	"    sr, se = tonumber(a or '0'), tonumber(b or '0')\n"
-	"  end\n"
-	"  local r, e = sr, se\n"
-	"  if he > se then r, e = hr, he end\n"
-	"  local old = 0\n"
-	"  if acc[i] then old = tonumber(acc[i]) - sr end\n"
-	"  local d = (total - r) - old\n"
-	"  local v\n"
-	"  if d ~= 0 then\n"
-	"    v = redis.pcall('INCRBY', KEYS[5 + i], string.format('%d', d))\n"
-	"  else\n"
-	"    v = redis.pcall('GET', KEYS[5 + i])\n"
-	"  end\n"
-	"  if type(v) == 'table' and v.err then\n"
-	"    g[i] = ''\n"
-	"    errs[#errs + 1] = string.format('%d', i)\n"
-	"    errs[#errs + 1] = v.err\n"
-	"  else\n"
-	"    if v == false or v == nil then v = '0' end\n"
-	"    if type(v) == 'number' then v = string.format('%d', v) end\n"
-	"    g[i] = v\n"
-	"    if acc[i] ~= ts then\n"
-	"      hset[#hset + 1] = names[i]\n"
-	"      hset[#hset + 1] = ts\n"
+	"local gen = redis.call('GET', KEYS[6]) or '0'\n"
+	"local n = #KEYS - 6\n"
+	"local g, ch, errs = {}, {}, {}\n"
+	"if n > 0 then\n"
+	"  local names = {}\n"
+	"  for i = 1, n do names[i] = ARGV[4 * i + 3] end\n"
+	"  local acc = redis.call('HMGET', KEYS[2], unpack(names))\n"
+	"  local rs = redis.call('HMGET', KEYS[3], unpack(names))\n"
+	"  local hset, rset, newn = {}, {}, {}\n"
+	"  for i = 1, n do\n"
+	"    local j = 4 * i + 3\n"
+	"    local ts = ARGV[j + 1]\n"
+	"    local hr, he = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])\n"
+	"    local sr, se = 0, 0\n"
+	"    local s = rs[i]\n"
+	"    if s then\n"
+	"      local a, b = string.match(s, '^(-?%d+) (%d+)$')\n"
+	"      sr, se = tonumber(a or '0'), tonumber(b or '0')\n"
 	"    end\n"
-	"    if not acc[i] then newn[#newn + 1] = names[i] end\n"
-	"    if e ~= se or not rs[i] and e ~= 0 then\n"
-	"      rset[#rset + 1] = names[i]\n"
-	"      rset[#rset + 1] = string.format('%d %d', r, e)\n"
+	"    local r, e = sr, se\n"
+	"    if he > se then r, e = hr, he end\n"
+	"    local a = acc[i]\n"
+	"    local d = tonumber(ts) - r\n"
+	"    if a then d = d - (tonumber(a) - sr) end\n"
+	"    local v\n"
+	"    if d ~= 0 then\n"
+	"      v = redis.pcall('INCRBY', KEYS[6 + i], string.format('%d', d))\n"
+	"    else\n"
+	"      v = redis.pcall('GET', KEYS[6 + i]) or 0\n"
 	"    end\n"
-	"    if e ~= he or r ~= hr then\n"
-	"      ch[#ch + 1] = string.format('%d %d %d', i, r, e)\n"
+	"    if type(v) == 'table' then\n"
+	"      g[i] = ''\n"
+	"      errs[#errs + 1] = i\n"
+	"      errs[#errs + 1] = v.err or 'error'\n"
+	"    else\n"
+	"      g[i] = v\n"
+	"      if a ~= ts then\n"
+	"        hset[#hset + 1] = names[i]\n"
+	"        hset[#hset + 1] = ts\n"
+	"      end\n"
+	"      if not a then newn[#newn + 1] = names[i] end\n"
+	"      if e ~= se then\n"
+	"        rset[#rset + 1] = names[i]\n"
+	"        rset[#rset + 1] = string.format('%d %d', r, e)\n"
+	"      end\n"
+	"      if e ~= he or r ~= hr then\n"
+	"        ch[#ch + 1] = string.format('%d %d %d', i, r, e)\n"
+	"      end\n"
 	"    end\n"
 	"  end\n"
+	"  if #hset > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
+	"  if #rset > 0 then redis.call('HSET', KEYS[3], unpack(rset)) end\n"
+	"  if #newn > 0 then redis.call('SADD', KEYS[5], unpack(newn)) end\n"
 	"end\n"
-	"if #hset > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
-	"if #rset > 0 then redis.call('HSET', KEYS[3], unpack(rset)) end\n"
-	"if #newn > 0 then redis.call('SADD', KEYS[5], unpack(newn)) end\n"
-	"return {1, string.format('%d', seq), lost, g, ch, errs}\n";
+	"return {1, string.format('%d', seq), lost, g, ch, errs, gen}\n";
 
-/* KEYS[1] hosts set, KEYS[2] resets hash; ARGV[1] meta prefix, ARGV[2]
- * key prefix, ARGV[3] epoch, ARGV[4..] names. Idempotent per epoch. */
+/* KEYS[1] hosts set, KEYS[2] resets hash, KEYS[3] gen; ARGV[1] meta
+ * prefix, ARGV[2] key prefix, ARGV[3] epoch, ARGV[4..] names. Idempotent
+ * per epoch. gen counts the calls that reset something: a bridge that sees
+ * it change pushes every counter, to learn its new reset bases. */
 const char reset_lua[] =
 	"local hosts = redis.call('SMEMBERS', KEYS[1])\n"
 	"local ep = ARGV[3]\n"
@@ -128,17 +143,26 @@ const char reset_lua[] =
 	"    n = n + 1\n"
 	"  end\n"
 	"end\n"
+	"if n > 0 then redis.call('INCRBY', KEYS[3], 1) end\n"
 	"return n\n";
 
-/* A growing array of argv strings for one command. */
+/* A growing array of argv strings for one command. Strings we format
+ * live in blocks that never move (one allocation per ~64 KiB, not one per
+ * argument). */
+struct blk {
+	struct blk *next;
+	size_t used, cap;
+	char data[];
+};
+
 struct args {
 	const char **v;
 	size_t *len;
-	char **own; /* strings we allocated */
-	int n, cap, nown;
+	int n, cap;
+	struct blk *blk;
 };
 
-static int args_push(struct args *a, const char *s, size_t len, bool own)
+static int args_push(struct args *a, const char *s, size_t len)
 {
 	if (a->n == a->cap) {
 		int cap = a->cap ? a->cap * 2 : 64;
@@ -150,46 +174,95 @@ static int args_push(struct args *a, const char *s, size_t len, bool own)
 		if (!l)
 			return -1;
 		a->len = l;
-		char **o = realloc(a->own, (size_t)cap * sizeof(*o));
-		if (!o)
-			return -1;
-		a->own = o;
 		a->cap = cap;
 	}
 	a->v[a->n] = s;
 	a->len[a->n] = len;
 	a->n++;
-	if (own)
-		a->own[a->nown++] = (char *)s;
 	return 0;
+}
+
+/* Room for len + 1 bytes in the current block. */
+static char *args_room(struct args *a, size_t len)
+{
+	struct blk *k = a->blk;
+
+	if (!k || k->cap - k->used < len + 1) {
+		size_t cap = len + 1 > 65536 ? len + 1 : 65536;
+		k = malloc(sizeof(*k) + cap);
+		if (!k)
+			return NULL;
+		k->next = a->blk;
+		k->used = 0;
+		k->cap = cap;
+		a->blk = k;
+	}
+	return k->data + k->used;
+}
+
+/* Push the len bytes just written at p (from args_room). */
+static int args_commit(struct args *a, char *p, size_t len)
+{
+	p[len] = '\0';
+	a->blk->used += len + 1;
+	return args_push(a, p, len);
+}
+
+/* s1 followed by s2, copied. */
+static int args_cat(struct args *a, const char *s1, size_t l1, const char *s2,
+		    size_t l2)
+{
+	char *p = args_room(a, l1 + l2);
+
+	if (!p)
+		return -1;
+	memcpy(p, s1, l1);
+	memcpy(p + l1, s2, l2);
+	return args_commit(a, p, l1 + l2);
+}
+
+static int args_str(struct args *a, const char *s)
+{
+	return args_cat(a, s, strlen(s), "", 0);
+}
+
+static int args_i64(struct args *a, int64_t v)
+{
+	char buf[24], *e = buf + sizeof(buf), *q = e;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+	do
+		*--q = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--q = '-';
+	return args_cat(a, q, (size_t)(e - q), "", 0);
 }
 
 static int args_fmt(struct args *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static int args_fmt(struct args *a, const char *fmt, ...)
 {
+	char buf[600];
 	va_list ap;
-	char *s;
 
 	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -1;
-	if (args_push(a, s, (size_t)n, true) < 0) {
-		free(s);
-		return -1;
-	}
-	return 0;
+	return args_cat(a, buf, (size_t)n, "", 0);
 }
 
 static void args_free(struct args *a)
 {
-	for (int i = 0; i < a->nown; i++)
-		free(a->own[i]);
+	while (a->blk) {
+		struct blk *k = a->blk;
+		a->blk = k->next;
+		free(k);
+	}
 	free(a->v);
 	free(a->len);
-	free(a->own);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -260,10 +333,11 @@ static int run_reset(struct bridge *b)
 	if (rc <= 0)
 		return 0;
 	const char *mp = b->cf->meta_prefix;
-	char names_key[512], resets_key[512], hosts_key[512];
+	char names_key[512], resets_key[512], hosts_key[512], gen_key[512];
 	snprintf(names_key, sizeof(names_key), "%snames", mp);
 	snprintf(resets_key, sizeof(resets_key), "%sresets", mp);
 	snprintf(hosts_key, sizeof(hosts_key), "%shosts", mp);
+	snprintf(gen_key, sizeof(gen_key), "%sgen", mp);
 
 	/* Which names exist cluster-wide: SSCAN the names set, match with
 	 * the engine's own glob rules. Bounded by the set's size. */
@@ -291,9 +365,7 @@ static int run_reset(struct bridge *b)
 			if (e->type != REDIS_REPLY_STRING ||
 			    !shmstat__glob(glob, e->str, e->len))
 				continue;
-			char *s = strndup(e->str, e->len);
-			if (!s || args_push(&match, s, e->len, true) < 0) {
-				free(s);
+			if (args_cat(&match, e->str, e->len, "", 0) < 0) {
 				freeReplyObject(r);
 				ret = -1;
 				goto out;
@@ -309,22 +381,29 @@ static int run_reset(struct bridge *b)
 	for (int off = 0; off < match.n || off == 0; off += 500) {
 		struct args a = { 0 };
 		int n = match.n - off < 500 ? match.n - off : 500;
-		if (args_push(&a, "EVALSHA", 7, false) < 0 ||
-		    args_push(&a, b->reset_sha, 40, false) < 0 ||
-		    args_push(&a, "2", 1, false) < 0 ||
-		    args_push(&a, hosts_key, strlen(hosts_key), false) < 0 ||
-		    args_push(&a, resets_key, strlen(resets_key), false) < 0 ||
-		    args_push(&a, mp, strlen(mp), false) < 0 ||
+		if (args_push(&a, "EVALSHA", 7) < 0 ||
+		    args_push(&a, b->reset_sha, 40) < 0 ||
+		    args_push(&a, "3", 1) < 0 ||
+		    args_push(&a, hosts_key, strlen(hosts_key)) < 0 ||
+		    args_push(&a, resets_key, strlen(resets_key)) < 0 ||
+		    args_push(&a, gen_key, strlen(gen_key)) < 0 ||
+		    args_push(&a, mp, strlen(mp)) < 0 ||
 		    args_push(&a, b->cf->key_prefix,
-			      strlen(b->cf->key_prefix), false) < 0 ||
-		    args_push(&a, ep, strlen(ep), false) < 0) {
+			      strlen(b->cf->key_prefix)) < 0 ||
+		    args_push(&a, ep, strlen(ep)) < 0) {
 			args_free(&a);
 			ret = -1;
 			goto out;
 		}
+		int rc = 0;
 		for (int i = 0; i < n; i++)
-			args_push(&a, match.v[off + i], match.len[off + i],
-				  false);
+			rc |= args_push(&a, match.v[off + i],
+					match.len[off + i]);
+		if (rc) {
+			args_free(&a);
+			ret = -1;
+			goto out;
+		}
 		redisReply *r = redisCommandArgv(b->rc, a.n, a.v, a.len);
 		if (r && r->type == REDIS_REPLY_ERROR &&
 		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
@@ -362,38 +441,59 @@ out:
 
 /* --------------------------------------------------------------- pushing */
 
-/* Build the script call for items [off, off+n). */
-static int build_push(struct bridge *b, struct items *it, size_t off, size_t n,
-		      bool sha, struct args *a)
+/* Build the script call for the n items idx[0..n). */
+static int build_push(struct bridge *b, const struct items *it,
+		      const uint32_t *idx, size_t n, bool sha, struct args *a)
 {
 	const char *mp = b->cf->meta_prefix;
 	const char *kp = b->cf->key_prefix;
+	size_t kpl = strlen(kp);
 	int rc = 0;
 
-	rc |= args_push(a, sha ? "EVALSHA" : "EVAL", sha ? 7 : 4, false);
-	rc |= sha ? args_push(a, b->push_sha, 40, false)
-		  : args_push(a, push_lua, strlen(push_lua), false);
-	rc |= args_fmt(a, "%zu", n + 5);
+	rc |= args_push(a, sha ? "EVALSHA" : "EVAL", sha ? 7 : 4);
+	rc |= sha ? args_push(a, b->push_sha, 40)
+		  : args_push(a, push_lua, strlen(push_lua));
+	rc |= args_i64(a, (int64_t)n + 6);
 	rc |= args_fmt(a, "%sm:%s", mp, b->host_hex);
 	rc |= args_fmt(a, "%sh:%s", mp, b->host_hex);
 	rc |= args_fmt(a, "%sr:%s", mp, b->host_hex);
 	rc |= args_fmt(a, "%shosts", mp);
 	rc |= args_fmt(a, "%snames", mp);
-	for (size_t i = 0; i < n; i++)
-		rc |= args_fmt(a, "%s%s", kp, it->v[off + i].name);
-	rc |= args_push(a, b->token, strlen(b->token), false);
-	rc |= args_fmt(a, "%" PRIu64, b->cf->owner_ttl_ms);
-	rc |= args_fmt(a, "%" PRIu64, b->status.seq_acked);
-	rc |= args_push(a, b->host_hex, strlen(b->host_hex), false);
-	rc |= args_push(a, b->host_name, strlen(b->host_name), false);
+	rc |= args_fmt(a, "%sgen", mp);
 	for (size_t i = 0; i < n; i++) {
-		struct item *x = &it->v[off + i];
+		const struct item *x = &it->v[idx[i]];
+		rc |= args_cat(a, kp, kpl, x->name, x->name_len);
+	}
+	rc |= args_str(a, b->token);
+	rc |= args_i64(a, (int64_t)b->cf->owner_ttl_ms);
+	rc |= args_i64(a, (int64_t)b->status.seq_acked);
+	rc |= args_str(a, b->host_hex);
+	rc |= args_str(a, b->host_name);
+	rc |= args_i64(a, (int64_t)b->fence);
+	for (size_t i = 0; i < n; i++) {
+		const struct item *x = &it->v[idx[i]];
 		int64_t rb = 0;
 		uint64_t ep = 0;
 		shmstat_sync_rbase_get(b->h, x->index, &rb, &ep);
-		rc |= args_push(a, x->name, x->name_len, false);
-		rc |= args_fmt(a, "%" PRId64, x->total);
-		rc |= args_fmt(a, "%" PRId64 " %" PRIu64, rb, ep);
+		rc |= args_push(a, x->name, x->name_len);
+		rc |= args_i64(a, x->total);
+		rc |= args_i64(a, rb);
+		rc |= args_i64(a, (int64_t)ep);
+	}
+	return rc ? -1 : 0;
+}
+
+/* MGET of the keys of idx[0..n): their global values only. */
+static int build_refresh(struct bridge *b, const struct items *it,
+			 const uint32_t *idx, size_t n, struct args *a)
+{
+	const char *kp = b->cf->key_prefix;
+	size_t kpl = strlen(kp);
+	int rc = args_push(a, "MGET", 4);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct item *x = &it->v[idx[i]];
+		rc |= args_cat(a, kp, kpl, x->name, x->name_len);
 	}
 	return rc ? -1 : 0;
 }
@@ -413,16 +513,66 @@ static bool parse_i64(const char *s, size_t len, int64_t *out)
 	return true;
 }
 
-/* Apply one script reply for items [off, off+n). 0, or -1 (logged). */
-static int apply_reply(struct bridge *b, struct items *it, size_t off,
-		       size_t n, redisReply *r, uint64_t now)
+/* An integer reply, or a string holding one. */
+static bool reply_i64(const redisReply *e, int64_t *out)
 {
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	if (e->type == REDIS_REPLY_INTEGER) {
+		*out = e->integer;
+		return true;
+	}
+	return e->type == REDIS_REPLY_STRING && parse_i64(e->str, e->len, out);
+}
+
+/* What the replies of one pass said, beyond each counter's own result. */
+struct pass {
+	int failed;          /* calls that failed (nothing to redo now) */
+	bool lost;           /* Redis' sequence was below ours */
+	bool stale;          /* a call with a higher fence had run */
+	uint64_t stale_fence;
+	bool gen_seen;       /* some call returned the reset generation */
+	bool gen_diff;       /* ... and not all the same */
+	int64_t gen_min;
+};
+
+/* Forget what Redis accepted: every counter goes in the next pass. */
+static void forget_all(struct bridge *b)
+{
+	for (uint32_t i = 0; i < b->max_counters; i++)
+		b->st[i].known = false;
+}
+
+static void forget(struct bridge *b, const struct items *it,
+		   const uint32_t *idx, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = it->v[idx[i]].index;
+		if (x < b->max_counters)
+			b->st[x].known = false;
+	}
+}
+
+/* Apply one script reply for idx[0..n). */
+static void apply_push(struct bridge *b, const struct items *it,
+		       const uint32_t *idx, size_t n, redisReply *r,
+		       uint64_t now, struct pass *p)
+{
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* The script did not run (OOM, BUSY, NOPERM, ...). */
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "push to Redis %s: error reply: %s", b->cf->addr,
+			     r->str);
+		forget(b, it, idx, n);
+		p->failed++;
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER) {
 		bridge_error(b, SHMSTAT_LOG_WARNING,
 			     "push: unexpected reply type %d from Redis %s",
 			     r->type, b->cf->addr);
-		return -1;
+		forget(b, it, idx, n);
+		p->failed++;
+		return;
 	}
 	if (r->element[0]->integer == 0) {
 		b->refused = true;
@@ -431,56 +581,74 @@ static int apply_reply(struct bridge *b, struct items *it, size_t off,
 			     "bridge (two hosts configured with the same host "
 			     "id? see --host-id); refusing to push",
 			     b->host_hex, b->cf->addr);
-		return -1;
+		p->failed++;
+		return;
 	}
-	if (r->elements != 6 || r->element[3]->type != REDIS_REPLY_ARRAY ||
+	if (r->element[0]->integer == 2) {
+		/* A call of ours that timed out ran later than a newer one,
+		 * or a previous bridge's clock was ahead: this call did
+		 * nothing. Take a higher fence and push everything. */
+		int64_t f;
+		if (reply_i64(r->element[1], &f) && f > 0 &&
+		    (uint64_t)f > p->stale_fence)
+			p->stale_fence = (uint64_t)f;
+		p->stale = true;
+		return;
+	}
+	int64_t seq, gen;
+	if (r->elements != 7 || r->element[3]->type != REDIS_REPLY_ARRAY ||
 	    r->element[3]->elements != n ||
 	    r->element[4]->type != REDIS_REPLY_ARRAY ||
-	    r->element[5]->type != REDIS_REPLY_ARRAY) {
+	    r->element[5]->type != REDIS_REPLY_ARRAY ||
+	    !reply_i64(r->element[6], &gen)) {
 		bridge_error(b, SHMSTAT_LOG_WARNING,
 			     "push: malformed reply from Redis %s",
 			     b->cf->addr);
-		return -1;
+		forget(b, it, idx, n);
+		p->failed++;
+		return;
 	}
-	int64_t seq;
-	if (!parse_i64(r->element[1]->str, r->element[1]->len, &seq))
+	if (!reply_i64(r->element[1], &seq))
 		seq = 0;
-	if (r->element[2]->integer == 1 && !b->full_push) {
-		blog(SHMSTAT_LOG_WARNING,
-		     "Redis %s lost pushes (its sequence for host %s is below "
-		     "%" PRIu64 ": restarted empty or restored from an older "
-		     "snapshot); pushing every total again",
-		     b->cf->addr, b->host_hex, b->status.seq_acked);
-		b->full_push = true;
-	}
+	if (r->element[2]->integer == 1)
+		p->lost = true;
 	if ((uint64_t)seq > b->status.seq_acked)
 		b->status.seq_acked = (uint64_t)seq;
+	if (p->gen_seen && gen != p->gen_min)
+		p->gen_diff = true;
+	if (!p->gen_seen || gen < p->gen_min)
+		p->gen_min = gen;
+	p->gen_seen = true;
 	/* Counters whose key Redis refused (e.g. not an integer). */
 	redisReply *errs = r->element[5];
 	bool *bad = calloc(n ? n : 1, sizeof(bool));
-	if (!bad)
-		return -1;
+	if (!bad) {
+		forget(b, it, idx, n);
+		p->failed++;
+		return;
+	}
 	for (size_t i = 0; i + 1 < errs->elements; i += 2) {
 		int64_t k;
-		if (!parse_i64(errs->element[i]->str, errs->element[i]->len,
-			       &k) ||
-		    k < 1 || (size_t)k > n)
+		if (!reply_i64(errs->element[i], &k) || k < 1 ||
+		    (size_t)k > n)
 			continue;
 		bad[k - 1] = true;
 		bridge_error(b, SHMSTAT_LOG_WARNING,
 			     "key '%s%s' on Redis %s: %s (its count stays "
 			     "pending)",
-			     b->cf->key_prefix, it->v[off + k - 1].name,
-			     b->cf->addr, errs->element[i + 1]->str);
+			     b->cf->key_prefix, it->v[idx[k - 1]].name,
+			     b->cf->addr,
+			     errs->element[i + 1]->type == REDIS_REPLY_STRING
+				     ? errs->element[i + 1]->str
+				     : "error");
 	}
 	redisReply *g = r->element[3];
 	for (size_t i = 0; i < n; i++) {
-		struct item *x = &it->v[off + i];
+		const struct item *x = &it->v[idx[i]];
 		int64_t v;
 		if (bad[i])
 			continue;
-		if (g->element[i]->type == REDIS_REPLY_STRING &&
-		    parse_i64(g->element[i]->str, g->element[i]->len, &v))
+		if (reply_i64(g->element[i], &v))
 			shmstat_sync_global_set(b->h, x->index, v, now);
 		if (x->index < b->max_counters) {
 			b->st[x->index].acked = x->total;
@@ -497,11 +665,23 @@ static int apply_reply(struct bridge *b, struct items *it, size_t off,
 			   &ep) != 3 ||
 		    k < 1 || (size_t)k > n)
 			continue;
-		shmstat_sync_rbase_set(b->h, it->v[off + k - 1].index, rb, ep);
+		shmstat_sync_rbase_set(b->h, it->v[idx[k - 1]].index, rb, ep);
 		if (ep > b->status.epoch)
 			b->status.epoch = ep;
 	}
-	return 0;
+}
+
+/* One global value read back (MGET element or GET reply). A missing key
+ * reads as 0, as in the script. */
+static void apply_value(struct bridge *b, const struct item *x,
+			const redisReply *e, uint64_t now)
+{
+	int64_t v;
+
+	if (e->type == REDIS_REPLY_NIL)
+		shmstat_sync_global_set(b->h, x->index, 0, now);
+	else if (reply_i64(e, &v))
+		shmstat_sync_global_set(b->h, x->index, v, now);
 }
 
 static void count_pending(struct bridge *b, struct items *it)
@@ -539,11 +719,192 @@ void push_account(struct bridge *b)
 	free(it.v);
 }
 
+/* One call of a pass: a script chunk, or a refresh (one MGET, or n GETs
+ * when the ACL refuses MGET). */
+struct call {
+	enum { CALL_PUSH, CALL_MGET, CALL_GET } kind;
+	size_t off, n;
+	bool noscript; /* answered NOSCRIPT: send with EVAL after the rest */
+};
+
+/* The counters to send go first in idx: those Redis has not acknowledged
+ * with their current total. The others follow. Returns how many to send. */
+static size_t select_items(struct bridge *b, const struct items *it,
+			   uint32_t *idx)
+{
+	size_t ns = 0, nf = it->n;
+
+	for (size_t i = 0; i < it->n; i++) {
+		uint32_t x = it->v[i].index;
+		if (x >= b->max_counters || !b->st[x].known ||
+		    b->st[x].acked != it->v[i].total)
+			idx[ns++] = (uint32_t)i;
+		else
+			idx[--nf] = (uint32_t)i;
+	}
+	return ns;
+}
+
+/*
+ * One pass: the script for idx[0..nsend) in chunks, the refresh of
+ * idx[nsend..it->n), all pipelined in one round trip. 0, 1 when a call
+ * could not be built (the context is still in step), -1 on an I/O error.
+ */
+static int run_pass(struct bridge *b, const struct items *it,
+		    const uint32_t *idx, size_t nsend, struct pass *p)
+{
+	size_t nfresh = it->n - nsend;
+	size_t npush = nsend ? (nsend + BRIDGE_CHUNK - 1) / BRIDGE_CHUNK : 1;
+	size_t nref = (nfresh + BRIDGE_CHUNK - 1) / BRIDGE_CHUNK;
+	struct call *calls = calloc(npush + nref, sizeof(*calls));
+	size_t ncalls = 0, sent = 0;
+	int ret = 0;
+
+	if (!calls)
+		return 1;
+	uint64_t ms = shmstat__now_realtime_ns() / 1000000u;
+	b->fence = ms > b->fence ? ms : b->fence + 1;
+	for (size_t c = 0; c < npush; c++) {
+		size_t off = c * BRIDGE_CHUNK;
+		calls[ncalls++] = (struct call){
+			CALL_PUSH, off,
+			nsend - off < BRIDGE_CHUNK ? nsend - off : BRIDGE_CHUNK,
+			false
+		};
+	}
+	for (size_t c = 0; c < nref; c++) {
+		size_t off = nsend + c * BRIDGE_CHUNK;
+		calls[ncalls++] = (struct call){
+			b->no_mget ? CALL_GET : CALL_MGET, off,
+			it->n - off < BRIDGE_CHUNK ? it->n - off : BRIDGE_CHUNK,
+			false
+		};
+	}
+	for (size_t c = 0; c < ncalls; c++) {
+		struct call *k = &calls[c];
+		struct args a = { 0 };
+		int rc = k->kind == CALL_PUSH
+				 ? build_push(b, it, idx + k->off, k->n, true, &a)
+				 : build_refresh(b, it, idx + k->off, k->n, &a);
+		if (rc < 0) {
+			args_free(&a);
+			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+			ret = 1;
+			break;
+		}
+		if (k->kind == CALL_GET) {
+			for (int i = 1; i < a.n && rc == REDIS_OK; i++) {
+				const char *v[2] = { "GET", a.v[i] };
+				size_t l[2] = { 3, a.len[i] };
+				rc = redisAppendCommandArgv(b->rc, 2, v, l);
+			}
+		} else {
+			rc = redisAppendCommandArgv(b->rc, a.n, a.v, a.len);
+		}
+		args_free(&a);
+		if (rc != REDIS_OK) {
+			ret = -1;
+			break;
+		}
+		sent++;
+	}
+	uint64_t now = shmstat__now_realtime_ns();
+	for (size_t c = 0; c < sent && ret >= 0; c++) {
+		struct call *k = &calls[c];
+		size_t nrep = k->kind == CALL_GET ? k->n : 1;
+		for (size_t i = 0; i < nrep; i++) {
+			void *rv = NULL;
+			if (redisGetReply(b->rc, &rv) != REDIS_OK || !rv) {
+				ret = -1;
+				break;
+			}
+			redisReply *r = rv;
+			const uint32_t *ix = idx + k->off;
+			if (k->kind == CALL_PUSH && r->type == REDIS_REPLY_ERROR &&
+			    strncmp(r->str, "NOSCRIPT", 8) == 0)
+				k->noscript = true;
+			else if (k->kind == CALL_PUSH)
+				apply_push(b, it, ix, k->n, r, now, p);
+			else if (k->kind == CALL_GET)
+				apply_value(b, &it->v[ix[i]], r, now);
+			else if (r->type == REDIS_REPLY_ARRAY &&
+				 r->elements == k->n)
+				for (size_t j = 0; j < k->n; j++)
+					apply_value(b, &it->v[ix[j]],
+						    r->element[j], now);
+			else if (r->type == REDIS_REPLY_ERROR &&
+				 strncmp(r->str, "NOPERM", 6) == 0 &&
+				 !b->no_mget) {
+				blog(SHMSTAT_LOG_WARNING,
+				     "Redis %s refuses MGET (%s): reading the "
+				     "global values with GET instead; allow "
+				     "+mget for the bridge's ACL user",
+				     b->cf->addr, r->str);
+				b->no_mget = true;
+			}
+			freeReplyObject(r);
+		}
+	}
+	/* Script cache flushed or Redis restarted: those calls did not run;
+	 * send their source (which caches it), now that every pipelined
+	 * reply is read. */
+	for (size_t c = 0; c < sent && ret >= 0; c++) {
+		struct call *k = &calls[c];
+		if (!k->noscript)
+			continue;
+		blog(SHMSTAT_LOG_INFO,
+		     "Redis %s forgot the push script (NOSCRIPT): sending it "
+		     "with EVAL",
+		     b->cf->addr);
+		struct args a = { 0 };
+		if (build_push(b, it, idx + k->off, k->n, false, &a) < 0) {
+			args_free(&a);
+			forget(b, it, idx + k->off, k->n);
+			p->failed++;
+			continue;
+		}
+		redisReply *r = redisCommandArgv(b->rc, a.n, a.v, a.len);
+		args_free(&a);
+		if (!r) {
+			ret = -1;
+			break;
+		}
+		apply_push(b, it, idx + k->off, k->n, r, now, p);
+		freeReplyObject(r);
+	}
+	if (ret == 1) {
+		/* Read the replies of what was sent, so the context stays in
+		 * step; their outcome is not applied, so forget it. */
+		for (size_t c = 0; c < sent; c++) {
+			size_t nrep = calls[c].kind == CALL_GET ? calls[c].n : 1;
+			for (size_t i = 0; i < nrep; i++) {
+				void *rv = NULL;
+				if (redisGetReply(b->rc, &rv) != REDIS_OK) {
+					ret = -1;
+					break;
+				}
+				freeReplyObject(rv);
+			}
+		}
+		forget_all(b);
+	}
+	if (ret < 0) {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "push to Redis %s failed: %s", b->cf->addr,
+			     conn_errtext(b, NULL));
+		/* Calls may have run without our seeing their replies. */
+		forget_all(b);
+	}
+	free(calls);
+	return ret;
+}
+
 int push_all(struct bridge *b)
 {
 	struct items it = { 0 };
+	uint32_t *idx = NULL;
 	int ret = -1;
-	size_t nchunks, sent = 0;
+	struct pass p = { 0 };
 
 	if (!b->rc)
 		return -1;
@@ -553,101 +914,85 @@ int push_all(struct bridge *b)
 		goto out;
 	if (b->status.pending && !b->dirty_since_ns)
 		b->dirty_since_ns = shmstat__now_realtime_ns();
-	b->full_push = false;
+	idx = malloc((it.n ? it.n : 1) * sizeof(*idx));
+	if (!idx) {
+		bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+		goto failed;
+	}
 
-	/* Every counter goes in every push: unchanged ones cost an HMGET
-	 * slot and a GET, and bring back the other hosts' contributions. An
-	 * empty segment still sends one call: it checks the sequence. */
-	nchunks = it.n ? (it.n + BRIDGE_CHUNK - 1) / BRIDGE_CHUNK : 1;
-	for (size_t c = 0; c < nchunks; c++) {
-		size_t off = c * BRIDGE_CHUNK;
-		size_t n = it.n - off < BRIDGE_CHUNK ? it.n - off : BRIDGE_CHUNK;
-		struct args a = { 0 };
-		if (build_push(b, &it, off, n, true, &a) < 0) {
-			args_free(&a);
-			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
-			goto drain;
-		}
-		int rc = redisAppendCommandArgv(b->rc, a.n, a.v, a.len);
-		args_free(&a);
-		if (rc != REDIS_OK)
-			goto drain;
-		sent++;
-	}
-	uint64_t now = shmstat__now_realtime_ns();
-	int failed = 0;
-	for (size_t c = 0; c < sent; c++) {
-		size_t off = c * BRIDGE_CHUNK;
-		size_t n = it.n - off < BRIDGE_CHUNK ? it.n - off : BRIDGE_CHUNK;
-		void *rv = NULL;
-		if (redisGetReply(b->rc, &rv) != REDIS_OK || !rv) {
-			bridge_error(b, SHMSTAT_LOG_WARNING,
-				     "push to Redis %s failed: %s", b->cf->addr,
-				     conn_errtext(b, NULL));
+	/*
+	 * Send only what Redis has not acknowledged; read the others' global
+	 * values back. The script call goes even with nothing to send: it
+	 * checks the sequence. When the replies show that our knowledge of
+	 * Redis is void (it lost pushes, a stale call, a global reset we did
+	 * not push through), forget it and push everything again at once.
+	 */
+	bool logged = false;
+	for (int pass = 0; pass < 2; pass++) {
+		memset(&p, 0, sizeof(p));
+		size_t nsend = select_items(b, &it, idx);
+		bool full = nsend == it.n;
+		int rc = run_pass(b, &it, idx, nsend, &p);
+		b->last_sent = (uint32_t)nsend;
+		b->last_refreshed = (uint32_t)(it.n - nsend);
+		b->last_full = full;
+		if (rc < 0)
 			goto io;
+		if (rc > 0 || b->refused)
+			goto failed;
+		bool redo = false;
+		if (p.stale) {
+			b->fence = p.stale_fence;
+			forget_all(b);
+			redo = true;
 		}
-		redisReply *r = rv;
-		if (r->type == REDIS_REPLY_ERROR &&
-		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
-			/* Script cache flushed or Redis restarted: the call
-			 * did not run; send the source (which caches it). */
-			freeReplyObject(r);
-			blog(SHMSTAT_LOG_INFO,
-			     "Redis %s forgot the push script (NOSCRIPT): "
-			     "sending it with EVAL",
-			     b->cf->addr);
-			struct args a = { 0 };
-			if (build_push(b, &it, off, n, false, &a) < 0) {
-				args_free(&a);
-				failed++;
-				continue;
+		if (p.lost && !logged) {
+			blog(SHMSTAT_LOG_WARNING,
+			     "Redis %s lost pushes (its sequence for host %s "
+			     "is below what it acknowledged: restarted empty or "
+			     "restored from an older snapshot); pushing every "
+			     "total again",
+			     b->cf->addr, b->host_hex);
+			logged = true;
+		}
+		if (p.lost && !full) {
+			forget_all(b);
+			redo = true;
+		}
+		if (p.gen_seen && !p.stale) {
+			if (full) {
+				b->reset_gen = p.gen_min;
+				b->reset_gen_known = true;
+			} else if (!b->reset_gen_known || p.gen_diff ||
+				   p.gen_min != b->reset_gen) {
+				/* A global reset ran: learn the new reset
+				 * bases of the counters we did not send. */
+				forget_all(b);
+				redo = true;
 			}
-			r = redisCommandArgv(b->rc, a.n, a.v, a.len);
-			args_free(&a);
-			if (!r) {
-				bridge_error(b, SHMSTAT_LOG_WARNING,
-					     "push to Redis %s failed: %s",
-					     b->cf->addr,
-					     conn_errtext(b, NULL));
-				goto io;
-			}
 		}
-		if (r->type == REDIS_REPLY_ERROR) {
-			bridge_error(b, SHMSTAT_LOG_WARNING,
-				     "push to Redis %s: error reply: %s",
-				     b->cf->addr, r->str);
-			failed++;
-		} else if (apply_reply(b, &it, off, n, r, now) < 0) {
-			failed++;
-		}
-		freeReplyObject(r);
+		if (!redo)
+			break;
 	}
-	if (sent < nchunks)
-		goto io;
+	b->full_push = b->last_full;
 	count_pending(b, &it);
-	if (failed) {
-		b->status.pushes_failed++;
-		goto out;
-	}
+	if (p.failed || p.stale)
+		goto failed;
+	uint64_t now = shmstat__now_realtime_ns();
 	b->status.pushes_ok++;
 	b->status.last_push_ns = now;
 	b->dirty_since_ns = b->status.pending ? now : 0;
 	ret = 0;
 	goto out;
-drain:
-	/* Read the replies of what was sent, so the context stays in step. */
-	for (size_t c = 0; c < sent; c++) {
-		void *rv = NULL;
-		if (redisGetReply(b->rc, &rv) != REDIS_OK)
-			break;
-		freeReplyObject(rv);
-	}
+failed:
 	b->status.pushes_failed++;
 	goto out;
 io:
 	b->status.pushes_failed++;
+	forget_all(b);
 	conn_close(b);
 out:
+	free(idx);
 	free(it.v);
 	return ret;
 }
