@@ -532,6 +532,7 @@ struct pass {
 	bool gen_seen;       /* some call returned the reset generation */
 	bool gen_diff;       /* ... and not all the same */
 	int64_t gen_min;
+	uint64_t seq;        /* highest sequence a call returned, 0: none */
 };
 
 /* Forget what Redis accepted: every counter goes in the next pass. */
@@ -612,8 +613,8 @@ static void apply_push(struct bridge *b, const struct items *it,
 		seq = 0;
 	if (r->element[2]->integer == 1)
 		p->lost = true;
-	if ((uint64_t)seq > b->status.seq_acked)
-		b->status.seq_acked = (uint64_t)seq;
+	if (seq > 0 && (uint64_t)seq > p->seq)
+		p->seq = (uint64_t)seq;
 	if (p->gen_seen && gen != p->gen_min)
 		p->gen_diff = true;
 	if (!p->gen_seen || gen < p->gen_min)
@@ -940,6 +941,10 @@ int push_all(struct bridge *b)
 			goto io;
 		if (rc > 0 || b->refused)
 			goto failed;
+		/* What Redis holds now, even when lower than before (it lost
+		 * pushes): the next push compares with that. */
+		if (p.seq)
+			b->status.seq_acked = p.seq;
 		bool redo = false;
 		if (p.stale) {
 			b->fence = p.stale_fence;
