@@ -1,24 +1,43 @@
 /*
- * push.c — the sync protocol. Each interval the bridge sends every
- * counter's ABSOLUTE total (never a delta) to one Lua script per chunk,
- * which keeps, per host, the last total it accepted and adds the
- * difference to the plain global key. Re-sending after any crash adds
- * zero, so no count is lost or doubled.
+ * push.c — the sync protocol. The bridge sends counters' ABSOLUTE totals
+ * (never deltas) to one Lua script per chunk, which keeps, per host, the
+ * last total it accepted and adds the difference to the plain global key.
+ * Re-sending after any crash adds zero, so no count is lost or doubled.
  *
  * Keys (M = --meta-prefix, default "_shmstat:"; H = host id in hex):
  *   <key-prefix><name>  the global value: a plain integer (INCRBY)
- *   M m:H   hash: owner token and lease, push sequence, host name
+ *   M m:H   hash: owner token and lease, push sequence, fence, host name
  *   M h:H   hash: name -> total accepted from host H
  *   M r:H   hash: name -> "R E": H's total when global reset E applied
  *   M hosts set of host ids;  M names set of counter names
  *   M resets hash: name -> epoch of the newest global reset
+ *   M gen   count of reset-script calls that reset something
  * Invariant, for every name: global = Σ_H (h:H[name] − R of r:H[name]).
  * A push keeps it (adds new − old contribution); a global reset keeps it
  * (sets the key to 0 and every host's R to its accepted total). Every
  * write of one script call lands in the same snapshot, so a Redis restored
  * from an older RDB still satisfies it; each host then repairs its own
- * contribution by pushing its totals again. The per-host push sequence in
- * m:H tells the bridge that Redis lost pushes (stored < acknowledged).
+ * contribution by pushing its totals again.
+ *
+ * What a push sends: only the counters whose total differs from the one
+ * Redis last acknowledged (struct bstate), or that it never acknowledged;
+ * the global values of the others are read back with MGET (GET when the
+ * ACL refuses MGET) in the same pipeline, so they follow other hosts
+ * within one interval. The script call goes every interval even with
+ * nothing to send. Our knowledge of what Redis holds is forgotten, and the
+ * same push sends every counter again, when:
+ *   - the per-host push sequence in m:H is below the acknowledged one
+ *     (Redis lost pushes: restarted empty, older snapshot);
+ *   - M gen changed since our last full push (a global reset, maybe run
+ *     by another host, changed reset bases we must mirror);
+ *   - a call was refused as stale (below);
+ *   - a call's outcome is unknown (I/O error, replies not read): also
+ *     every push after a reconnect or a bridge restart is a full one.
+ * Fence: every call carries a number above all earlier calls of this
+ * bridge (the wall clock in ms, or one more); the script refuses a call
+ * whose fence is below the stored one. A call that timed out on a hung
+ * Redis and runs after a newer one therefore changes nothing, instead of
+ * writing an older total that no later push would correct.
  * Reset bases are mirrored in the segment (dir_entry), so a Redis that
  * comes back empty gets them back from the hosts (newest epoch wins).
  *
