@@ -64,11 +64,22 @@ static int name_error(struct shmstat *h, const char *name)
 			    name);
 }
 
-/* A READY entry from another process: check what we are about to use. */
-static bool entry_sane(const struct dir_entry *e)
+/*
+ * A READY entry's length and kind, read once and checked. Another process
+ * (a buggy or hostile one) may change them at any time: whatever we use
+ * must be the copy we checked, never a second read of the segment.
+ */
+struct entry_view {
+	uint16_t len;
+	uint8_t kind;
+};
+
+static bool entry_read(const struct dir_entry *e, struct entry_view *v)
 {
-	return e->name_len >= 1 && e->name_len <= SHMSTAT_NAME_MAX &&
-	       (e->kind == SHMSTAT_KIND_COUNTER || e->kind == SHMSTAT_KIND_GAUGE);
+	v->len = __atomic_load_n(&e->name_len, __ATOMIC_RELAXED);
+	v->kind = __atomic_load_n(&e->kind, __ATOMIC_RELAXED);
+	return v->len >= 1 && v->len <= SHMSTAT_NAME_MAX &&
+	       (v->kind == SHMSTAT_KIND_COUNTER || v->kind == SHMSTAT_KIND_GAUGE);
 }
 
 /*
@@ -165,24 +176,27 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 			*index = i;
 			return 0;
 		}
-		case DIR_READY:
-			if (!entry_sane(e))
+		case DIR_READY: {
+			struct entry_view v;
+			if (!entry_read(e, &v))
 				return shmstat__err(h, SHMSTAT_ECORRUPT,
 						    "directory entry %u is "
 						    "corrupt",
 						    i);
-			if (e->hash != hash || e->name_len != len ||
+			/* memcmp over our own len, which v.len equals. */
+			if (e->hash != hash || v.len != len ||
 			    memcmp(e->name, name, len) != 0)
 				continue;
-			if (e->kind != kind && kind != 0)
+			if (v.kind != kind && kind != 0)
 				return shmstat__err(h, SHMSTAT_EKIND,
 						    "'%.*s' is a %s", (int)len,
 						    name,
-						    e->kind == SHMSTAT_KIND_GAUGE
+						    v.kind == SHMSTAT_KIND_GAUGE
 							    ? "gauge"
 							    : "counter");
 			*index = i;
 			return 0;
+		}
 		default:
 			return shmstat__err(h, SHMSTAT_ECORRUPT,
 					    "directory entry %u has state %llu",
@@ -218,16 +232,17 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)
 	if (dstate(atomic_load_explicit(&e->state, memory_order_acquire)) !=
 	    DIR_READY)
 		return SHMSTAT_ENOTFOUND;
-	if (!entry_sane(e))
+	struct entry_view v;
+	if (!entry_read(e, &v))
 		return shmstat__err(h, SHMSTAT_ECORRUPT,
 				    "directory entry %u is corrupt", i);
 	memset(out, 0, sizeof(*out));
-	out->name_len = e->name_len;
-	memcpy(out->name, e->name, e->name_len);
-	out->name[out->name_len] = '\0';
-	out->kind = e->kind;
+	out->name_len = v.len;
+	memcpy(out->name, e->name, v.len);
+	out->name[v.len] = '\0';
+	out->kind = v.kind;
 	out->index = i;
-	if (e->kind == SHMSTAT_KIND_COUNTER) {
+	if (v.kind == SHMSTAT_KIND_COUNTER) {
 		/* Base first: it only grows and is at most the sum at the time
 		 * it was taken, so value read this way is never negative. */
 		uint64_t base = atomic_load_explicit(&e->base,
@@ -359,12 +374,13 @@ int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
 						memory_order_acquire)) !=
 		    DIR_READY)
 			continue;
-		if (!entry_sane(e))
+		struct entry_view v;
+		if (!entry_read(e, &v))
 			return shmstat__err(h, SHMSTAT_ECORRUPT,
 					    "directory entry %u is corrupt", i);
-		if (!shmstat__glob(pattern, e->name, e->name_len))
+		if (!shmstat__glob(pattern, e->name, v.len))
 			continue;
-		if (e->kind == SHMSTAT_KIND_GAUGE) {
+		if (v.kind == SHMSTAT_KIND_GAUGE) {
 			atomic_store_explicit(&e->gauge, 0,
 					      memory_order_relaxed);
 		} else {

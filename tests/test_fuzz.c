@@ -6,6 +6,7 @@
  * reproduces.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,11 +146,84 @@ static void random_damage_never_crashes_the_tool(void **state)
 	shmstat_unlink(t.s.name);
 }
 
+/*
+ * Another process rewriting an entry while we read it: the length we copy
+ * with is the one we checked, never a second read. A thread flips a
+ * name's length between a sane and an absurd value (a bounded number of
+ * times) while this thread iterates; under ASan an overflow would stop
+ * the test, and every name read must be within bounds. (Whether a reader
+ * that re-reads the length fails here depends on the compiler keeping
+ * both loads; the reader now reads it once, atomically.)
+ */
+struct flipper {
+	uint16_t *len;
+	volatile int stop;
+};
+
+static void *flip(void *p)
+{
+	struct flipper *f = p;
+	for (long i = 0; i < 20000000 && !f->stop; i++)
+		__atomic_store_n(f->len, (uint16_t)(i % 2 ? 4000 : 3),
+				 __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static int check_len(const shmstat_stat_t *st, void *priv)
+{
+	(void)priv;
+	assert_true(st->name_len <= SHMSTAT_NAME_MAX);
+	assert_int_equal(strlen(st->name), st->name_len);
+	return 0;
+}
+
+static void a_length_changing_under_a_reader_is_never_trusted(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_counters = 8, .size = 2u << 20 };
+	tu_seg_create(&s, "flip", &o);
+	shmstat_counter_add_by_name(s.h, "abc", 1);
+	size_t size;
+	unsigned char *raw = shmstat__base(s.h, &size);
+	const struct seg_header *hdr = (const void *)raw;
+	struct dir_entry *dir = (void *)(raw + hdr->region[REG_DIRECTORY].off);
+	struct dir_entry *e = NULL;
+	for (int i = 0; i < 8; i++)
+		if (dir[i].name_len == 3)
+			e = &dir[i];
+	assert_non_null(e);
+	struct flipper f = { .len = &e->name_len };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, flip, &f), 0);
+	int corrupt = 0, fine = 0;
+	for (int i = 0; i < 20000; i++) {
+		int rc = shmstat_iter(s.h, NULL, check_len, NULL);
+		if (rc == SHMSTAT_ECORRUPT)
+			corrupt++;
+		else if (rc == 0)
+			fine++;
+		else
+			fail_msg("iter: %d", rc);
+		shmstat_stat_t st;
+		rc = shmstat_stat_get(s.h, "abc", &st);
+		assert_true(rc == 0 || rc == SHMSTAT_ECORRUPT ||
+			    rc == SHMSTAT_ENOTFOUND);
+	}
+	f.stop = 1;
+	pthread_join(t, NULL);
+	assert_true(fine > 0);
+	e->name_len = 3;
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(random_damage_never_crashes_the_library),
 		cmocka_unit_test(random_damage_never_crashes_the_tool),
+		cmocka_unit_test(a_length_changing_under_a_reader_is_never_trusted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
