@@ -35,7 +35,7 @@
 
 #define SEG_MAGIC UINT64_C(0x31544154534d4853) /* "SHMSTAT1" little-endian */
 #define SEG_LAYOUT_MAJOR 1
-#define SEG_LAYOUT_MINOR 0
+#define SEG_LAYOUT_MINOR 1 /* 1.1: worker_slot.pidns */
 #define SEG_HDR_SIZE 4096u
 #define SEG_ALIGN 128u /* every region starts on a 128-byte boundary */
 
@@ -104,7 +104,10 @@ struct worker_slot {
 	_Atomic uint64_t word;
 	_Atomic uint64_t start;      /* owner's start time, clock ticks */
 	_Atomic uint64_t claimed_ns; /* CLOCK_REALTIME of the claim */
-	uint64_t reserved[5];
+	/* Owner's pid namespace (inode of /proc/self/ns/pid), 0 unknown
+	 * (a 1.0 segment). A pid means nothing in another namespace. */
+	_Atomic uint64_t pidns;
+	uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct worker_slot) == 64, "worker slot size");
 

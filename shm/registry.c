@@ -90,11 +90,19 @@ void shmstat__fork_unregister(struct shmstat *h)
 	pthread_mutex_unlock(&fork_lock);
 }
 
-static bool slot_dead(const struct worker_slot *s, uint64_t word)
+bool shmstat__slot_dead(const struct worker_slot *s, uint64_t word)
 {
 	uint32_t st = slot_state(word);
 
 	if (st != SLOT_CLAIMED && st != SLOT_LIVE)
+		return false;
+	/* A pid from another pid namespace (a sidecar container sharing
+	 * /dev/shm, say) names some other process here, or none: judging it
+	 * would hand a live worker's row to a second writer. Such a slot is
+	 * freed only by a process of its own namespace. */
+	uint64_t ns = atomic_load_explicit(&s->pidns, memory_order_relaxed);
+	uint64_t mine = shmstat__pidns();
+	if (ns && mine && ns != mine)
 		return false;
 	/* A CLAIMED slot has no start time yet: judge by the pid alone. */
 	uint64_t start = st == SLOT_LIVE
@@ -129,6 +137,7 @@ static bool take(struct shmstat *h, uint32_t w, uint64_t old, pid_t pid,
 						     memory_order_relaxed))
 		return false;
 	atomic_store_explicit(&s->start, start, memory_order_relaxed);
+	atomic_store_explicit(&s->pidns, shmstat__pidns(), memory_order_relaxed);
 	atomic_store_explicit(&s->claimed_ns, shmstat__now_realtime_ns(),
 			      memory_order_relaxed);
 	/* Readers must include this row before we write to it. */
@@ -161,7 +170,7 @@ static int claim_locked(struct shmstat *h)
 			uint64_t word = atomic_load_explicit(
 				&s->word, memory_order_acquire);
 			bool ok = pass == 0 ? slot_state(word) == SLOT_FREE
-					    : slot_dead(s, word);
+					    : shmstat__slot_dead(s, word);
 			if (ok && take(h, w, word, pid, start))
 				return 0;
 		}
@@ -203,6 +212,13 @@ void shmstat__row_release(struct shmstat *h)
 		struct worker_slot *s = &h->slots[h->slot];
 		uint64_t mine = slot_word(SLOT_LIVE, h->owner_pid, h->slot_gen);
 		uint64_t free_word = slot_word(SLOT_FREE, 0, h->slot_gen + 1);
+		/* XXX A claimer from another namespace that wins this slot
+		 * next leaves its CLAIMED word with our pidns until it stores
+		 * its own (a few instructions later): a reaper of our
+		 * namespace judging it in that window goes by the pid alone.
+		 * Clearing it here makes that "unknown", as in a 1.0
+		 * segment. */
+		atomic_store_explicit(&s->pidns, 0, memory_order_relaxed);
 		/* Release: our last increments happen before the next owner's. */
 		atomic_compare_exchange_strong_explicit(&s->word, &mine,
 							free_word,
@@ -222,7 +238,7 @@ int shmstat_reap(shmstat_t *h, uint32_t *reaped)
 		struct worker_slot *s = &h->slots[w];
 		uint64_t word = atomic_load_explicit(&s->word,
 						     memory_order_acquire);
-		if (!slot_dead(s, word))
+		if (!shmstat__slot_dead(s, word))
 			continue;
 		uint64_t free_word = slot_word(SLOT_FREE, 0, slot_gen(word) + 1);
 		if (atomic_compare_exchange_strong_explicit(

@@ -328,7 +328,10 @@ static int create(struct shmstat *h, int fd, const char *path,
 		goto fail;
 	if ((rc = build(h, g)) < 0)
 		goto fail;
-	return validate(h, g->size);
+	/* What we built must pass what every attacher checks. */
+	if ((rc = validate(h, g->size)) < 0)
+		goto fail;
+	return 0;
 fail:
 	unmap(h);
 	shm_unlink(path);
@@ -532,6 +535,8 @@ void *shmstat__base(shmstat_t *h, size_t *size)
 
 int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 {
+	if (!h || !out)
+		return SHMSTAT_EINVAL;
 	const struct seg_header *hdr = h->hdr;
 	uint32_t hwm = shmstat__hwm(h);
 
@@ -561,21 +566,16 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 	for (uint32_t w = 0; w < h->max_workers; w++) {
 		uint64_t word = atomic_load_explicit(&h->slots[w].word,
 						     memory_order_acquire);
-		uint64_t start = atomic_load_explicit(&h->slots[w].start,
-						      memory_order_relaxed);
 		switch (slot_state(word)) {
 		case SLOT_FREE:
 			out->workers_free++;
 			break;
 		case SLOT_CLAIMED:
 		case SLOT_LIVE:
-			if (shmstat__proc_alive(slot_pid(word),
-						slot_state(word) == SLOT_LIVE
-							? start
-							: 0))
-				out->workers_live++;
-			else
+			if (shmstat__slot_dead(&h->slots[w], word))
 				out->workers_dead++;
+			else
+				out->workers_live++;
 			break;
 		default:
 			out->workers_dead++;

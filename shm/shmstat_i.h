@@ -58,9 +58,15 @@ SHMSTAT_INTERNAL uint64_t shmstat__now_mono_ns(void);
 SHMSTAT_INTERNAL uint64_t shmstat__proc_start(pid_t pid);
 /* 1 alive, 0 dead, judged by pid and (when known) start time. */
 SHMSTAT_INTERNAL int shmstat__proc_alive(pid_t pid, uint64_t start);
+/* This process's pid namespace (inode of /proc/self/ns/pid), 0 unknown. */
+SHMSTAT_INTERNAL uint64_t shmstat__pidns(void);
 uint64_t shmstat__hash(const void *data, size_t len);
 
 /* registry.c */
+/* Is the owner of a claimed slot known to be dead? false for a free slot
+ * and for an owner in another pid namespace (it cannot be judged). */
+SHMSTAT_INTERNAL bool shmstat__slot_dead(const struct worker_slot *s,
+					  uint64_t word);
 int shmstat__row_claim(struct shmstat *h);
 void shmstat__row_release(struct shmstat *h);
 void shmstat__fork_register(struct shmstat *h);

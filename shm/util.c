@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,6 +77,17 @@ int shmstat__proc_alive(pid_t pid, uint64_t start)
 			return 0; /* the pid was reused */
 	}
 	return 1;
+}
+
+uint64_t shmstat__pidns(void)
+{
+	struct stat st;
+
+	/* Not cached: a process may enter another namespace (setns), and
+	 * this is only called off the hot path. */
+	if (stat("/proc/self/ns/pid", &st) < 0)
+		return 0;
+	return (uint64_t)st.st_ino;
 }
 
 uint64_t shmstat__hash(const void *data, size_t len)

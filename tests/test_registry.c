@@ -182,6 +182,49 @@ static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
 	shmstat_unlink(s.name);
 }
 
+/*
+ * A process in another pid namespace (a sidecar container that shares
+ * /dev/shm) sees every pid of ours as dead: it must not reap our rows, or
+ * a live worker's row gets a second writer. Runs the tool under
+ * `unshare --pid`; skipped where namespaces cannot be made.
+ */
+static void a_process_in_another_pid_namespace_reaps_nothing(void **state)
+{
+	struct tu_seg *s = *state;
+	char out[64], cmd[512];
+	const char *tool = getenv("SHMSTAT_TOOL");
+
+	if (system("unshare -Urpf --mount-proc true >/dev/null 2>&1") != 0) {
+		skip();
+		return;
+	}
+	shmstat_counter_add_by_name(s->h, "x", 1); /* our live row */
+	snprintf(cmd, sizeof(cmd),
+		 "unshare -Urpf --mount-proc %s -n %s reap", tool, s->name);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out, sizeof(out), p));
+	assert_int_equal(pclose(p), 0);
+	assert_string_equal(out, "0\n");
+	assert_int_equal(slot_state(atomic_load(&s->h->slots[s->h->slot].word)),
+			 SLOT_LIVE);
+	/* In our own namespace a dead owner is still reaped. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		shmstat_t *h;
+		if (shmstat_open(s->name, NULL, &h) ||
+		    shmstat_counter_add_by_name(h, "x", 1))
+			_exit(1);
+		_exit(0); /* no close: the row stays claimed */
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	uint32_t n;
+	assert_int_equal(shmstat_reap(s->h, &n), 0);
+	/* Two: the child's own handle, and the fixture's handle it
+	 * inherited (the fork handler gave that one a row too). */
+	assert_int_equal(n, 2);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_seg_setup, tu_seg_teardown)
@@ -190,6 +233,7 @@ int main(void)
 		T(a_reader_that_never_counts_claims_no_row),
 		T(a_reused_pid_is_not_taken_for_the_owner),
 		T(a_claim_cut_short_by_death_is_reaped),
+		T(a_process_in_another_pid_namespace_reaps_nothing),
 		cmocka_unit_test(thousands_of_short_lived_processes_never_exhaust_the_registry),
 		cmocka_unit_test(the_tools_incr_in_a_loop_reuses_rows),
 		cmocka_unit_test(a_registry_full_of_live_processes_gives_efull_safely),
