@@ -37,15 +37,17 @@
  *   - The region is untrusted input: every offset read from it is checked
  *     against the region before use (entry_at); geometry is re-checked at
  *     the start of every call (ctx_load).
- *   - Statistics live in the caller's row (one writer per row, relaxed
- *     load + store); a get writes no line shared with other processes,
- *     except a block's CLOCK bit, and only when it is not set yet.
+ *   - Statistics live in the caller's row (atomic adds: the threads
+ *     sharing a handle share its row); a get writes no line shared with
+ *     other processes, except a block's CLOCK bit, and only when it is
+ *     not set yet.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -406,7 +408,64 @@ struct ctx {
 	struct cache_page *pg;
 };
 
-static _Atomic uint64_t local_stats[RS_COUNT_];
+/*
+ * Statistics of handles that found no row (all rows held by live
+ * processes): process-local, one record per segment (its name, creation
+ * time and creator), so one segment's fallback counts never show in
+ * another's. Records live as long as the process (a few per segment ever
+ * used without a row); a child starts from zero, as it has its own rows.
+ */
+struct local_stats {
+	struct local_stats *next;
+	char name[SHMSTAT_SEGNAME_MAX + 1];
+	uint64_t created_ns;
+	int32_t creator_pid;
+	_Atomic uint64_t v[RS_COUNT_];
+};
+static pthread_mutex_t local_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t local_once = PTHREAD_ONCE_INIT;
+static struct local_stats *local_head;
+
+static void local_prepare(void) { pthread_mutex_lock(&local_lock); }
+static void local_parent(void) { pthread_mutex_unlock(&local_lock); }
+static void local_child(void)
+{
+	for (struct local_stats *l = local_head; l; l = l->next)
+		for (int i = 0; i < RS_COUNT_; i++)
+			atomic_store_explicit(&l->v[i], 0,
+					      memory_order_relaxed);
+	pthread_mutex_unlock(&local_lock);
+}
+static void local_init(void)
+{
+	pthread_atfork(local_prepare, local_parent, local_child);
+}
+
+/* The fallback record of h's segment; created when `create`, else NULL
+ * when there is none (or no memory: the counts are then dropped). */
+static struct local_stats *local_of(const struct shmstat *h, bool create)
+{
+	struct local_stats *l;
+	uint64_t created = h->hdr->created_ns;
+	int32_t creator = h->hdr->creator_pid;
+
+	pthread_once(&local_once, local_init);
+	pthread_mutex_lock(&local_lock);
+	for (l = local_head; l; l = l->next)
+		if (l->created_ns == created && l->creator_pid == creator &&
+		    strcmp(l->name, h->name) == 0)
+			break;
+	if (!l && create && (l = calloc(1, sizeof(*l)))) {
+		memcpy(l->name, h->name, sizeof(l->name));
+		l->name[sizeof(l->name) - 1] = '\0';
+		l->created_ns = created;
+		l->creator_pid = creator;
+		l->next = local_head;
+		local_head = l;
+	}
+	pthread_mutex_unlock(&local_lock);
+	return l;
+}
 
 static int ctx_peek(struct shmstat *h, struct ctx *c)
 {
@@ -447,19 +506,26 @@ static int ctx_load(struct shmstat *h, struct ctx *c)
 	return rc;
 }
 
-/* One writer per row: relaxed load + store; no row, a process-local sum. */
+/*
+ * Count into the handle's row. Unlike a counter cell (one writer, plain
+ * load + store), a row's cache statistics may be written by every thread
+ * that shares the handle, so they are added atomically: the line is this
+ * process's own, so the lock prefix costs a few ns and no sharing. No
+ * row: the segment's process-local record.
+ */
 static void stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 {
 	int32_t w = c->h->slot;
 
 	if (w >= 0 && (uint32_t)w < c->h->max_workers) {
-		_Atomic uint64_t *p = &shmstat__row_stats(c->h, (uint32_t)w)[s];
-		atomic_store_explicit(
-			p, atomic_load_explicit(p, memory_order_relaxed) + n,
+		atomic_fetch_add_explicit(
+			&shmstat__row_stats(c->h, (uint32_t)w)[s], n,
 			memory_order_relaxed);
 	} else {
-		atomic_fetch_add_explicit(&local_stats[s], n,
-					  memory_order_relaxed);
+		struct local_stats *l = local_of(c->h, true);
+		if (l)
+			atomic_fetch_add_explicit(&l->v[s], n,
+						  memory_order_relaxed);
 	}
 }
 
@@ -794,8 +860,9 @@ static uint64_t pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
 
 /* Free the block at off (state FREE, back on its page's list). The caller
  * holds the lock of the stripe that referenced it, or none for a block no
- * one can reference. */
-static void block_free(struct ctx *c, uint64_t off)
+ * one can reference. false when it could not (bad block, or the class lock
+ * not had in time: a LIVE block is then garbage for evict_block). */
+static bool block_free(struct ctx *c, uint64_t off)
 {
 	struct cache_entry *e = entry_at(c, off);
 	uint64_t rel = off - c->data_off;
@@ -804,18 +871,18 @@ static void block_free(struct ctx *c, uint64_t off)
 	uint64_t cs;
 
 	if (!e || p >= c->npages)
-		return;
+		return false;
 	pg = &c->pg[p];
 	uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_ACQUIRE);
 	if (!(cs = csize(c, cls)) || (rel % c->page_size) % cs)
-		return;
+		return false;
 	if (class_lock(c, cls) < 0)
-		return; /* leaked until a rebuild; logged by class_lock */
+		return false; /* a LIVE block: evict_block reclaims it */
 	uint32_t b = (uint32_t)((rel % c->page_size) / cs);
 	if (pg->cls != cls || b >= pg->bump || b >= pg->nblocks ||
 	    atomic_load_explicit(&e->state, memory_order_relaxed) == ENT_FREE) {
 		class_unlock(c, cls);
-		return;
+		return false;
 	}
 	e->next_free = pg->free_head;
 	atomic_store_explicit(&e->state, ENT_FREE, memory_order_release);
@@ -826,6 +893,7 @@ static void block_free(struct ctx *c, uint64_t off)
 	if (pg->nfree >= pg->nblocks)
 		page_give_back(c, cl, p);
 	class_unlock(c, cls);
+	return true;
 }
 
 /* Recount class cls from its pages' block states. Class lock held. */
@@ -899,9 +967,27 @@ struct where {
 	int way;
 	uint64_t off;
 	struct cache_entry *e;
+	bool corrupt; /* its value length does not fit (see entry_ok) */
 };
 
-/* Find key in its group. Stripe lock held. */
+/*
+ * The key test both the lock-free reader and the writers apply to the
+ * entry e at off: 1 it is key's entry, 0 it is not, -1 it is key's entry
+ * but its value length is corrupt (above the maximum, or past the data
+ * area). Every length is checked before the key bytes are compared.
+ */
+static int entry_ok(const struct ctx *c, const struct cache_entry *e,
+		    uint64_t off, const void *key, size_t klen, uint64_t hash,
+		    uint32_t vl)
+{
+	if (e->key_len != klen || e->hash != hash ||
+	    !entry_fits(c, off, klen, 0) || memcmp(e->data, key, klen) != 0)
+		return 0;
+	return entry_fits(c, off, klen, vl) ? 1 : -1;
+}
+
+/* Find key in its group (w->corrupt: found, with a corrupt value
+ * length). Stripe lock held. */
 static bool find_locked(struct ctx *c, const void *key, size_t klen,
 			uint64_t hash, struct where *w)
 {
@@ -918,11 +1004,11 @@ static bool find_locked(struct ctx *c, const void *key, size_t klen,
 			if (!s || slot_tag(s) != tag ||
 			    !(e = entry_at(c, slot_off(s))))
 				continue;
-			if (e->key_len != klen || e->hash != hash ||
-			    !entry_fits(c, slot_off(s), klen, 0) ||
-			    memcmp(e->data, key, klen) != 0)
+			int ok = entry_ok(c, e, slot_off(s), key, klen, hash,
+					  e->val_len);
+			if (!ok)
 				continue;
-			*w = (struct where){ bi, k, slot_off(s), e };
+			*w = (struct where){ bi, k, slot_off(s), e, ok < 0 };
 			return true;
 		}
 		if (i == 0 && !(atomic_load_explicit(&b->flags,
@@ -960,21 +1046,18 @@ static bool referenced(struct ctx *c, uint64_t off, uint64_t hash,
 			if (s && slot_off(s) == off) {
 				if (w)
 					*w = (struct where){ g0 + i, k, off,
-							     entry_at(c, off) };
+							     entry_at(c, off),
+							     false };
 				return true;
 			}
 		}
 	return false;
 }
 
-/* Settle one journal record of stripe s after its holder died. */
-static void settle(struct ctx *c, _Atomic uint64_t *j)
+/* Act on one journal record (see settle). */
+static void settle_word(struct ctx *c, uint64_t word, uint64_t off,
+			struct cache_entry *e)
 {
-	uint64_t word = atomic_load_explicit(j, memory_order_relaxed);
-	uint64_t off = word & OFF_MASK;
-	struct cache_entry *e = entry_at(c, off);
-
-	atomic_store_explicit(j, 0, memory_order_relaxed);
 	/* A generation that moved on: the block was freed and reused since,
 	 * it is someone else's now. (Its hash may still be that of its
 	 * previous life when the writer died before writing it; then it was
@@ -988,6 +1071,21 @@ static void settle(struct ctx *c, _Atomic uint64_t *j)
 		atomic_store_explicit(&e->state, ENT_LIVE, memory_order_release);
 	else
 		block_free(c, off);
+}
+
+/* Settle one journal record of stripe s after its holder died. */
+static void settle(struct ctx *c, _Atomic uint64_t *j)
+{
+	uint64_t word = atomic_load_explicit(j, memory_order_relaxed);
+	uint64_t off = word & OFF_MASK;
+	struct cache_entry *e = entry_at(c, off);
+
+	if (word)
+		hook(CACHE_HOOK_SETTLING);
+	settle_word(c, word, off, e);
+	/* Cleared only once acted on: a repairer that dies in there leaves
+	 * the record for the next one (the action is idempotent). */
+	atomic_store_explicit(j, 0, memory_order_relaxed);
 }
 
 /* The holder of stripe s died: even out its groups' versions, settle its
@@ -1015,27 +1113,51 @@ static void repair_stripe(struct ctx *c, uint32_t s)
  * Remove the entry in block off to make room (held: the stripe this
  * process holds, or UINT32_MAX). Other stripes are only tried: a busy one
  * skips the victim. Returns true when it went.
+ *
+ * A block that is LIVE but referenced from no slot of its key's group is
+ * garbage: its remover unlinked it and then could not free it (the size
+ * class's lock was held by a stopped process past the bound; or it died
+ * after a repair). Only a writer of that group, holding its stripe lock,
+ * unlinks or publishes such a block, so when under that lock the block is
+ * still LIVE with the generation and hash read before, it is freed here.
+ * (Why not keep the record in the journal and retry at the next lock: a
+ * stripe's journal holds one record, and retrying would make every writer
+ * of the stripe wait for a class lock whose holder is stopped.)
+ * garbage_only: leave live entries alone (the flush's pass).
  */
-static bool evict_block(struct ctx *c, uint32_t held, uint64_t off)
+static bool evict_block(struct ctx *c, uint32_t held, uint64_t off,
+			bool garbage_only)
 {
 	struct cache_entry *e = entry_at(c, off);
 	struct where w;
 	uint64_t now = 0;
 
-	if (!e || atomic_load_explicit(&e->state, memory_order_acquire) !=
-			  ENT_LIVE)
+	if (!e)
 		return false;
-	uint64_t hash = e->hash;
+	uint32_t gen = __atomic_load_n(&e->gen, __ATOMIC_RELAXED);
+	if (atomic_load_explicit(&e->state, memory_order_acquire) != ENT_LIVE)
+		return false;
+	uint64_t hash = __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
 	uint32_t s = stripe_of(c, home_of(c, hash));
 	if (s != held && stripe_lock(c, s, true) < 0)
 		return false;
-	bool ok = referenced(c, off, hash, &w) && w.e;
-	if (ok) {
-		bool exp = expired(atomic_load_explicit(&e->expires,
-							memory_order_relaxed),
-				   &now);
-		remove_locked(c, s, &w);
-		stat_add(c, exp ? RS_CACHE_EXPIRATIONS : RS_CACHE_EVICTIONS, 1);
+	bool ok = false;
+	if (referenced(c, off, hash, &w) && w.e) {
+		if (!garbage_only) {
+			bool exp = expired(
+				atomic_load_explicit(&e->expires,
+						     memory_order_relaxed),
+				&now);
+			remove_locked(c, s, &w);
+			stat_add(c, exp ? RS_CACHE_EXPIRATIONS
+					: RS_CACHE_EVICTIONS,
+				 1);
+			ok = true;
+		}
+	} else if (atomic_load_explicit(&e->state, memory_order_acquire) ==
+			   ENT_LIVE &&
+		   e->gen == gen && e->hash == hash) {
+		ok = block_free(c, off);
 	}
 	if (s != held)
 		stripe_unlock(c, s);
@@ -1085,7 +1207,7 @@ static bool evict_in_class(struct ctx *c, uint32_t held, uint32_t cls)
 			atomic_store_explicit(&e->ref, 0, memory_order_relaxed);
 			continue;
 		}
-		done = evict_block(c, held, off);
+		done = evict_block(c, held, off, false);
 	}
 	atomic_store_explicit(&cl->hand, (uint64_t)p << 32 | b,
 			      memory_order_relaxed);
@@ -1113,7 +1235,8 @@ static bool evict_page(struct ctx *c, uint32_t held)
 		for (uint32_t b = 0; b < bump && b < c->page_size / cs; b++)
 			evict_block(c, held,
 				    c->data_off + (uint64_t)p * c->page_size +
-					    (uint64_t)b * cs);
+					    (uint64_t)b * cs,
+				    false);
 		if (__atomic_load_n(&pg->cls, __ATOMIC_RELAXED) == PAGE_NONE)
 			return true;
 	}
@@ -1154,7 +1277,8 @@ struct rd {
 
 /*
  * One consistent look at bucket b for key: 1 found (value copied when it
- * fits buflen), 0 absent, -1 the bucket changed or is being written.
+ * fits buflen), 0 absent, 2 found with a corrupt value length (entry_ok),
+ * -1 the bucket changed or is being written.
  * Lock-free: the reads of the entry race with writers by design and are
  * validated by the version; every offset and length is bounds-checked
  * before it is used, so a racing or corrupt entry cannot make us read
@@ -1180,10 +1304,14 @@ static int bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
 		__builtin_prefetch((const char *)e + 64);
 		__builtin_prefetch((const char *)e + 128);
 		uint32_t vl = e->val_len;
-		if (e->key_len != klen || e->hash != hash ||
-		    !entry_fits(c, slot_off(s), klen, vl) ||
-		    memcmp(e->data, key, klen) != 0)
+		int ok = entry_ok(c, e, slot_off(s), key, klen, hash, vl);
+		if (!ok)
 			continue;
+		if (ok < 0) {
+			r->vlen = vl;
+			res = 2;
+			break;
+		}
 		r->vlen = vl;
 		r->expires = atomic_load_explicit(&e->expires,
 						  memory_order_relaxed);
@@ -1242,8 +1370,8 @@ static void unstick(struct ctx *c, uint32_t bucket)
 }
 
 /*
- * Look key up without a lock: 1 found, 0 absent, -1 its bucket stayed
- * busy past the bound (a stopped writer). A bucket that stays odd may
+ * Look key up without a lock: 1 found, 0 absent, 2 its entry is corrupt,
+ * -1 its bucket stayed busy past the bound (a stopped writer). A bucket that stays odd may
  * belong to a writer that died: a trylock repairs it (no wait).
  */
 static int lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
@@ -1266,6 +1394,15 @@ static int lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
 	}
 }
 
+/* What a reader returns for lookup's 2. */
+static int corrupt_entry(struct ctx *c, const struct rd *r)
+{
+	return fail(c, shmstat__err(c->h, SHMSTAT_ECORRUPT,
+				    "cache entry of this key is corrupt (value "
+				    "length %u): a set or delete replaces it",
+				    r->vlen));
+}
+
 static int check_key(struct shmstat *h, const void *key, size_t klen)
 {
 	if (!key || klen == 0 || klen > SHMSTAT_CACHE_KEY_MAX)
@@ -1286,7 +1423,7 @@ static void expire_lazily(struct ctx *c, const void *key, size_t klen,
 
 	if (stripe_lock(c, s, true) < 0)
 		return;
-	if (find_locked(c, key, klen, hash, &w) &&
+	if (find_locked(c, key, klen, hash, &w) && !w.corrupt &&
 	    expired(atomic_load_explicit(&w.e->expires, memory_order_relaxed),
 		    &now)) {
 		remove_locked(c, s, &w);
@@ -1309,6 +1446,8 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 		return fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
 	uint64_t hash = shmstat__hash(key, klen);
 	rc = lookup(&c, key, klen, hash, buf, buflen, &r);
+	if (rc == 2)
+		return corrupt_entry(&c, &r);
 	if (rc == 1 && expired(r.expires, &now)) {
 		expire_lazily(&c, key, klen, hash);
 		rc = 0;
@@ -1347,6 +1486,8 @@ int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen)
 	if ((rc = check_key(h, key, klen)) < 0)
 		return fail(&c, rc);
 	rc = lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
+	if (rc == 2)
+		return corrupt_entry(&c, &r);
 	return rc == 1 && !expired(r.expires, &now);
 }
 
@@ -1363,9 +1504,16 @@ int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 	if ((rc = check_key(h, key, klen)) < 0 || !ttl_ms)
 		return fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
 	rc = lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
+	if (rc == 2)
+		return corrupt_entry(&c, &r);
 	if (rc != 1 || expired(r.expires, &now))
 		return SHMSTAT_ENOTFOUND;
-	*ttl_ms = r.expires ? (int64_t)(r.expires - now) : -1;
+	if (!r.expires)
+		*ttl_ms = -1;
+	else /* a deadline set by an older version may lie further out */
+		*ttl_ms = r.expires - now > SHMSTAT_CACHE_TTL_MAX
+				  ? (int64_t)SHMSTAT_CACHE_TTL_MAX
+				  : (int64_t)(r.expires - now);
 	return 0;
 }
 
@@ -1377,6 +1525,8 @@ static uint64_t expiry(uint64_t ttl_ms)
 
 	if (!ttl_ms)
 		return 0;
+	if (ttl_ms > SHMSTAT_CACHE_TTL_MAX)
+		ttl_ms = SHMSTAT_CACHE_TTL_MAX;
 	now = shmstat__cache_now_ms();
 	return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
 }
@@ -1387,7 +1537,7 @@ static bool free_way(struct ctx *c, uint32_t s, uint64_t hash, uint32_t *bi,
 		     int *way)
 {
 	uint32_t home = home_of(c, hash), g0 = home & ~(GROUP - 1);
-	struct where victim = { 0, -1, 0, NULL };
+	struct where victim = { 0, -1, 0, NULL, false };
 	uint64_t now = 0;
 
 	for (uint32_t i = 0; i < GROUP; i++) {
@@ -1415,7 +1565,8 @@ static bool free_way(struct ctx *c, uint32_t s, uint64_t hash, uint32_t *bi,
 							 memory_order_relaxed),
 				    &now) ||
 			    !atomic_load_explicit(&e->ref, memory_order_relaxed))
-				victim = (struct where){ b, k, slot_off(sl), e };
+				victim = (struct where){ b, k, slot_off(sl), e,
+							 false };
 		}
 	}
 	if (victim.way < 0)
@@ -1467,10 +1618,12 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	if ((rc = stripe_lock(&c, s, false)) < 0)
 		return fail(&c, rc);
 	hook(CACHE_HOOK_LOCKED);
+	/* A corrupt entry of the key counts as absent and is replaced. */
 	bool found = find_locked(&c, key, klen, hash, &w);
-	bool live = found && !expired(atomic_load_explicit(&w.e->expires,
-							   memory_order_relaxed),
-				      &now);
+	bool live = found && !w.corrupt &&
+		    !expired(atomic_load_explicit(&w.e->expires,
+						  memory_order_relaxed),
+			     &now);
 	if (mode == SHMSTAT_CACHE_NX && live) {
 		rc = shmstat__err(h, SHMSTAT_EEXISTS, "cache key exists");
 		goto out;
@@ -1499,6 +1652,10 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	hook(CACHE_HOOK_WRITTEN);
 	if (!found) {
 		if (!free_way(&c, s, hash, &w.bucket, &w.way)) {
+			/* Written, unreferenced: LIVE makes it garbage that
+			 * evict_block reclaims if this free fails. */
+			atomic_store_explicit(&e->state, ENT_LIVE,
+					      memory_order_release);
 			block_free(&c, off);
 			atomic_store_explicit(&c.st[s].lk.j_new, 0,
 					      memory_order_relaxed);
@@ -1537,7 +1694,11 @@ out:
 	return 0;
 }
 
-/* Run fn on key's entry under its stripe lock. */
+static int do_delete(struct ctx *c, uint32_t s, struct where *w,
+		     uint64_t arg);
+
+/* Run fn on key's entry under its stripe lock. A corrupt entry of the
+ * key is removed (counted as a delete) and the key is then absent. */
 static int with_entry(shmstat_t *h, const void *key, size_t klen,
 		      int (*fn)(struct ctx *, uint32_t, struct where *,
 				uint64_t),
@@ -1558,6 +1719,11 @@ static int with_entry(shmstat_t *h, const void *key, size_t klen,
 		return fail(&c, rc);
 	if (!find_locked(&c, key, klen, hash, &w)) {
 		rc = SHMSTAT_ENOTFOUND;
+	} else if (w.corrupt) {
+		/* Repaired by removal: a delete did what it was asked. */
+		remove_locked(&c, s, &w);
+		stat_add(&c, RS_CACHE_DELETES, 1);
+		rc = fn == do_delete ? 0 : SHMSTAT_ENOTFOUND;
 	} else if (expired(atomic_load_explicit(&w.e->expires,
 						memory_order_relaxed),
 			   &now)) {
@@ -1794,7 +1960,7 @@ static int scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 		if (only_expired ? !exp
 				 : !glob(pattern, e->data, e->key_len))
 			continue;
-		struct where w = { bi, k, slot_off(sl), e };
+		struct where w = { bi, k, slot_off(sl), e, false };
 		remove_locked(c, s, &w);
 		if (exp) {
 			stat_add(c, RS_CACHE_EXPIRATIONS, 1);
@@ -1806,6 +1972,33 @@ static int scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 	}
 	stripe_unlock(c, s);
 	return 0;
+}
+
+/*
+ * A flush's last pass: free every LIVE block that no slot references
+ * (evict_block's garbage), so that "flush" leaves no block in use even
+ * after a free that missed its class lock. Stripes are only tried.
+ */
+static void reclaim_garbage(struct ctx *c)
+{
+	for (uint32_t p = 0; p < c->npages; p++) {
+		uint32_t cls = __atomic_load_n(&c->pg[p].cls, __ATOMIC_RELAXED);
+		uint64_t cs = csize(c, cls);
+		if (!cs)
+			continue;
+		uint32_t bump = __atomic_load_n(&c->pg[p].bump,
+						__ATOMIC_RELAXED);
+		for (uint32_t b = 0; b < bump && b < c->page_size / cs; b++) {
+			struct cache_entry *e = block(c, p, b, cs);
+			if (e && atomic_load_explicit(&e->state,
+						      memory_order_relaxed) ==
+					 ENT_LIVE)
+				evict_block(c, UINT32_MAX,
+					    (uint64_t)((unsigned char *)e -
+						       c->base),
+					    true);
+		}
+	}
 }
 
 int shmstat_cache_clear(shmstat_t *h, const char *pattern, uint64_t *count)
@@ -1823,6 +2016,8 @@ int shmstat_cache_clear(shmstat_t *h, const char *pattern, uint64_t *count)
 		if (rc < 0 && !first)
 			first = rc;
 	}
+	if (!pattern)
+		reclaim_garbage(&c);
 	if (count)
 		*count = live;
 	if (first < 0)
@@ -1892,10 +2087,12 @@ int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out)
 		return SHMSTAT_EINVAL;
 	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
+	struct local_stats *l = local_of(h, false);
 	for (int s = 0; s < RS_COUNT_; s++)
 		v[s] = shmstat__row_stat_sum(h, (enum row_stat)s) +
-		       atomic_load_explicit(&local_stats[s],
-					    memory_order_relaxed);
+		       (l ? atomic_load_explicit(&l->v[s],
+						 memory_order_relaxed)
+			  : 0);
 	memset(out, 0, sizeof(*out));
 	out->hits = v[RS_CACHE_HITS];
 	out->misses = v[RS_CACHE_MISSES];
@@ -1977,6 +2174,8 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 	for (;;) {
 		uint64_t now = 0;
 		rc = lookup(&c, key, klen, hash, buf, buflen, &r);
+		if (rc == 2)
+			return corrupt_entry(&c, &r);
 		bool have = rc == 1, stale = have && expired(r.expires, &now);
 		if (have && !stale) {
 			stat_add(&c, RS_CACHE_HITS, 1);
@@ -1989,15 +2188,27 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 		if ((rc = stripe_lock(&c, s, false)) < 0)
 			return fail(&c, rc);
 		struct where w;
-		/* Set meanwhile? Then look again without the lock. */
+		/* Set meanwhile? Then copy it now: under the lock it cannot
+		 * change, and find_locked checks it as a reader does. */
 		bool fresh = find_locked(&c, key, klen, hash, &w) &&
+			     !w.corrupt &&
 			     !expired(atomic_load_explicit(&w.e->expires,
 							   memory_order_relaxed),
 				      &now);
-		int took = fresh ? 0 : lease_try(&c, s, hash, lease_ms);
+		int took = 0;
+		if (fresh) {
+			r.vlen = w.e->val_len;
+			if (buf && r.vlen <= buflen)
+				memcpy(buf, w.e->data + klen, r.vlen);
+		} else {
+			took = lease_try(&c, s, hash, lease_ms);
+		}
 		stripe_unlock(&c, s);
-		if (fresh)
-			continue;
+		if (fresh) {
+			stat_add(&c, RS_CACHE_HITS, 1);
+			*outcome = SHMSTAT_CACHE_HIT;
+			goto copied;
+		}
 		if (took) {
 			*outcome = SHMSTAT_CACHE_LEASED;
 			if (vlen)
@@ -2008,6 +2219,7 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 			*outcome = SHMSTAT_CACHE_STALE;
 			goto copied;
 		}
+		/* Every turn ends here: the wait is bounded by wait_ms. */
 		if (shmstat__now_mono_ns() >= until)
 			return shmstat__err(h, SHMSTAT_ELEASE,
 					    "cache fetch: another caller holds "

@@ -37,6 +37,8 @@ enum cache_hook_stage {
 	CACHE_HOOK_LOCKED = 1,    /* stripe locked, nothing changed yet */
 	CACHE_HOOK_WRITTEN = 2,   /* new entry written, not yet published */
 	CACHE_HOOK_PUBLISHED = 3, /* new entry published, old not yet freed */
+	CACHE_HOOK_SETTLING = 4,  /* repairing a dead holder's stripe: a
+				   * journal record read, not yet acted on */
 };
 /* Called by writers at each stage while they hold the stripe lock; NULL
  * (the default) costs one predictable branch. A crash test sets it in a

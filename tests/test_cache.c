@@ -4,9 +4,12 @@
  * patterns, statistics, eviction's hit rate, and the cache header's
  * validation at attach.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache_i.h"
@@ -583,6 +586,210 @@ static void the_minimum_size_holds_one_largest_value(void **state)
 }
 
 
+/* ------------------------------------------------ reviewed defects */
+
+/* The offset of the block in the first used slot of the table. */
+static uint64_t first_block(shmstat_t *h)
+{
+	unsigned char *c = h->cache;
+	uint32_t nb;
+	uint64_t boff;
+
+	memcpy(&nb, c + 40, 4);
+	memcpy(&boff, c + 72, 8);
+	for (uint32_t b = 0; b < nb; b++)
+		for (int k = 0; k < 7; k++) {
+			uint64_t sl;
+			memcpy(&sl, c + boff + (uint64_t)b * 64 + 8 + k * 8, 8);
+			if (sl)
+				return sl & ((UINT64_C(1) << 40) - 1);
+		}
+	return 0;
+}
+
+/*
+ * An entry whose value length is corrupt (above the segment's maximum) is
+ * the same to every path: a get, a fetch (with or without a wait) and a
+ * ttl give SHMSTAT_ECORRUPT at once; a set replaces it; a flush leaves
+ * nothing behind.
+ */
+static void a_corrupt_entry_is_ecorrupt_to_get_and_fetch(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[64];
+	size_t n;
+	int out;
+	int64_t ttl;
+
+	assert_int_equal(set_s(h, "k", "abc", 0, 0), 0);
+	uint64_t off = first_block(h);
+	assert_true(off != 0);
+	uint32_t bad = 0x7fffffff, good;
+	memcpy(&good, h->cache + off + 16, 4); /* val_len */
+	assert_int_equal(good, 3);
+	memcpy(h->cache + off + 16, &bad, 4);
+	/* In a child, so that a fetch that never returns fails the test
+	 * instead of hanging it. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int rc = shmstat_cache_fetch(h, "k", 1, buf, sizeof(buf), &n,
+					     100, 0, &out);
+		int rc2 = shmstat_cache_fetch(h, "k", 1, buf, sizeof(buf), &n,
+					      100, 200, &out);
+		_exit(rc == SHMSTAT_ECORRUPT && rc2 == SHMSTAT_ECORRUPT ? 0
+									 : 1);
+	}
+	assert_int_equal(tu_wait(pid, 5000), 0);
+	assert_int_equal(shmstat_cache_get(h, "k", 1, buf, sizeof(buf), &n),
+			 SHMSTAT_ECORRUPT);
+	assert_non_null(strstr(shmstat_errstr(h), "corrupt"));
+	assert_int_equal(shmstat_cache_ttl(h, "k", 1, &ttl), SHMSTAT_ECORRUPT);
+	/* A writer replaces it. */
+	assert_int_equal(set_s(h, "k", "fixed", 0, 0), 0);
+	assert_int_equal(get_s(h, "k", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "fixed");
+	assert_int_equal(shmstat_cache_flush(h, NULL), 0);
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.entries, 0);
+}
+
+/*
+ * A delete whose free of the block cannot get the size class's lock (its
+ * holder is stopped) still removes the key, and the block it could not
+ * free is not lost: once the holder goes on, a flush leaves no block in
+ * use.
+ */
+static void a_free_that_misses_the_class_lock_leaks_nothing(void **state)
+{
+	shmstat_t *h = H(state);
+	_Atomic int *flag = tu_shared(sizeof(*flag));
+	shmstat_cache_stats_t st;
+
+	shmstat__cache_set_lock_timeout(50);
+	assert_int_equal(set_s(h, "k", "abc", 0, 0), 0); /* class 0 */
+	uint64_t classes_off;
+	memcpy(&classes_off, h->cache + 64, 8);
+	pthread_mutex_t *m0 = (void *)(h->cache + classes_off);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct timespec ms = { 0, 1000000 };
+		pthread_mutex_lock(m0);
+		atomic_store(flag, 1);
+		for (int i = 0; i < 10000 && atomic_load(flag) != 2; i++)
+			nanosleep(&ms, NULL);
+		pthread_mutex_unlock(m0);
+		_exit(0);
+	}
+	struct timespec ms = { 0, 1000000 };
+	for (int i = 0; i < 10000 && !atomic_load(flag); i++)
+		nanosleep(&ms, NULL);
+	assert_int_equal(atomic_load(flag), 1);
+	assert_int_equal(shmstat_cache_delete(h, "k", 1), 0);
+	assert_int_equal(shmstat_cache_exists(h, "k", 1), 0);
+	atomic_store(flag, 2);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+	shmstat__cache_set_lock_timeout(0);
+	assert_int_equal(shmstat_cache_flush(h, NULL), 0);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes_used, 0);
+	tu_shared_free(flag, sizeof(*flag));
+}
+
+#define THREAD_GETS 200000
+
+static void *hammer_gets(void *arg)
+{
+	shmstat_t *h = arg;
+	char buf[8];
+	size_t n;
+
+	for (int i = 0; i < THREAD_GETS; i++)
+		if (shmstat_cache_get(h, "k", 1, buf, sizeof(buf), &n) != 0)
+			return arg;
+	return NULL;
+}
+
+/* shmstat.h: a shmstat_t may be shared by threads for the cache. Two
+ * threads getting through one handle: every hit is counted. */
+static void threads_sharing_a_handle_lose_no_statistics(void **state)
+{
+	shmstat_t *h = H(state);
+	pthread_t t[2];
+	void *r[2];
+	shmstat_cache_stats_t st;
+
+	assert_int_equal(set_s(h, "k", "v", 0, 0), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_gets, h), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(t[i], &r[i]), 0);
+		assert_null(r[i]);
+	}
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.hits, 2 * THREAD_GETS);
+}
+
+/* A TTL above SHMSTAT_CACHE_TTL_MAX is that maximum: ttl reports it,
+ * never a negative number (-1 means "no TTL"). */
+static void a_huge_ttl_is_clamped_and_never_negative(void **state)
+{
+	shmstat_t *h = H(state);
+	int64_t ttl;
+
+	shmstat__cache_set_clock(1000);
+	assert_int_equal(set_s(h, "a", "v", UINT64_MAX, 0), 0);
+	assert_int_equal(shmstat_cache_ttl(h, "a", 1, &ttl), 0);
+	assert_true(ttl == (int64_t)SHMSTAT_CACHE_TTL_MAX);
+	assert_int_equal(set_s(h, "b", "v", (uint64_t)INT64_MAX + 5, 0), 0);
+	assert_int_equal(shmstat_cache_ttl(h, "b", 1, &ttl), 0);
+	assert_true(ttl == (int64_t)SHMSTAT_CACHE_TTL_MAX);
+	assert_int_equal(set_s(h, "c", "v", SHMSTAT_CACHE_TTL_MAX, 0), 0);
+	assert_int_equal(shmstat_cache_ttl(h, "c", 1, &ttl), 0);
+	assert_true(ttl == (int64_t)SHMSTAT_CACHE_TTL_MAX);
+	assert_int_equal(shmstat_cache_expire(h, "c", 1, UINT64_MAX), 0);
+	shmstat__cache_set_clock(2000);
+	assert_int_equal(shmstat_cache_ttl(h, "c", 1, &ttl), 0);
+	assert_true(ttl == (int64_t)SHMSTAT_CACHE_TTL_MAX - 1000);
+	assert_int_equal(shmstat_cache_exists(h, "a", 1), 1);
+}
+
+/*
+ * A handle that found no free row counts into process-local statistics:
+ * they show in the stats of its own segment, and in no other segment's.
+ */
+static void fallback_statistics_stay_with_their_segment(void **state)
+{
+	(void)state;
+	struct tu_seg a, b;
+	shmstat_options_t o = { .size = 2u << 20, .max_counters = 8,
+				.max_workers = 1, .cache_max_value = MAXV };
+	shmstat_t *a2 = NULL;
+	shmstat_cache_stats_t st;
+	char buf[16];
+
+	tu_seg_create(&a, "fba", &o);
+	tu_seg_create(&b, "fbb", &o);
+	assert_int_equal(set_s(a.h, "k", "v", 0, 0), 0); /* a.h: the row */
+	assert_int_equal(shmstat_open(a.name, NULL, &a2), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(get_s(a2, "k", buf, sizeof(buf)), 0);
+	assert_true(a2->slot < 0); /* it did count in the fallback */
+	assert_int_equal(shmstat_cache_stats(b.h, &st), 0);
+	assert_int_equal(st.hits, 0);
+	assert_int_equal(shmstat_cache_stats(a2, &st), 0);
+	assert_int_equal(st.hits, 5);
+	assert_int_equal(st.sets, 1);
+	shmstat_close(&a2);
+	shmstat_close(&a.h);
+	shmstat_unlink(a.name);
+	shmstat_close(&b.h);
+	shmstat_unlink(b.name);
+}
+
 /* shmstat cache: every subcommand, its output and exit status. */
 static void the_cache_command_does_what_its_help_says(void **state)
 {
@@ -691,6 +898,11 @@ int main(void)
 		T(a_corrupt_cache_header_is_refused_at_attach),
 		T(the_minimum_size_holds_one_largest_value),
 		T(the_cache_command_does_what_its_help_says),
+		T(a_corrupt_entry_is_ecorrupt_to_get_and_fetch),
+		T(a_free_that_misses_the_class_lock_leaks_nothing),
+		T(threads_sharing_a_handle_lose_no_statistics),
+		T(a_huge_ttl_is_clamped_and_never_negative),
+		T(fallback_statistics_stay_with_their_segment),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

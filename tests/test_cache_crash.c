@@ -14,6 +14,7 @@
 
 #include "cache_i.h"
 #include "shmstat_i.h"
+#include "test_cache_value.h"
 #include "testutil.h"
 
 #define MAXV 1024u
@@ -146,11 +147,36 @@ static void a_writer_killed_after_publishing_leaves_the_new_value(void **state)
 }
 
 /*
- * The holder is stopped inside its odd-version window: a get on its bucket
- * reports a miss after the bound, a set of the key an error after the
- * bound; neither waits longer. Keys of other stripes are untouched.
- * After SIGCONT the writer finishes and all is consistent.
+ * The process that repairs a dead writer's stripe dies too, in the middle
+ * of the repair: the next one repairs it again, and the first writer's
+ * block is not lost.
  */
+static void a_repairer_killed_while_repairing_leaks_nothing(void **state)
+{
+	struct tu_seg *s = *state;
+
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "old", 3, 0, 0), 0);
+	pid_t pid = parked_writer(s, CACHE_HOOK_WRITTEN, 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait(pid, 10000), 128 + SIGKILL);
+	/* The next writer of the stripe repairs it, and dies there. */
+	pid = parked_writer(s, CACHE_HOOK_SETTLING, 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait(pid, 10000), 128 + SIGKILL);
+	get_is(s->h, "old");
+	nothing_leaked(s->h);
+}
+
+/*
+ * The holder is stopped inside its odd-version window: a get on its bucket
+ * reports a miss, a set of the key SHMSTAT_EBUSY, each after the bound and
+ * not waiting for the holder (asserted with a generous margin: within 2 s,
+ * while the holder stays stopped for longer). Keys of other stripes are
+ * untouched: their sets succeed. After SIGCONT the writer finishes and all
+ * is consistent.
+ */
+#define MARGIN_MS 2000u
+
 static void a_stopped_writer_makes_nobody_wait_past_the_bound(void **state)
 {
 	struct tu_seg *s = *state;
@@ -170,24 +196,28 @@ static void a_stopped_writer_makes_nobody_wait_past_the_bound(void **state)
 		      "%llu ms (bound %u ms)\n",
 		      (unsigned long long)(t1 - t0),
 		      (unsigned long long)(t2 - t1), BOUND_MS);
-	assert_true(t1 - t0 >= BOUND_MS / 2 && t1 - t0 < 10 * BOUND_MS);
-	assert_true(t2 - t1 >= BOUND_MS / 2 && t2 - t1 < 10 * BOUND_MS);
-	/* Find a key in another stripe: it works without waiting. */
+	assert_true(t1 - t0 < MARGIN_MS);
+	assert_true(t2 - t1 < MARGIN_MS);
+	/* A key in another stripe: its set succeeds (one in the stopped
+	 * stripe would give SHMSTAT_EBUSY, as above). */
 	char key[16];
 	int done = 0;
 	for (int i = 0; i < 1000 && !done; i++) {
 		int kl = snprintf(key, sizeof(key), "o%d", i);
-		uint64_t t = now_ms();
 		int rc = shmstat_cache_set(s->h, key, (size_t)kl, "v", 1, 0, 0);
 		if (rc == 0) {
-			assert_true(now_ms() - t < BOUND_MS / 2);
 			assert_int_equal(shmstat_cache_delete(s->h, key,
 							      (size_t)kl),
 					 0);
 			done = 1;
+		} else {
+			assert_int_equal(rc, SHMSTAT_EBUSY);
 		}
 	}
 	assert_true(done);
+	/* The holder was stopped all along. */
+	int st;
+	assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
 	kill(pid, SIGCONT);
 	assert_int_equal(tu_wait(pid, 10000), 0);
 	get_is(s->h, "new-value");
@@ -213,14 +243,18 @@ static void writers_killed_at_random_leak_nothing(void **state)
 			assert_true(pid[w] >= 0);
 			if (pid[w] == 0) {
 				shmstat_t *h = NULL;
-				char key[16], val[700];
+				char key[16];
+				unsigned char val[MAXV];
 				if (shmstat_open(s->name, NULL, &h))
 					_exit(2);
 				for (uint32_t i = 0; i < 2000000; i++) {
 					int kl = snprintf(key, sizeof(key),
 							  "r%u", i % 500);
-					size_t vl = 1 + (i * 37) % sizeof(val);
-					memset(val, (int)(i % 500) & 0xff, vl);
+					/* Every version of a key differs:
+					 * a mix of two fails the check. */
+					size_t vl = make_value(
+						val, i % 500,
+						i * 4 + (uint32_t)w);
 					if (i % 5 == 4)
 						shmstat_cache_delete(h, key,
 								     (size_t)kl);
@@ -248,17 +282,20 @@ static void writers_killed_at_random_leak_nothing(void **state)
 		for (int w = 0; w < 4; w++)
 			assert_int_equal(tu_wait(pid[w], 10000), 128 + SIGKILL);
 	}
-	/* Every value is one writer's whole value: one byte repeated. */
-	char key[16], buf[MAXV];
-	for (int k = 0; k < 500; k++) {
+	/* Every value is one version's whole value, of its own key. */
+	char key[16];
+	unsigned char buf[MAXV];
+	int present = 0;
+	for (uint32_t k = 0; k < 500; k++) {
 		size_t n;
-		int kl = snprintf(key, sizeof(key), "r%d", k);
+		int kl = snprintf(key, sizeof(key), "r%u", k);
 		if (shmstat_cache_get(s->h, key, (size_t)kl, buf, sizeof(buf),
 				      &n) != 0)
 			continue;
-		for (size_t i = 0; i < n; i++)
-			assert_int_equal((unsigned char)buf[i], k & 0xff);
+		present++;
+		assert_true(check_value(buf, n, k));
 	}
+	assert_true(present > 0); /* the check did look at values */
 	assert_int_equal(shmstat_cache_flush(s->h, NULL), 0);
 	shmstat_cache_stats_t st;
 	assert_int_equal(shmstat_cache_stats(s->h, &st), 0);
@@ -274,6 +311,7 @@ int main(void)
 		T(a_writer_killed_holding_the_lock_leaves_the_old_value),
 		T(a_writer_killed_before_publishing_leaves_the_old_value),
 		T(a_writer_killed_after_publishing_leaves_the_new_value),
+		T(a_repairer_killed_while_repairing_leaks_nothing),
 		T(a_stopped_writer_makes_nobody_wait_past_the_bound),
 		T(writers_killed_at_random_leak_nothing),
 #undef T
