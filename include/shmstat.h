@@ -452,11 +452,17 @@ int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
  * recently (approximately: CLOCK); expired entries are removed when met
  * and by shmstat_cache_sweep(). Statistics are kept per process (no line
  * is shared between processes on a get) and summed by
- * shmstat_cache_stats(). Statistics of a shmstat_t used by several
- * threads at once may miss a few counts (each handle's statistics are
- * written without a lock prefix); values are never affected.
+ * shmstat_cache_stats(). A shmstat_t may be shared by threads for every
+ * cache call; its statistics are added atomically and miss no count.
+ *
+ * Corruption: an entry whose stored value length is impossible makes a
+ * get, exists, ttl or fetch of its key return SHMSTAT_ECORRUPT (at once,
+ * whatever the wait); a set of the key replaces it and a delete removes it.
  */
 #define SHMSTAT_CACHE_KEY_MAX 250
+/* The longest TTL, in ms (about 292 million years): a longer ttl_ms given
+ * to shmstat_cache_set() or shmstat_cache_expire() is this one. */
+#define SHMSTAT_CACHE_TTL_MAX ((uint64_t)INT64_MAX)
 
 /* Modes of shmstat_cache_set(). */
 enum shmstat_cache_mode {
@@ -481,8 +487,8 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
  * Copy the value of key into buf[0..buflen) and its length into *vlen.
  * 0 on a hit; SHMSTAT_ENOTFOUND on a miss (absent, expired, or the bucket
  * held by a stopped writer past the bound); SHMSTAT_ERANGE when buflen is
- * too small (*vlen = the length needed; counted as a hit). buf may be NULL
- * when buflen is 0.
+ * too small (*vlen = the length needed; counted as a hit); SHMSTAT_ECORRUPT
+ * when the key's entry is corrupt. buf may be NULL when buflen is 0.
  */
 int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 		      size_t buflen, size_t *vlen);
@@ -495,8 +501,9 @@ int shmstat_cache_delete(shmstat_t *h, const void *key, size_t klen);
 int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen);
 
 /*
- * Remaining time to live of key in *ttl_ms: -1 when it never expires.
- * SHMSTAT_ENOTFOUND when absent or expired.
+ * Remaining time to live of key in *ttl_ms: -1 when it never expires,
+ * else 0 to SHMSTAT_CACHE_TTL_MAX. SHMSTAT_ENOTFOUND when absent or
+ * expired.
  */
 int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 		      int64_t *ttl_ms);
