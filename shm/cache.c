@@ -67,6 +67,10 @@
 #define MIN_PAGE (64u << 10)
 #define NLEASES 2
 #define PAGE_NONE 0xffffffffu
+/* XXX Set on a home bucket when a key of its group lives elsewhere in the
+ * group, never cleared: lookups of a once-overflowed home keep looking at
+ * the whole group (a few extra lines; never a wrong answer). Clearing it
+ * needs a scan of the group for keys homed there at each removal. */
 #define BKT_OVERFLOW 1u
 #define OFF_BITS 40
 #define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
@@ -842,6 +846,11 @@ static uint64_t pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
 			rebuild_class(c, cls);
 			continue;
 		}
+		/* A block first cut from a page that served another class
+		 * seeds its generation from the old bytes there. Harmless: a
+		 * journal record is cleared before its block is freed
+		 * (remove_locked), so no record can name a block that has
+		 * since been given to another class. */
 		uint32_t gen = e->gen + 1;
 		uint64_t off = (uint64_t)((unsigned char *)e - c->base);
 		e->gen = gen;
@@ -1029,8 +1038,13 @@ static void remove_locked(struct ctx *c, uint32_t s, const struct where *w)
 	uint32_t v = ver_begin(b);
 	atomic_store_explicit(&b->slot[w->way], 0, memory_order_relaxed);
 	ver_end(b, v);
-	block_free(c, w->off);
+	/* The record goes before the free, so it never outlives the block
+	 * (a page emptied and given to another class could otherwise put a
+	 * stranger's block, with a generation seeded from old bytes, under
+	 * it). Dying in between leaves a LIVE, unreferenced block: garbage
+	 * that evict_block and a flush reclaim. */
 	atomic_store_explicit(j, 0, memory_order_relaxed);
+	block_free(c, w->off);
 }
 
 /* Is the block at off referenced from a slot of its key's group? */
@@ -1656,9 +1670,9 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 			 * evict_block reclaims if this free fails. */
 			atomic_store_explicit(&e->state, ENT_LIVE,
 					      memory_order_release);
-			block_free(&c, off);
 			atomic_store_explicit(&c.st[s].lk.j_new, 0,
 					      memory_order_relaxed);
+			block_free(&c, off);
 			rc = shmstat__err(h, SHMSTAT_EFULL, "cache bucket "
 					  "group full");
 			goto out;
@@ -1676,10 +1690,10 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	ver_end(b, v);
 	atomic_store_explicit(&e->state, ENT_LIVE, memory_order_release);
 	atomic_store_explicit(&c.st[s].lk.j_new, 0, memory_order_relaxed);
-	if (found) {
-		block_free(&c, w.off);
+	if (found) { /* record first, as in remove_locked */
 		atomic_store_explicit(&c.st[s].lk.j_old, 0,
 				      memory_order_relaxed);
+		block_free(&c, w.off);
 	}
 	lease_drop(&c, s, hash);
 	stat_add(&c, RS_CACHE_SETS, 1);
