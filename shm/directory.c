@@ -236,10 +236,11 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)
 	if (!entry_read(e, &v))
 		return shmstat__err(h, SHMSTAT_ECORRUPT,
 				    "directory entry %u is corrupt", i);
-	memset(out, 0, sizeof(*out));
-	out->name_len = v.len;
-	memcpy(out->name, e->name, v.len);
+	/* The whole name field, a fixed size (fast, and within the entry
+	 * whatever v.len is), then cut at the length we checked. */
+	memcpy(out->name, e->name, SHMSTAT_NAME_MAX);
 	out->name[v.len] = '\0';
+	out->name_len = v.len;
 	out->kind = v.kind;
 	out->index = i;
 	if (v.kind == SHMSTAT_KIND_COUNTER) {
