@@ -1,7 +1,7 @@
 /*
  * redisconf.h — where Redis is and how to log in: parsed from a URL
  * (redis://[user:password@]host:port/db, unix:///path?db=N) or from the
- * environment the seeds use (REDIS_URL, or REDIS_HOST, REDIS_PORT,
+ * environment such services already use (REDIS_URL, or REDIS_HOST, REDIS_PORT,
  * REDIS_DB, REDIS_PASSWORD, REDIS_USERNAME). Shared by shmstat-bridge and
  * any tool that talks to the same Redis; no hiredis here.
  */

@@ -1,6 +1,6 @@
 /*
  * test_redisconf.c — bridge/redisconf.c: Redis URLs and the environment
- * the seeds use; bad input gets a clear reason without the password.
+ * such services already use; bad input gets a clear reason without the password.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +58,7 @@ static void bad_urls_are_refused_without_the_password(void **state)
 	assert_null(strstr(err, "bad%zz"));
 }
 
-static void the_environment_of_the_seeds_is_read(void **state)
+static void the_redis_environment_variables_are_read(void **state)
 {
 	struct redis_conf c;
 	char err[REDISCONF_ERR_LEN];
@@ -99,7 +99,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(urls_with_user_password_host_port_db_parse),
 		cmocka_unit_test(bad_urls_are_refused_without_the_password),
-		cmocka_unit_test(the_environment_of_the_seeds_is_read),
+		cmocka_unit_test(the_redis_environment_variables_are_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,7 +114,7 @@ void json_str(FILE *f, const char *s, size_t len)
 	fputc('"', f);
 }
 
-/* ISO 8601 UTC with microseconds, like the seeds' live-stats timestamp. */
+/* ISO 8601 UTC with microseconds, as live-stats documents carry it. */
 void iso_time(char *buf, size_t len, uint64_t ns)
 {
 	time_t sec = (time_t)(ns / 1000000000u);
