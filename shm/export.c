@@ -23,7 +23,7 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static void json_string(FILE *f, const char *s, size_t len)
+void shmstat__json_str(FILE *f, const char *s, size_t len)
 {
 	fputc('"', f);
 	for (size_t i = 0; i < len; i++) {
@@ -38,7 +38,7 @@ static void json_string(FILE *f, const char *s, size_t len)
 	fputc('"', f);
 }
 
-static void iso8601(char *buf, size_t len, uint64_t ns)
+void shmstat__iso8601(char *buf, size_t len, uint64_t ns)
 {
 	time_t sec = (time_t)(ns / 1000000000u);
 	struct tm tm;
@@ -68,7 +68,7 @@ static int json_member(const shmstat_stat_t *st, void *priv)
 	if (st->kind != c->kind)
 		return 0;
 	fputs(c->n++ ? ",\n    " : "\n    ", c->f);
-	json_string(c->f, st->name, st->name_len);
+	shmstat__json_str(c->f, st->name, st->name_len);
 	fprintf(c->f, ": %" PRId64, st->value);
 	return 0;
 }
@@ -81,11 +81,11 @@ int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
 
 	if (!h || !f)
 		return SHMSTAT_EINVAL;
-	iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
+	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
 	fprintf(f, "{\n  \"timestamp\": \"%s\",\n  \"source\": \"%s\",\n"
 		   "  \"segment\": ",
 		ts, shmstat_source(h));
-	json_string(f, h->name, strlen(h->name));
+	shmstat__json_str(f, h->name, strlen(h->name));
 	fputs(",\n  \"counters\": {", f);
 	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
 		return rc;
@@ -431,16 +431,16 @@ int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
 
 	if (!hs || !f || hs->status < 0 || hs->status > 2)
 		return SHMSTAT_EINVAL;
-	iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
+	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
 	fprintf(f, "{\n  \"status\": \"%s\",\n  \"timestamp\": \"%s\",\n"
 		   "  \"segment\": ",
 		names[hs->status], ts);
 	if (h)
-		json_string(f, h->name, strlen(h->name));
+		shmstat__json_str(f, h->name, strlen(h->name));
 	else
 		fputs("null", f);
 	fputs(",\n  \"reason\": ", f);
-	json_string(f, hs->reason, strlen(hs->reason));
+	shmstat__json_str(f, hs->reason, strlen(hs->reason));
 	const struct {
 		const char *k, *v;
 	} checks[] = {
@@ -451,7 +451,7 @@ int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
 	fputs(",\n  \"checks\": {", f);
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
 		fprintf(f, "%s\n    \"%s\": ", i ? "," : "", checks[i].k);
-		json_string(f, checks[i].v, strlen(checks[i].v));
+		shmstat__json_str(f, checks[i].v, strlen(checks[i].v));
 	}
 	fputs("\n  }\n}\n", f);
 	return 0;

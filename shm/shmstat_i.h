@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "layout_i.h"
@@ -109,6 +110,11 @@ SHMSTAT_INTERNAL int shmstat__name_check_counter(const char *name, size_t len);
 /* Glob match on a byte string (fnmatch rules without flags). */
 SHMSTAT_INTERNAL bool shmstat__glob(const char *pattern, const char *s,
 				    size_t len);
+
+/* export.c: a JSON string literal of s[0..len) (quotes included, escaped
+ * as JSON requires); ISO 8601 UTC with microseconds. */
+SHMSTAT_INTERNAL void shmstat__json_str(FILE *f, const char *s, size_t len);
+SHMSTAT_INTERNAL void shmstat__iso8601(char *buf, size_t len, uint64_t ns);
 
 /* Test hooks: a map of the raw segment for tests and the fuzz tool. */
 SHMSTAT_INTERNAL void *shmstat__base(shmstat_t *h, size_t *size);

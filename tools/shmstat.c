@@ -98,32 +98,15 @@ static int attach(const char *name, shmstat_t **h)
 	return 0;
 }
 
-/* Print a JSON string (quotes included), escaping what JSON requires. */
+/* The library's own formatting, so the tool and the exporters agree. */
 void json_str(FILE *f, const char *s, size_t len)
 {
-	fputc('"', f);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
+	shmstat__json_str(f, s, len);
 }
 
-/* ISO 8601 UTC with microseconds, as live-stats documents carry it. */
 void iso_time(char *buf, size_t len, uint64_t ns)
 {
-	time_t sec = (time_t)(ns / 1000000000u);
-	struct tm tm;
-
-	gmtime_r(&sec, &tm);
-	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%06uZ",
-		 (unsigned)(ns % 1000000000u / 1000u));
+	shmstat__iso8601(buf, len, ns);
 }
 
 /* Parse a non-negative integer that fits in [min, max]. */
