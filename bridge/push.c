@@ -56,12 +56,20 @@
 /*
  * KEYS: 1 m:H, 2 h:H, 3 r:H, 4 hosts, 5 names, 6 gen, 6+i counter i's key.
  * ARGV: 1 owner token, 2 lease ms, 3 sequence acknowledged, 4 host id,
- * 5 host name, 6 fence, then per counter i (j = 4i + 3): j name, j+1
- * total, j+2 reset base R, j+3 reset epoch E (the segment's mirror).
+ * 5 host name, 6 fence, 7 "" (this layout), 8 m, 9 "1" when the names
+ * follow, "0" when each name is its key (empty key prefix); then m
+ * triples i, R, E: the reset base and epoch of counter i, only for the
+ * counters that have one in the segment's mirror (the others: 0 0); then
+ * the n names (when ARGV[9] is "1"); then the n totals. A call whose
+ * ARGV[7] is not empty (no name is empty) has the earlier layout: per
+ * counter i (j = 4i + 3) j name, j+1 total, j+2 R, j+3 E.
  * Reply: {1, seq, lost, globals, changed bases "i R E", errors {i, text},
  * gen}; {0, owner, ms left} when another bridge holds the host id; {2,
  * fence} when a call with a higher fence already ran (this one did
  * nothing). Globals are integers, or strings for a key only read.
+ * Cost per counter: one INCRBY (GET when the difference is 0), a field of
+ * each HMGET, a field of the HSET. Only commands the bridge's ACL user
+ * of deploy/redis.conf may run (no HLEN, EXISTS, HGETALL).
  */
 const char push_lua[] =
 	"local t = redis.call('TIME')\n"
@@ -87,25 +95,48 @@ const char push_lua[] =
 	"local n = #KEYS - 6\n"
 	"local g, ch, errs = {}, {}, {}\n"
 	"if n > 0 then\n"
+	"  local NA, no, ns, to, ts = ARGV, 0, 1, 0, 1\n"
+	"  local mr, me, nm = {}, {}, 0\n"
+	"  if ARGV[7] == '' then\n"
+	"    nm = tonumber(ARGV[8])\n"
+	"    for k = 10, 9 + 3 * nm, 3 do\n"
+	"      local i = tonumber(ARGV[k])\n"
+	"      mr[i], me[i] = tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])\n"
+	"    end\n"
+	"    no = 9 + 3 * nm\n"
+	"    if ARGV[9] == '0' then NA, to = KEYS, no; no = 6 else to = no + n end\n"
+	"  else\n"
+	"    no, ns, to, ts = 3, 4, 4, 4\n"
+	"    for i = 1, n do\n"
+	"      local e = tonumber(ARGV[4 * i + 6])\n"
+	"      if e ~= 0 or ARGV[4 * i + 5] ~= '0' then\n"
+	"        nm = nm + 1\n"
+	"        mr[i], me[i] = tonumber(ARGV[4 * i + 5]), e\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
 	"  local names = {}\n"
-	"  for i = 1, n do names[i] = ARGV[4 * i + 3] end\n"
+	"  for i = 1, n do names[i] = NA[no + ns * i] end\n"
 	"  local acc = redis.call('HMGET', KEYS[2], unpack(names))\n"
 	"  local rs = redis.call('HMGET', KEYS[3], unpack(names))\n"
 	"  local hset, rset, newn = {}, {}, {}\n"
+	"  local nh, nr, nn, nc, ne = 0, 0, 0, 0, 0\n"
 	"  for i = 1, n do\n"
-	"    local j = 4 * i + 3\n"
-	"    local ts = ARGV[j + 1]\n"
-	"    local hr, he = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])\n"
-	"    local sr, se = 0, 0\n"
+	"    local name, tot = names[i], ARGV[to + ts * i]\n"
+	"    local a = acc[i]\n"
+	"    local r, e, sr, se = 0, 0, 0, 0\n"
 	"    local s = rs[i]\n"
 	"    if s then\n"
-	"      local a, b = string.match(s, '^(-?%d+) (%d+)$')\n"
-	"      sr, se = tonumber(a or '0'), tonumber(b or '0')\n"
+	"      local x, y = string.match(s, '^(-?%d+) (%d+)$')\n"
+	"      sr, se = tonumber(x or '0'), tonumber(y or '0')\n"
+	"      r, e = sr, se\n"
 	"    end\n"
-	"    local r, e = sr, se\n"
-	"    if he > se then r, e = hr, he end\n"
-	"    local a = acc[i]\n"
-	"    local d = tonumber(ts) - r\n"
+	"    local hr, he = 0, 0\n"
+	"    if nm > 0 then\n"
+	"      hr, he = mr[i] or 0, me[i] or 0\n"
+	"      if he > se then r, e = hr, he end\n"
+	"    end\n"
+	"    local d = tonumber(tot) - r\n"
 	"    if a then d = d - (tonumber(a) - sr) end\n"
 	"    local v\n"
 	"    if d ~= 0 then\n"
@@ -115,27 +146,34 @@ const char push_lua[] =
 	"    end\n"
 	"    if type(v) == 'table' then\n"
 	"      g[i] = ''\n"
-	"      errs[#errs + 1] = i\n"
-	"      errs[#errs + 1] = v.err or 'error'\n"
+	"      errs[ne + 1] = i\n"
+	"      errs[ne + 2] = v.err or 'error'\n"
+	"      ne = ne + 2\n"
 	"    else\n"
 	"      g[i] = v\n"
-	"      if a ~= ts then\n"
-	"        hset[#hset + 1] = names[i]\n"
-	"        hset[#hset + 1] = ts\n"
+	"      if a ~= tot then\n"
+	"        hset[nh + 1] = name\n"
+	"        hset[nh + 2] = tot\n"
+	"        nh = nh + 2\n"
 	"      end\n"
-	"      if not a then newn[#newn + 1] = names[i] end\n"
+	"      if not a then\n"
+	"        nn = nn + 1\n"
+	"        newn[nn] = name\n"
+	"      end\n"
 	"      if e ~= se then\n"
-	"        rset[#rset + 1] = names[i]\n"
-	"        rset[#rset + 1] = string.format('%d %d', r, e)\n"
+	"        rset[nr + 1] = name\n"
+	"        rset[nr + 2] = string.format('%d %d', r, e)\n"
+	"        nr = nr + 2\n"
 	"      end\n"
 	"      if e ~= he or r ~= hr then\n"
-	"        ch[#ch + 1] = string.format('%d %d %d', i, r, e)\n"
+	"        nc = nc + 1\n"
+	"        ch[nc] = string.format('%d %d %d', i, r, e)\n"
 	"      end\n"
 	"    end\n"
 	"  end\n"
-	"  if #hset > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
-	"  if #rset > 0 then redis.call('HSET', KEYS[3], unpack(rset)) end\n"
-	"  if #newn > 0 then redis.call('SADD', KEYS[5], unpack(newn)) end\n"
+	"  if nh > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
+	"  if nr > 0 then redis.call('HSET', KEYS[3], unpack(rset)) end\n"
+	"  if nn > 0 then redis.call('SADD', KEYS[5], unpack(newn)) end\n"
 	"end\n"
 	"return {1, string.format('%d', seq), lost, g, ch, errs, gen}\n";
 
@@ -489,16 +527,44 @@ static int build_push(struct bridge *b, const struct items *it,
 	rc |= args_str(a, b->host_hex);
 	rc |= args_str(a, b->host_name);
 	rc |= args_i64(a, (int64_t)b->fence);
+	/* ARGV 7..9, then the reset bases the mirror holds (m is known
+	 * once they are counted), the names unless they are the keys, the
+	 * totals. */
+	rc |= args_push(a, "", 0);
+	int mpos = a->n;
+	rc |= args_push(a, "0", 1);
+	rc |= args_push(a, kpl ? "1" : "0", 1);
+	int64_t m = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct item *x = &it->v[idx[i]];
 		int64_t rb = 0;
 		uint64_t ep = 0;
 		shmstat_sync_rbase_get(b->h, x->index, &rb, &ep);
-		rc |= args_push(a, x->name, x->name_len);
-		rc |= args_i64(a, x->total);
+		if (rb == 0 && ep == 0)
+			continue;
+		rc |= args_i64(a, (int64_t)i + 1);
 		rc |= args_i64(a, rb);
 		rc |= args_i64(a, (int64_t)ep);
+		m++;
 	}
+	if (m && !rc) {
+		char buf[24];
+		int l = snprintf(buf, sizeof(buf), "%" PRId64, m);
+		char *p = args_room(a, (size_t)l);
+		if (!p)
+			return -1;
+		memcpy(p, buf, (size_t)l);
+		p[l] = '\0';
+		a->blk->used += (size_t)l + 1;
+		a->v[mpos] = p;
+		a->len[mpos] = (size_t)l;
+	}
+	for (size_t i = 0; i < n && kpl; i++) {
+		const struct item *x = &it->v[idx[i]];
+		rc |= args_push(a, x->name, x->name_len);
+	}
+	for (size_t i = 0; i < n; i++)
+		rc |= args_i64(a, it->v[idx[i]].total);
 	return rc ? -1 : 0;
 }
 
