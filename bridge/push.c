@@ -60,9 +60,8 @@
  * follow, "0" when each name is its key (empty key prefix); then m
  * triples i, R, E: the reset base and epoch of counter i, only for the
  * counters that have one in the segment's mirror (the others: 0 0); then
- * the n names (when ARGV[9] is "1"); then the n totals. A call whose
- * ARGV[7] is not empty (no name is empty) has the earlier layout: per
- * counter i (j = 4i + 3) j name, j+1 total, j+2 R, j+3 E.
+ * the n names (when ARGV[9] is "1"); then the n totals. (ARGV[7] keeps
+ * a place for a future layout: a call where it is not "" is refused.)
  * Reply: {1, seq, lost, globals, changed bases "i R E", errors {i, text},
  * gen}; {0, owner, ms left} when another bridge holds the host id; {2,
  * fence} when a call with a higher fence already ran (this one did
@@ -72,6 +71,9 @@
  * of deploy/redis.conf may run (no HLEN, EXISTS, HGETALL).
  */
 const char push_lua[] =
+	"if ARGV[7] and ARGV[7] ~= '' then\n"
+	"  return redis.error_reply('shmstat: unknown push layout')\n"
+	"end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local m = redis.call('HMGET', KEYS[1], 'owner', 'owner_exp', 'seq',\n"
@@ -97,24 +99,13 @@ const char push_lua[] =
 	"if n > 0 then\n"
 	"  local NA, no, ns, to, ts = ARGV, 0, 1, 0, 1\n"
 	"  local mr, me, nm = {}, {}, 0\n"
-	"  if ARGV[7] == '' then\n"
-	"    nm = tonumber(ARGV[8])\n"
-	"    for k = 10, 9 + 3 * nm, 3 do\n"
-	"      local i = tonumber(ARGV[k])\n"
-	"      mr[i], me[i] = tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])\n"
-	"    end\n"
-	"    no = 9 + 3 * nm\n"
-	"    if ARGV[9] == '0' then NA, to = KEYS, no; no = 6 else to = no + n end\n"
-	"  else\n"
-	"    no, ns, to, ts = 3, 4, 4, 4\n"
-	"    for i = 1, n do\n"
-	"      local e = tonumber(ARGV[4 * i + 6])\n"
-	"      if e ~= 0 or ARGV[4 * i + 5] ~= '0' then\n"
-	"        nm = nm + 1\n"
-	"        mr[i], me[i] = tonumber(ARGV[4 * i + 5]), e\n"
-	"      end\n"
-	"    end\n"
+	"  nm = tonumber(ARGV[8])\n"
+	"  for k = 10, 9 + 3 * nm, 3 do\n"
+	"    local i = tonumber(ARGV[k])\n"
+	"    mr[i], me[i] = tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])\n"
 	"  end\n"
+	"  no = 9 + 3 * nm\n"
+	"  if ARGV[9] == '0' then NA, to = KEYS, no; no = 6 else to = no + n end\n"
 	"  local names = {}\n"
 	"  for i = 1, n do names[i] = NA[no + ns * i] end\n"
 	"  local acc = redis.call('HMGET', KEYS[2], unpack(names))\n"

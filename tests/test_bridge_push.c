@@ -361,8 +361,8 @@ static redisReply *call_script(struct fx *f, const char *fence,
 		"EVAL", push_lua, "7", "_shmstat:m:00000000000000a1",
 		"_shmstat:h:00000000000000a1", "_shmstat:r:00000000000000a1",
 		"_shmstat:hosts", "_shmstat:names", "_shmstat:gen", "x",
-		"tok-a1", "60000", "0", "00000000000000a1", "pua", fence, "x",
-		total, "0", "0",
+		"tok-a1", "60000", "0", "00000000000000a1", "pua", fence,
+		"", "0", "0", total, /* no reset bases; names are the keys */
 	};
 	redisReply *r = redisCommandArgv(c, 20, argv, NULL);
 	redisFree(c);
