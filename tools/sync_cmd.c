@@ -16,10 +16,11 @@
 #define RESET_WAIT_MS 10000
 
 /* "redis" when the bridge is alive, connected and pushed within three
- * intervals (at least 2 s): the global values are then reconciled. */
+ * intervals (at least 2 s): the global values are then reconciled. The
+ * library decides, so the tool and the bridge's endpoints agree. */
 const char *tool_source(shmstat_t *h)
 {
-	return shmstat_sync_fresh(h, 0) == 1 ? "redis" : "local";
+	return shmstat_source(h);
 }
 
 static const char *bridge_state(const shmstat_sync_status_t *st)
