@@ -128,8 +128,8 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 	return 0;
 }
 
-void shmstat__prom_name(char *out, size_t len, const char *name,
-			size_t name_len, const char *suffix)
+static void prom_name(char *out, size_t len, const char *name,
+		      size_t name_len, const char *suffix)
 {
 	size_t o = (size_t)snprintf(out, len, "shmstat_");
 	for (size_t i = 0; i < name_len && o + 1 < len; i++) {
@@ -307,7 +307,7 @@ int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f)
 	}
 	for (size_t i = 0; i < c.n; i++) {
 		const shmstat_stat_t *st = &c.v[i].st;
-		shmstat__prom_name(c.v[i].metric, PROM_NAME_MAX, st->name,
+		prom_name(c.v[i].metric, PROM_NAME_MAX, st->name,
 				   st->name_len,
 				   st->kind == SHMSTAT_KIND_COUNTER ? "_total" : "");
 	}

@@ -1,8 +1,9 @@
 /*
  * shmstat_i.h — what the files of libshmstat share with each other and with
- * the in-tree programs (tools/, bridge/, tests/, bench/). Not installed;
- * these symbols are hidden from the shared library's ABI except where a
- * program needs them (SHMSTAT_INTERNAL, exported under the shmstat__ prefix).
+ * the in-tree programs (tools/, bridge/, tests/, bench/). Not installed.
+ * The shared library exports only the public shmstat_<word> names (see
+ * libshmstat.map); the in-tree programs link the static library, which is
+ * how they reach these shmstat__ internals.
  */
 #ifndef SHMSTAT_I_H
 #define SHMSTAT_I_H
@@ -15,7 +16,6 @@
 #include "layout_i.h"
 #include "shmstat.h"
 
-#define SHMSTAT_INTERNAL
 #define SHMSTAT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 /* The process-local handle. */
@@ -53,20 +53,20 @@ void shmstat__log(int level, const char *fmt, ...) SHMSTAT_PRINTF(2, 3);
 char *shmstat__open_errbuf(void);
 
 /* util */
-SHMSTAT_INTERNAL uint64_t shmstat__now_realtime_ns(void);
-SHMSTAT_INTERNAL uint64_t shmstat__now_mono_ns(void);
+uint64_t shmstat__now_realtime_ns(void);
+uint64_t shmstat__now_mono_ns(void);
 /* Start time of pid (field 22 of /proc/<pid>/stat), 0 when unknown. */
-SHMSTAT_INTERNAL uint64_t shmstat__proc_start(pid_t pid);
+uint64_t shmstat__proc_start(pid_t pid);
 /* 1 alive, 0 dead, judged by pid and (when known) start time. */
-SHMSTAT_INTERNAL int shmstat__proc_alive(pid_t pid, uint64_t start);
+int shmstat__proc_alive(pid_t pid, uint64_t start);
 /* This process's pid namespace (inode of /proc/self/ns/pid), 0 unknown. */
-SHMSTAT_INTERNAL uint64_t shmstat__pidns(void);
+uint64_t shmstat__pidns(void);
 uint64_t shmstat__hash(const void *data, size_t len);
 
 /* registry.c */
 /* Is the owner of a claimed slot known to be dead? false for a free slot
  * and for an owner in another pid namespace (it cannot be judged). */
-SHMSTAT_INTERNAL bool shmstat__slot_dead(const struct worker_slot *s,
+bool shmstat__slot_dead(const struct worker_slot *s,
 					  uint64_t word);
 int shmstat__row_claim(struct shmstat *h);
 void shmstat__row_release(struct shmstat *h);
@@ -91,32 +91,32 @@ static inline uint32_t shmstat__hwm(const struct shmstat *h)
 	return n > h->max_workers ? h->max_workers : n;
 }
 /* Sum of one per-row statistic (RS_*) across every row. */
-SHMSTAT_INTERNAL uint64_t shmstat__row_stat_sum(const struct shmstat *h,
+uint64_t shmstat__row_stat_sum(const struct shmstat *h,
 						 enum row_stat s);
 
 /* directory.c */
 /* Find or create name; *index gets the entry. create=false: ENOTFOUND. */
-SHMSTAT_INTERNAL int shmstat__dir_lookup(struct shmstat *h, const char *name,
+int shmstat__dir_lookup(struct shmstat *h, const char *name,
 					 size_t len, int kind, bool create,
 					 uint32_t *index);
 /* Copy out entry i; ENOTFOUND when not READY, ECORRUPT when invalid. */
-SHMSTAT_INTERNAL int shmstat__dir_stat(struct shmstat *h, uint32_t i,
+int shmstat__dir_stat(struct shmstat *h, uint32_t i,
 				       shmstat_stat_t *out);
 /* Sum of counter i over every row. */
-SHMSTAT_INTERNAL uint64_t shmstat__counter_total(const struct shmstat *h,
+uint64_t shmstat__counter_total(const struct shmstat *h,
 						 uint32_t i);
-SHMSTAT_INTERNAL int shmstat__name_check_counter(const char *name, size_t len);
+int shmstat__name_check_counter(const char *name, size_t len);
 
 /* Glob match on a byte string (fnmatch rules without flags). */
-SHMSTAT_INTERNAL bool shmstat__glob(const char *pattern, const char *s,
+bool shmstat__glob(const char *pattern, const char *s,
 				    size_t len);
 
 /* export.c: a JSON string literal of s[0..len) (quotes included, escaped
  * as JSON requires); ISO 8601 UTC with microseconds. */
-SHMSTAT_INTERNAL void shmstat__json_str(FILE *f, const char *s, size_t len);
-SHMSTAT_INTERNAL void shmstat__iso8601(char *buf, size_t len, uint64_t ns);
+void shmstat__json_str(FILE *f, const char *s, size_t len);
+void shmstat__iso8601(char *buf, size_t len, uint64_t ns);
 
 /* Test hooks: a map of the raw segment for tests and the fuzz tool. */
-SHMSTAT_INTERNAL void *shmstat__base(shmstat_t *h, size_t *size);
+void *shmstat__base(shmstat_t *h, size_t *size);
 
 #endif /* SHMSTAT_I_H */
