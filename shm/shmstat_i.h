@@ -66,8 +66,7 @@ uint64_t shmstat__hash(const void *data, size_t len);
 /* registry.c */
 /* Is the owner of a claimed slot known to be dead? false for a free slot
  * and for an owner in another pid namespace (it cannot be judged). */
-bool shmstat__slot_dead(const struct worker_slot *s,
-					  uint64_t word);
+bool shmstat__slot_dead(const struct worker_slot *s, uint64_t word);
 int shmstat__row_claim(struct shmstat *h);
 void shmstat__row_release(struct shmstat *h);
 void shmstat__fork_register(struct shmstat *h);
@@ -91,25 +90,20 @@ static inline uint32_t shmstat__hwm(const struct shmstat *h)
 	return n > h->max_workers ? h->max_workers : n;
 }
 /* Sum of one per-row statistic (RS_*) across every row. */
-uint64_t shmstat__row_stat_sum(const struct shmstat *h,
-						 enum row_stat s);
+uint64_t shmstat__row_stat_sum(const struct shmstat *h, enum row_stat s);
 
 /* directory.c */
 /* Find or create name; *index gets the entry. create=false: ENOTFOUND. */
-int shmstat__dir_lookup(struct shmstat *h, const char *name,
-					 size_t len, int kind, bool create,
-					 uint32_t *index);
+int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
+			int kind, bool create, uint32_t *index);
 /* Copy out entry i; ENOTFOUND when not READY, ECORRUPT when invalid. */
-int shmstat__dir_stat(struct shmstat *h, uint32_t i,
-				       shmstat_stat_t *out);
+int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out);
 /* Sum of counter i over every row. */
-uint64_t shmstat__counter_total(const struct shmstat *h,
-						 uint32_t i);
+uint64_t shmstat__counter_total(const struct shmstat *h, uint32_t i);
 int shmstat__name_check_counter(const char *name, size_t len);
 
 /* Glob match on a byte string (fnmatch rules without flags). */
-bool shmstat__glob(const char *pattern, const char *s,
-				    size_t len);
+bool shmstat__glob(const char *pattern, const char *s, size_t len);
 
 /* export.c: a JSON string literal of s[0..len) (quotes included, escaped
  * as JSON requires); ISO 8601 UTC with microseconds. */
