@@ -45,7 +45,7 @@ static shmstat_t *bench_seg(void)
 SHIM_BENCH(counter_add)(shim_state_t *st)
 {
 	shmstat_counter_t c;
-	if (shmstat_counter_get(bench_seg(), "bench:add", &c) < 0) {
+	if (shmstat_counter_open(bench_seg(), "bench:add", &c) < 0) {
 		shim_skip(st, shmstat_errstr(seg));
 		return;
 	}
@@ -78,7 +78,7 @@ SHIM_BENCH(counter_read)(shim_state_t *st)
 			return;
 		}
 	}
-	shmstat_counter_get(h, "bench:read", &c);
+	shmstat_counter_open(h, "bench:read", &c);
 	while (shim_run_batch(st, BATCH))
 		for (int i = 0; i < BATCH; i++) {
 			shmstat_counter_read(h, c, &v);

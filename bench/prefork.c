@@ -44,7 +44,7 @@ static double run(const char *seg, int n, long ops, int striped,
 	shmstat_counter_t c;
 
 	if (shmstat_open(seg, NULL, &h) < 0 ||
-	    shmstat_counter_get(h, "bench:prefork", &c) < 0) {
+	    shmstat_counter_open(h, "bench:prefork", &c) < 0) {
 		fprintf(stderr, "prefork-bench: %s\n", shmstat_errstr(NULL));
 		exit(2);
 	}
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
 		}
 	}
 	shmstat_stat_t st;
-	shmstat_stat_get(h, "bench:prefork", &st);
+	shmstat_stat_read(h, "bench:prefork", &st);
 	long long want = 0;
 	for (int n = 1; n <= maxp; n++)
 		want += (long long)n * ops;

@@ -74,7 +74,7 @@ extern "C" {
 	X(EPERM, -18, "permission denied")                                     \
 	X(ESYS, -19, "system call failed")                                     \
 	X(ENOTSUP, -20, "not supported")                                       \
-	X(EEXISTS, -21, "key exists")                                          \
+	X(EKEYEXISTS, -21, "key exists")                                          \
 	X(ELEASE, -22, "lease held by another caller")
 
 enum shmstat_error {
@@ -165,7 +165,7 @@ struct shmstat_row_ {
 };
 
 /*
- * A counter handle: ABI, 16 bytes. Obtain with shmstat_counter_get();
+ * A counter handle: ABI, 16 bytes. Obtain with shmstat_counter_open();
  * valid until shmstat_close() of the shmstat_t it came from; may be copied.
  */
 typedef struct shmstat_counter {
@@ -180,7 +180,7 @@ typedef struct shmstat_counter {
  * that name), EFULL (directory full: existing counters keep working),
  * EFULL also when no row is free for this process (see max_workers).
  */
-int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out);
+int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out);
 
 /*
  * The hot path: add n to the counter. No syscall, no lock, no heap, no lock
@@ -233,7 +233,7 @@ typedef struct shmstat_stat {
 int shmstat_counter_read(shmstat_t *h, shmstat_counter_t c, int64_t *value);
 
 /* Read one counter or gauge by name; ENOTFOUND when it does not exist. */
-int shmstat_stat_get(shmstat_t *h, const char *name, shmstat_stat_t *out);
+int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out);
 
 /*
  * Call fn for every counter and gauge whose name matches the glob `pattern`
@@ -262,7 +262,7 @@ typedef struct shmstat_gauge {
 } shmstat_gauge_t;
 
 /* Get a handle to the gauge `name`, creating it (at 0) when missing. */
-int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out);
+int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out);
 
 /* Set, add to (delta may be negative) and read a gauge: one atomic op each. */
 void shmstat_gauge_set(shmstat_gauge_t g, int64_t v);
@@ -467,7 +467,7 @@ int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
 /* Modes of shmstat_cache_set(). */
 enum shmstat_cache_mode {
 	SHMSTAT_CACHE_ALWAYS = 0, /* create or replace */
-	SHMSTAT_CACHE_NX = 1,     /* only if absent: else SHMSTAT_EEXISTS */
+	SHMSTAT_CACHE_NX = 1,     /* only if absent: else SHMSTAT_EKEYEXISTS */
 	SHMSTAT_CACHE_XX = 2,     /* only if present: else SHMSTAT_ENOTFOUND */
 };
 
@@ -476,7 +476,7 @@ enum shmstat_cache_mode {
  * An expired entry counts as absent for NX and XX. When the memory for the
  * value's size class is used up, entries are evicted to make room.
  * Errors: EINVAL (key length, mode), ETOOBIG (value above the maximum),
- * EEXISTS / ENOTFOUND (mode not met), EBUSY (lock not had within the
+ * EKEYEXISTS / ENOTFOUND (mode not met), EBUSY (lock not had within the
  * bound), EFULL (nothing could be evicted: every candidate was locked),
  * ECORRUPT.
  */

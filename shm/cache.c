@@ -536,7 +536,7 @@ static void stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 static int fail(struct ctx *c, int rc)
 {
 	/* Misses and unmet NX / XX conditions are answers, not errors. */
-	if (rc != SHMSTAT_ENOTFOUND && rc != SHMSTAT_EEXISTS &&
+	if (rc != SHMSTAT_ENOTFOUND && rc != SHMSTAT_EKEYEXISTS &&
 	    rc != SHMSTAT_ERANGE)
 		stat_add(c, RS_CACHE_ERRORS, 1);
 	return rc;
@@ -1639,7 +1639,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 						  memory_order_relaxed),
 			     &now);
 	if (mode == SHMSTAT_CACHE_NX && live) {
-		rc = shmstat__err(h, SHMSTAT_EEXISTS, "cache key exists");
+		rc = shmstat__err(h, SHMSTAT_EKEYEXISTS, "cache key exists");
 		goto out;
 	}
 	if (mode == SHMSTAT_CACHE_XX && !live) {

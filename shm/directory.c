@@ -266,7 +266,7 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)
 static uint64_t sink_cells[1];
 static struct shmstat_row_ sink_row = { sink_cells };
 
-int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out)
+int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out)
 {
 	uint32_t i = 0;
 	int rc;
@@ -301,7 +301,7 @@ int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out)
 int shmstat_counter_add_by_name(shmstat_t *h, const char *name, uint64_t n)
 {
 	shmstat_counter_t c;
-	int rc = shmstat_counter_get(h, name, &c);
+	int rc = shmstat_counter_open(h, name, &c);
 
 	if (rc < 0)
 		return rc;
@@ -323,7 +323,7 @@ int shmstat_counter_read(shmstat_t *h, shmstat_counter_t c, int64_t *value)
 	return 0;
 }
 
-int shmstat_stat_get(shmstat_t *h, const char *name, shmstat_stat_t *out)
+int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out)
 {
 	uint32_t i = 0;
 	int rc;
@@ -404,7 +404,7 @@ int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
 	return 0;
 }
 
-int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out)
+int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 {
 	static int64_t gauge_sink;
 	uint32_t i = 0;

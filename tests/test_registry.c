@@ -20,12 +20,12 @@ static void a_closed_handles_row_is_reused_by_the_next_claimer(void **state)
 	shmstat_counter_t c;
 
 	assert_int_equal(shmstat_open(s->name, NULL, &a), 0);
-	assert_int_equal(shmstat_counter_get(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
 	int32_t slot = a->slot;
 	shmstat_counter_add(c, 7);
 	shmstat_close(&a);
 	assert_int_equal(shmstat_open(s->name, NULL, &b), 0);
-	assert_int_equal(shmstat_counter_get(b, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(b, "x", &c), 0);
 	assert_int_equal(b->slot, slot);
 	/* Adopted: the new owner adds on top of what it found. */
 	shmstat_counter_add(c, 1);
@@ -41,7 +41,7 @@ static void a_reader_that_never_counts_claims_no_row(void **state)
 
 	shmstat_counter_add_by_name(s->h, "x", 1);
 	assert_int_equal(shmstat_open(s->name, NULL, &h), 0);
-	assert_int_equal(shmstat_stat_get(h, "x", &st), 0);
+	assert_int_equal(shmstat_stat_read(h, "x", &st), 0);
 	assert_int_equal(h->slot, -1);
 	shmstat_info_t in;
 	shmstat_info(h, &in);
@@ -122,7 +122,7 @@ static void thousands_of_short_lived_processes_never_exhaust_the_registry(void *
 			assert_int_equal(tu_wait(pids[j], 30000), 0);
 	}
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(s.h, "churn", &st), 0);
+	assert_int_equal(shmstat_stat_read(s.h, "churn", &st), 0);
 	assert_int_equal(st.value, n);
 	shmstat_info_t in;
 	shmstat_info(s.h, &in);
@@ -168,9 +168,9 @@ static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
 	tu_seg_create(&s, "live", &o);
 	assert_int_equal(shmstat_open(s.name, NULL, &a), 0);
 	assert_int_equal(shmstat_open(s.name, NULL, &b), 0);
-	assert_int_equal(shmstat_counter_get(s.h, "x", &c), 0);
-	assert_int_equal(shmstat_counter_get(a, "x", &c), 0);
-	assert_int_equal(shmstat_counter_get(b, "x", &c), SHMSTAT_EFULL);
+	assert_int_equal(shmstat_counter_open(s.h, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(b, "x", &c), SHMSTAT_EFULL);
 	assert_non_null(strstr(shmstat_errstr(b), "rows are held"));
 	shmstat_counter_add(c, 1); /* process-local: safe, not counted */
 	shmstat_info_t in;

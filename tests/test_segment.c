@@ -317,7 +317,7 @@ static void twenty_processes_creating_at_once_all_attach_to_one(void **state)
 	shmstat_t *h;
 	shmstat_stat_t st;
 	assert_int_equal(shmstat_open(name, NULL, &h), 0);
-	assert_int_equal(shmstat_stat_get(h, "racers", &st), 0);
+	assert_int_equal(shmstat_stat_read(h, "racers", &st), 0);
 	assert_int_equal(st.value, RACERS);
 	shmstat_close(&h);
 	shmstat_unlink(name);

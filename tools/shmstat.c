@@ -436,7 +436,7 @@ static int do_get(const char *seg, int argc, char **argv)
 		return rc;
 	}
 	shmstat_stat_t st;
-	rc = shmstat_stat_get(h, argv[optind], &st);
+	rc = shmstat_stat_read(h, argv[optind], &st);
 	if (rc < 0) {
 		tool_err("%s", shmstat_errstr(h));
 	} else if (json) {
@@ -483,7 +483,7 @@ static int do_incr(const char *seg, int argc, char **argv)
 	if ((rc = attach(seg, &h)))
 		return rc;
 	shmstat_counter_t c;
-	rc = shmstat_counter_get(h, argv[1], &c);
+	rc = shmstat_counter_open(h, argv[1], &c);
 	if (rc == 0) {
 		shmstat_counter_add(c, n);
 		int64_t v;
@@ -523,7 +523,7 @@ static int do_set(const char *seg, int argc, char **argv)
 	if ((rc = attach(seg, &h)))
 		return rc;
 	shmstat_gauge_t g;
-	rc = shmstat_gauge_get(h, argv[1], &g);
+	rc = shmstat_gauge_open(h, argv[1], &g);
 	if (rc == 0)
 		shmstat_gauge_set(g, v);
 	else
