@@ -1,5 +1,5 @@
 /*
- * error.c — the error vocabulary (one table, in shmstat.h), the per-handle
+ * error.c — the error vocabulary (one table, in shmstat.h), the per-thread
  * reason string, and the log hook. The library never prints: diagnostics go
  * to the hook the program installs, and are dropped when there is none.
  */
@@ -23,25 +23,26 @@ const char *shmstat_strerror(int err)
 	}
 }
 
-/* The reason for the last failed shmstat_open() of this thread: open has no
- * handle yet to carry it. */
-static _Thread_local char open_errbuf[SHMSTAT_ERRSTR_LEN];
+/* The reason for this thread's last failure. Thread-local, not in the
+ * handle: threads sharing a handle would otherwise overwrite each other's
+ * text while one of them reads it. */
+static _Thread_local char errbuf[SHMSTAT_ERRSTR_LEN];
 
-char *shmstat__open_errbuf(void) { return open_errbuf; }
+char *shmstat__open_errbuf(void) { return errbuf; }
 
 const char *shmstat_errstr(const shmstat_t *h)
 {
-	const char *s = h ? h->errstr : open_errbuf;
-	return s[0] ? s : "no error";
+	(void)h;
+	return errbuf[0] ? errbuf : "no error";
 }
 
 int shmstat__err(struct shmstat *h, int code, const char *fmt, ...)
 {
-	char *buf = h ? h->errstr : open_errbuf;
 	va_list ap;
 
+	(void)h;
 	va_start(ap, fmt);
-	vsnprintf(buf, SHMSTAT_ERRSTR_LEN, fmt, ap);
+	vsnprintf(errbuf, SHMSTAT_ERRSTR_LEN, fmt, ap);
 	va_end(ap);
 	return code;
 }

@@ -154,9 +154,9 @@ static void the_tools_incr_in_a_loop_reuses_rows(void **state)
 	shmstat_unlink(s.name);
 }
 
-/* When every row is held by a live process, a new one gets EFULL but a
- * handle that is still safe to use. */
-static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
+/* When every row is held by a live process, a new handle still counts
+ * exactly, in the shared overflow row, and says so. */
+static void a_registry_full_of_live_processes_counts_in_the_overflow_row(void **state)
 {
 	(void)state;
 	struct tu_seg s;
@@ -164,20 +164,28 @@ static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
 				.size = 2u << 20 };
 	shmstat_t *a, *b;
 	shmstat_counter_t c;
+	int64_t v;
 
 	tu_seg_create(&s, "live", &o);
 	assert_int_equal(shmstat_open(s.name, NULL, &a), 0);
 	assert_int_equal(shmstat_open(s.name, NULL, &b), 0);
 	assert_int_equal(shmstat_counter_open(s.h, "x", &c), 0);
 	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
-	assert_int_equal(shmstat_counter_open(b, "x", &c), SHMSTAT_EFULL);
-	assert_non_null(strstr(shmstat_errstr(b), "rows are held"));
-	shmstat_counter_add(c, 1); /* process-local: safe, not counted */
+	assert_int_equal(shmstat_counter_open(b, "x", &c), 0);
+	shmstat_counter_add(c, 7);
 	shmstat_info_t in;
-	shmstat_info(s.h, &in);
+	shmstat_info(b, &in);
 	assert_int_equal(in.row_overflows, 1);
-	shmstat_close(&a);
+	assert_int_equal(in.handle_row, SHMSTAT_ROW_OVERFLOW);
+	assert_int_equal(shmstat_counter_read(b, c, &v), 0);
+	assert_int_equal(v, 7);
 	shmstat_close(&b);
+	/* Its counts outlive it, as a row's do. */
+	assert_int_equal(shmstat_counter_add_by_name(a, "x", 1), 0);
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_read(a, c, &v), 0);
+	assert_int_equal(v, 8);
+	shmstat_close(&a);
 	shmstat_close(&s.h);
 	shmstat_unlink(s.name);
 }
@@ -220,9 +228,9 @@ static void a_process_in_another_pid_namespace_reaps_nothing(void **state)
 	assert_int_equal(tu_wait(pid, 10000), 0);
 	uint32_t n;
 	assert_int_equal(shmstat_reap(s->h, &n), 0);
-	/* Two: the child's own handle, and the fixture's handle it
-	 * inherited (the fork handler gave that one a row too). */
-	assert_int_equal(n, 2);
+	/* One: the child's own handle. The fixture's handle it inherited
+	 * never counted in the child, so it claimed no row there. */
+	assert_int_equal(n, 1);
 }
 
 int main(void)
@@ -236,7 +244,7 @@ int main(void)
 		T(a_process_in_another_pid_namespace_reaps_nothing),
 		cmocka_unit_test(thousands_of_short_lived_processes_never_exhaust_the_registry),
 		cmocka_unit_test(the_tools_incr_in_a_loop_reuses_rows),
-		cmocka_unit_test(a_registry_full_of_live_processes_gives_efull_safely),
+		cmocka_unit_test(a_registry_full_of_live_processes_counts_in_the_overflow_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
