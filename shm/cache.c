@@ -505,6 +505,11 @@ static int ctx_load(struct shmstat *h, struct ctx *c)
 {
 	int rc = ctx_peek(h, c);
 
+	/* Gets write too (reference bits, expiry): not through a mapping
+	 * without write access. */
+	if (rc == 0 && h->rdonly)
+		return shmstat__err(h, SHMSTAT_ERDONLY,
+				    "segment '%s' is open read-only", h->name);
 	if (rc == 0 && !h->row.cells)
 		(void)shmstat__row_claim(h);
 	return rc;
