@@ -3,6 +3,7 @@
  * kinds, a full directory, reset, iteration, and exactness across
  * processes, including killed ones, forks and racing resets.
  */
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -521,6 +522,162 @@ static void handles_taken_before_fork_count_into_each_childs_row(void **state)
 	tu_shared_free(f, sizeof(*f));
 }
 
+/* Threads sharing one handle: none of their increments is lost, through
+ * the inline add (C) and through the exported one (FFI). */
+#define THREADS 4
+#define PER_THREAD 400000
+struct shared_counter {
+	shmstat_counter_t c;
+	shmstat_t *h;
+	int mode; /* 0 inline, 1 exported, 2 by name */
+};
+
+static void *count_thread(void *arg)
+{
+	struct shared_counter *sc = arg;
+	for (int k = 0; k < PER_THREAD; k++) {
+		if (sc->mode == 0)
+			shmstat_counter_incr(sc->c);
+		else if (sc->mode == 1)
+			shmstat_counter_add_ts(&sc->c, 1);
+		else if (k % 8 == 0) /* a lookup each: fewer, same check */
+			shmstat_counter_add_by_name(sc->h, "threads:byname", 8);
+	}
+	return NULL;
+}
+
+static void threads_sharing_a_handle_lose_no_increment(void **state)
+{
+	struct tu_seg *s = *state;
+	const char *names[3] = { "threads:inline", "threads:ts", "threads:byname" };
+
+	for (int mode = 0; mode < 3; mode++) {
+		struct shared_counter sc = { .h = s->h, .mode = mode };
+		pthread_t t[THREADS];
+		int64_t v;
+		assert_int_equal(shmstat_counter_open(s->h, names[mode], &sc.c), 0);
+		for (int i = 0; i < THREADS; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, count_thread,
+							&sc),
+					 0);
+		for (int i = 0; i < THREADS; i++)
+			pthread_join(t[i], NULL);
+		assert_int_equal(shmstat_counter_read(s->h, sc.c, &v), 0);
+		assert_int_equal(v, (int64_t)THREADS * PER_THREAD);
+	}
+}
+
+/* A counter never wraps: it stops at INT64_MAX, in the library's value,
+ * its total and every document it writes. */
+static void a_counter_saturates_at_int64_max_everywhere(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_t c;
+	shmstat_stat_t st;
+	shmstat_t *h2;
+
+	assert_int_equal(shmstat_counter_open(s->h, "big", &c), 0);
+	shmstat_counter_add(c, INT64_MAX);
+	shmstat_counter_add(c, INT64_MAX); /* inline, one row */
+	shmstat_counter_add_ts(&c, UINT64_MAX);
+	assert_int_equal(shmstat_stat_read(s->h, "big", &st), 0);
+	assert_int_equal(st.value, INT64_MAX);
+	assert_int_equal(st.total, (uint64_t)INT64_MAX);
+	/* Two rows of INT64_MAX each: the sum saturates too. */
+	assert_int_equal(shmstat_open(s->name, NULL, &h2), 0);
+	assert_int_equal(shmstat_counter_add_by_name(h2, "big", INT64_MAX), 0);
+	assert_int_equal(shmstat_counter_add_by_name(h2, "big2", 3), 0);
+	assert_int_equal(shmstat_stat_read(s->h, "big", &st), 0);
+	assert_int_equal(st.value, INT64_MAX);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	assert_int_equal(shmstat_export_json(s->h, "big", f), 0);
+	assert_int_equal(shmstat_export_prometheus(s->h, "big", f), 0);
+	fclose(f);
+	assert_non_null(strstr(buf, "\"big\": 9223372036854775807"));
+	assert_non_null(strstr(buf, "} 9223372036854775807\n"));
+	assert_null(strstr(buf, "-"  "9223372036854775808"));
+	assert_null(strstr(buf, " -2\n"));
+	free(buf);
+	/* A reset still works at the limit. */
+	assert_int_equal(shmstat_reset(s->h, "big", NULL), 0);
+	assert_int_equal(shmstat_stat_read(s->h, "big", &st), 0);
+	assert_int_equal(st.value, 0);
+	/* Gauges saturate both ways. */
+	shmstat_gauge_t g;
+	assert_int_equal(shmstat_gauge_open(s->h, "g", &g), 0);
+	shmstat_gauge_set(g, INT64_MAX - 1);
+	shmstat_gauge_add(g, 5);
+	assert_int_equal(shmstat_gauge_read(g), INT64_MAX);
+	shmstat_gauge_set(g, INT64_MIN + 1);
+	shmstat_gauge_add(g, -5);
+	assert_int_equal(shmstat_gauge_read(g), INT64_MIN);
+	shmstat_close(&h2);
+}
+
+/* The WRITING word of a writer (layout_i.h). */
+static uint64_t writing_word(pid_t pid, uint64_t start)
+{
+	return 1u | ((uint64_t)(uint32_t)pid << 2) |
+	       ((start & ((UINT64_C(1) << 30) - 1)) << 34);
+}
+
+/* The directory entry name would land on (its first probe). */
+static uint32_t home_of(const struct shmstat *h, const char *name)
+{
+	return (uint32_t)(shmstat__hash(name, strlen(name)) % h->max_counters);
+}
+
+/*
+ * An insert left half done by a process whose pid is now someone else's
+ * (a live pid, another start time), and one by a writer in another pid
+ * namespace: names routed through those entries are still created, and
+ * found, instead of EBUSY forever.
+ */
+static void a_half_done_insert_of_a_dead_writer_is_repaired(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_t c;
+	uint32_t i = home_of(s->h, "stuck");
+	struct dir_entry *e = &s->h->dir[i];
+	int64_t v;
+
+	/* pid 1 is alive, but it is not the writer: wrong start time. */
+	uint64_t start1 = shmstat__proc_start(1);
+	assert_true(start1 != 0);
+	atomic_store(&e->state, writing_word(1, start1 + 7));
+	assert_int_equal(shmstat_counter_open(s->h, "stuck", &c), 0);
+	assert_int_equal(c.index_, i); /* taken over, not skipped */
+	shmstat_counter_add(c, 3);
+	assert_int_equal(shmstat_counter_read(s->h, c, &v), 0);
+	assert_int_equal(v, 3);
+
+	/* A writer we cannot judge (another pid namespace; here our own,
+	 * live, pid): after the bound the entry is marked dead and the name
+	 * goes further on. */
+	uint32_t j = home_of(s->h, "stuck2");
+	if (j == i)
+		j = (j + 1) % s->h->max_counters; /* not our own entry */
+	struct dir_entry *e2 = &s->h->dir[j];
+	atomic_store(&e2->state, writing_word(getpid(),
+					      shmstat__proc_start(getpid())));
+	e2->reserved[2] = shmstat__pidns() + 1;
+	shmstat_stat_t st;
+	/* A lookup steps over it at once. */
+	assert_int_equal(shmstat_stat_read(s->h, "stuck2", &st),
+			 SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_counter_open(s->h, "stuck2", &c), 0);
+	assert_int_not_equal(c.index_, j);
+	assert_int_equal(atomic_load(&e2->state) & 3u, DIR_DEAD);
+	shmstat_counter_add(c, 2);
+	assert_int_equal(shmstat_stat_read(s->h, "stuck2", &st), 0);
+	assert_int_equal(st.value, 2);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(s->h, &in), 0);
+	assert_int_equal(in.dir_dead, 1);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_seg_setup, tu_seg_teardown)
@@ -538,6 +695,9 @@ int main(void)
 		T(a_reader_never_sees_the_total_go_backwards),
 		T(a_reset_racing_increments_loses_none),
 		T(handles_taken_before_fork_count_into_each_childs_row),
+		T(threads_sharing_a_handle_lose_no_increment),
+		T(a_counter_saturates_at_int64_max_everywhere),
+		T(a_half_done_insert_of_a_dead_writer_is_repaired),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,6 +233,159 @@ static void a_process_in_another_pid_namespace_reaps_nothing(void **state)
 	assert_int_equal(n, 1);
 }
 
+/* Wait (bounded) until pid is a zombie: its parent has not reaped it. */
+static void wait_zombie(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 10000; i++) {
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		char *p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'Z')
+			return;
+		usleep(1000);
+	}
+	fail_msg("pid %d never became a zombie", (int)pid);
+}
+
+/* A child that exited without closing and that its parent has not waited
+ * for yet is dead: its row is reaped, its counts stay. */
+static void a_zombie_holds_no_row(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_t c;
+	int64_t v;
+
+	assert_int_equal(shmstat_counter_open(s->h, "z", &c), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		shmstat_counter_add(c, 4);
+		_exit(0); /* no close */
+	}
+	wait_zombie(pid);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(s->h, &in), 0);
+	assert_int_equal(in.workers_dead, 1);
+	uint32_t n;
+	assert_int_equal(shmstat_reap(s->h, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(shmstat_counter_read(s->h, c, &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+}
+
+/* Children that exec a long-running program: one that counted first
+ * gives its row back (it no longer maps the segment), one that never
+ * counted never took one. */
+static void an_execd_child_gives_its_row_back(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_t c;
+	shmstat_info_t in;
+	int64_t v;
+
+	assert_int_equal(shmstat_counter_open(s->h, "e", &c), 0);
+	shmstat_counter_add(c, 1);
+	pid_t quiet = fork();
+	if (quiet == 0) {
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t counted = fork();
+	if (counted == 0) {
+		close(p[0]);
+		shmstat_counter_add(c, 6);
+		if (write(p[1], "x", 1) != 1)
+			_exit(1);
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	char b;
+	assert_int_equal(read(p[0], &b, 1), 1); /* it counted */
+	close(p[0]);
+	/* Reap until the exec has happened (bounded: 10 s). */
+	uint32_t n = 0, total = 0;
+	for (int i = 0; i < 10000 && total == 0; i++) {
+		assert_int_equal(shmstat_reap(s->h, &n), 0);
+		total += n;
+		if (total == 0)
+			usleep(1000);
+	}
+	assert_int_equal(total, 1);
+	assert_int_equal(shmstat_info(s->h, &in), 0);
+	assert_int_equal(in.workers_live, 1); /* ours only: sleep holds none */
+	assert_int_equal(shmstat_counter_read(s->h, c, &v), 0);
+	assert_int_equal(v, 7);
+	kill(quiet, SIGKILL);
+	kill(counted, SIGKILL);
+	tu_wait(quiet, 10000);
+	tu_wait(counted, 10000);
+}
+
+/*
+ * 150 long-lived and 50 short-lived children over the default 128 rows:
+ * every increment lands. The ones that find no row count in the shared
+ * overflow row, and info says so.
+ */
+struct many {
+	volatile int ready;
+	volatile int go_home;
+};
+
+static void two_hundred_processes_over_128_rows_count_exactly(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	struct many *m = tu_shared(sizeof(*m));
+	enum { LONG = 150, SHORT = 50, PER = 1000 };
+	pid_t pids[LONG + SHORT];
+	shmstat_counter_t c;
+	int64_t v;
+
+	tu_seg_create(&s, "many", NULL); /* 128 rows */
+	assert_int_equal(shmstat_counter_open(s.h, "many", &c), 0);
+	for (int i = 0; i < LONG + SHORT; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			for (int k = 0; k < PER; k++)
+				shmstat_counter_incr(c);
+			__atomic_fetch_add(&m->ready, 1, __ATOMIC_RELEASE);
+			if (i < LONG) /* long-lived: hold the row */
+				while (!__atomic_load_n(&m->go_home,
+							__ATOMIC_ACQUIRE))
+					usleep(1000);
+			_exit(0); /* no close */
+		}
+	}
+	for (int i = 0; i < 120000 && __atomic_load_n(&m->ready,
+						       __ATOMIC_ACQUIRE) <
+						  LONG + SHORT;
+	     i++)
+		usleep(1000);
+	assert_int_equal(m->ready, LONG + SHORT);
+	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
+	assert_int_equal(v, (LONG + SHORT) * PER);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(s.h, &in), 0);
+	assert_true(in.row_overflows > 0);
+	__atomic_store_n(&m->go_home, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < LONG + SHORT; i++)
+		assert_int_equal(tu_wait(pids[i], 60000), 0);
+	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
+	assert_int_equal(v, (LONG + SHORT) * PER);
+	tu_shared_free(m, sizeof(*m));
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_seg_setup, tu_seg_teardown)
@@ -245,6 +398,9 @@ int main(void)
 		cmocka_unit_test(thousands_of_short_lived_processes_never_exhaust_the_registry),
 		cmocka_unit_test(the_tools_incr_in_a_loop_reuses_rows),
 		cmocka_unit_test(a_registry_full_of_live_processes_counts_in_the_overflow_row),
+		T(a_zombie_holds_no_row),
+		T(an_execd_child_gives_its_row_back),
+		cmocka_unit_test(two_hundred_processes_over_128_rows_count_exactly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
