@@ -286,14 +286,21 @@ int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out)
  */
 static inline uintptr_t shmstat_thread_token_(void)
 {
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer) && \
+	(defined(__x86_64__) || defined(__aarch64__))
+#define SHMSTAT_HAVE_TP_ 1
+	return (uintptr_t)__builtin_thread_pointer();
+#endif
+#endif
+#ifndef SHMSTAT_HAVE_TP_
 #if defined(__x86_64__)
 	uintptr_t t;
 	__asm__("mov %%fs:0, %0" : "=r"(t));
 	return t;
-#elif defined(__aarch64__)
-	return (uintptr_t)__builtin_thread_pointer();
 #else
 	return (uintptr_t)pthread_self();
+#endif
 #endif
 }
 
@@ -312,28 +319,34 @@ static inline uintptr_t shmstat_thread_token_(void)
  */
 void shmstat_counter_add_ts(const shmstat_counter_t *c, uint64_t n);
 
+/* shmstat_counter_add_ts() for the inline function below, with the
+ * handle's fields as scalars (no address of the caller's copy escapes, so
+ * the handle stays in registers). Not for direct use. */
+void shmstat_counter_add_slow_(struct shmstat_row_ *row, uint32_t index,
+			       uint64_t n);
+
 /*
  * The hot path: add n to the counter. For the row's owner thread: no
  * syscall, no lock, no heap, no lock prefix (a plain load and store of a
- * line no other thread writes). Other threads take
- * shmstat_counter_add_ts(). Saturates at SHMSTAT_VALUE_MAX: a counter never
- * wraps. Concurrency, ordering, killed: as shmstat_counter_add_ts().
+ * line no other thread writes). Other threads, and an n of 2^32 or more,
+ * take shmstat_counter_add_ts(). A counter never wraps: it saturates at
+ * SHMSTAT_VALUE_MAX (a cell may pass that value by small adds, which every
+ * reader shows as SHMSTAT_VALUE_MAX; it would take 2^63 more increments to
+ * wrap it). Concurrency, ordering, killed: as shmstat_counter_add_ts().
  * (GCC builtins rather than <stdatomic.h> so that C++ can include this.)
  */
 static inline void shmstat_counter_add(shmstat_counter_t c, uint64_t n)
 {
 	struct shmstat_row_ *r = c.row_;
 	if (__builtin_expect(__atomic_load_n(&r->owner_, __ATOMIC_RELAXED) ==
-				     shmstat_thread_token_(),
+				     shmstat_thread_token_() &&
+			     n < (UINT64_C(1) << 32),
 			     1)) {
 		uint64_t *cell = r->cells + c.index_;
-		uint64_t v = __atomic_load_n(cell, __ATOMIC_RELAXED);
-		uint64_t s = v + n;
-		if (__builtin_expect(s < v || s > (uint64_t)INT64_MAX, 0))
-			s = (uint64_t)INT64_MAX;
-		__atomic_store_n(cell, s, __ATOMIC_RELAXED);
+		__atomic_store_n(cell, __atomic_load_n(cell, __ATOMIC_RELAXED) + n,
+				 __ATOMIC_RELAXED);
 	} else {
-		shmstat_counter_add_ts(&c, n);
+		shmstat_counter_add_slow_(r, c.index_, n);
 	}
 }
 

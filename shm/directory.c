@@ -287,16 +287,26 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 uint64_t shmstat__counter_total(const struct shmstat *h, uint32_t i)
 {
 	uint32_t hwm = shmstat__hwm(h);
-	uint64_t sum = 0;
+	uint64_t sum = 0, any = 0;
+	bool ovf = false;
 
-	for (uint32_t w = 0; w < hwm; w++)
-		sum = shmstat__sat_add(sum, __atomic_load_n(
-						    &shmstat__row_cells(h, w)[i],
-						    __ATOMIC_RELAXED));
-	return shmstat__sat_add(
-		sum, __atomic_load_n(
-			     &shmstat__row_cells(h, ROW_OVERFLOW(h->max_workers))[i],
-			     __ATOMIC_RELAXED));
+	/* Saturating sum without a branch per row: a cell above INT64_MAX
+	 * is saturated (the inline add does not check: small adds past the
+	 * limit read as the limit), and so is a sum that overflows. */
+	for (uint32_t w = 0; w < hwm; w++) {
+		uint64_t v = __atomic_load_n(&shmstat__row_cells(h, w)[i],
+					     __ATOMIC_RELAXED);
+		any |= v;
+		ovf |= __builtin_add_overflow(sum, v, &sum);
+	}
+	uint64_t v = __atomic_load_n(
+		&shmstat__row_cells(h, ROW_OVERFLOW(h->max_workers))[i],
+		__ATOMIC_RELAXED);
+	any |= v;
+	ovf |= __builtin_add_overflow(sum, v, &sum);
+	if (ovf || (any >> 63) || sum > (uint64_t)INT64_MAX)
+		return (uint64_t)INT64_MAX;
+	return sum;
 }
 
 int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)

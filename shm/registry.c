@@ -279,6 +279,13 @@ static void add_atomic(uint64_t *cell, uint64_t n)
 /* Counter handles whose open failed point here: adds go nowhere. */
 extern struct shmstat_row_ shmstat__sink_row;
 
+void shmstat_counter_add_slow_(struct shmstat_row_ *row, uint32_t index,
+			       uint64_t n)
+{
+	shmstat_counter_t c = { .row_ = row, .index_ = index };
+	shmstat_counter_add_ts(&c, n);
+}
+
 void shmstat_counter_add_ts(const shmstat_counter_t *c, uint64_t n)
 {
 	if (!c || !c->row_ || c->row_ == &shmstat__sink_row)
