@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,13 +53,16 @@ int shmstat__errno(struct shmstat *h, int code, const char *what)
 	return shmstat__err(h, code, "%s: %s", what, strerror(errno));
 }
 
-static shmstat_log_fn log_fn;
-static void *log_priv;
+/* Atomic: a diagnostic in one thread may race shmstat_log_set() in
+ * another (the header asks to set it first; this keeps a late call from
+ * being a data race, though the pair may mix old and new). */
+static _Atomic(shmstat_log_fn) log_fn;
+static _Atomic(void *) log_priv;
 
 void shmstat_log_set(shmstat_log_fn fn, void *priv)
 {
-	log_fn = fn;
-	log_priv = priv;
+	atomic_store_explicit(&log_priv, priv, memory_order_relaxed);
+	atomic_store_explicit(&log_fn, fn, memory_order_release);
 }
 
 void shmstat__log(int level, const char *fmt, ...)
@@ -66,10 +70,11 @@ void shmstat__log(int level, const char *fmt, ...)
 	char msg[512];
 	va_list ap;
 
-	if (!log_fn)
+	shmstat_log_fn fn = atomic_load_explicit(&log_fn, memory_order_acquire);
+	if (!fn)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_fn(level, msg, log_priv);
+	fn(level, msg, atomic_load_explicit(&log_priv, memory_order_relaxed));
 }
