@@ -617,8 +617,8 @@ static void info_table(const shmstat_info_t *in)
 	printf("created:   %s by pid %d\n", ts, in->creator_pid);
 	printf("host:      %s (id %016" PRIx64 ")\n", in->host_name,
 	       in->host_id);
-	printf("owner:     uid %u, gid %u, mode %04o%s\n", in->owner_uid,
-	       in->owner_gid, in->mode, in->read_only ? " (read-only here)" : "");
+	printf("owner:     uid %u, gid %u, mode %04o\n", in->owner_uid,
+	       in->owner_gid, in->mode);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
 	printf("workers:   %u live, %u dead, %u free of %u (%u rows used)\n",
 	       in->workers_live, in->workers_dead, in->workers_free,
