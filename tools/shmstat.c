@@ -600,10 +600,11 @@ static int do_reset(const char *seg, int argc, char **argv)
 static const char usage_info[] =
 	"usage: shmstat [-n NAME] info [-j]\n"
 	"\n"
-	"Show the layout version, size, creation, usage of each region, the\n"
-	"rows held by live and dead processes, and the status of the\n"
-	"shmstat-bridge: connected or not, last push, pending changes, lag,\n"
-	"last error, and whether values are reconciled (source: redis).\n"
+	"Show the layout version, size, creation, owner and mode, usage of\n"
+	"each region, the rows held by live and dead processes, and the\n"
+	"status of the shmstat-bridge: connected or not, last push, pending\n"
+	"changes, lag, last error, and whether values are reconciled\n"
+	"(source: redis). Attaches read-only.\n"
 	"  -j  JSON\n";
 
 static void info_table(const shmstat_info_t *in)
