@@ -333,6 +333,10 @@ void shmstat_counter_add_slow_(struct shmstat_row_ *row, uint32_t index,
  * SHMSTAT_VALUE_MAX (a cell may pass that value by small adds, which every
  * reader shows as SHMSTAT_VALUE_MAX; it would take 2^63 more increments to
  * wrap it). Concurrency, ordering, killed: as shmstat_counter_add_ts().
+ * Signals: a signal handler that counts through a handle whose row its
+ * thread owns may lose its add when it interrupts that thread's own add of
+ * the same counter (a plain load and store); count from handlers through
+ * another shmstat_t.
  * (GCC builtins rather than <stdatomic.h> so that C++ can include this.)
  */
 static inline void shmstat_counter_add(shmstat_counter_t c, uint64_t n)
