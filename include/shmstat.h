@@ -32,10 +32,12 @@
  *   counter hot path included: no increment is ever lost. Each shmstat_t
  *   owns a row of counter cells in the segment; the first thread that
  *   counts through it owns the row and adds with a plain load and store
- *   (no lock prefix, no shared line); every other thread adds atomically
- *   into a second row of the same shmstat_t (claimed when such a thread
- *   first counts). A thread that counts a lot is fastest with a shmstat_t
- *   of its own. After fork() a child counts into a row of its own, claimed
+ *   (no lock prefix, no shared line). Up to three other threads take a row
+ *   of their own (plain adds too, through a function call) while more than
+ *   half of the segment's rows are free, and give it back when they exit;
+ *   any further thread adds atomically into a second row of the same
+ *   shmstat_t. A thread that counts a lot is fastest with a shmstat_t of
+ *   its own. After fork() a child counts into a row of its own, claimed
  *   when it first counts, so a child that only execs holds no row.
  *   Processes: every call may run in any number of processes at once.
  *
@@ -308,14 +310,15 @@ static inline uintptr_t shmstat_thread_token_(void)
  * The out-of-line increment: what shmstat_counter_add() does, as an
  * exported function for callers that cannot use an inline function (FFI:
  * ctypes, cffi, PHP FFI, LuaJIT; other languages' bindings). Thread-safe:
- * the row's owner thread adds with a plain load and store, any other thread
- * atomically into its handle's second row. Saturates at SHMSTAT_VALUE_MAX.
+ * the row's owner thread adds with a plain load and store, as do up to
+ * three other threads into rows of their own; any other thread atomically
+ * into its handle's second row. Saturates at SHMSTAT_VALUE_MAX.
  * c may be NULL (nothing happens).
  * Concurrency: any. Ordering: relaxed; a reader sees the add eventually,
  * never a torn value. Killed: the add happened or it did not.
  * Cost (bench/, one run): owner thread ~ the inline add plus a call;
- * other threads one atomic add on a line shared by this process's
- * non-owner threads only.
+ * a thread with a row of its own ~ a call and a few loads; other threads
+ * one atomic add on a line shared by this process's atomic threads only.
  */
 void shmstat_counter_add_ts(const shmstat_counter_t *c, uint64_t n);
 

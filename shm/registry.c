@@ -6,9 +6,12 @@
  * only its own row, so no two processes write one cache line on the hot
  * path. Within the process, the first thread that counts through the
  * handle owns the row (row.owner_ = its thread token) and adds with a plain
- * load and store; any other thread adds atomically into the handle's
- * second row (acells), claimed when such a thread first counts. A plain
- * store and an atomic add never meet on one cell, so none is lost.
+ * load and store. Up to SHMSTAT_XROWS other threads each take an extra row
+ * of their own (plain adds too) while more than half the registry is free,
+ * and give it back when they exit; any further thread adds atomically into
+ * the handle's second row (acells), claimed when such a thread first
+ * counts. A plain store and an atomic add never meet on one cell, and no
+ * two live threads own one row, so none is lost.
  *
  * Rows are adopted, never erased. A process that closes frees its slot and
  * leaves its cells as they are; a process killed without closing keeps its
@@ -71,6 +74,13 @@ static void fork_child(void)
 		atomic_store_explicit(&h->acells, NULL, memory_order_relaxed);
 		h->slot = -1;
 		h->aslot = -1;
+		for (int k = 0; k < SHMSTAT_XROWS; k++) {
+			__atomic_store_n(&h->xrow[k].owner, 0, __ATOMIC_RELAXED);
+			h->xrow[k].cells = NULL;
+			h->xrow[k].slot = -1;
+		}
+		atomic_store_explicit(&h->xrow_denied, false,
+				      memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&fork_lock);
 }
@@ -255,6 +265,92 @@ static uint64_t *second_row(struct shmstat *h)
 	return c;
 }
 
+/* More than half the registry free? Then a thread may take a row of its
+ * own; below that, rows are kept for processes. fork_lock held. */
+static bool rows_to_spare(const struct shmstat *h)
+{
+	uint32_t free_slots = 0;
+
+	for (uint32_t w = 0; w < h->max_workers; w++)
+		if (slot_state(atomic_load_explicit(&h->slots[w].word,
+						    memory_order_relaxed)) ==
+		    SLOT_FREE)
+			free_slots++;
+	return free_slots > h->max_workers / 2;
+}
+
+/* Threads that took an extra row give it back when they exit. */
+static pthread_key_t xrow_key;
+static pthread_once_t xrow_once = PTHREAD_ONCE_INIT;
+
+static void xrow_thread_exit(void *unused)
+{
+	uintptr_t me = shmstat_thread_token_();
+
+	(void)unused;
+	pthread_mutex_lock(&fork_lock);
+	for (struct shmstat *h = open_list; h; h = h->next_open)
+		for (int k = 0; k < SHMSTAT_XROWS; k++) {
+			uintptr_t o = me;
+			/* Release: our plain adds happen before the next
+			 * owner's. The row stays the handle's. */
+			__atomic_compare_exchange_n(&h->xrow[k].owner, &o, 0,
+						    false, __ATOMIC_RELEASE,
+						    __ATOMIC_RELAXED);
+		}
+	pthread_mutex_unlock(&fork_lock);
+}
+
+static void xrow_key_init(void)
+{
+	(void)pthread_key_create(&xrow_key, xrow_thread_exit);
+}
+
+/* The cells of an extra row this thread owns or can take, or NULL. */
+static uint64_t *extra_row(struct shmstat *h, uintptr_t me)
+{
+	for (int k = 0; k < SHMSTAT_XROWS; k++)
+		if (__atomic_load_n(&h->xrow[k].owner, __ATOMIC_ACQUIRE) == me)
+			return h->xrow[k].cells;
+	if (atomic_load_explicit(&h->xrow_denied, memory_order_relaxed))
+		return NULL;
+	for (int k = 0; k < SHMSTAT_XROWS; k++) {
+		uintptr_t z = 0;
+		if (__atomic_load_n(&h->xrow[k].owner, __ATOMIC_RELAXED) != 0 ||
+		    !__atomic_compare_exchange_n(&h->xrow[k].owner, &z, me,
+						 false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+			continue;
+		/* Ours now. A row taken before (by a thread since gone)
+		 * stays with the handle; else claim one, if rows are to
+		 * spare. */
+		if (!h->xrow[k].cells) {
+			pthread_mutex_lock(&fork_lock);
+			int32_t w = -1;
+			if (rows_to_spare(h))
+				w = claim_slot(h, &h->xrow[k].gen);
+			if (w >= 0) {
+				h->xrow[k].slot = w;
+				h->xrow[k].cells =
+					shmstat__row_cells(h, (uint32_t)w);
+			} else {
+				atomic_store_explicit(&h->xrow_denied, true,
+						      memory_order_relaxed);
+			}
+			pthread_mutex_unlock(&fork_lock);
+			if (w < 0) {
+				__atomic_store_n(&h->xrow[k].owner, 0,
+						 __ATOMIC_RELEASE);
+				return NULL;
+			}
+		}
+		pthread_once(&xrow_once, xrow_key_init);
+		(void)pthread_setspecific(xrow_key, (void *)1);
+		return h->xrow[k].cells;
+	}
+	return NULL;
+}
+
 /* Saturating add to a cell that other threads (or processes) add to. */
 static void add_atomic(uint64_t *cell, uint64_t n)
 {
@@ -326,6 +422,17 @@ void shmstat_counter_add_ts(const shmstat_counter_t *c, uint64_t n)
 					 __ATOMIC_RELAXED);
 			return;
 		}
+		uint64_t *x = extra_row(h, me);
+		if (x) {
+			uint64_t *cell = x + i;
+			__atomic_store_n(cell,
+					 shmstat__sat_add(__atomic_load_n(
+								  cell,
+								  __ATOMIC_RELAXED),
+							  n),
+					 __ATOMIC_RELAXED);
+			return;
+		}
 		add_atomic(second_row(h) + i, n);
 		return;
 	}
@@ -362,6 +469,13 @@ void shmstat__row_release(struct shmstat *h)
 		release_slot(h, h->slot, h->slot_gen);
 	if (ours && h->aslot >= 0)
 		release_slot(h, h->aslot, h->aslot_gen);
+	for (int k = 0; k < SHMSTAT_XROWS; k++) {
+		if (ours && h->xrow[k].slot >= 0)
+			release_slot(h, h->xrow[k].slot, h->xrow[k].gen);
+		h->xrow[k].slot = -1;
+		h->xrow[k].cells = NULL;
+		h->xrow[k].owner = 0;
+	}
 	h->slot = h->aslot = -1;
 	h->row.cells = NULL;
 	h->row.owner_ = 0;

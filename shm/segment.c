@@ -533,6 +533,8 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 		return shmstat__err(NULL, SHMSTAT_ENOMEM, "out of memory");
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	h->slot = h->aslot = -1;
+	for (int k = 0; k < SHMSTAT_XROWS; k++)
+		h->xrow[k].slot = -1;
 	h->rdonly = (o->flags & SHMSTAT_O_RDONLY) != 0;
 	shm_path(path, sizeof(path), name);
 	unsigned mode = o->mode ? (o->mode & 07777) : 0600;

@@ -25,6 +25,9 @@ enum row_state {
 	ROW_SHARED = 2,   /* row.cells is the segment's overflow row */
 };
 
+/* Extra per-thread rows a handle may take (registry.c). */
+#define SHMSTAT_XROWS 3
+
 /* The process-local handle. */
 struct shmstat {
 	char name[SHMSTAT_SEGNAME_MAX + 1];
@@ -59,6 +62,17 @@ struct shmstat {
 	_Atomic(uint64_t *) acells;
 	int32_t aslot;               /* its slot, -1 if none (or shared) */
 	uint64_t aslot_gen;
+	/* Extra rows for threads other than row.owner_, each owned by one
+	 * thread at a time (plain adds), taken while the registry has rows
+	 * to spare and given back when the thread exits; owner is a thread
+	 * token, 0 free (atomic). cells/slot: set once by the first taker. */
+	struct {
+		uintptr_t owner;
+		uint64_t *cells;
+		int32_t slot;
+		uint64_t gen;
+	} xrow[SHMSTAT_XROWS];
+	_Atomic bool xrow_denied;    /* the registry had none to spare */
 	pid_t owner_pid;             /* process that claimed the slots */
 	struct shmstat *next_open;   /* list of open handles, for fork */
 };

@@ -523,9 +523,11 @@ static void handles_taken_before_fork_count_into_each_childs_row(void **state)
 }
 
 /* Threads sharing one handle: none of their increments is lost, through
- * the inline add (C) and through the exported one (FFI). */
-#define THREADS 4
-#define PER_THREAD 400000
+ * the inline add (C) and through the exported one (FFI). Six threads: the
+ * row's owner, SHMSTAT_XROWS with rows of their own, and two that add
+ * atomically into the second row. */
+#define THREADS 6
+#define PER_THREAD 300000
 struct shared_counter {
 	shmstat_counter_t c;
 	shmstat_t *h;
@@ -565,6 +567,51 @@ static void threads_sharing_a_handle_lose_no_increment(void **state)
 		assert_int_equal(shmstat_counter_read(s->h, sc.c, &v), 0);
 		assert_int_equal(v, (int64_t)THREADS * PER_THREAD);
 	}
+}
+
+/*
+ * On a small registry threads take extra rows only while more than half
+ * of it is free, and give them back when they exit: the rows stay with
+ * the handle for the next threads, and every count lands.
+ */
+static void threads_take_rows_of_their_own_only_while_rows_are_to_spare(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_workers = 4, .max_counters = 16,
+				.size = 2u << 20 };
+	tu_seg_create(&s, "spare", &o);
+	struct shared_counter sc = { .h = s.h, .mode = 0 };
+	pthread_t t[THREADS];
+	int64_t v;
+
+	assert_int_equal(shmstat_counter_open(s.h, "spare", &sc.c), 0);
+	for (int round = 1; round <= 2; round++) {
+		for (int i = 0; i < THREADS; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, count_thread,
+							&sc),
+					 0);
+		for (int i = 0; i < THREADS; i++)
+			pthread_join(t[i], NULL);
+		assert_int_equal(shmstat_counter_read(s.h, sc.c, &v), 0);
+		assert_int_equal(v, (int64_t)round * THREADS * PER_THREAD);
+		/* Of 4 rows: the primary, one extra (then 2 of 4 were free:
+		 * not more than half), the atomic second row. */
+		shmstat_info_t in;
+		assert_int_equal(shmstat_info(s.h, &in), 0);
+		assert_int_equal(in.workers_live, 3);
+		int extra = 0;
+		for (int k = 0; k < SHMSTAT_XROWS; k++) {
+			/* Given back by the threads that exited. */
+			assert_int_equal(__atomic_load_n(&s.h->xrow[k].owner,
+							 __ATOMIC_ACQUIRE),
+					 0);
+			extra += s.h->xrow[k].slot >= 0;
+		}
+		assert_int_equal(extra, 1);
+	}
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
 }
 
 /* A counter never wraps: it stops at INT64_MAX, in the library's value,
@@ -696,6 +743,7 @@ int main(void)
 		T(a_reset_racing_increments_loses_none),
 		T(handles_taken_before_fork_count_into_each_childs_row),
 		T(threads_sharing_a_handle_lose_no_increment),
+		cmocka_unit_test(threads_take_rows_of_their_own_only_while_rows_are_to_spare),
 		T(a_counter_saturates_at_int64_max_everywhere),
 		T(a_half_done_insert_of_a_dead_writer_is_repaired),
 	};
