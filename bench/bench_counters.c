@@ -7,7 +7,10 @@
  *   counter_add_ts         shmstat_counter_add_ts(), the exported (FFI)
  *                          increment, by the owner thread
  *   counter_add_other      shmstat_counter_add() by a thread that is not
- *                          the row's owner (atomic add into the second row)
+ *                          the row's owner (a row of its own: plain add
+ *                          after a call)
+ *   counter_add_atomic     the same on a registry with no rows to spare:
+ *                          an atomic add into the handle's second row
  *   counter_add_threads    4 threads sharing one handle, aggregate ns/op
  *                          (one owner, three atomic on one shared line)
  *   counter_add_by_name    look the name up, then add (setup-style use)
@@ -96,6 +99,34 @@ SHIM_BENCH(counter_add_other)(shim_state_t *st)
 	}
 	shmstat_counter_open(h, "bench:other", &c);
 	/* Another thread counts first: it owns the row from then on. */
+	pthread_create(&t, NULL, own_row, &c);
+	pthread_join(t, NULL);
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++)
+			shmstat_counter_add(c, 1);
+	shim_set_items(st, shim_iterations(st));
+}
+
+SHIM_BENCH(counter_add_atomic)(shim_state_t *st)
+{
+	static shmstat_t *h;
+	static char name[64];
+	shmstat_counter_t c;
+	pthread_t t;
+
+	if (!h) {
+		/* Two rows: the owner's, then none to spare for threads. */
+		shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL,
+					.max_workers = 2, .max_counters = 16,
+					.size = 2u << 20 };
+		snprintf(name, sizeof(name), "bench-atomic-%d", (int)getpid());
+		if (shmstat_open(name, &o, &h) < 0) {
+			shim_skip(st, shmstat_errstr(NULL));
+			return;
+		}
+		shmstat_unlink(name); /* gone when we exit */
+	}
+	shmstat_counter_open(h, "bench:atomic", &c);
 	pthread_create(&t, NULL, own_row, &c);
 	pthread_join(t, NULL);
 	while (shim_run_batch(st, BATCH))
