@@ -160,7 +160,7 @@ static int make_counters(shmstat_t *h, shmstat_counter_t *c, int n)
 
 	for (int i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "bench:sync:%05d", i);
-		if (shmstat_counter_get(h, name, &c[i]) < 0)
+		if (shmstat_counter_open(h, name, &c[i]) < 0)
 			return -1;
 	}
 	return 0;
@@ -430,7 +430,7 @@ static void add_with_bridge(shim_state_t *st, int redis_up)
 		return;
 	}
 	shmstat_t *h = seg_create(seg, sizeof(seg), 256);
-	if (!h || shmstat_counter_get(h, "bench:hot", &c) < 0) {
+	if (!h || shmstat_counter_open(h, "bench:hot", &c) < 0) {
 		shim_skip(st, "segment");
 		return;
 	}

@@ -5,11 +5,14 @@
  * Each process increments one shared counter through its own handle
  * (striped: its own row), OPS times. For contrast the same run measures a
  * single shared atomic cell (what a naive shared-memory counter does): its
- * cache line bounces between the cores.
+ * cache line bounces between the cores. Then threads of one process
+ * sharing one handle: the first to count owns the row (plain adds), the
+ * others add atomically into the handle's second row.
  *
  * usage: prefork-bench [-p MAXPROCS] [-o OPS]
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +47,7 @@ static double run(const char *seg, int n, long ops, int striped,
 	shmstat_counter_t c;
 
 	if (shmstat_open(seg, NULL, &h) < 0 ||
-	    shmstat_counter_get(h, "bench:prefork", &c) < 0) {
+	    shmstat_counter_open(h, "bench:prefork", &c) < 0) {
 		fprintf(stderr, "prefork-bench: %s\n", shmstat_errstr(NULL));
 		exit(2);
 	}
@@ -76,6 +79,48 @@ static double run(const char *seg, int n, long ops, int striped,
 	double t = now() - t0;
 	shmstat_close(&h);
 	return t;
+}
+
+struct thr {
+	shmstat_counter_t c;
+	long ops;
+	_Atomic int *go;
+};
+
+static void *thr_run(void *arg)
+{
+	struct thr *t = arg;
+	while (!atomic_load_explicit(t->go, memory_order_acquire))
+		;
+	for (long i = 0; i < t->ops; i++)
+		shmstat_counter_add(t->c, 1);
+	return NULL;
+}
+
+/* n threads of this process sharing one fresh handle; returns seconds. */
+static double run_threads(const char *seg, int n, long ops)
+{
+	pthread_t t[64];
+	_Atomic int go = 0;
+	shmstat_t *h;
+	struct thr a;
+
+	if (shmstat_open(seg, NULL, &h) < 0 ||
+	    shmstat_counter_open(h, "bench:prefork", &a.c) < 0) {
+		fprintf(stderr, "prefork-bench: %s\n", shmstat_errstr(NULL));
+		exit(2);
+	}
+	a.ops = ops;
+	a.go = &go;
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, thr_run, &a);
+	double t0 = now();
+	atomic_store_explicit(&go, 1, memory_order_release);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	double el = now() - t0;
+	shmstat_close(&h);
+	return el;
 }
 
 int main(int argc, char **argv)
@@ -118,7 +163,7 @@ int main(int argc, char **argv)
 	if (sh == MAP_FAILED)
 		return 2;
 
-	printf("%-22s %6s %16s %8s\n", "mode", "procs", "increments/s",
+	printf("%-22s %6s %16s %8s\n", "mode", "n", "increments/s",
 	       "ratio");
 	for (int striped = 1; striped >= 0; striped--) {
 		double one = 0;
@@ -134,11 +179,21 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 	}
+	double one = 0;
+	for (int n = 1; n <= maxp; n++) {
+		double t = run_threads(seg, n, ops);
+		double rate = (double)n * (double)ops / t;
+		if (n == 1)
+			one = rate;
+		printf("%-22s %6d %16.0f %8.2f\n", "threads (one handle)", n,
+		       rate, rate / one);
+		fflush(stdout);
+	}
 	shmstat_stat_t st;
-	shmstat_stat_get(h, "bench:prefork", &st);
+	shmstat_stat_read(h, "bench:prefork", &st);
 	long long want = 0;
 	for (int n = 1; n <= maxp; n++)
-		want += (long long)n * ops;
+		want += 2LL * n * ops; /* processes, then threads */
 	printf("counter total %lld, expected %lld: %s\n", (long long)st.value,
 	       want, st.value == want ? "exact" : "MISMATCH");
 	shmstat_close(&h);

@@ -154,7 +154,7 @@ int main(int argc, char **argv)
 	shmstat_counter_t c[NCOUNTERS];
 	int64_t before[NCOUNTERS];
 	for (int i = 0; i < NCOUNTERS; i++) {
-		if (shmstat_counter_get(h, names[i], &c[i]) < 0 ||
+		if (shmstat_counter_open(h, names[i], &c[i]) < 0 ||
 		    shmstat_counter_read(h, c[i], &before[i]) < 0) {
 			fprintf(stderr, "prefork: %s: %s\n", names[i],
 				shmstat_errstr(h));

@@ -4,28 +4,49 @@
  * libshmstat keeps named counters, gauges and a TTL cache in one POSIX
  * shared-memory segment per namespace ("/shmstat.<name>"), shared by every
  * process of a host that opens it: prefork workers, the shmstat tool and the
- * shmstat-bridge daemon.
+ * shmstat-bridge daemon. doc/segment.md describes the layout and the crash
+ * rules behind the contracts below.
  *
  * Conventions
  *   - Every fallible call returns 0 or a negative SHMSTAT_E* code;
  *     shmstat_strerror() names the code, shmstat_errstr() gives the reason
- *     of the last failure on a handle (or of the last failed shmstat_open()
- *     in this thread, with NULL).
+ *     of the calling thread's last failure.
  *   - Reads copy out into the caller's memory: no pointer into the segment
  *     ever leaves the library.
  *   - The library never prints; see shmstat_log_set().
- *   - Everything is opaque except the counter handle and its inline
- *     increment, which are ABI (their size is checked by a test).
+ *   - ABI: the counter and gauge handles and the inline increment are ABI
+ *     (their size is checked by a test). Version 0.x promises no ABI for
+ *     the other structs (options, outputs): rebuild against the header you
+ *     run with. They carry reserved space so that they can grow without
+ *     changing size.
+ *
+ * Every function states, in the same three slots:
+ *   Concurrency: who may call it at once (threads sharing a shmstat_t,
+ *                processes sharing a segment);
+ *   Ordering:    what a reader in another thread or process may observe;
+ *   Killed:      what a caller killed inside it (SIGKILL) leaves behind.
+ * "Any" below means any number of threads of any processes at once.
  *
  * Threads and processes
- *   A shmstat_t may be used by several threads for everything except the
- *   counter hot path: every shmstat_t owns one row of counter cells in the
- *   segment, and shmstat_counter_add() writes that row without a lock
- *   prefix, so the counters taken from one shmstat_t are incremented by one
- *   thread at a time. A threaded program opens one shmstat_t per counting
- *   thread. After fork() the child gets a row of its own automatically
- *   (a pthread_atfork handler), so handles taken in a master before fork()
- *   count into each child's own row.
+ *   A shmstat_t may be shared by any number of threads for every call, the
+ *   counter hot path included: no increment is ever lost. Each shmstat_t
+ *   owns a row of counter cells in the segment; the first thread that
+ *   counts through it owns the row and adds with a plain load and store
+ *   (no lock prefix, no shared line). Up to three other threads take a row
+ *   of their own (plain adds too, through a function call) while more than
+ *   half of the segment's rows are free, and give it back when they exit;
+ *   any further thread adds atomically into a second row of the same
+ *   shmstat_t. A thread that counts a lot is fastest with a shmstat_t of
+ *   its own. After fork() a child counts into a row of its own, claimed
+ *   when it first counts, so a child that only execs holds no row.
+ *   Processes: every call may run in any number of processes at once.
+ *
+ * Truncation: a process that can write the segment's file can shrink it
+ * under the others, whose next access of a lost page is a SIGBUS that no
+ * library can turn into an error. That is why shmstat_open() refuses a
+ * segment owned by another user unless asked (SHMSTAT_O_OWNER, _GROUP,
+ * _RDONLY); a program that attaches to a segment others can write handles
+ * SIGBUS itself (the shmstat tool prints a clear error and exits).
  */
 #ifndef SHMSTAT_H
 #define SHMSTAT_H
@@ -33,13 +54,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#include <pthread.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define SHMSTAT_VERSION_MAJOR 0
-#define SHMSTAT_VERSION_MINOR 1
+#define SHMSTAT_VERSION_MINOR 2
 
 /* Segment names: [A-Za-z0-9_.-]{1,64}, not "." or containing "..". */
 #define SHMSTAT_SEGNAME_MAX 64
@@ -47,10 +71,14 @@ extern "C" {
 #define SHMSTAT_NAME_MAX 200
 /* Human-readable reasons are at most this long, with the NUL. */
 #define SHMSTAT_ERRSTR_LEN 256
+/* Counters and gauges saturate here: they never wrap. */
+#define SHMSTAT_VALUE_MAX INT64_MAX
 
 /*
  * Error codes, one table: X(name, value, message).
  * shmstat_strerror(SHMSTAT_EFOO) returns the message.
+ * EEXIST is about segments (shmstat_open with SHMSTAT_O_EXCL); EKEYEXISTS
+ * about cache keys (SHMSTAT_CACHE_NX).
  */
 #define SHMSTAT_ERRORS(X)                                                      \
 	X(OK, 0, "success")                                                    \
@@ -74,8 +102,10 @@ extern "C" {
 	X(EPERM, -18, "permission denied")                                     \
 	X(ESYS, -19, "system call failed")                                     \
 	X(ENOTSUP, -20, "not supported")                                       \
-	X(EEXISTS, -21, "key exists")                                          \
-	X(ELEASE, -22, "lease held by another caller")
+	X(EKEYEXISTS, -21, "key exists")                                       \
+	X(ELEASE, -22, "lease held by another caller")                         \
+	X(EOWNER, -23, "segment is owned by another user")                     \
+	X(ERDONLY, -24, "handle is read-only")
 
 enum shmstat_error {
 #define SHMSTAT_ENUM_(name, value, msg) SHMSTAT_##name = (value),
@@ -83,7 +113,8 @@ enum shmstat_error {
 #undef SHMSTAT_ENUM_
 };
 
-/* Name of an error code; never NULL ("unknown error" for a foreign code). */
+/* Name of an error code; never NULL ("unknown error" for a foreign code).
+ * Concurrency: any. */
 const char *shmstat_strerror(int err);
 
 typedef struct shmstat shmstat_t;
@@ -91,11 +122,15 @@ typedef struct shmstat shmstat_t;
 /* Flags for shmstat_options_t.flags. */
 #define SHMSTAT_O_CREATE 0x1u /* create the segment when it does not exist */
 #define SHMSTAT_O_EXCL 0x2u   /* with CREATE: fail with EEXIST if it exists */
+#define SHMSTAT_O_RDONLY 0x4u /* map read-only: inspect, never write */
+#define SHMSTAT_O_OWNER 0x8u  /* the segment's owner must be owner_uid */
+#define SHMSTAT_O_GROUP 0x10u /* the segment's group must be group_gid */
 
 /*
  * Options for shmstat_open(). A zeroed struct (or NULL) means: attach to an
- * existing segment. Every zero field means its default. Sizes matter only
- * when this call creates the segment; an attacher reads them from the header.
+ * existing segment owned by this process's effective user. Every zero field
+ * means its default. Sizes matter only when this call creates the segment;
+ * an attacher reads them from the header.
  */
 typedef struct shmstat_options {
 	unsigned flags;          /* SHMSTAT_O_* */
@@ -105,39 +140,82 @@ typedef struct shmstat_options {
 	uint32_t max_workers;    /* rows for concurrent processes; 0 = 128 */
 	size_t cache_max_value;  /* largest cache value; 0 = 1 MiB */
 	uint32_t wait_ms;        /* wait for a concurrent creator; 0 = 2000 */
-	uint32_t reserved_[7];
+	uint32_t owner_uid;      /* with SHMSTAT_O_OWNER: the expected owner */
+	uint32_t group_gid;      /* with SHMSTAT_O_GROUP: the expected group */
+	uint32_t reserved_[5];
 } shmstat_options_t;
 
 /*
- * Open the segment "/shmstat.<name>". With SHMSTAT_O_CREATE, many processes
- * may call this at once on a missing segment: exactly one creates it, the
- * others wait (up to wait_ms) until its header is published, and all attach.
- * Creation reserves the memory (posix_fallocate), so a full /dev/shm gives
+ * Open the segment "/shmstat.<name>" (on Linux /dev/shm/shmstat.<name>).
+ *
+ * Creation: with SHMSTAT_O_CREATE, many processes may call this at once on
+ * a missing segment: exactly one creates it (O_EXCL), the others wait (up
+ * to wait_ms) until its header is published, and all attach. Creation
+ * reserves the memory (posix_fallocate), so a full /dev/shm gives
  * SHMSTAT_ENOSPC here rather than SIGBUS later.
+ *
  * Attaching validates size, magic, layout version and every region before
- * use: ETRUNC, EMAGIC, EVERSION, ECORRUPT, EINIT are distinct.
+ * use: ETRUNC, EMAGIC, EVERSION (a segment of another layout major version:
+ * the message names both versions), ECORRUPT, EINIT are distinct.
+ *
+ * Ownership: a segment whose owner is not this process's effective user is
+ * refused with SHMSTAT_EOWNER (the reason names the segment, its path,
+ * owner, group and mode), unless
+ *   - SHMSTAT_O_RDONLY is given (reading cannot hurt the caller's data), or
+ *   - SHMSTAT_O_OWNER is given and the owner is owner_uid, or
+ *   - SHMSTAT_O_GROUP is given, the group is group_gid and the mode lets
+ *     the group read and write, or
+ *   - the mode lets the group read and write and the caller is a member of
+ *     the segment's group.
+ * SHMSTAT_O_OWNER and SHMSTAT_O_GROUP are checks, not only permissions: a
+ * segment with another owner (resp. group) than the one named is refused,
+ * even when this user owns it. Creating applies no check (we own it).
+ *
+ * Read-only (SHMSTAT_O_RDONLY, not with O_CREATE): the segment is mapped
+ * without write access. Every read works (stat, iter, info, export,
+ * health, cache stats); every call that would write returns
+ * SHMSTAT_ERDONLY: counter and gauge open, reset, reap, cache writes.
+ *
  * On success *out is a new handle; on failure *out is NULL and
  * shmstat_errstr(NULL) gives the reason in this thread.
+ *
+ * Concurrency: any. Ordering: a handle opened after another process's
+ * shmstat_counter_open() returned sees that counter. Killed: a creator
+ * killed before publishing leaves an object with a zero magic; attachers
+ * wait wait_ms for it and then fail with EINIT ("never initialized"), and
+ * the segment must be removed (shmstat_unlink, `shmstat destroy`) before it
+ * can be created again. A creator killed before sizing it leaves an empty
+ * object (EINIT likewise). An attacher killed inside holds nothing.
  */
 int shmstat_open(const char *name, const shmstat_options_t *opts,
 		 shmstat_t **out);
 
 /*
- * Release the handle's row (its counts stay in the segment), unmap, free,
- * and set *h to NULL. Accepts NULL and a pointer to NULL.
+ * Release the handle's rows (their counts stay in the segment), unmap,
+ * free, and set *h to NULL. Accepts NULL and a pointer to NULL.
+ * Concurrency: the caller must be the handle's last user: no other thread
+ * may be inside a call on it, or call one after (their behaviour would be
+ * undefined, as for free()). Counter and gauge handles taken from it die
+ * with it. Ordering: every increment made through it before is in the
+ * segment (release) before its rows can be claimed again. Killed: its rows
+ * stay claimed by a dead process until someone reaps them (shmstat_reap,
+ * or a claimer that finds no free row); nothing is lost.
  */
 void shmstat_close(shmstat_t **h);
 
-/* Remove the segment's name; processes that have it open keep it mapped. */
+/* Remove the segment's name; processes that have it open keep it mapped.
+ * Concurrency: any; one unlink of a name wins, the others get ENOENT. */
 int shmstat_unlink(const char *name);
 
-/* Check a segment name; 0 when valid, SHMSTAT_ENAME otherwise. */
+/* Check a segment name; 0 when valid, SHMSTAT_ENAME otherwise. Any. */
 int shmstat_name_check(const char *name);
 
 /*
- * The reason for the last failure on h, or with h == NULL the last failed
- * shmstat_open() of this thread. Valid until the next call on h (or the next
- * shmstat_open() in this thread). Never NULL.
+ * The reason for the calling thread's last failure (of a call on any
+ * handle, or of shmstat_open()), or "no error". The text lives in
+ * thread-local storage: threads sharing a handle each see their own.
+ * Valid until this thread's next failing call. Never NULL. h is accepted
+ * for symmetry and may be NULL.
  */
 const char *shmstat_errstr(const shmstat_t *h);
 
@@ -150,23 +228,34 @@ enum shmstat_log_level {
 };
 typedef void (*shmstat_log_fn)(int level, const char *msg, void *priv);
 
-/* Route the library's diagnostics to fn (NULL: drop them, the default). */
+/*
+ * Route the library's diagnostics to fn (NULL: drop them, the default).
+ * fn is called in whichever thread hits the problem, possibly in several
+ * threads at once and in a fork() child before fork() returns there
+ * (where it must only do async-signal-safe work); it must not call back
+ * into libshmstat. msg is valid during the call only.
+ * Concurrency: call it once, before other threads use the library; a call
+ * racing a diagnostic may see the old or the new fn with the other's priv.
+ */
 void shmstat_log_set(shmstat_log_fn fn, void *priv);
 
 /* ---------------------------------------------------------------- counters */
 
 /*
- * The row a handle counts into. Lives in the process-local shmstat_t;
- * after fork() the child's copy is pointed at the child's own row.
- * Not for use outside the inline functions below.
+ * The row a handle counts into. Lives in the process-local shmstat_t.
+ * owner_ is the thread token (shmstat_thread_token_()) of the thread that
+ * adds with plain stores, 0 while no thread does (then every add takes
+ * shmstat_counter_add_ts()). Not for use outside the inline functions.
  */
 struct shmstat_row_ {
 	uint64_t *cells;
+	uintptr_t owner_;
 };
 
 /*
- * A counter handle: ABI, 16 bytes. Obtain with shmstat_counter_get();
- * valid until shmstat_close() of the shmstat_t it came from; may be copied.
+ * A counter handle: ABI, 16 bytes. Obtain with shmstat_counter_open();
+ * valid until shmstat_close() of the shmstat_t it came from; may be copied
+ * and shared by threads.
  */
 typedef struct shmstat_counter {
 	struct shmstat_row_ *row_;
@@ -175,24 +264,97 @@ typedef struct shmstat_counter {
 } shmstat_counter_t;
 
 /*
- * Get a handle to the counter `name`, creating it when missing.
+ * Get a handle to the counter `name`, creating it when missing. The first
+ * open of a shmstat_t claims its row.
  * Errors: ENAME (empty, too long, control characters), EKIND (a gauge has
  * that name), EFULL (directory full: existing counters keep working),
- * EFULL also when no row is free for this process (see max_workers).
+ * ERDONLY. When every row is held by a live process the handle still
+ * counts exactly, into the segment's shared overflow row with atomic adds
+ * (slower, and shared by every process there): the call returns 0, the
+ * log hook gets a warning, shmstat_info() says so (handle_row ==
+ * SHMSTAT_ROW_OVERFLOW, row_overflows), and so do `shmstat info` and
+ * `shmstat health`.
+ * On failure *out is a handle whose adds go nowhere (never a fault).
+ * Concurrency: any; processes opening one new name at once get one counter.
+ * Ordering: the name is visible to every reader once this returns.
+ * Killed: a caller killed while inserting the name leaves an entry the
+ * next inserter repairs (see doc/segment.md); the name is not created.
  */
-int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out);
+int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out);
 
 /*
- * The hot path: add n to the counter. No syscall, no lock, no heap, no lock
- * prefix: the row belongs to this process (see "Threads and processes").
- * Relaxed ordering: a reader sees the add eventually, never a torn value.
+ * The thread token of the calling thread: its thread pointer, unique among
+ * the live threads of a process. For the inline increment.
+ */
+static inline uintptr_t shmstat_thread_token_(void)
+{
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer) && \
+	(defined(__x86_64__) || defined(__aarch64__))
+#define SHMSTAT_HAVE_TP_ 1
+	return (uintptr_t)__builtin_thread_pointer();
+#endif
+#endif
+#ifndef SHMSTAT_HAVE_TP_
+#if defined(__x86_64__)
+	uintptr_t t;
+	__asm__("mov %%fs:0, %0" : "=r"(t));
+	return t;
+#else
+	return (uintptr_t)pthread_self();
+#endif
+#endif
+}
+
+/*
+ * The out-of-line increment: what shmstat_counter_add() does, as an
+ * exported function for callers that cannot use an inline function (FFI:
+ * ctypes, cffi, PHP FFI, LuaJIT; other languages' bindings). Thread-safe:
+ * the row's owner thread adds with a plain load and store, as do up to
+ * three other threads into rows of their own; any other thread atomically
+ * into its handle's second row. Saturates at SHMSTAT_VALUE_MAX.
+ * c may be NULL (nothing happens).
+ * Concurrency: any. Ordering: relaxed; a reader sees the add eventually,
+ * never a torn value. Killed: the add happened or it did not.
+ * Cost (bench/, one run): owner thread ~ the inline add plus a call;
+ * a thread with a row of its own ~ a call and a few loads; other threads
+ * one atomic add on a line shared by this process's atomic threads only.
+ */
+void shmstat_counter_add_ts(const shmstat_counter_t *c, uint64_t n);
+
+/* shmstat_counter_add_ts() for the inline function below, with the
+ * handle's fields as scalars (no address of the caller's copy escapes, so
+ * the handle stays in registers). Not for direct use. */
+void shmstat_counter_add_slow_(struct shmstat_row_ *row, uint32_t index,
+			       uint64_t n);
+
+/*
+ * The hot path: add n to the counter. For the row's owner thread: no
+ * syscall, no lock, no heap, no lock prefix (a plain load and store of a
+ * line no other thread writes). Other threads, and an n of 2^32 or more,
+ * take shmstat_counter_add_ts(). A counter never wraps: it saturates at
+ * SHMSTAT_VALUE_MAX (a cell may pass that value by small adds, which every
+ * reader shows as SHMSTAT_VALUE_MAX; it would take 2^63 more increments to
+ * wrap it). Concurrency, ordering, killed: as shmstat_counter_add_ts().
+ * Signals: a signal handler that counts through a handle whose row its
+ * thread owns may lose its add when it interrupts that thread's own add of
+ * the same counter (a plain load and store); count from handlers through
+ * another shmstat_t.
  * (GCC builtins rather than <stdatomic.h> so that C++ can include this.)
  */
 static inline void shmstat_counter_add(shmstat_counter_t c, uint64_t n)
 {
-	uint64_t *cell = c.row_->cells + c.index_;
-	__atomic_store_n(cell, __atomic_load_n(cell, __ATOMIC_RELAXED) + n,
-			 __ATOMIC_RELAXED);
+	struct shmstat_row_ *r = c.row_;
+	if (__builtin_expect(__atomic_load_n(&r->owner_, __ATOMIC_RELAXED) ==
+				     shmstat_thread_token_() &&
+			     n < (UINT64_C(1) << 32),
+			     1)) {
+		uint64_t *cell = r->cells + c.index_;
+		__atomic_store_n(cell, __atomic_load_n(cell, __ATOMIC_RELAXED) + n,
+				 __ATOMIC_RELAXED);
+	} else {
+		shmstat_counter_add_slow_(r, c.index_, n);
+	}
 }
 
 static inline void shmstat_counter_incr(shmstat_counter_t c)
@@ -200,7 +362,11 @@ static inline void shmstat_counter_incr(shmstat_counter_t c)
 	shmstat_counter_add(c, 1);
 }
 
-/* Look up (or create) by name and add: for scripts and the CLI, not hot. */
+/*
+ * Look up (or create) by name and add: for scripts and the CLI, not hot.
+ * Errors as shmstat_counter_open(). Concurrency, ordering, killed: as
+ * shmstat_counter_open() then shmstat_counter_add_ts().
+ */
 int shmstat_counter_add_by_name(shmstat_t *h, const char *name, uint64_t n);
 
 /* Kinds of named values. */
@@ -217,6 +383,7 @@ enum shmstat_kind {
  *           bridge pushes); gauges: the value.
  *   global, global_ns: the cluster-wide value the bridge last wrote back and
  *           when (CLOCK_REALTIME ns); global_ns == 0 when never.
+ * A counter's sum saturates at SHMSTAT_VALUE_MAX, as every output shows it.
  */
 typedef struct shmstat_stat {
 	char name[SHMSTAT_NAME_MAX + 1];
@@ -227,19 +394,28 @@ typedef struct shmstat_stat {
 	uint64_t total;
 	int64_t global;
 	uint64_t global_ns;
+	uint64_t reserved_[4];
 } shmstat_stat_t;
 
-/* Read a counter's value through its handle (sums every row). */
+/*
+ * Read a counter's value through its handle (sums every row). EINVAL when
+ * c is not from h. Concurrency: any. Ordering: a value never goes
+ * backwards between two reads in one thread, except across a reset; an
+ * add that returned in this thread is seen. Killed: nothing to leave.
+ */
 int shmstat_counter_read(shmstat_t *h, shmstat_counter_t c, int64_t *value);
 
-/* Read one counter or gauge by name; ENOTFOUND when it does not exist. */
-int shmstat_stat_get(shmstat_t *h, const char *name, shmstat_stat_t *out);
+/* Read one counter or gauge by name; ENOTFOUND when it does not exist.
+ * Concurrency, ordering: as shmstat_counter_read(). */
+int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out);
 
 /*
  * Call fn for every counter and gauge whose name matches the glob `pattern`
  * (fnmatch(3) rules; NULL = all), in directory order. *st is valid during
  * the call only. A non-zero return from fn stops the iteration and is
- * returned. Safe while other processes add counters and increment.
+ * returned. Concurrency: any, while other processes add names and count;
+ * a name added meanwhile may or may not be seen, a name present throughout
+ * is seen once. Ordering: each value as shmstat_counter_read().
  */
 typedef int (*shmstat_stat_fn)(const shmstat_stat_t *st, void *priv);
 int shmstat_iter(shmstat_t *h, const char *pattern, shmstat_stat_fn fn,
@@ -250,6 +426,9 @@ int shmstat_iter(shmstat_t *h, const char *pattern, shmstat_stat_fn fn,
  * current sum as the counter's base. Never writes workers' rows, so an
  * increment racing a reset is counted either before or after it, never
  * lost. Gauges that match are set to 0. *count (may be NULL) gets how many.
+ * Concurrency: any; concurrent resets only ever raise a base. Ordering: a
+ * reader that sees the new base sees the sum it was taken from. Killed:
+ * counters before the kill point are reset, the others not.
  */
 int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count);
 
@@ -261,10 +440,23 @@ typedef struct shmstat_gauge {
 	uint32_t reserved_;
 } shmstat_gauge_t;
 
-/* Get a handle to the gauge `name`, creating it (at 0) when missing. */
-int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out);
+/*
+ * Get a handle to the gauge `name`, creating it (at 0) when missing.
+ * Errors: ENAME, EKIND (a counter has that name), EFULL, ERDONLY; on
+ * failure *out is a handle whose operations touch a private sink.
+ * Concurrency, ordering, killed: as shmstat_counter_open().
+ */
+int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out);
 
-/* Set, add to (delta may be negative) and read a gauge: one atomic op each. */
+/*
+ * Set, add to (delta may be negative) and read a gauge: one atomic
+ * operation each on the gauge's one shared cell, so none is lost. add
+ * saturates at INT64_MIN and INT64_MAX. Concurrency: any. Ordering:
+ * relaxed: gauges are not ordered with each other or with counters (a
+ * reader may see a later set of gauge A before an earlier set of gauge
+ * B); all writes of one gauge are seen in one order by everyone. Killed:
+ * the operation happened or it did not.
+ */
 void shmstat_gauge_set(shmstat_gauge_t g, int64_t v);
 void shmstat_gauge_add(shmstat_gauge_t g, int64_t delta);
 int64_t shmstat_gauge_read(shmstat_gauge_t g);
@@ -281,6 +473,10 @@ typedef struct shmstat_region_info {
 
 #define SHMSTAT_MAX_REGIONS 8
 
+/* shmstat_info_t.handle_row: no row claimed yet / the shared overflow row. */
+#define SHMSTAT_ROW_NONE (-1)
+#define SHMSTAT_ROW_OVERFLOW (-2)
+
 typedef struct shmstat_info {
 	char name[SHMSTAT_SEGNAME_MAX + 1];
 	uint16_t layout_major, layout_minor;
@@ -295,20 +491,33 @@ typedef struct shmstat_info {
 	uint32_t workers_dead;     /* claimed by a process that is gone */
 	uint32_t workers_free;
 	uint32_t workers_hwm;      /* rows ever used */
-	uint64_t row_overflows;    /* processes that found no free row */
+	uint64_t row_overflows;    /* claims that found no free row and count
+				      in the shared overflow row */
 	uint64_t cache_max_value;
 	uint32_t nregions;
 	shmstat_region_info_t region[SHMSTAT_MAX_REGIONS];
+	/* The segment's file: owner, group, permission bits (at attach). */
+	uint32_t owner_uid, owner_gid, mode;
+	int read_only;             /* this handle was opened SHMSTAT_O_RDONLY */
+	int32_t handle_row;        /* this handle's row, or SHMSTAT_ROW_* */
+	uint32_t dir_dead;         /* directory entries lost to dead inserts */
+	uint64_t reserved_[8];
 } shmstat_info_t;
 
-/* Fill *out; checks liveness of each claimed row's process. */
+/* Fill *out; checks liveness of each claimed row's process.
+ * Concurrency: any. Ordering: a snapshot of independent fields. */
 int shmstat_info(shmstat_t *h, shmstat_info_t *out);
 
 /*
- * Free the rows of processes that exited or were killed without closing
- * (pid + process start time, so a reused pid is not mistaken for the
- * owner). Their counts stay in the segment: a row is adopted, never erased.
- * *reaped (may be NULL) gets how many. Any process may call it at any time.
+ * Free the rows of processes that hold them no more: exited, killed
+ * without closing, zombies, and processes that exec'd (they no longer map
+ * the segment where they claimed the row). A reused pid is not taken for
+ * the owner (pid + process start time). Their counts stay in the segment:
+ * a row is adopted, never erased. *reaped (may be NULL) gets how many.
+ * A row held by a process this one cannot inspect (another pid namespace,
+ * or /proc not readable for it) is kept. ERDONLY on a read-only handle.
+ * Concurrency: any process, any time (claimers reap too when no row is
+ * free). Killed: each row is freed by one CAS; none is half freed.
  */
 int shmstat_reap(shmstat_t *h, uint32_t *reaped);
 
@@ -467,7 +676,7 @@ int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
 /* Modes of shmstat_cache_set(). */
 enum shmstat_cache_mode {
 	SHMSTAT_CACHE_ALWAYS = 0, /* create or replace */
-	SHMSTAT_CACHE_NX = 1,     /* only if absent: else SHMSTAT_EEXISTS */
+	SHMSTAT_CACHE_NX = 1,     /* only if absent: else SHMSTAT_EKEYEXISTS */
 	SHMSTAT_CACHE_XX = 2,     /* only if present: else SHMSTAT_ENOTFOUND */
 };
 
@@ -476,7 +685,7 @@ enum shmstat_cache_mode {
  * An expired entry counts as absent for NX and XX. When the memory for the
  * value's size class is used up, entries are evicted to make room.
  * Errors: EINVAL (key length, mode), ETOOBIG (value above the maximum),
- * EEXISTS / ENOTFOUND (mode not met), EBUSY (lock not had within the
+ * EKEYEXISTS / ENOTFOUND (mode not met), EBUSY (lock not had within the
  * bound), EFULL (nothing could be evicted: every candidate was locked),
  * ECORRUPT.
  */

@@ -505,6 +505,11 @@ static int ctx_load(struct shmstat *h, struct ctx *c)
 {
 	int rc = ctx_peek(h, c);
 
+	/* Gets write too (reference bits, expiry): not through a mapping
+	 * without write access. */
+	if (rc == 0 && h->rdonly)
+		return shmstat__err(h, SHMSTAT_ERDONLY,
+				    "segment '%s' is open read-only", h->name);
 	if (rc == 0 && !h->row.cells)
 		(void)shmstat__row_claim(h);
 	return rc;
@@ -536,7 +541,7 @@ static void stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 static int fail(struct ctx *c, int rc)
 {
 	/* Misses and unmet NX / XX conditions are answers, not errors. */
-	if (rc != SHMSTAT_ENOTFOUND && rc != SHMSTAT_EEXISTS &&
+	if (rc != SHMSTAT_ENOTFOUND && rc != SHMSTAT_EKEYEXISTS &&
 	    rc != SHMSTAT_ERANGE)
 		stat_add(c, RS_CACHE_ERRORS, 1);
 	return rc;
@@ -1639,7 +1644,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 						  memory_order_relaxed),
 			     &now);
 	if (mode == SHMSTAT_CACHE_NX && live) {
-		rc = shmstat__err(h, SHMSTAT_EEXISTS, "cache key exists");
+		rc = shmstat__err(h, SHMSTAT_EKEYEXISTS, "cache key exists");
 		goto out;
 	}
 	if (mode == SHMSTAT_CACHE_XX && !live) {

@@ -13,8 +13,15 @@
  *   - a name lies before the first EMPTY entry of its probe sequence, so a
  *     lookup stops there.
  * A writer that dies between WRITING and READY leaves an entry no one has
- * counted into yet: the next inserter that finds the pid dead takes it
- * over with a CAS on the same word.
+ * counted into yet: the next inserter that finds it dead (pid gone, or
+ * reused: the word carries the writer's start time) takes it over with a
+ * CAS on the same word. An entry whose writer cannot be judged (another
+ * pid namespace) or stays WRITING past the bound is marked DEAD: probes
+ * step over it and nobody reuses it, and the writer, should it wake up,
+ * fails its publishing CAS (WRITING -> READY) and inserts further on. So
+ * nothing can leave a name routed through an entry stuck for good.
+ * Lookups that do not create never wait on a WRITING entry: the name
+ * being written is not there yet, and a name further on may be.
  *
  * A counter's value = Σ rows[w][i] − base[i]. Reset raises base to the
  * current sum (monotonically); it never writes a row, so an increment that
@@ -28,12 +35,22 @@
 #include "shmstat_i.h"
 
 #define WRITER_WAIT_NS UINT64_C(1000000000) /* 1 s for a live writer */
+#define START_BITS 30
+#define START_MASK ((UINT64_C(1) << START_BITS) - 1)
+/* dir_entry.reserved[] words given meaning by layout 2.0. */
+#define DR_PIDNS 2
+#define DR_SINCE 3
 
 static inline uint32_t dstate(uint64_t w) { return (uint32_t)(w & 3u); }
-static inline int32_t dpid(uint64_t w) { return (int32_t)(uint32_t)(w >> 2); }
-static inline uint64_t dword(uint32_t st, int32_t pid)
+static inline int32_t dpid(uint64_t w)
 {
-	return (uint64_t)st | ((uint64_t)(uint32_t)pid << 2);
+	return (int32_t)(uint32_t)((w >> 2) & 0xffffffffu);
+}
+static inline uint64_t dstart(uint64_t w) { return w >> 34; }
+static inline uint64_t dword(uint32_t st, int32_t pid, uint64_t start)
+{
+	return (uint64_t)st | ((uint64_t)(uint32_t)pid << 2) |
+	       ((start & START_MASK) << 34);
 }
 
 int shmstat__name_check_counter(const char *name, size_t len)
@@ -82,11 +99,41 @@ static bool entry_read(const struct dir_entry *e, struct entry_view *v)
 	       (v->kind == SHMSTAT_KIND_COUNTER || v->kind == SHMSTAT_KIND_GAUGE);
 }
 
+/* The WRITING word for this process. */
+static uint64_t my_writing_word(void)
+{
+	return dword(DIR_WRITING, (int32_t)getpid(),
+		     shmstat__proc_start(getpid()));
+}
+
+enum writer_verdict { WR_ALIVE, WR_DEAD, WR_UNKNOWN };
+
+/* Is the writer of WRITING word `word` on entry e known to be gone? */
+static enum writer_verdict judge_writer(const struct dir_entry *e,
+					uint64_t word)
+{
+	uint64_t ns = __atomic_load_n(&e->reserved[DR_PIDNS], __ATOMIC_RELAXED);
+	uint64_t mine = shmstat__pidns();
+
+	if (ns && mine && ns != mine)
+		return WR_UNKNOWN; /* its pid means nothing here */
+	pid_t pid = dpid(word);
+	if (!shmstat__proc_alive(pid, 0))
+		return WR_DEAD;
+	uint64_t start = dstart(word);
+	uint64_t now = shmstat__proc_start(pid);
+	if (start && now && (now & START_MASK) != start)
+		return WR_DEAD; /* the pid was reused */
+	return WR_ALIVE;
+}
+
 /*
- * Wait until entry e leaves WRITING(pid). Returns the new state word, or
- * the WRITING word if the writer died or overran the bound.
+ * Wait until entry e leaves WRITING word `word`. Returns the new state
+ * word, or `word` when the writer is gone (*v says how) or overran the
+ * bound (*v = WR_ALIVE or WR_UNKNOWN).
  */
-static uint64_t wait_writer(struct dir_entry *e, uint64_t word)
+static uint64_t wait_writer(struct dir_entry *e, uint64_t word,
+			    enum writer_verdict *v)
 {
 	uint64_t deadline = shmstat__now_mono_ns() + WRITER_WAIT_NS;
 
@@ -99,17 +146,26 @@ static uint64_t wait_writer(struct dir_entry *e, uint64_t word)
 			sched_yield();
 			continue;
 		}
-		if (!shmstat__proc_alive(dpid(word), 0) ||
-		    shmstat__now_mono_ns() > deadline)
+		*v = judge_writer(e, word);
+		if (*v == WR_DEAD || shmstat__now_mono_ns() > deadline)
 			return word;
 		struct timespec ts = { 0, 100000 };
 		nanosleep(&ts, NULL);
 	}
 }
 
-static void fill(struct shmstat *h, struct dir_entry *e, uint64_t word,
+/*
+ * Fill entry e, which we hold as WRITING word `word`, and publish it.
+ * false when someone marked it DEAD meanwhile (we stalled past the
+ * bound): the caller then goes on probing.
+ */
+static bool fill(struct shmstat *h, struct dir_entry *e, uint64_t word,
 		 const char *name, size_t len, uint64_t hash, int kind)
 {
+	__atomic_store_n(&e->reserved[DR_PIDNS], shmstat__pidns(),
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&e->reserved[DR_SINCE], shmstat__now_realtime_ns(),
+			 __ATOMIC_RELAXED);
 	e->hash = hash;
 	e->name_len = (uint16_t)len;
 	e->kind = (uint8_t)kind;
@@ -119,11 +175,13 @@ static void fill(struct shmstat *h, struct dir_entry *e, uint64_t word,
 	atomic_store_explicit(&e->global, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->global_ns, 0, memory_order_relaxed);
 	/* Publish: whoever reads READY (acquire) sees the name and kind. */
-	atomic_store_explicit(&e->state, dword(DIR_READY, 0),
-			      memory_order_release);
-	(void)word;
+	if (!atomic_compare_exchange_strong_explicit(
+		    &e->state, &word, dword(DIR_READY, 0, 0),
+		    memory_order_release, memory_order_relaxed))
+		return false;
 	atomic_fetch_add_explicit(&h->hdr->counters_used, 1,
 				  memory_order_relaxed);
+	return true;
 }
 
 int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
@@ -139,42 +197,61 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 						     memory_order_acquire);
 	again:
 		switch (dstate(word)) {
-		case DIR_EMPTY:
+		case DIR_EMPTY: {
 			if (!create)
 				return SHMSTAT_ENOTFOUND;
+			uint64_t mine = my_writing_word();
 			if (!atomic_compare_exchange_strong_explicit(
-				    &e->state, &word,
-				    dword(DIR_WRITING, (int32_t)getpid()),
+				    &e->state, &word, mine,
 				    memory_order_acq_rel, memory_order_acquire))
 				goto again; /* word now holds what won */
-			fill(h, e, word, name, len, hash, kind);
+			if (!fill(h, e, mine, name, len, hash, kind))
+				continue; /* declared dead while we stalled */
 			*index = i;
 			return 0;
+		}
+		case DIR_DEAD:
+			continue;
 		case DIR_WRITING: {
-			uint64_t now = wait_writer(e, word);
+			/* Not ours to read yet: a lookup that does not
+			 * create steps over it (the name is not there yet). */
+			if (!create)
+				continue;
+			enum writer_verdict v = WR_ALIVE;
+			uint64_t now = wait_writer(e, word, &v);
 			if (now != word) {
 				word = now;
 				goto again;
 			}
-			if (!create)
-				return SHMSTAT_ENOTFOUND;
-			if (shmstat__proc_alive(dpid(word), 0))
-				return shmstat__err(h, SHMSTAT_EBUSY,
-						    "directory entry %u is "
-						    "being written by live "
-						    "process %d for too long",
-						    i, dpid(word));
-			/* The writer died mid-insert: take the entry over. */
+			if (v == WR_DEAD) {
+				/* The writer died mid-insert: take the entry
+				 * over. Its fill never finished, so
+				 * counters_used never counted it. */
+				uint64_t mine = my_writing_word();
+				if (!atomic_compare_exchange_strong_explicit(
+					    &e->state, &word, mine,
+					    memory_order_acq_rel,
+					    memory_order_acquire))
+					goto again;
+				if (!fill(h, e, mine, name, len, hash, kind))
+					continue;
+				*index = i;
+				return 0;
+			}
+			/* Stuck past the bound, or not ours to judge: no one
+			 * may use it again, and we go on. */
 			if (!atomic_compare_exchange_strong_explicit(
-				    &e->state, &word,
-				    dword(DIR_WRITING, (int32_t)getpid()),
+				    &e->state, &word, dword(DIR_DEAD, 0, 0),
 				    memory_order_acq_rel, memory_order_acquire))
 				goto again;
-			/* Its fill never finished, so counters_used never
-			 * counted it: fill() counts it now, once. */
-			fill(h, e, word, name, len, hash, kind);
-			*index = i;
-			return 0;
+			atomic_fetch_add_explicit(&h->hdr->counters_used, 1,
+						  memory_order_relaxed);
+			shmstat__log(SHMSTAT_LOG_WARNING,
+				     "shmstat: segment '%s': directory entry "
+				     "%u was left half-written by process %d; "
+				     "marked dead",
+				     h->name, i, (int)dpid(word));
+			continue;
 		}
 		case DIR_READY: {
 			struct entry_view v;
@@ -197,10 +274,6 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 			*index = i;
 			return 0;
 		}
-		default:
-			return shmstat__err(h, SHMSTAT_ECORRUPT,
-					    "directory entry %u has state %llu",
-					    i, (unsigned long long)word);
 		}
 	}
 	if (!create)
@@ -214,11 +287,25 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 uint64_t shmstat__counter_total(const struct shmstat *h, uint32_t i)
 {
 	uint32_t hwm = shmstat__hwm(h);
-	uint64_t sum = 0;
+	uint64_t sum = 0, any = 0;
+	bool ovf = false;
 
-	for (uint32_t w = 0; w < hwm; w++)
-		sum += __atomic_load_n(&shmstat__row_cells(h, w)[i],
-				       __ATOMIC_RELAXED);
+	/* Saturating sum without a branch per row: a cell above INT64_MAX
+	 * is saturated (the inline add does not check: small adds past the
+	 * limit read as the limit), and so is a sum that overflows. */
+	for (uint32_t w = 0; w < hwm; w++) {
+		uint64_t v = __atomic_load_n(&shmstat__row_cells(h, w)[i],
+					     __ATOMIC_RELAXED);
+		any |= v;
+		ovf |= __builtin_add_overflow(sum, v, &sum);
+	}
+	uint64_t v = __atomic_load_n(
+		&shmstat__row_cells(h, ROW_OVERFLOW(h->max_workers))[i],
+		__ATOMIC_RELAXED);
+	any |= v;
+	ovf |= __builtin_add_overflow(sum, v, &sum);
+	if (ovf || (any >> 63) || sum > (uint64_t)INT64_MAX)
+		return (uint64_t)INT64_MAX;
 	return sum;
 }
 
@@ -249,7 +336,10 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)
 		uint64_t base = atomic_load_explicit(&e->base,
 						     memory_order_acquire);
 		out->total = shmstat__counter_total(h, i);
-		out->value = (int64_t)(out->total - base);
+		/* Both are at most INT64_MAX; a base above the sum can only
+		 * come from a scribbled segment. */
+		out->value = base <= out->total ? (int64_t)(out->total - base)
+						: 0;
 	} else {
 		out->value = atomic_load_explicit(&e->gauge,
 						  memory_order_relaxed);
@@ -261,51 +351,49 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)
 	return 0;
 }
 
-/* Neutral sink for handles whose _get failed: an add through them is lost
- * but never faults. One per process, shared by every failed handle. */
+/* Neutral sink for handles whose open failed: an add through them is lost
+ * but never faults (owner_ 0: every add goes to shmstat_counter_add_ts,
+ * which drops it). One per process, shared by every failed handle. */
 static uint64_t sink_cells[1];
-static struct shmstat_row_ sink_row = { sink_cells };
+struct shmstat_row_ shmstat__sink_row = { sink_cells, 0 };
 
-int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out)
+int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out)
 {
 	uint32_t i = 0;
 	int rc;
 
 	if (!out)
 		return SHMSTAT_EINVAL;
-	*out = (shmstat_counter_t){ .row_ = &sink_row, .index_ = 0 };
+	*out = (shmstat_counter_t){ .row_ = &shmstat__sink_row, .index_ = 0 };
 	if (!h)
 		return SHMSTAT_EINVAL;
+	if (h->rdonly)
+		return shmstat__err(h, SHMSTAT_ERDONLY,
+				    "segment '%s' is open read-only: cannot "
+				    "count",
+				    h->name);
 	size_t len = name ? strlen(name) : 0;
 	if (shmstat__name_check_counter(name, len) < 0)
 		return name_error(h, name);
 	rc = shmstat__dir_lookup(h, name, len, SHMSTAT_KIND_COUNTER, true, &i);
 	if (rc < 0)
 		return rc;
-	/* Only the first get of a handle claims; the rest skip the lock. */
-	if (!h->row.cells)
-		rc = shmstat__row_claim(h);
-	else if (h->row_fallback)
-		rc = shmstat__err(h, SHMSTAT_EFULL,
-				  "segment '%s': no free row; this process "
-				  "counts locally",
-				  h->name);
-	if (!h->row.cells)
+	/* The first open of a handle claims its row (a slot, or the shared
+	 * overflow row: counting stays exact either way). */
+	if ((rc = shmstat__row_claim(h)) < 0)
 		return rc;
-	/* With EFULL (no free row) the handle still works, counting into
-	 * process-local memory, so that a caller that ignores it is safe. */
 	*out = (shmstat_counter_t){ .row_ = &h->row, .index_ = i };
-	return rc;
+	return 0;
 }
 
 int shmstat_counter_add_by_name(shmstat_t *h, const char *name, uint64_t n)
 {
 	shmstat_counter_t c;
-	int rc = shmstat_counter_get(h, name, &c);
+	int rc = shmstat_counter_open(h, name, &c);
 
 	if (rc < 0)
 		return rc;
-	shmstat_counter_add(c, n);
+	shmstat_counter_add_ts(&c, n);
 	return 0;
 }
 
@@ -323,7 +411,7 @@ int shmstat_counter_read(shmstat_t *h, shmstat_counter_t c, int64_t *value)
 	return 0;
 }
 
-int shmstat_stat_get(shmstat_t *h, const char *name, shmstat_stat_t *out)
+int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out)
 {
 	uint32_t i = 0;
 	int rc;
@@ -369,6 +457,9 @@ int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
 
 	if (!h)
 		return SHMSTAT_EINVAL;
+	if (h->rdonly)
+		return shmstat__err(h, SHMSTAT_ERDONLY,
+				    "segment '%s' is open read-only", h->name);
 	for (uint32_t i = 0; i < h->max_counters; i++) {
 		struct dir_entry *e = &h->dir[i];
 		if (dstate(atomic_load_explicit(&e->state,
@@ -404,7 +495,7 @@ int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
 	return 0;
 }
 
-int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out)
+int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 {
 	static int64_t gauge_sink;
 	uint32_t i = 0;
@@ -415,6 +506,9 @@ int shmstat_gauge_get(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 	*out = (shmstat_gauge_t){ .cell_ = &gauge_sink };
 	if (!h)
 		return SHMSTAT_EINVAL;
+	if (h->rdonly)
+		return shmstat__err(h, SHMSTAT_ERDONLY,
+				    "segment '%s' is open read-only", h->name);
 	size_t len = name ? strlen(name) : 0;
 	if (shmstat__name_check_counter(name, len) < 0)
 		return name_error(h, name);
@@ -435,7 +529,19 @@ void shmstat_gauge_set(shmstat_gauge_t g, int64_t v)
 
 void shmstat_gauge_add(shmstat_gauge_t g, int64_t delta)
 {
-	__atomic_fetch_add(g.cell_, delta, __ATOMIC_RELAXED);
+	int64_t v = __atomic_load_n(g.cell_, __ATOMIC_RELAXED), s;
+
+	/* Saturate instead of wrapping, with a CAS so no add is lost. */
+	do {
+		if (delta > 0 && v > INT64_MAX - delta)
+			s = INT64_MAX;
+		else if (delta < 0 && v < INT64_MIN - delta)
+			s = INT64_MIN;
+		else
+			s = v + delta;
+	} while (!__atomic_compare_exchange_n(g.cell_, &v, s, true,
+					      __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
 }
 
 int64_t shmstat_gauge_read(shmstat_gauge_t g)

@@ -1,10 +1,11 @@
 /*
- * error.c — the error vocabulary (one table, in shmstat.h), the per-handle
+ * error.c — the error vocabulary (one table, in shmstat.h), the per-thread
  * reason string, and the log hook. The library never prints: diagnostics go
  * to the hook the program installs, and are dropped when there is none.
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,25 +24,26 @@ const char *shmstat_strerror(int err)
 	}
 }
 
-/* The reason for the last failed shmstat_open() of this thread: open has no
- * handle yet to carry it. */
-static _Thread_local char open_errbuf[SHMSTAT_ERRSTR_LEN];
+/* The reason for this thread's last failure. Thread-local, not in the
+ * handle: threads sharing a handle would otherwise overwrite each other's
+ * text while one of them reads it. */
+static _Thread_local char errbuf[SHMSTAT_ERRSTR_LEN];
 
-char *shmstat__open_errbuf(void) { return open_errbuf; }
+char *shmstat__open_errbuf(void) { return errbuf; }
 
 const char *shmstat_errstr(const shmstat_t *h)
 {
-	const char *s = h ? h->errstr : open_errbuf;
-	return s[0] ? s : "no error";
+	(void)h;
+	return errbuf[0] ? errbuf : "no error";
 }
 
 int shmstat__err(struct shmstat *h, int code, const char *fmt, ...)
 {
-	char *buf = h ? h->errstr : open_errbuf;
 	va_list ap;
 
+	(void)h;
 	va_start(ap, fmt);
-	vsnprintf(buf, SHMSTAT_ERRSTR_LEN, fmt, ap);
+	vsnprintf(errbuf, SHMSTAT_ERRSTR_LEN, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -51,13 +53,16 @@ int shmstat__errno(struct shmstat *h, int code, const char *what)
 	return shmstat__err(h, code, "%s: %s", what, strerror(errno));
 }
 
-static shmstat_log_fn log_fn;
-static void *log_priv;
+/* Atomic: a diagnostic in one thread may race shmstat_log_set() in
+ * another (the header asks to set it first; this keeps a late call from
+ * being a data race, though the pair may mix old and new). */
+static _Atomic(shmstat_log_fn) log_fn;
+static _Atomic(void *) log_priv;
 
 void shmstat_log_set(shmstat_log_fn fn, void *priv)
 {
-	log_fn = fn;
-	log_priv = priv;
+	atomic_store_explicit(&log_priv, priv, memory_order_relaxed);
+	atomic_store_explicit(&log_fn, fn, memory_order_release);
 }
 
 void shmstat__log(int level, const char *fmt, ...)
@@ -65,10 +70,11 @@ void shmstat__log(int level, const char *fmt, ...)
 	char msg[512];
 	va_list ap;
 
-	if (!log_fn)
+	shmstat_log_fn fn = atomic_load_explicit(&log_fn, memory_order_acquire);
+	if (!fn)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_fn(level, msg, log_priv);
+	fn(level, msg, atomic_load_explicit(&log_priv, memory_order_relaxed));
 }

@@ -13,8 +13,9 @@
  *   +------------------+ region[REG_DIRECTORY]
  *   | dir_entry[C]     |   name -> index, open addressing, never removed
  *   +------------------+ region[REG_ROWS]
- *   | row[W]           |   row_stride bytes each: ROW_HDR_BYTES of per-worker
- *   |                  |   cache statistics, then C uint64 counter cells
+ *   | row[W + 1]       |   row_stride bytes each: ROW_HDR_BYTES of per-worker
+ *   |                  |   cache statistics, then C uint64 counter cells;
+ *   |                  |   row[W] is the shared overflow row (atomic adds)
  *   +------------------+ region[REG_SYNC]
  *   | sync_status      |   written by the bridge, read by everyone
  *   +------------------+ region[REG_CACHE]
@@ -34,8 +35,10 @@
 #include "shmstat.h"
 
 #define SEG_MAGIC UINT64_C(0x31544154534d4853) /* "SHMSTAT1" little-endian */
-#define SEG_LAYOUT_MAJOR 1
-#define SEG_LAYOUT_MINOR 1 /* 1.1: worker_slot.pidns */
+/* 2.0: the overflow row after the W rows; worker_slot.map_base; the
+ * directory's WRITING word carries the writer's start time, and DEAD. */
+#define SEG_LAYOUT_MAJOR 2
+#define SEG_LAYOUT_MINOR 0
 #define SEG_HDR_SIZE 4096u
 #define SEG_ALIGN 128u /* every region starts on a 128-byte boundary */
 
@@ -107,7 +110,11 @@ struct worker_slot {
 	/* Owner's pid namespace (inode of /proc/self/ns/pid), 0 unknown
 	 * (a 1.0 segment). A pid means nothing in another namespace. */
 	_Atomic uint64_t pidns;
-	uint64_t reserved[4];
+	/* Address at which the owner mapped the segment (layout 2.0): a
+	 * process that no longer maps the segment there (it exec'd, or it is
+	 * a zombie) holds the row no more. 0 unknown. */
+	_Atomic uint64_t map_base;
+	uint64_t reserved[3];
 };
 _Static_assert(sizeof(struct worker_slot) == 64, "worker slot size");
 
@@ -122,6 +129,10 @@ static inline uint64_t slot_word(uint32_t state, int32_t pid, uint64_t gen)
 	return (uint64_t)state | ((uint64_t)(uint32_t)pid << 2) |
 	       ((gen & ((UINT64_C(1) << 30) - 1)) << 34);
 }
+
+/* Index of the shared overflow row: after the max_workers rows. Counts
+ * land there, with atomic adds, when no row of one's own can be had. */
+#define ROW_OVERFLOW(max_workers) (max_workers)
 
 /*
  * Per-row header: per-worker cache statistics, so that no cache operation
@@ -144,12 +155,18 @@ _Static_assert(RS_COUNT_ <= ROW_HDR_BYTES / 8, "row header holds the stats");
  * Directory entry: one per counter or gauge. Its index in the directory is
  * the counter's index into every row. Entries are never removed, so probe
  * chains never break and an index, once handed out, stays valid.
- *   state word: bits 0-1 state, bits 2-33 pid of the writer (WRITING only).
- * EMPTY -> WRITING(pid) -> READY. A writer that dies in WRITING leaves an
- * entry nobody counts in yet: an inserter that finds the pid dead takes it
- * over by CAS.
+ *   state word: bits 0-1 state; WRITING only: bits 2-33 the writer's pid,
+ *   bits 34-63 the low 30 bits of its start time (0 unknown), so that a
+ *   reused pid is not taken for the writer even if it died right after
+ *   its CAS.
+ * EMPTY -> WRITING(pid, start) -> READY, or WRITING -> DEAD. A writer that
+ * dies in WRITING leaves an entry nobody counts in yet: an inserter that
+ * finds it dead takes it over by CAS; one that cannot judge it (another
+ * pid namespace, or a writer stuck past the bound) marks it DEAD, which
+ * probes step over and nobody ever reuses, so a stalled writer that wakes
+ * up fails its publishing CAS and inserts elsewhere.
  */
-enum dir_state { DIR_EMPTY = 0, DIR_WRITING = 1, DIR_READY = 2 };
+enum dir_state { DIR_EMPTY = 0, DIR_WRITING = 1, DIR_READY = 2, DIR_DEAD = 3 };
 
 struct dir_entry {
 	_Atomic uint64_t state;
@@ -163,7 +180,9 @@ struct dir_entry {
 	_Atomic int64_t global;  /* cluster-wide value from the bridge */
 	_Atomic uint64_t global_ns;
 	/* reserved[0..1]: sync.c's reset base and global-reset epoch (ms)
-	 * of this counter, written by the bridge only. */
+	 * of this counter, written by the bridge only.
+	 * reserved[2..3] (layout 2.0): the WRITING writer's pid namespace
+	 * and CLOCK_REALTIME ns of its CAS, stored just after it. */
 	uint64_t reserved[8];
 	char name[SHMSTAT_NAME_MAX]; /* not NUL-terminated: name_len bytes */
 };

@@ -11,9 +11,15 @@
  *     checked it against the real size of the shared-memory object, so a
  *     truncated, foreign or corrupt segment gives an error, never a fault.
  *     The geometry is then copied into the handle and never re-read.
+ *   - Ownership is checked on the open file before anything is mapped: a
+ *     segment another user can write (and so truncate under us, which is a
+ *     SIGBUS no check can prevent) is attached only when the caller asked
+ *     for it (see shmstat_open() in shmstat.h).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +106,8 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 	uint64_t sizes[REG_COUNT] = {
 		[REG_REGISTRY] = (uint64_t)g->workers * sizeof(struct worker_slot),
 		[REG_DIRECTORY] = (uint64_t)g->counters * sizeof(struct dir_entry),
-		[REG_ROWS] = (uint64_t)g->workers * g->row_stride,
+		/* W rows and the overflow row. */
+		[REG_ROWS] = ((uint64_t)g->workers + 1) * g->row_stride,
 		[REG_SYNC] = sizeof(struct sync_status),
 	};
 	for (int r = 0; r < REG_CACHE; r++) {
@@ -244,7 +251,7 @@ static int validate(struct shmstat *h, uint64_t real_size)
 	const struct seg_region *rg = hdr->region;
 	if (rg[REG_REGISTRY].size < (uint64_t)w * sizeof(struct worker_slot) ||
 	    rg[REG_DIRECTORY].size < (uint64_t)c * sizeof(struct dir_entry) ||
-	    rg[REG_ROWS].size < (uint64_t)w * hdr->row_stride ||
+	    rg[REG_ROWS].size < ((uint64_t)w + 1) * hdr->row_stride ||
 	    rg[REG_SYNC].size < sizeof(struct sync_status))
 		return shmstat__err(NULL, SHMSTAT_ECORRUPT,
 				    "segment '%s': a region is smaller than "
@@ -283,7 +290,8 @@ static void sleep_ms(unsigned ms)
 
 static int map(struct shmstat *h, int fd, size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int prot = h->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	void *p = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return shmstat__errno(NULL, SHMSTAT_ESYS, "mmap");
 	h->base = p;
@@ -324,6 +332,15 @@ static int create(struct shmstat *h, int fd, const char *path,
 				  strerror(rc));
 		goto fail;
 	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		rc = shmstat__errno(NULL, SHMSTAT_ESYS, "fstat");
+		goto fail;
+	}
+	h->seg_ino = (uint64_t)st.st_ino;
+	h->seg_uid = (uint32_t)st.st_uid;
+	h->seg_gid = (uint32_t)st.st_gid;
+	h->seg_mode = (uint32_t)st.st_mode & 07777;
 	if ((rc = map(h, fd, g->size)) < 0)
 		goto fail;
 	if ((rc = build(h, g)) < 0)
@@ -338,8 +355,86 @@ fail:
 	return rc;
 }
 
+static bool in_group(gid_t g)
+{
+	gid_t groups[256];
+	int n;
+
+	if (getegid() == g)
+		return true;
+	n = getgroups(256, groups);
+	for (int i = 0; i < n; i++)
+		if (groups[i] == g)
+			return true;
+	return false;
+}
+
+/* "uid 65534 (nobody)" */
+static void user_str(char *buf, size_t len, uid_t u)
+{
+	struct passwd pw, *r = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(u, &pw, tmp, sizeof(tmp), &r) == 0 && r)
+		snprintf(buf, len, "uid %u (%s)", (unsigned)u, r->pw_name);
+	else
+		snprintf(buf, len, "uid %u", (unsigned)u);
+}
+
+static void group_str(char *buf, size_t len, gid_t g)
+{
+	struct group gr, *r = NULL;
+	char tmp[1024];
+
+	if (getgrgid_r(g, &gr, tmp, sizeof(tmp), &r) == 0 && r)
+		snprintf(buf, len, "gid %u (%s)", (unsigned)g, r->gr_name);
+	else
+		snprintf(buf, len, "gid %u", (unsigned)g);
+}
+
+/*
+ * May this caller attach to the object st describes? The rule of
+ * shmstat_open() in shmstat.h. Records owner, group and mode in h.
+ */
+static int check_owner(struct shmstat *h, const struct stat *st,
+		       const shmstat_options_t *o)
+{
+	unsigned mode = (unsigned)st->st_mode & 07777;
+	bool group_rw = (mode & 0060) == 0060;
+	const char *why = NULL;
+	char owner[96], group[96], me[96];
+
+	h->seg_ino = (uint64_t)st->st_ino;
+	h->seg_uid = (uint32_t)st->st_uid;
+	h->seg_gid = (uint32_t)st->st_gid;
+	h->seg_mode = mode;
+	if ((o->flags & SHMSTAT_O_OWNER) && st->st_uid != (uid_t)o->owner_uid)
+		why = "its owner is not the expected one";
+	else if ((o->flags & SHMSTAT_O_GROUP) &&
+		 (st->st_gid != (gid_t)o->group_gid || !group_rw))
+		why = st->st_gid != (gid_t)o->group_gid
+			      ? "its group is not the expected one"
+			      : "its mode does not let the group write";
+	else if ((o->flags & (SHMSTAT_O_OWNER | SHMSTAT_O_GROUP)) ||
+		 h->rdonly || st->st_uid == geteuid() ||
+		 (group_rw && in_group(st->st_gid)))
+		return 0;
+	else
+		why = "it is owned by another user";
+	user_str(owner, sizeof(owner), st->st_uid);
+	group_str(group, sizeof(group), st->st_gid);
+	user_str(me, sizeof(me), geteuid());
+	return shmstat__err(NULL, SHMSTAT_EOWNER,
+			    "segment '%s' (/dev/shm/shmstat.%s) refused: %s: "
+			    "owner %s, group %s, mode %04o; this process runs "
+			    "as %s (attach read-only, or name the owner or "
+			    "group you expect)",
+			    h->name, h->name, why, owner, group, mode, me);
+}
+
 /* Attach to an existing object; wait for a concurrent creator to publish. */
-static int attach(struct shmstat *h, int fd, unsigned wait_ms, bool *retry)
+static int attach(struct shmstat *h, int fd, const shmstat_options_t *o,
+		  unsigned wait_ms, bool *retry)
 {
 	uint64_t deadline = shmstat__now_mono_ns() + (uint64_t)wait_ms * 1000000u;
 	struct stat st;
@@ -349,6 +444,9 @@ static int attach(struct shmstat *h, int fd, unsigned wait_ms, bool *retry)
 		bool timed_out = shmstat__now_mono_ns() > deadline;
 		if (fstat(fd, &st) < 0)
 			return shmstat__errno(NULL, SHMSTAT_ESYS, "fstat");
+		int orc = check_owner(h, &st, o);
+		if (orc < 0)
+			return orc;
 		if (st.st_nlink == 0) {
 			/* The creator failed and unlinked: start over. */
 			*retry = !timed_out;
@@ -423,6 +521,9 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 				    "invalid segment name '%.80s': use 1 to 64 "
 				    "of [A-Za-z0-9_.-], not '..'",
 				    name ? name : "(null)");
+	if ((o->flags & SHMSTAT_O_RDONLY) && (o->flags & SHMSTAT_O_CREATE))
+		return shmstat__err(NULL, SHMSTAT_EINVAL,
+				    "SHMSTAT_O_RDONLY cannot create a segment");
 	if (o->flags & SHMSTAT_O_CREATE) {
 		if ((rc = plan(o, &g)) < 0)
 			return rc;
@@ -431,7 +532,10 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 	if (!h)
 		return shmstat__err(NULL, SHMSTAT_ENOMEM, "out of memory");
 	snprintf(h->name, sizeof(h->name), "%s", name);
-	h->slot = -1;
+	h->slot = h->aslot = -1;
+	for (int k = 0; k < SHMSTAT_XROWS; k++)
+		h->xrow[k].slot = -1;
+	h->rdonly = (o->flags & SHMSTAT_O_RDONLY) != 0;
 	shm_path(path, sizeof(path), name);
 	unsigned mode = o->mode ? (o->mode & 07777) : 0600;
 	unsigned wait_ms = o->wait_ms ? o->wait_ms : DEFAULT_WAIT_MS;
@@ -459,7 +563,8 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 				goto done;
 			}
 		}
-		fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+		fd = shm_open(path, (h->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC,
+			      0);
 		if (fd < 0) {
 			if (errno == ENOENT && (o->flags & SHMSTAT_O_CREATE))
 				continue; /* removed in between: create it */
@@ -475,7 +580,7 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 						    "shm_open");
 			goto done;
 		}
-		rc = attach(h, fd, wait_ms, &retry);
+		rc = attach(h, fd, o, wait_ms, &retry);
 		close(fd);
 		if (rc == 0 || !retry || !(o->flags & SHMSTAT_O_CREATE))
 			goto done;
@@ -572,7 +677,7 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 			break;
 		case SLOT_CLAIMED:
 		case SLOT_LIVE:
-			if (shmstat__slot_dead(&h->slots[w], word))
+			if (shmstat__slot_dead(h, &h->slots[w], word))
 				out->workers_dead++;
 			else
 				out->workers_live++;
@@ -582,11 +687,30 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 			break;
 		}
 	}
+	out->owner_uid = h->seg_uid;
+	out->owner_gid = h->seg_gid;
+	out->mode = h->seg_mode;
+	out->read_only = h->rdonly;
+	switch (atomic_load_explicit(&h->row_state, memory_order_acquire)) {
+	case ROW_OWN:
+		out->handle_row = h->slot;
+		break;
+	case ROW_SHARED:
+		out->handle_row = SHMSTAT_ROW_OVERFLOW;
+		break;
+	default:
+		out->handle_row = SHMSTAT_ROW_NONE;
+		break;
+	}
+	for (uint32_t i = 0; i < h->max_counters; i++)
+		if ((atomic_load_explicit(&h->dir[i].state,
+					  memory_order_relaxed) & 3u) == DIR_DEAD)
+			out->dir_dead++;
 	out->nregions = REG_COUNT;
 	uint64_t used[REG_COUNT] = {
 		[REG_REGISTRY] = (uint64_t)hwm * sizeof(struct worker_slot),
 		[REG_DIRECTORY] = (uint64_t)out->counters_used * sizeof(struct dir_entry),
-		[REG_ROWS] = (uint64_t)hwm * h->row_stride,
+		[REG_ROWS] = ((uint64_t)hwm + 1) * h->row_stride,
 		[REG_SYNC] = sizeof(struct sync_status),
 		[REG_CACHE] = shmstat__cache_bytes_used(h),
 	};

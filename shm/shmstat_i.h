@@ -18,6 +18,16 @@
 
 #define SHMSTAT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
+/* States of a handle's primary row (struct shmstat.row_state). */
+enum row_state {
+	ROW_NONE = 0,     /* no row yet: the next count or open claims one */
+	ROW_OWN = 1,      /* row.cells is our slot's row */
+	ROW_SHARED = 2,   /* row.cells is the segment's overflow row */
+};
+
+/* Extra per-thread rows a handle may take (registry.c). */
+#define SHMSTAT_XROWS 3
+
 /* The process-local handle. */
 struct shmstat {
 	char name[SHMSTAT_SEGNAME_MAX + 1];
@@ -35,14 +45,36 @@ struct shmstat {
 	uint32_t max_counters;
 	uint32_t max_workers;
 	uint32_t row_stride;
-	/* Our row: row.cells is what counter handles dereference. */
+	bool rdonly;                 /* mapped without PROT_WRITE */
+	/* The segment's file at attach: for the maps check and info. */
+	uint64_t seg_ino;
+	uint32_t seg_uid, seg_gid, seg_mode;
+	/* Primary row: row.cells is what counter handles dereference; the
+	 * thread whose token is row.owner_ adds with plain stores. Changed
+	 * under the registry lock (registry.c); row_state is read without it
+	 * (acquire) by the slow path. */
 	struct shmstat_row_ row;
-	int32_t slot;                /* claimed slot, -1 if none */
-	bool row_fallback;           /* row.cells is process-local (no slot) */
+	_Atomic int row_state;       /* enum row_state */
+	int32_t slot;                /* slot of row, -1 if none (or shared) */
 	uint64_t slot_gen;
-	pid_t owner_pid;             /* process that claimed `slot` */
+	/* Second row, for threads other than row.owner_: atomic adds only.
+	 * NULL until such a thread counts; the overflow row when no slot. */
+	_Atomic(uint64_t *) acells;
+	int32_t aslot;               /* its slot, -1 if none (or shared) */
+	uint64_t aslot_gen;
+	/* Extra rows for threads other than row.owner_, each owned by one
+	 * thread at a time (plain adds), taken while the registry has rows
+	 * to spare and given back when the thread exits; owner is a thread
+	 * token, 0 free (atomic). cells/slot: set once by the first taker. */
+	struct {
+		uintptr_t owner;
+		uint64_t *cells;
+		int32_t slot;
+		uint64_t gen;
+	} xrow[SHMSTAT_XROWS];
+	_Atomic bool xrow_denied;    /* the registry had none to spare */
+	pid_t owner_pid;             /* process that claimed the slots */
 	struct shmstat *next_open;   /* list of open handles, for fork */
-	char errstr[SHMSTAT_ERRSTR_LEN];
 };
 
 /* error.c */
@@ -57,8 +89,12 @@ uint64_t shmstat__now_realtime_ns(void);
 uint64_t shmstat__now_mono_ns(void);
 /* Start time of pid (field 22 of /proc/<pid>/stat), 0 when unknown. */
 uint64_t shmstat__proc_start(pid_t pid);
-/* 1 alive, 0 dead, judged by pid and (when known) start time. */
+/* 1 alive, 0 dead (gone, a zombie, or the pid reused: start time known
+ * and different). */
 int shmstat__proc_alive(pid_t pid, uint64_t start);
+/* Does pid map the object of inode ino at address base? 1 yes, 0 no,
+ * -1 cannot tell (no /proc, not allowed to read it). */
+int shmstat__proc_maps(pid_t pid, uint64_t base, uint64_t ino);
 /* This process's pid namespace (inode of /proc/self/ns/pid), 0 unknown. */
 uint64_t shmstat__pidns(void);
 uint64_t shmstat__hash(const void *data, size_t len);
@@ -66,7 +102,10 @@ uint64_t shmstat__hash(const void *data, size_t len);
 /* registry.c */
 /* Is the owner of a claimed slot known to be dead? false for a free slot
  * and for an owner in another pid namespace (it cannot be judged). */
-bool shmstat__slot_dead(const struct worker_slot *s, uint64_t word);
+bool shmstat__slot_dead(const struct shmstat *h, const struct worker_slot *s,
+			uint64_t word);
+/* Give h its primary row (a slot, else the overflow row): 0, or
+ * ERDONLY. Idempotent. */
 int shmstat__row_claim(struct shmstat *h);
 void shmstat__row_release(struct shmstat *h);
 void shmstat__fork_register(struct shmstat *h);
@@ -89,6 +128,12 @@ static inline uint32_t shmstat__hwm(const struct shmstat *h)
 					  memory_order_acquire);
 	return n > h->max_workers ? h->max_workers : n;
 }
+/* a + b, saturated at INT64_MAX (counters never wrap). */
+static inline uint64_t shmstat__sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t s = a + b;
+	return (s < a || s > (uint64_t)INT64_MAX) ? (uint64_t)INT64_MAX : s;
+}
 /* Sum of one per-row statistic (RS_*) across every row. */
 uint64_t shmstat__row_stat_sum(const struct shmstat *h, enum row_stat s);
 
@@ -98,7 +143,7 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 			int kind, bool create, uint32_t *index);
 /* Copy out entry i; ENOTFOUND when not READY, ECORRUPT when invalid. */
 int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out);
-/* Sum of counter i over every row. */
+/* Sum of counter i over every row and the overflow row, saturated. */
 uint64_t shmstat__counter_total(const struct shmstat *h, uint32_t i);
 int shmstat__name_check_counter(const char *name, size_t len);
 

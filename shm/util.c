@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,9 @@ uint64_t shmstat__now_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t shmstat__proc_start(pid_t pid)
+/* Start time (field 22) and state (field 3) of /proc/<pid>/stat; false
+ * when it cannot be read. */
+static bool proc_stat(pid_t pid, uint64_t *start, char *state)
 {
 	char path[64], buf[1024];
 	ssize_t n;
@@ -43,40 +46,87 @@ uint64_t shmstat__proc_start(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return false;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return false;
 	buf[n] = '\0';
 	/* The command name (field 2) may hold spaces and ')': skip to the
 	 * last ')', then field 3 is the state; start time is field 22. */
 	char *p = strrchr(buf, ')');
-	if (!p)
-		return 0;
+	if (!p || p[1] != ' ' || !p[2])
+		return false;
+	*state = p[2];
 	p++;
 	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)
-			return 0;
+			return false;
 	}
-	return strtoull(p + 1, NULL, 10);
+	*start = strtoull(p + 1, NULL, 10);
+	return true;
+}
+
+uint64_t shmstat__proc_start(pid_t pid)
+{
+	uint64_t start;
+	char state;
+
+	return proc_stat(pid, &start, &state) ? start : 0;
 }
 
 int shmstat__proc_alive(pid_t pid, uint64_t start)
 {
+	uint64_t now;
+	char state;
+
 	if (pid <= 0)
 		return 0;
 	if (kill(pid, 0) < 0 && errno == ESRCH)
 		return 0;
-	if (start != 0) {
-		uint64_t now = shmstat__proc_start(pid);
-		/* 0: /proc says nothing (hidepid, another namespace): trust
-		 * kill(), which said the pid exists. */
-		if (now != 0 && now != start)
-			return 0; /* the pid was reused */
-	}
+	/* /proc says nothing (hidepid, another namespace): trust kill(),
+	 * which said the pid exists. */
+	if (!proc_stat(pid, &now, &state))
+		return 1;
+	/* A zombie (or a process being reaped) runs no code any more: it
+	 * holds nothing, however late its parent waits for it. */
+	if (state == 'Z' || state == 'X' || state == 'x')
+		return 0;
+	if (start != 0 && now != start)
+		return 0; /* the pid was reused */
 	return 1;
+}
+
+int shmstat__proc_maps(pid_t pid, uint64_t base, uint64_t ino)
+{
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	/* "start-end perms offset dev inode path"; a zombie's file is empty. */
+	while (getline(&line, &cap, f) > 0) {
+		unsigned long long lo, hi, off, in;
+		char perms[8];
+		unsigned maj, min;
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &lo, &hi, perms,
+			   &off, &maj, &min, &in) == 7 &&
+		    lo == base && in == ino) {
+			found = 1;
+			break;
+		}
+	}
+	/* A read error (the process vanished meanwhile) tells nothing. */
+	if (!found && ferror(f))
+		found = -1;
+	free(line);
+	fclose(f);
+	return found;
 }
 
 uint64_t shmstat__pidns(void)

@@ -33,7 +33,7 @@ static void worker(const char *seg, struct shared *sh, int w)
 		_exit(1);
 	for (int i = 0; i < NAMES; i++) {
 		snprintf(name, sizeof(name), "chaos:%d", i);
-		if (shmstat_counter_get(h, name, &c[i]) < 0)
+		if (shmstat_counter_open(h, name, &c[i]) < 0)
 			_exit(2);
 	}
 	unsigned seed = (unsigned)getpid();
@@ -115,7 +115,7 @@ static void every_key_is_exact_after_kills_restarts_and_a_hang(void **state)
 			want += sh->count[w][i];
 		snprintf(name, sizeof(name), "chaos:%d", i);
 		shmstat_stat_t st;
-		assert_int_equal(shmstat_stat_get(s.h, name, &st), 0);
+		assert_int_equal(shmstat_stat_read(s.h, name, &st), 0);
 		assert_int_equal(st.total, want);
 		assert_int_equal(ru_get(&r, name), (long long)want);
 		assert_int_equal(st.global, (int64_t)want);

@@ -157,7 +157,7 @@ static pid_t start_worker(const char *seg, volatile int *stop)
 		shmstat_t *h;
 		shmstat_counter_t c;
 		if (shmstat_open(seg, NULL, &h) ||
-		    shmstat_counter_get(h, "filter_stats:total_samples", &c))
+		    shmstat_counter_open(h, "filter_stats:total_samples", &c))
 			_exit(1);
 		/* Bounded: until told, or 2e9 increments. */
 		for (long i = 0; i < 2000000000L; i++) {

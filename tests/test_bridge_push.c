@@ -106,7 +106,7 @@ static void push(struct host *x)
 static int64_t global_of(struct host *x, const char *name)
 {
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(x->s.h, name, &st), 0);
+	assert_int_equal(shmstat_stat_read(x->s.h, name, &st), 0);
 	assert_true(st.global_ns != 0);
 	return st.global;
 }
@@ -114,7 +114,7 @@ static int64_t global_of(struct host *x, const char *name)
 static uint64_t total_of(struct host *x, const char *name)
 {
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(x->s.h, name, &st), 0);
+	assert_int_equal(shmstat_stat_read(x->s.h, name, &st), 0);
 	return st.total;
 }
 
@@ -322,7 +322,7 @@ static void a_reset_by_another_host_reaches_counters_not_sent(void **state)
 	int64_t base;
 	uint64_t epoch;
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(f->a.s.h, "jobs", &st), 0);
+	assert_int_equal(shmstat_stat_read(f->a.s.h, "jobs", &st), 0);
 	assert_int_equal(shmstat_sync_rbase_get(f->a.s.h, st.index, &base,
 						&epoch),
 			 0);

@@ -58,7 +58,7 @@ static void add(shmstat_t *h, const char *name, uint64_t n)
 static int64_t global_of(shmstat_t *h, const char *name)
 {
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(h, name, &st), 0);
+	assert_int_equal(shmstat_stat_read(h, name, &st), 0);
 	assert_true(st.global_ns != 0);
 	return st.global;
 }
@@ -70,7 +70,7 @@ static void keys_are_plain_integers_equal_to_the_totals(void **state)
 
 	add(f->a.h, "filter_stats:ml_confident", 5);
 	add(f->a.h, "filter_stats:rejected", 7);
-	assert_int_equal(shmstat_gauge_get(f->a.h, "inflight", &g), 0);
+	assert_int_equal(shmstat_gauge_open(f->a.h, "inflight", &g), 0);
 	shmstat_gauge_set(g, -3);
 	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
 			    "10ms", NULL);
@@ -144,8 +144,8 @@ static void two_hosts_sum_and_each_sees_the_sum(void **state)
 	add(f->a.h, "req", 100);
 	add(f->b.h, "req", 23);
 	add(f->b.h, "only_b", 9);
-	assert_int_equal(shmstat_gauge_get(f->a.h, "conns", &ga), 0);
-	assert_int_equal(shmstat_gauge_get(f->b.h, "conns", &gb), 0);
+	assert_int_equal(shmstat_gauge_open(f->a.h, "conns", &ga), 0);
+	assert_int_equal(shmstat_gauge_open(f->b.h, "conns", &gb), 0);
 	shmstat_gauge_set(ga, 10);
 	shmstat_gauge_set(gb, 5);
 	pid_t pa = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
@@ -212,7 +212,7 @@ static void a_global_reset_counts_every_host_from_zero(void **state)
 	assert_int_equal(ru_get(&f->r, "other"), 5);
 	/* Local values are untouched. */
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(f->a.h, "jobs:done", &st), 0);
+	assert_int_equal(shmstat_stat_read(f->a.h, "jobs:done", &st), 0);
 	assert_int_equal(st.value, 40);
 
 	add(f->a.h, "jobs:done", 1);

@@ -150,7 +150,7 @@ static void nx_and_xx_respect_presence(void **state)
 			 SHMSTAT_ENOTFOUND);
 	assert_int_equal(set_s(h, "k", "a", 0, SHMSTAT_CACHE_NX), 0);
 	assert_int_equal(set_s(h, "k", "b", 0, SHMSTAT_CACHE_NX),
-			 SHMSTAT_EEXISTS);
+			 SHMSTAT_EKEYEXISTS);
 	assert_int_equal(set_s(h, "k", "c", 0, SHMSTAT_CACHE_XX), 0);
 	assert_int_equal(get_s(h, "k", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "c");

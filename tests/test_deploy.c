@@ -56,7 +56,7 @@ static void the_shipped_redis_conf_serves_the_bridge_through_its_acl_user(void *
 	assert_true(ru_wait_synced(s.h, 10000));
 	assert_int_equal(ru_get(&r, "filter_stats:ml_confident"), 41);
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(s.h, "filter_stats:ml_confident", &st), 0);
+	assert_int_equal(shmstat_stat_read(s.h, "filter_stats:ml_confident", &st), 0);
 	assert_int_equal(st.global, 41);
 
 	/* A global reset runs its own script: allowed too. */

@@ -34,7 +34,7 @@ static void prometheus_output_parses_under_the_exposition_rules(void **state)
 	shmstat_counter_add_by_name(s->h, "filter_stats:total_samples", 150);
 	shmstat_counter_add_by_name(s->h, "9lives", 9);
 	shmstat_counter_add_by_name(s->h, "quote\"back\\slash", 3);
-	shmstat_gauge_get(s->h, "workers.busy", &g);
+	shmstat_gauge_open(s->h, "workers.busy", &g);
 	shmstat_gauge_set(g, -4);
 	char k[] = "k";
 	shmstat_cache_set(s->h, k, 1, "v", 1, 0, SHMSTAT_CACHE_ALWAYS);
@@ -80,7 +80,7 @@ static void names_that_sanitize_alike_stay_distinct(void **state)
 	shmstat_counter_add_by_name(s->h, "req:a.b", 2);
 	shmstat_counter_add_by_name(s->h, "req_a_b", 3);
 	shmstat_counter_add_by_name(s->h, "x", 5);
-	shmstat_gauge_get(s->h, "x_total", &g); /* would be shmstat_x_total */
+	shmstat_gauge_open(s->h, "x_total", &g); /* would be shmstat_x_total */
 	shmstat_gauge_set(g, 7);
 	char *doc = capture(s->h, shmstat_export_prometheus);
 	expo_parse(doc, &e);

@@ -55,7 +55,7 @@ static void target_make(struct target *t)
 			shmstat_counter_add_by_name(t->s.h, name, (uint64_t)i);
 		else {
 			shmstat_gauge_t g;
-			shmstat_gauge_get(t->s.h, name, &g);
+			shmstat_gauge_open(t->s.h, name, &g);
 			shmstat_gauge_set(g, -i);
 		}
 	}
@@ -104,12 +104,12 @@ static void random_damage_never_crashes_the_library(void **state)
 		shmstat_stat_t st;
 		(void)shmstat_iter(h, NULL, count_cb, &n);
 		(void)shmstat_info(h, &in);
-		(void)shmstat_stat_get(h, "fuzz:c1", &st);
+		(void)shmstat_stat_read(h, "fuzz:c1", &st);
 		(void)shmstat_reset(h, "fuzz:c2*", NULL);
 		uint32_t reaped;
 		(void)shmstat_reap(h, &reaped);
 		shmstat_counter_t c;
-		if (shmstat_counter_get(h, "fuzz:new", &c) == 0)
+		if (shmstat_counter_open(h, "fuzz:new", &c) == 0)
 			shmstat_counter_add(c, 1);
 		shmstat_close(&h);
 	}
@@ -206,7 +206,7 @@ static void a_length_changing_under_a_reader_is_never_trusted(void **state)
 		else
 			fail_msg("iter: %d", rc);
 		shmstat_stat_t st;
-		rc = shmstat_stat_get(s.h, "abc", &st);
+		rc = shmstat_stat_read(s.h, "abc", &st);
 		assert_true(rc == 0 || rc == SHMSTAT_ECORRUPT ||
 			    rc == SHMSTAT_ENOTFOUND);
 	}

@@ -6,7 +6,8 @@
 int main()
 {
 	uint64_t cells[4] = {0, 0, 0, 0};
-	shmstat_row_ row = {cells};
+	// A row owned by this thread: the inline path, no library call.
+	shmstat_row_ row = {cells, shmstat_thread_token_()};
 	shmstat_counter_t c = {&row, 2, 0};
 	shmstat_counter_add(c, 5);
 	shmstat_counter_incr(c);

@@ -20,12 +20,12 @@ static void a_closed_handles_row_is_reused_by_the_next_claimer(void **state)
 	shmstat_counter_t c;
 
 	assert_int_equal(shmstat_open(s->name, NULL, &a), 0);
-	assert_int_equal(shmstat_counter_get(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
 	int32_t slot = a->slot;
 	shmstat_counter_add(c, 7);
 	shmstat_close(&a);
 	assert_int_equal(shmstat_open(s->name, NULL, &b), 0);
-	assert_int_equal(shmstat_counter_get(b, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(b, "x", &c), 0);
 	assert_int_equal(b->slot, slot);
 	/* Adopted: the new owner adds on top of what it found. */
 	shmstat_counter_add(c, 1);
@@ -41,7 +41,7 @@ static void a_reader_that_never_counts_claims_no_row(void **state)
 
 	shmstat_counter_add_by_name(s->h, "x", 1);
 	assert_int_equal(shmstat_open(s->name, NULL, &h), 0);
-	assert_int_equal(shmstat_stat_get(h, "x", &st), 0);
+	assert_int_equal(shmstat_stat_read(h, "x", &st), 0);
 	assert_int_equal(h->slot, -1);
 	shmstat_info_t in;
 	shmstat_info(h, &in);
@@ -122,7 +122,7 @@ static void thousands_of_short_lived_processes_never_exhaust_the_registry(void *
 			assert_int_equal(tu_wait(pids[j], 30000), 0);
 	}
 	shmstat_stat_t st;
-	assert_int_equal(shmstat_stat_get(s.h, "churn", &st), 0);
+	assert_int_equal(shmstat_stat_read(s.h, "churn", &st), 0);
 	assert_int_equal(st.value, n);
 	shmstat_info_t in;
 	shmstat_info(s.h, &in);
@@ -154,9 +154,9 @@ static void the_tools_incr_in_a_loop_reuses_rows(void **state)
 	shmstat_unlink(s.name);
 }
 
-/* When every row is held by a live process, a new one gets EFULL but a
- * handle that is still safe to use. */
-static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
+/* When every row is held by a live process, a new handle still counts
+ * exactly, in the shared overflow row, and says so. */
+static void a_registry_full_of_live_processes_counts_in_the_overflow_row(void **state)
 {
 	(void)state;
 	struct tu_seg s;
@@ -164,20 +164,28 @@ static void a_registry_full_of_live_processes_gives_efull_safely(void **state)
 				.size = 2u << 20 };
 	shmstat_t *a, *b;
 	shmstat_counter_t c;
+	int64_t v;
 
 	tu_seg_create(&s, "live", &o);
 	assert_int_equal(shmstat_open(s.name, NULL, &a), 0);
 	assert_int_equal(shmstat_open(s.name, NULL, &b), 0);
-	assert_int_equal(shmstat_counter_get(s.h, "x", &c), 0);
-	assert_int_equal(shmstat_counter_get(a, "x", &c), 0);
-	assert_int_equal(shmstat_counter_get(b, "x", &c), SHMSTAT_EFULL);
-	assert_non_null(strstr(shmstat_errstr(b), "rows are held"));
-	shmstat_counter_add(c, 1); /* process-local: safe, not counted */
+	assert_int_equal(shmstat_counter_open(s.h, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_open(b, "x", &c), 0);
+	shmstat_counter_add(c, 7);
 	shmstat_info_t in;
-	shmstat_info(s.h, &in);
+	shmstat_info(b, &in);
 	assert_int_equal(in.row_overflows, 1);
-	shmstat_close(&a);
+	assert_int_equal(in.handle_row, SHMSTAT_ROW_OVERFLOW);
+	assert_int_equal(shmstat_counter_read(b, c, &v), 0);
+	assert_int_equal(v, 7);
 	shmstat_close(&b);
+	/* Its counts outlive it, as a row's do. */
+	assert_int_equal(shmstat_counter_add_by_name(a, "x", 1), 0);
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
+	assert_int_equal(shmstat_counter_read(a, c, &v), 0);
+	assert_int_equal(v, 8);
+	shmstat_close(&a);
 	shmstat_close(&s.h);
 	shmstat_unlink(s.name);
 }
@@ -220,9 +228,162 @@ static void a_process_in_another_pid_namespace_reaps_nothing(void **state)
 	assert_int_equal(tu_wait(pid, 10000), 0);
 	uint32_t n;
 	assert_int_equal(shmstat_reap(s->h, &n), 0);
-	/* Two: the child's own handle, and the fixture's handle it
-	 * inherited (the fork handler gave that one a row too). */
-	assert_int_equal(n, 2);
+	/* One: the child's own handle. The fixture's handle it inherited
+	 * never counted in the child, so it claimed no row there. */
+	assert_int_equal(n, 1);
+}
+
+/* Wait (bounded) until pid is a zombie: its parent has not reaped it. */
+static void wait_zombie(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 10000; i++) {
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		char *p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'Z')
+			return;
+		usleep(1000);
+	}
+	fail_msg("pid %d never became a zombie", (int)pid);
+}
+
+/* A child that exited without closing and that its parent has not waited
+ * for yet is dead: its row is reaped, its counts stay. */
+static void a_zombie_holds_no_row(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_t c;
+	int64_t v;
+
+	assert_int_equal(shmstat_counter_open(s->h, "z", &c), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		shmstat_counter_add(c, 4);
+		_exit(0); /* no close */
+	}
+	wait_zombie(pid);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(s->h, &in), 0);
+	assert_int_equal(in.workers_dead, 1);
+	uint32_t n;
+	assert_int_equal(shmstat_reap(s->h, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(shmstat_counter_read(s->h, c, &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+}
+
+/* Children that exec a long-running program: one that counted first
+ * gives its row back (it no longer maps the segment), one that never
+ * counted never took one. */
+static void an_execd_child_gives_its_row_back(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_counter_t c;
+	shmstat_info_t in;
+	int64_t v;
+
+	assert_int_equal(shmstat_counter_open(s->h, "e", &c), 0);
+	shmstat_counter_add(c, 1);
+	pid_t quiet = fork();
+	if (quiet == 0) {
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t counted = fork();
+	if (counted == 0) {
+		close(p[0]);
+		shmstat_counter_add(c, 6);
+		if (write(p[1], "x", 1) != 1)
+			_exit(1);
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	char b;
+	assert_int_equal(read(p[0], &b, 1), 1); /* it counted */
+	close(p[0]);
+	/* Reap until the exec has happened (bounded: 10 s). */
+	uint32_t n = 0, total = 0;
+	for (int i = 0; i < 10000 && total == 0; i++) {
+		assert_int_equal(shmstat_reap(s->h, &n), 0);
+		total += n;
+		if (total == 0)
+			usleep(1000);
+	}
+	assert_int_equal(total, 1);
+	assert_int_equal(shmstat_info(s->h, &in), 0);
+	assert_int_equal(in.workers_live, 1); /* ours only: sleep holds none */
+	assert_int_equal(shmstat_counter_read(s->h, c, &v), 0);
+	assert_int_equal(v, 7);
+	kill(quiet, SIGKILL);
+	kill(counted, SIGKILL);
+	tu_wait(quiet, 10000);
+	tu_wait(counted, 10000);
+}
+
+/*
+ * 150 long-lived and 50 short-lived children over the default 128 rows:
+ * every increment lands. The ones that find no row count in the shared
+ * overflow row, and info says so.
+ */
+struct many {
+	volatile int ready;
+	volatile int go_home;
+};
+
+static void two_hundred_processes_over_128_rows_count_exactly(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	struct many *m = tu_shared(sizeof(*m));
+	enum { LONG = 150, SHORT = 50, PER = 1000 };
+	pid_t pids[LONG + SHORT];
+	shmstat_counter_t c;
+	int64_t v;
+
+	tu_seg_create(&s, "many", NULL); /* 128 rows */
+	assert_int_equal(shmstat_counter_open(s.h, "many", &c), 0);
+	for (int i = 0; i < LONG + SHORT; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			for (int k = 0; k < PER; k++)
+				shmstat_counter_incr(c);
+			__atomic_fetch_add(&m->ready, 1, __ATOMIC_RELEASE);
+			if (i < LONG) /* long-lived: hold the row */
+				while (!__atomic_load_n(&m->go_home,
+							__ATOMIC_ACQUIRE))
+					usleep(1000);
+			_exit(0); /* no close */
+		}
+	}
+	for (int i = 0; i < 120000 && __atomic_load_n(&m->ready,
+						       __ATOMIC_ACQUIRE) <
+						  LONG + SHORT;
+	     i++)
+		usleep(1000);
+	assert_int_equal(m->ready, LONG + SHORT);
+	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
+	assert_int_equal(v, (LONG + SHORT) * PER);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(s.h, &in), 0);
+	assert_true(in.row_overflows > 0);
+	__atomic_store_n(&m->go_home, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < LONG + SHORT; i++)
+		assert_int_equal(tu_wait(pids[i], 60000), 0);
+	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
+	assert_int_equal(v, (LONG + SHORT) * PER);
+	tu_shared_free(m, sizeof(*m));
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
 }
 
 int main(void)
@@ -236,7 +397,10 @@ int main(void)
 		T(a_process_in_another_pid_namespace_reaps_nothing),
 		cmocka_unit_test(thousands_of_short_lived_processes_never_exhaust_the_registry),
 		cmocka_unit_test(the_tools_incr_in_a_loop_reuses_rows),
-		cmocka_unit_test(a_registry_full_of_live_processes_gives_efull_safely),
+		cmocka_unit_test(a_registry_full_of_live_processes_counts_in_the_overflow_row),
+		T(a_zombie_holds_no_row),
+		T(an_execd_child_gives_its_row_back),
+		cmocka_unit_test(two_hundred_processes_over_128_rows_count_exactly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,7 +154,15 @@ static void another_major_version_gives_eversion(void **state)
 	shmstat_t *h;
 	hdr->ver_major = SEG_LAYOUT_MAJOR + 1;
 	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_EVERSION);
-	assert_non_null(strstr(shmstat_errstr(NULL), "layout version 2."));
+	char want[64];
+	snprintf(want, sizeof(want), "layout version %u.", SEG_LAYOUT_MAJOR + 1);
+	assert_non_null(strstr(shmstat_errstr(NULL), want));
+	/* And an older one: a 1.x segment is named as such. */
+	hdr->ver_major = 1;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_EVERSION);
+	assert_non_null(strstr(shmstat_errstr(NULL), "layout version 1."));
+	snprintf(want, sizeof(want), "this build reads %u.x", SEG_LAYOUT_MAJOR);
+	assert_non_null(strstr(shmstat_errstr(NULL), want));
 	/* A newer minor version of our major is accepted. */
 	hdr->ver_major = SEG_LAYOUT_MAJOR;
 	hdr->ver_minor = SEG_LAYOUT_MINOR + 1;
@@ -317,7 +325,7 @@ static void twenty_processes_creating_at_once_all_attach_to_one(void **state)
 	shmstat_t *h;
 	shmstat_stat_t st;
 	assert_int_equal(shmstat_open(name, NULL, &h), 0);
-	assert_int_equal(shmstat_stat_get(h, "racers", &st), 0);
+	assert_int_equal(shmstat_stat_read(h, "racers", &st), 0);
 	assert_int_equal(st.value, RACERS);
 	shmstat_close(&h);
 	shmstat_unlink(name);
@@ -355,8 +363,142 @@ static void hot_path_structs_keep_their_size(void **state)
 	(void)state;
 	assert_int_equal(sizeof(shmstat_counter_t), 16);
 	assert_int_equal(offsetof(shmstat_counter_t, index_), 8);
-	assert_int_equal(sizeof(struct shmstat_row_), 8);
+	assert_int_equal(sizeof(struct shmstat_row_), 16);
 	assert_int_equal(sizeof(shmstat_gauge_t), 16);
+}
+
+/*
+ * A segment squatted by another user (nobody creates shmstat.NAME before
+ * the service) is refused by a root service opening with O_CREATE, with an
+ * error naming segment, path, owner and mode; accepted when the caller
+ * names that owner, or attaches read-only.
+ */
+static void a_segment_squatted_by_another_user_is_refused(void **state)
+{
+	(void)state;
+	char name[SHMSTAT_SEGNAME_MAX + 1], out[4096];
+	const char *tool = getenv("SHMSTAT_TOOL");
+	shmstat_t *h = NULL;
+
+	tu_name(name, sizeof(name), "squat");
+	assert_int_equal(tu_sh(out, sizeof(out),
+			       TU_AS_NOBODY "%s -n %s create --mode 0644",
+			       tool, name),
+			 0);
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE };
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EOWNER);
+	assert_null(h);
+	const char *e = shmstat_errstr(NULL);
+	char want[256];
+	snprintf(want, sizeof(want), "segment '%s' (/dev/shm/shmstat.%s)", name,
+		 name);
+	assert_non_null(strstr(e, want));
+	assert_non_null(strstr(e, "owner uid 65534 (nobody)"));
+	assert_non_null(strstr(e, "mode 0644"));
+	/* Naming the owner we expect: accepted; another owner: refused. */
+	o = (shmstat_options_t){ .flags = SHMSTAT_O_OWNER, .owner_uid = 65534 };
+	assert_int_equal(shmstat_open(name, &o, &h), 0);
+	shmstat_close(&h);
+	o.owner_uid = 0;
+	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EOWNER);
+	/* Read-only inspection is fine; writing through it is refused. */
+	o = (shmstat_options_t){ .flags = SHMSTAT_O_RDONLY };
+	assert_int_equal(shmstat_open(name, &o, &h), 0);
+	shmstat_counter_t c;
+	shmstat_gauge_t g;
+	assert_int_equal(shmstat_counter_open(h, "x", &c), SHMSTAT_ERDONLY);
+	shmstat_counter_add(c, 1); /* the sink: no fault */
+	assert_int_equal(shmstat_gauge_open(h, "g", &g), SHMSTAT_ERDONLY);
+	shmstat_gauge_set(g, 1); /* the sink: no fault */
+	assert_int_equal(shmstat_reset(h, NULL, NULL), SHMSTAT_ERDONLY);
+	assert_int_equal(shmstat_reap(h, NULL), SHMSTAT_ERDONLY);
+	assert_int_equal(shmstat_cache_set(h, "k", 1, "v", 1, 0, 0),
+			 SHMSTAT_ERDONLY);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(h, &in), 0);
+	assert_int_equal(in.owner_uid, 65534);
+	assert_int_equal(in.mode, 0644);
+	assert_true(in.read_only);
+	shmstat_close(&h);
+	/* The tool says who owns it. */
+	assert_int_equal(tu_sh(out, sizeof(out), "%s -n %s info", tool, name), 0);
+	assert_non_null(strstr(out, "owner:     uid 65534, gid 65534, mode 0644"));
+	/* A group-shared mode of a group we are not in is still refused. */
+	assert_int_equal(tu_sh(out, sizeof(out), "chmod 0660 /dev/shm/shmstat.%s",
+			       name),
+			 0);
+	assert_int_equal(shmstat_open(name, NULL, &h), SHMSTAT_EOWNER);
+	o = (shmstat_options_t){ .flags = SHMSTAT_O_GROUP, .group_gid = 65534 };
+	assert_int_equal(shmstat_open(name, &o, &h), 0);
+	shmstat_close(&h);
+	shmstat_unlink(name);
+}
+
+/*
+ * Another user inspects a 0644 segment with the tool: list, get, info,
+ * health and list -p work read-only; writing is refused with an error.
+ */
+static void another_user_inspects_a_0644_segment_read_only(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .mode = 0644 };
+	char out[8192];
+	const char *tool = getenv("SHMSTAT_TOOL");
+
+	tu_seg_create(&s, "ro", &o);
+	assert_int_equal(shmstat_counter_add_by_name(s.h, "req", 5), 0);
+#define NOBODY(...) tu_sh(out, sizeof(out), TU_AS_NOBODY __VA_ARGS__)
+	assert_int_equal(NOBODY("%s -n %s get req", tool, s.name), 0);
+	assert_string_equal(out, "5\n");
+	assert_int_equal(NOBODY("%s -n %s list", tool, s.name), 0);
+	assert_non_null(strstr(out, "req"));
+	assert_int_equal(NOBODY("%s -n %s list -p", tool, s.name), 0);
+	assert_non_null(strstr(out, "} 5\n"));
+	assert_int_equal(NOBODY("%s -n %s info", tool, s.name), 0);
+	assert_non_null(strstr(out, "owner:     uid 0, gid 0, mode 0644\n"));
+	assert_int_equal(NOBODY("%s -n %s health --no-bridge", tool, s.name), 0);
+	/* Writing: refused, nothing changed. */
+	assert_int_not_equal(NOBODY("%s -n %s incr req", tool, s.name), 0);
+	assert_non_null(strstr(out, "shmstat: "));
+#undef NOBODY
+	int64_t v;
+	shmstat_counter_t c;
+	assert_int_equal(shmstat_counter_open(s.h, "req", &c), 0);
+	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
+	assert_int_equal(v, 5);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
+/* The tool reading a segment that is truncated under it says so and
+ * exits 2, instead of dying of "Bus error". */
+static void the_tool_reports_a_segment_truncated_under_it(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	char out[4096];
+	const char *tool = getenv("SHMSTAT_TOOL");
+
+	tu_seg_create(&s, "trunc", NULL);
+	assert_int_equal(shmstat_counter_add_by_name(s.h, "x", 1), 0);
+	/* Unmapped here first: a truncated page would hit us too. */
+	shmstat_close(&s.h);
+	/* Truncate once the watcher has drawn its first screen (it then
+	 * reads every 50 ms); bounded by 1000 refreshes and tu_sh's 60 s. */
+	char tmp[] = "/tmp/shmstat-trunc-XXXXXX";
+	int fd = mkstemp(tmp);
+	assert_true(fd >= 0);
+	close(fd);
+	int rc = tu_sh(out, sizeof(out),
+		       "%s -n %s list -w 0.05 -c 1000 >%s & "
+		       "until [ -s %s ]; do sleep 0.01; done; "
+		       "truncate -s 4096 /dev/shm/shmstat.%s; wait $!",
+		       tool, s.name, tmp, tmp, s.name);
+	unlink(tmp);
+	shmstat_unlink(s.name);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(out, "truncated while being read"));
 }
 
 int main(void)
@@ -387,6 +529,9 @@ int main(void)
 		cmocka_unit_test(every_error_code_has_a_distinct_message),
 		cmocka_unit_test(close_accepts_null_and_clears_the_pointer),
 		cmocka_unit_test(hot_path_structs_keep_their_size),
+		cmocka_unit_test(a_segment_squatted_by_another_user_is_refused),
+		cmocka_unit_test(another_user_inspects_a_0644_segment_read_only),
+		cmocka_unit_test(the_tool_reports_a_segment_truncated_under_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,18 +141,18 @@ static void a_bridge_killed_mid_write_does_not_block_the_next(void **state)
 	assert_int_equal(atomic_load(&raw->seq) & 1, 0);
 }
 
-static void the_global_value_is_readable_through_stat_get(void **state)
+static void the_global_value_is_readable_through_stat_read(void **state)
 {
 	struct tu_seg *s = *state;
 	shmstat_counter_t c;
 	shmstat_stat_t st;
 
-	assert_int_equal(shmstat_counter_get(s->h, "g:x", &c), 0);
+	assert_int_equal(shmstat_counter_open(s->h, "g:x", &c), 0);
 	shmstat_counter_add(c, 2);
-	assert_int_equal(shmstat_stat_get(s->h, "g:x", &st), 0);
+	assert_int_equal(shmstat_stat_read(s->h, "g:x", &st), 0);
 	assert_int_equal(st.global_ns, 0);
 	assert_int_equal(shmstat_sync_global_set(s->h, c.index_, 99, 123), 0);
-	assert_int_equal(shmstat_stat_get(s->h, "g:x", &st), 0);
+	assert_int_equal(shmstat_stat_read(s->h, "g:x", &st), 0);
 	assert_int_equal(st.global, 99);
 	assert_int_equal(st.global_ns, 123);
 	assert_int_equal(st.value, 2);
@@ -170,8 +170,8 @@ static void the_reset_base_is_kept_per_counter(void **state)
 	int64_t base;
 	uint64_t ep;
 
-	assert_int_equal(shmstat_counter_get(s->h, "a", &a), 0);
-	assert_int_equal(shmstat_counter_get(s->h, "b", &b), 0);
+	assert_int_equal(shmstat_counter_open(s->h, "a", &a), 0);
+	assert_int_equal(shmstat_counter_open(s->h, "b", &b), 0);
 	assert_int_equal(shmstat_sync_rbase_get(s->h, a.index_, &base, &ep), 0);
 	assert_int_equal(base, 0);
 	assert_int_equal(ep, 0);
@@ -261,7 +261,7 @@ int main(void)
 		T(values_are_local_when_the_push_is_old_or_the_bridge_is_gone),
 		T(a_reader_never_sees_a_half_written_status),
 		T(a_bridge_killed_mid_write_does_not_block_the_next),
-		T(the_global_value_is_readable_through_stat_get),
+		T(the_global_value_is_readable_through_stat_read),
 		T(the_reset_base_is_kept_per_counter),
 		T(a_reset_request_is_taken_done_and_waited_for),
 		T(a_requester_that_died_mid_write_is_taken_over),

@@ -79,7 +79,7 @@ static void create_list_get_incr_reset_destroy(void **state)
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "other", NULL), 0);
 	assert_string_equal(out, "5\n");
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "info", NULL), 0);
-	assert_non_null(strstr(out, "layout:    1.1"));
+	assert_non_null(strstr(out, "layout:    2.0"));
 	assert_non_null(strstr(out, "counters:  3 of 100"));
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "destroy", NULL), 0);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", NULL), 2);
@@ -116,7 +116,7 @@ static void json_output_carries_timestamp_source_and_escaped_names(void **state)
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "-j", "g", NULL), 0);
 	assert_non_null(strstr(out, "\"kind\": \"gauge\", \"value\": -2"));
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "info", "-j", NULL), 0);
-	assert_non_null(strstr(out, "\"layout\": \"1.1\""));
+	assert_non_null(strstr(out, "\"layout\": \"2.0\""));
 	assert_non_null(strstr(out, "\"regions\": ["));
 	/* If python3 is there, the documents must parse as JSON. */
 	if (access("/usr/bin/python3", X_OK) == 0) {

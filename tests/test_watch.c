@@ -87,7 +87,7 @@ static void the_live_view_shows_a_rate_and_quits_on_q(void **state)
 	shmstat_counter_t c;
 	int fd;
 
-	assert_int_equal(shmstat_counter_get(s->h, "req:served", &c), 0);
+	assert_int_equal(shmstat_counter_open(s->h, "req:served", &c), 0);
 	pid_t pid = spawn_watch(s->name, &fd);
 	/* It switched to the alternate screen and drew a frame. */
 	assert_true(wait_screen(fd, "\033\\[\\?1049h", 10000));

@@ -129,3 +129,39 @@ int tu_tool(char *out, size_t outlen, const char *arg0, ...)
 		out[got] = '\0';
 	return tu_wait(pid, 60000);
 }
+
+int tu_sh(char *out, size_t outlen, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	size_t n = 0;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	/* A bound on every command: a hung one fails the test, never the
+	 * whole suite's timeout. */
+	char full[2100];
+	snprintf(full, sizeof(full), "timeout 60 sh -c '%s' 2>&1", cmd);
+	FILE *p = popen(full, "r");
+	assert_non_null(p);
+	if (out && outlen) {
+		while (n + 1 < outlen) {
+			size_t r = fread(out + n, 1, outlen - 1 - n, p);
+			if (r == 0)
+				break;
+			n += r;
+		}
+		out[n] = '\0';
+	} else {
+		char sink[512];
+		while (fread(sink, 1, sizeof(sink), p) > 0)
+			;
+	}
+	int st = pclose(p);
+	if (st < 0)
+		return -1;
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	return 128 + WTERMSIG(st);
+}

@@ -46,4 +46,13 @@ int tu_wait(pid_t pid, int timeout_ms);
  * exit status, or 128+signal. */
 int tu_tool(char *out, size_t outlen, const char *arg0, ...);
 
+/* Run `sh -c CMD` (printf-style, no single quotes in it), bounded to 60 s,
+ * with stdout and stderr captured into out (may be NULL). Returns the exit
+ * status, or 128+signal. */
+int tu_sh(char *out, size_t outlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Run a command as user nobody: "setpriv ... CMD". */
+#define TU_AS_NOBODY "setpriv --reuid=nobody --regid=nogroup --clear-groups "
+
 #endif

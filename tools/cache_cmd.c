@@ -231,8 +231,8 @@ int do_cache(const char *seg, int argc, char **argv)
 	} else if (strcmp(sub->name, "set") == 0) {
 		rc = shmstat_cache_set(h, k, strlen(k), a.pos[1],
 				       strlen(a.pos[1]), a.ttl, a.mode);
-		if (rc == SHMSTAT_EEXISTS || rc == SHMSTAT_ENOTFOUND) {
-			tool_err("cache: set: %s", rc == SHMSTAT_EEXISTS
+		if (rc == SHMSTAT_EKEYEXISTS || rc == SHMSTAT_ENOTFOUND) {
+			tool_err("cache: set: %s", rc == SHMSTAT_EKEYEXISTS
 							   ? "key exists (--nx)"
 							   : "key is absent (--xx)");
 			rc = 1;

@@ -53,7 +53,10 @@ int do_health(const char *seg, int argc, char **argv)
 
 	shmstat_health_t hs = { .status = SHMSTAT_BROKEN };
 	shmstat_t *h = NULL;
-	int rc = shmstat_open(seg, NULL, &h);
+	/* Read-only: health never writes, and works on a segment of
+	 * another user that lets us read it. */
+	shmstat_options_t o = { .flags = SHMSTAT_O_RDONLY };
+	int rc = shmstat_open(seg, &o, &h);
 	if (rc < 0) {
 		snprintf(hs.reason, sizeof(hs.reason), "segment: %s",
 			 shmstat_errstr(NULL));

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,21 +82,35 @@ int tool_status(int rc)
 	case SHMSTAT_ECORRUPT:
 	case SHMSTAT_EINIT:
 	case SHMSTAT_EPERM:
+	case SHMSTAT_EOWNER:
 		return EXIT_SEGMENT;
 	default:
 		return EXIT_USAGE;
 	}
 }
 
-static int attach(const char *name, shmstat_t **h)
+static int attach_flags(const char *name, shmstat_t **h, unsigned flags)
 {
-	int rc = shmstat_open(name, NULL, h);
+	shmstat_options_t o = { .flags = flags };
+	int rc = shmstat_open(name, &o, h);
 
 	if (rc < 0) {
 		tool_err("%s", shmstat_errstr(NULL));
 		return tool_status(rc);
 	}
 	return 0;
+}
+
+static int attach(const char *name, shmstat_t **h)
+{
+	return attach_flags(name, h, 0);
+}
+
+/* Commands that only read attach read-only: they work on a segment of
+ * another user that lets them read it, and can never write to it. */
+static int attach_ro(const char *name, shmstat_t **h)
+{
+	return attach_flags(name, h, SHMSTAT_O_RDONLY);
 }
 
 /* The library's own formatting, so the tool and the exporters agree. */
@@ -370,7 +385,7 @@ static int do_list(const char *seg, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_ro(seg, &h)))
 		return rc;
 	if (watch) {
 		rc = tool_watch(h, seg, pattern, interval, count, human);
@@ -428,7 +443,7 @@ static int do_get(const char *seg, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_ro(seg, &h)))
 		return rc;
 	if (global) {
 		rc = sync_get_global(h, argv[optind], json);
@@ -436,7 +451,7 @@ static int do_get(const char *seg, int argc, char **argv)
 		return rc;
 	}
 	shmstat_stat_t st;
-	rc = shmstat_stat_get(h, argv[optind], &st);
+	rc = shmstat_stat_read(h, argv[optind], &st);
 	if (rc < 0) {
 		tool_err("%s", shmstat_errstr(h));
 	} else if (json) {
@@ -483,7 +498,7 @@ static int do_incr(const char *seg, int argc, char **argv)
 	if ((rc = attach(seg, &h)))
 		return rc;
 	shmstat_counter_t c;
-	rc = shmstat_counter_get(h, argv[1], &c);
+	rc = shmstat_counter_open(h, argv[1], &c);
 	if (rc == 0) {
 		shmstat_counter_add(c, n);
 		int64_t v;
@@ -523,7 +538,7 @@ static int do_set(const char *seg, int argc, char **argv)
 	if ((rc = attach(seg, &h)))
 		return rc;
 	shmstat_gauge_t g;
-	rc = shmstat_gauge_get(h, argv[1], &g);
+	rc = shmstat_gauge_open(h, argv[1], &g);
 	if (rc == 0)
 		shmstat_gauge_set(g, v);
 	else
@@ -585,10 +600,11 @@ static int do_reset(const char *seg, int argc, char **argv)
 static const char usage_info[] =
 	"usage: shmstat [-n NAME] info [-j]\n"
 	"\n"
-	"Show the layout version, size, creation, usage of each region, the\n"
-	"rows held by live and dead processes, and the status of the\n"
-	"shmstat-bridge: connected or not, last push, pending changes, lag,\n"
-	"last error, and whether values are reconciled (source: redis).\n"
+	"Show the layout version, size, creation, owner and mode, usage of\n"
+	"each region, the rows held by live and dead processes, and the\n"
+	"status of the shmstat-bridge: connected or not, last push, pending\n"
+	"changes, lag, last error, and whether values are reconciled\n"
+	"(source: redis). Attaches read-only.\n"
 	"  -j  JSON\n";
 
 static void info_table(const shmstat_info_t *in)
@@ -602,12 +618,15 @@ static void info_table(const shmstat_info_t *in)
 	printf("created:   %s by pid %d\n", ts, in->creator_pid);
 	printf("host:      %s (id %016" PRIx64 ")\n", in->host_name,
 	       in->host_id);
+	printf("owner:     uid %u, gid %u, mode %04o\n", in->owner_uid,
+	       in->owner_gid, in->mode);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
 	printf("workers:   %u live, %u dead, %u free of %u (%u rows used)\n",
 	       in->workers_live, in->workers_dead, in->workers_free,
 	       in->max_workers, in->workers_hwm);
 	if (in->row_overflows)
-		printf("overflow:  %" PRIu64 " processes found no free row\n",
+		printf("overflow:  %" PRIu64 " claims found no free row and "
+		       "count in the shared overflow row (exact, slower)\n",
 		       in->row_overflows);
 	printf("cache:     values up to %" PRIu64 " bytes\n",
 	       in->cache_max_value);
@@ -633,6 +652,8 @@ static void info_json(const shmstat_info_t *in)
 	       in->layout_major, in->layout_minor, in->size, ts,
 	       in->creator_pid);
 	json_str(stdout, in->host_name, strlen(in->host_name));
+	printf(",\n  \"owner\": {\"uid\": %u, \"gid\": %u, \"mode\": \"%04o\"}",
+	       in->owner_uid, in->owner_gid, in->mode);
 	printf(",\n  \"host_id\": \"%016" PRIx64 "\",\n"
 	       "  \"counters\": {\"used\": %u, \"max\": %u},\n"
 	       "  \"workers\": {\"live\": %u, \"dead\": %u, \"free\": %u, "
@@ -667,7 +688,7 @@ static int do_info(const char *seg, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_ro(seg, &h)))
 		return rc;
 	shmstat_info_t in;
 	rc = shmstat_info(h, &in);
@@ -721,10 +742,25 @@ static const struct cmd cmds[] = {
 	{ "cache", do_cache, usage_cache },
 };
 
+/* A segment shrunk under us (by anyone who can write its file) makes the
+ * next access of a lost page a SIGBUS: say so instead of "Bus error". */
+static void on_sigbus(int sig)
+{
+	static const char msg[] =
+		"shmstat: the segment was truncated while being read (SIGBUS):"
+		" a process that can write its file shrank it\n";
+	(void)sig;
+	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(EXIT_SEGMENT);
+}
+
 int main(int argc, char **argv)
 {
 	const char *seg = getenv("SHMSTAT_NAME");
 	int c;
+
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	sigaction(SIGBUS, &sa, NULL);
 
 	if (!seg || !*seg)
 		seg = "default";

@@ -112,7 +112,7 @@ void sync_info(shmstat_t *h, FILE *f, bool json)
 int sync_get_global(shmstat_t *h, const char *name, bool json)
 {
 	shmstat_stat_t st;
-	int rc = shmstat_stat_get(h, name, &st);
+	int rc = shmstat_stat_read(h, name, &st);
 
 	if (rc < 0) {
 		tool_err("%s", shmstat_errstr(h));
