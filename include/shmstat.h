@@ -177,8 +177,9 @@ typedef struct shmstat_counter {
 
 /*
  * Get a handle to the counter `name`, creating it when missing.
- * Errors: ENAME (empty, too long, control characters), EKIND (a gauge has
- * that name), EFULL (directory full: existing counters keep working),
+ * Errors: ENAME (empty, too long, not UTF-8, control characters; the
+ * reason names the byte offset), EKIND (a gauge has that name), EFULL
+ * (directory full: existing counters keep working),
  * EFULL also when no row is free for this process (see max_workers).
  */
 int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out);
