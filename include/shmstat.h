@@ -610,6 +610,7 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
  * the caller owns or into a caller's buffer (the _buf forms, for callers
  * without stdio: FFI, an event loop's own buffers). Both forms write the
  * same bytes. pattern filters counters and gauges by glob (NULL = all).
+ * An export only reads the segment (a read-only handle will do).
  *
  * Every document is valid (UTF-8, its format's escaping) for every name
  * the library accepts. A segment is still another process's bytes: a name
@@ -623,27 +624,26 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
  * the document needed, buf a NUL-ended prefix. Values move between calls
  * (a counter may grow a digit, a name may be added), so a caller that
  * sizes with one call and writes with the next loops on ERANGE or leaves
- * room. On other errors *needed is 0.
- *
- * The three slots, the same for every export function:
- *   Concurrency: any number of threads and processes at once, with one
- *     another and with every other call on the segment; a shmstat_t may be
- *     shared (the reason of a failure is per handle, see shmstat_errstr()).
- *   Ordering: each counter and gauge is read once, as shmstat_iter()
- *     reads it; a document is not a snapshot of one instant: two values
- *     are each current at their own moment, an increment racing the export
- *     is in it or in the next one, and no counter goes backwards from one
- *     export to the next (unless reset).
- *   Killed inside: the segment is unchanged (an export only reads it);
- *     the stream or buffer holds a partial document.
+ * room. On other errors *needed is 0. A stream that fails to take the
+ * bytes gives SHMSTAT_ESYS.
  */
 
 /* "redis" when the bridge reconciled the values recently, else "local".
- * Slots as above. */
+ * Concurrency: any. Ordering: reads the bridge's status once. Killed:
+ * nothing to leave (a read). */
 const char *shmstat_source(shmstat_t *h);
 
-/* The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
- * value}, "gauges": {name: value}}. Slots as above. */
+/*
+ * The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
+ * value}, "gauges": {name: value}}.
+ * Concurrency: any, with every other call on the segment; a shmstat_t may
+ * be shared (a failure's reason is per handle: shmstat_errstr()).
+ * Ordering: each counter and gauge is read once, as shmstat_iter() reads
+ * it; the document is not one instant's snapshot (an increment racing the
+ * export is in it or in the next one; no counter goes backwards from one
+ * export to the next unless reset). Killed: the segment is unchanged (an
+ * export only reads); f or buf holds a partial document.
+ */
 int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f);
 int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
 			    size_t len, size_t *needed);
@@ -666,7 +666,7 @@ int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
  *      no own name starts with shmstat_user_;
  *   4. names that give the same family are one family (one HELP and TYPE),
  *      a series per name, in byte order of the name.
- * Slots as above.
+ * Concurrency, Ordering, Killed: as shmstat_export_json().
  */
 int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f);
 int shmstat_export_prometheus_buf(shmstat_t *h, const char *pattern,
@@ -697,15 +697,23 @@ typedef struct shmstat_health {
  * disconnected or stale (unless SHMSTAT_HEALTH_NO_BRIDGE), the cache's value
  * memory is 95% full, the directory 90% full, or a process found no free
  * row. (A segment that cannot be opened is broken: the caller knows that
- * from shmstat_open().) Slots as above (it writes only *out).
+ * from shmstat_open().)
+ * Concurrency: any. Ordering: each check reads its part of the segment
+ * once, one after another. Killed: the segment is unchanged (it only
+ * reads); *out is the caller's, partly filled.
  */
 int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out);
 
-/* The health JSON: {"status", "timestamp", "segment", "reason", "checks":
+/*
+ * The health JSON: {"status", "timestamp", "segment", "reason", "checks":
  * {"segment", "bridge", "cache", "workers", "directory"}}. h may be NULL
  * (a segment that could not be opened: "segment": null). The strings of
- * *hs are read up to their field's size. Slots as above; *hs is the
- * caller's and only read. */
+ * *hs are read up to their field's size, so any bytes there still give
+ * valid JSON.
+ * Concurrency: any; *hs is only read. Ordering: reads only *hs and the
+ * handle's name, not the segment. Killed: f or buf holds a partial
+ * document.
+ */
 int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
 			       FILE *f);
 int shmstat_export_health_json_buf(shmstat_t *h, const shmstat_health_t *hs,

@@ -383,6 +383,7 @@ static void prom_family(char *out, const char *name, size_t name_len,
 		size_t user_len = sizeof(PROM_USER_PREFIX) - 1;
 		memmove(out + user_len, out + own_len, o - own_len + 1);
 		memcpy(out, PROM_USER_PREFIX, user_len);
+		assert(!shmstat__prom_own(out)); /* own[] has no shmstat_user_ */
 	}
 }
 
