@@ -434,7 +434,10 @@ static int by_family(const void *a, const void *b)
 {
 	const struct series *x = a, *y = b;
 	int c = strcmp(x->family, y->family);
-	return c ? c : name_cmp(&x->st, &y->st);
+	if (c == 0)
+		c = name_cmp(&x->st, &y->st);
+	/* A name twice (another program's bytes): the first entry first. */
+	return c ? c : (x->st.index > y->st.index) - (x->st.index < y->st.index);
 }
 
 static void prom_head(struct out *o, const char *family, const char *type)
@@ -463,6 +466,44 @@ static void own_series(struct out *o, const char *family, const char *seg,
 		extra ? extra : "");
 }
 
+/* A user family's HELP and TYPE lines; v[0..n) are its series. */
+static void user_family(struct out *o, const struct series *v, size_t n)
+{
+	bool counter = v[0].st.kind == SHMSTAT_KIND_COUNTER;
+	size_t names = 1;
+	bool moved = v[0].moved;
+
+	for (size_t k = 1; k < n; k++) {
+		if (name_cmp(&v[k].st, &v[k - 1].st) != 0)
+			names++;
+		moved |= v[k].moved;
+	}
+	out_fmt(o, "# HELP %s shmstat %s", v[0].family,
+		counter ? "counter" : "gauge");
+	if (names == 1) {
+		out_chr(o, ' ');
+		put_text(o, v[0].st.name, v[0].st.name_len, ESC_HELP);
+		out_chr(o, '\n');
+	} else {
+		out_fmt(o, ", %zu names (the name label tells them apart)\n",
+			names);
+	}
+	if (moved)
+		out_fmt(o, "# shmstat: %s%s is shmstat's own; names that map to "
+			   "it are exported as %s\n",
+			PROM_OWN_PREFIX, v[0].family + sizeof(PROM_USER_PREFIX) - 1,
+			v[0].family);
+	prom_head(o, v[0].family, counter ? "counter" : "gauge");
+}
+
+/* One user series: its label set (segment, name) and value. */
+static void user_series(struct out *o, const char *seg, const struct series *s)
+{
+	out_fmt(o, "%s{segment=\"%s\",name=\"", s->family, seg);
+	put_text(o, s->st.name, s->st.name_len, ESC_LABEL);
+	out_fmt(o, "\"} %" PRId64 "\n", s->st.value);
+}
+
 static void prom_user(struct out *o, const char *seg, struct collect *c)
 {
 	if (c->skipped)
@@ -474,42 +515,16 @@ static void prom_user(struct out *o, const char *seg, struct collect *c)
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), by_family);
 	for (size_t i = 0; i < c->n;) {
-		const struct series *s = &c->v[i];
-		bool counter = s->st.kind == SHMSTAT_KIND_COUNTER;
-		size_t j = i + 1, names = 1;
-		bool moved = s->moved;
-		for (; j < c->n && strcmp(c->v[j].family, s->family) == 0; j++) {
-			if (name_cmp(&c->v[j].st, &c->v[j - 1].st) != 0)
-				names++;
-			moved |= c->v[j].moved;
-		}
-		out_fmt(o, "# HELP %s shmstat %s", s->family,
-			counter ? "counter" : "gauge");
-		if (names == 1) {
-			out_chr(o, ' ');
-			put_text(o, s->st.name, s->st.name_len, ESC_HELP);
-			out_chr(o, '\n');
-		} else {
-			out_fmt(o, ", %zu names (the name label tells them "
-				   "apart)\n",
-				names);
-		}
-		if (moved)
-			out_fmt(o, "# shmstat: %s%s is shmstat's own; names "
-				   "that map to it are exported as %s\n",
-				PROM_OWN_PREFIX,
-				s->family + sizeof(PROM_USER_PREFIX) - 1,
-				s->family);
-		prom_head(o, s->family, counter ? "counter" : "gauge");
+		size_t j = i + 1;
+		while (j < c->n && strcmp(c->v[j].family, c->v[i].family) == 0)
+			j++;
+		user_family(o, c->v + i, j - i);
 		for (size_t k = i; k < j; k++) {
-			const shmstat_stat_t *st = &c->v[k].st;
 			/* A segment that lists a name twice (another
-			 * program's bytes): one series, the first. */
-			if (k > i && name_cmp(st, &c->v[k - 1].st) == 0)
+			 * program's bytes): one series, the first entry's. */
+			if (k > i && name_cmp(&c->v[k].st, &c->v[k - 1].st) == 0)
 				continue;
-			out_fmt(o, "%s{segment=\"%s\",name=\"", s->family, seg);
-			put_text(o, st->name, st->name_len, ESC_LABEL);
-			out_fmt(o, "\"} %" PRId64 "\n", st->value);
+			user_series(o, seg, &c->v[k]);
 		}
 		i = j;
 	}
