@@ -157,6 +157,17 @@ static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
 static void put_text(struct out *o, const char *s, size_t len, enum esc e)
 {
 	for (size_t i = 0; i < len;) {
+		/* A run of bytes that pass as they are, in one write. */
+		size_t run = i;
+		while (run < len && (unsigned char)s[run] >= 0x20 &&
+		       (unsigned char)s[run] < 0x7f && s[run] != '\\' &&
+		       s[run] != '"' && s[run] != '\n')
+			run++;
+		if (run > i) {
+			out_mem(o, s + i, run - i);
+			i = run;
+			continue;
+		}
 		unsigned char c = (unsigned char)s[i];
 		size_t n = shmstat__utf8_seq(s + i, len - i);
 
