@@ -6,10 +6,10 @@ set -euo pipefail
 
 packages=(
 	gcc g++ clang pkg-config meson ninja-build
+	prometheus # for promtool: a test checks the exposition with it
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
 	redis-server redis-tools
-	prometheus # for promtool: a test checks the exposition with it
 )
 
 missing=()
