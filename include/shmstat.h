@@ -44,7 +44,9 @@ extern "C" {
 /* Segment names: [A-Za-z0-9_.-]{1,64}, not "." or containing "..". */
 #define SHMSTAT_SEGNAME_MAX 64
 /* Counter and gauge names: 1..200 bytes of UTF-8, no control characters
- * (0x00-0x1f, 0x7f). */
+ * (0x00-0x1f, 0x7f); any other name is refused (ENAME, and a reason that
+ * names the offset of the first bad byte), so that every document the
+ * library writes can carry every name. */
 #define SHMSTAT_NAME_MAX 200
 /* Human-readable reasons are at most this long, with the NUL. */
 #define SHMSTAT_ERRSTR_LEN 256
@@ -177,9 +179,8 @@ typedef struct shmstat_counter {
 
 /*
  * Get a handle to the counter `name`, creating it when missing.
- * Errors: ENAME (empty, too long, not UTF-8, control characters; the
- * reason names the byte offset), EKIND (a gauge has that name), EFULL
- * (directory full: existing counters keep working),
+ * Errors: ENAME (empty, too long, control characters), EKIND (a gauge has
+ * that name), EFULL (directory full: existing counters keep working),
  * EFULL also when no row is free for this process (see max_workers).
  */
 int shmstat_counter_get(shmstat_t *h, const char *name, shmstat_counter_t *out);
