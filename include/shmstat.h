@@ -665,8 +665,9 @@ int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
  *      (shmstat_cache_hits_total for a counter "cache:hits") is
  *      "shmstat_user_" + the rest instead (shmstat_user_cache_hits_total);
  *      no own name starts with shmstat_user_;
- *   4. names that give the same family are one family (one HELP and TYPE),
- *      a series per name, in byte order of the name.
+ *   4. names that give the same family are one family (one HELP and TYPE,
+ *      and a comment line saying how many names met), a series per name,
+ *      in byte order of the name.
  * Concurrency, Ordering, Killed: as shmstat_export_json().
  */
 int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f);

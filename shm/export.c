@@ -27,8 +27,9 @@
  *      below, which the bridge's also are) becomes "shmstat_user_" + the
  *      rest: no own name starts with "shmstat_user_";
  *   4. names that end in the same family are one family, one HELP and
- *      TYPE, one series per name, told apart by the name="..." label that
- *      every user series carries; series in byte order of the name.
+ *      TYPE (and a comment saying how many names met), one series per
+ *      name, told apart by the name="..." label that every user series
+ *      carries; series in byte order of the name.
  * The writer walks families: a HELP, a TYPE, then the family's series,
  * each a label set and a value. Histograms and user labels fit in as more
  * series of a family; HELP text as another source for the HELP line.
@@ -498,6 +499,9 @@ static void user_family(struct out *o, const struct series *v, size_t n)
 	} else {
 		out_fmt(o, ", %zu names (the name label tells them apart)\n",
 			names);
+		out_fmt(o, "# shmstat: %zu names sanitize to %s; the name "
+			   "label tells them apart\n",
+			names, v[0].family);
 	}
 	if (moved)
 		out_fmt(o, "# shmstat: %s%s is shmstat's own; names that map to "

@@ -332,7 +332,10 @@ static void names_that_sanitize_alike_are_one_family(void **state)
 	assert_true(expo_find(&e, "shmstat_req_a_b_total", "req_a_b")->value == 3);
 	assert_int_equal(count_of(doc, "# TYPE shmstat_req_a_b_total "), 1);
 	assert_non_null(strstr(doc, "# HELP shmstat_req_a_b_total shmstat counter, "
-				    "3 names (the name label tells them apart)\n"));
+				    "3 names (the name label tells them apart)\n"
+				    "# shmstat: 3 names sanitize to "
+				    "shmstat_req_a_b_total; the name label tells "
+				    "them apart\n"));
 	const char *p1 = strstr(doc, "name=\"req:a-b\"");
 	const char *p2 = strstr(doc, "name=\"req:a.b\"");
 	const char *p3 = strstr(doc, "name=\"req_a_b\"");
