@@ -56,8 +56,8 @@ static size_t count_of(const char *hay, const char *needle)
  */
 struct jdoc {
 	const char *p;
-	char keys[256][512];
-	double vals[256];
+	char keys[512][512];
+	double vals[512];
 	int nkeys;
 };
 
@@ -130,7 +130,7 @@ static void jobject(struct jdoc *j)
 	}
 	for (;;) {
 		jws(j);
-		assert_true(j->nkeys < 256);
+		assert_true(j->nkeys < 512);
 		int k = j->nkeys++;
 		jstring(j, j->keys[k], sizeof(j->keys[k]));
 		jws(j);
@@ -257,6 +257,95 @@ static void names_that_are_not_utf8_are_refused_with_the_offset(void **state)
 	assert_int_equal(shmstat_counter_add_by_name(s->h, "a\nb", 1), SHMSTAT_ENAME);
 	assert_non_null(strstr(shmstat_errstr(s->h), "control character (0x0a) at "
 						     "byte offset 1"));
+}
+
+/*
+ * Random byte strings, most of them near the edges of UTF-8 (lead bytes,
+ * continuation bytes, E0/ED/F0/F4 and their neighbours): the library
+ * accepts a name exactly when an independent reading of RFC 3629 (expo.c)
+ * says it is UTF-8 without control characters, and every accepted name
+ * comes back from both documents as its own bytes. Fixed seed, bounded.
+ */
+static void random_names_are_accepted_exactly_when_utf8(void **state)
+{
+	struct tu_seg *s = *state;
+	static const unsigned char edge[] = {
+		0x00, 0x1f, 0x20, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0,
+		0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee,
+		0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff, 0x22, 0x5c, 0x3a,
+	};
+	static char names[300][16];
+	static struct expo e;
+	static struct jdoc j;
+	int accepted = 0, refused = 0;
+	unsigned seed = 12345;
+
+	for (int i = 0; i < 3000 && accepted < 250; i++) {
+		char name[16];
+		size_t len = 0;
+		for (int c = 1 + rand_r(&seed) % 3; c > 0 && len < 11; c--) {
+			int how = rand_r(&seed) % 4;
+			if (how == 0) { /* any byte */
+				name[len++] = (char)rand_r(&seed);
+			} else if (how == 1) { /* a byte near an edge */
+				name[len++] = (char)edge[rand_r(&seed) % sizeof(edge)];
+			} else { /* a lead byte and continuations near theirs */
+				static const unsigned char lead[] = {
+					0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xee, 0xef,
+					0xf0, 0xf1, 0xf4, 0xc1, 0xf5, 0x61,
+				};
+				static const unsigned char cont[] = {
+					0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+				};
+				unsigned char l = lead[rand_r(&seed) % sizeof(lead)];
+				int n = l >= 0xf0 ? 3 : l >= 0xe0 ? 2 : l >= 0xc0 ? 1 : 0;
+				n += rand_r(&seed) % 5 == 0 ? -1 : 0; /* cut short */
+				name[len++] = (char)l;
+				for (int k = 0; k < n; k++)
+					name[len++] = (char)cont[rand_r(&seed) % sizeof(cont)];
+			}
+		}
+		name[len] = '\0';
+		len = strlen(name); /* a NUL cut it short */
+		if (len == 0)
+			continue;
+		bool ok = expo_utf8_ok(name, len);
+		for (size_t k = 0; k < len; k++)
+			if ((unsigned char)name[k] < 0x20 || name[k] == 0x7f)
+				ok = false;
+		int rc = shmstat_counter_add_by_name(s->h, name, 1);
+		if (ok != (rc == 0))
+			fail_msg("name %d (%zu bytes, first 0x%02x): library %d, "
+				 "RFC 3629 says %s",
+				 i, len, (unsigned char)name[0], rc,
+				 ok ? "valid" : "invalid");
+		if (rc == 0) {
+			bool seen = false;
+			for (int k = 0; k < accepted; k++)
+				seen |= strcmp(names[k], name) == 0;
+			if (!seen)
+				snprintf(names[accepted++], sizeof(names[0]), "%s", name);
+		} else {
+			assert_int_equal(rc, SHMSTAT_ENAME);
+			refused++;
+		}
+	}
+	assert_true(accepted > 50 && refused > 50); /* both sides were tried */
+	char *doc = capture(s->h, shmstat_export_prometheus);
+	expo_parse(doc, &e);
+	for (int k = 0; k < accepted; k++) {
+		bool found = false;
+		for (int n = 0; n < e.n && !found; n++)
+			found = strcmp(e.s[n].label_name, names[k]) == 0;
+		if (!found)
+			fail_msg("accepted name %d not in the exposition", k);
+	}
+	free(doc);
+	doc = capture(s->h, shmstat_export_json);
+	json_parse(doc, &j);
+	for (int k = 0; k < accepted; k++)
+		assert_false(isnan(json_get(&j, names[k])));
+	free(doc);
 }
 
 /* ---------------------------------------------------------- Prometheus */
@@ -735,6 +824,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(valid_utf8_names_are_accepted),
 		T(names_that_are_not_utf8_are_refused_with_the_offset),
+		T(random_names_are_accepted_exactly_when_utf8),
 		T(prometheus_output_parses_under_the_exposition_rules),
 		T(names_that_sanitize_alike_are_one_family),
 		T(total_is_never_doubled_and_kinds_never_share_a_family),
