@@ -67,7 +67,10 @@ extern "C" {
 
 /* Segment names: [A-Za-z0-9_.-]{1,64}, not "." or containing "..". */
 #define SHMSTAT_SEGNAME_MAX 64
-/* Counter and gauge names: 1..200 bytes, no control characters. */
+/* Counter and gauge names: 1..200 bytes of UTF-8, no control characters
+ * (0x00-0x1f, 0x7f); any other name is refused (ENAME, and a reason that
+ * names the offset of the first bad byte), so that every document the
+ * library writes can carry every name. */
 #define SHMSTAT_NAME_MAX 200
 /* Human-readable reasons are at most this long, with the NUL. */
 #define SHMSTAT_ERRSTR_LEN 256
@@ -812,28 +815,73 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
 /* ------------------------------------------------------------------ export */
 
 /*
- * Documents of a segment, written to a stdio stream the caller owns (a
- * file, a pipe, or open_memstream() for a buffer). Any process, any time;
- * values are read as in shmstat_iter(). pattern filters counters and
- * gauges by glob (NULL = all).
+ * Documents of a segment: the live-stats JSON, the Prometheus text
+ * exposition and the health JSON, each written either to a stdio stream
+ * the caller owns or into a caller's buffer (the _buf forms, for callers
+ * without stdio: FFI, an event loop's own buffers). Both forms write the
+ * same bytes. pattern filters counters and gauges by glob (NULL = all).
+ * An export only reads the segment (a read-only handle will do).
+ *
+ * Every document is valid (UTF-8, its format's escaping) for every name
+ * the library accepts. A segment is still another process's bytes: a name
+ * that breaks the rule there (not written by this library) is written
+ * with U+FFFD for each bad byte in JSON, and left out of the exposition
+ * with a comment saying how many.
+ *
+ * The _buf forms: buf holds len bytes (buf may be NULL when len is 0). On
+ * success buf holds the document and a NUL, and *needed (may be NULL) its
+ * length plus 1. When len is smaller: SHMSTAT_ERANGE, *needed the size
+ * the document needed, buf a NUL-ended prefix. Values move between calls
+ * (a counter may grow a digit, a name may be added), so a caller that
+ * sizes with one call and writes with the next loops on ERANGE or leaves
+ * room. On other errors *needed is 0. A stream that fails to take the
+ * bytes gives SHMSTAT_ESYS.
  */
 
-/* "redis" when the bridge reconciled the values recently, else "local". */
+/* "redis" when the bridge reconciled the values recently, else "local".
+ * Concurrency: any. Ordering: reads the bridge's status once. Killed:
+ * nothing to leave (a read). */
 const char *shmstat_source(shmstat_t *h);
 
-/* The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
- * value}, "gauges": {name: value}}. */
+/*
+ * The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
+ * value}, "gauges": {name: value}}.
+ * Concurrency: any, with every other call on the segment; a shmstat_t may
+ * be shared (a failure's reason is per handle: shmstat_errstr()).
+ * Ordering: each counter and gauge is read once, as shmstat_iter() reads
+ * it; the document is not one instant's snapshot (an increment racing the
+ * export is in it or in the next one; no counter goes backwards from one
+ * export to the next unless reset). Killed: the segment is unchanged (an
+ * export only reads); f or buf holds a partial document.
+ */
 int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f);
+int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
+			    size_t len, size_t *needed);
 
 /*
- * The Prometheus text exposition (format 0.0.4): counters as
- * shmstat_<name>_total, gauges as shmstat_<name>, every byte of the name
- * outside [A-Za-z0-9_] replaced by '_' and the original name kept in a
- * name="..." label (so names that sanitize alike stay distinct series, and
- * a comment line says so); then the segment's own metrics, the cache's
- * statistics and the bridge's state.
+ * The Prometheus text exposition (format 0.0.4): the counters and gauges,
+ * then the segment's own metrics (shmstat_counters_*, shmstat_workers,
+ * shmstat_row_overflows_total), the cache's (shmstat_cache_*) and the
+ * bridge's (shmstat_bridge_*). Each user series carries segment="..." and
+ * name="<the name as stored>". Its family:
+ *   1. "shmstat_" + the name with each character outside [A-Za-z0-9_]
+ *      (':' included, a multibyte character counting as one) as '_';
+ *   2. a counter's family ends in "_total" (added only when the name does
+ *      not already end so: http_requests_total gives
+ *      shmstat_http_requests_total); a gauge's never does (trailing
+ *      "_total" dropped), so a counter and a gauge never share a family;
+ *   3. a family that would be one of shmstat's own metric names
+ *      (shmstat_cache_hits_total for a counter "cache:hits") is
+ *      "shmstat_user_" + the rest instead (shmstat_user_cache_hits_total);
+ *      no own name starts with shmstat_user_;
+ *   4. names that give the same family are one family (one HELP and TYPE,
+ *      and a comment line saying how many names met), a series per name,
+ *      in byte order of the name.
+ * Concurrency, Ordering, Killed: as shmstat_export_json().
  */
 int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f);
+int shmstat_export_prometheus_buf(shmstat_t *h, const char *pattern,
+				  char *buf, size_t len, size_t *needed);
 
 /* Health: what `shmstat health` and the bridge's /health report. */
 enum shmstat_health_status {
@@ -861,14 +909,26 @@ typedef struct shmstat_health {
  * memory is 95% full, the directory 90% full, or a process found no free
  * row. (A segment that cannot be opened is broken: the caller knows that
  * from shmstat_open().)
+ * Concurrency: any. Ordering: each check reads its part of the segment
+ * once, one after another. Killed: the segment is unchanged (it only
+ * reads); *out is the caller's, partly filled.
  */
 int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out);
 
-/* The health JSON: {"status", "timestamp", "segment", "reason", "checks":
+/*
+ * The health JSON: {"status", "timestamp", "segment", "reason", "checks":
  * {"segment", "bridge", "cache", "workers", "directory"}}. h may be NULL
- * (a segment that could not be opened). */
+ * (a segment that could not be opened: "segment": null). The strings of
+ * *hs are read up to their field's size, so any bytes there still give
+ * valid JSON.
+ * Concurrency: any; *hs is only read. Ordering: reads only *hs and the
+ * handle's name, not the segment. Killed: f or buf holds a partial
+ * document.
+ */
 int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
 			       FILE *f);
+int shmstat_export_health_json_buf(shmstat_t *h, const shmstat_health_t *hs,
+				   char *buf, size_t len, size_t *needed);
 
 /* ------------------------------------------------------------- end export */
 

@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
 	gcc g++ clang pkg-config meson ninja-build
+	prometheus # for promtool: a test checks the exposition with it
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
 	redis-server redis-tools
@@ -24,5 +25,6 @@ sudo=
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts a system redis-server on install; the tests and the demo
-# run their own on private sockets, so it is not needed.
+# Debian starts a system redis-server (and a prometheus) on install; the
+# tests and the demo run their own Redis on private sockets and only need
+# promtool, so neither service is needed.

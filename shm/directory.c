@@ -62,12 +62,16 @@ int shmstat__name_check_counter(const char *name, size_t len)
 		if (c < 0x20 || c == 0x7f)
 			return SHMSTAT_ENAME;
 	}
+	/* Every document the library writes (JSON, Prometheus) must be able
+	 * to carry the name as it is. */
+	if (shmstat__utf8_check(name, len, NULL) < 0)
+		return SHMSTAT_ENAME;
 	return 0;
 }
 
 static int name_error(struct shmstat *h, const char *name)
 {
-	size_t len = name ? strlen(name) : 0;
+	size_t len = name ? strlen(name) : 0, at = 0;
 
 	if (len == 0)
 		return shmstat__err(h, SHMSTAT_ENAME, "empty counter name");
@@ -76,9 +80,25 @@ static int name_error(struct shmstat *h, const char *name)
 				    "counter name of %zu bytes is longer than "
 				    "%d",
 				    len, SHMSTAT_NAME_MAX);
+	/* The reason quotes only the valid part before the bad byte, so the
+	 * message itself stays printable UTF-8. */
+	while (at < len && (unsigned char)name[at] >= 0x20 &&
+	       (unsigned char)name[at] != 0x7f)
+		at++;
+	if (at < len)
+		return shmstat__err(h, SHMSTAT_ENAME,
+				    "counter name holds a control character "
+				    "(0x%02x) at byte offset %zu",
+				    (unsigned char)name[at], at);
+	shmstat__utf8_check(name, len, &at);
+	size_t q = at < 60 ? at : 60; /* cut at a character boundary */
+	while (q > 0 && q < at && ((unsigned char)name[q] & 0xc0u) == 0x80u)
+		q--;
 	return shmstat__err(h, SHMSTAT_ENAME,
-			    "counter name '%.60s' holds a control character",
-			    name);
+			    "counter name is not valid UTF-8 at byte offset "
+			    "%zu (0x%02x, after '%.*s%s')",
+			    at, (unsigned char)name[at], (int)q, name,
+			    q < at ? "..." : "");
 }
 
 /*

@@ -4,16 +4,39 @@
  * shmstat tool, the bridge's HTTP endpoints and any program that wants to
  * serve its own /metrics.
  *
- * Prometheus names: a counter or gauge called "filter_stats:ml-confident"
- * becomes the family shmstat_filter_stats_ml_confident_total (counters) or
- * shmstat_<name> (gauges): every byte outside [A-Za-z0-9_] turns into '_'
- * (':' too: it is reserved for recording rules), and a leading digit gets a
- * '_'. Every series also carries name="<the original name>", so two names
- * that sanitize alike ("a-b", "a.b") stay two distinct series of one
- * family, and a comment line says they collided. A gauge whose family name
- * would equal a counter's gets the suffix _gauge (a family has one type).
+ * Every document is written through one sink (struct out): a stdio stream
+ * or a caller's buffer. Each format is one function over the sink, so the
+ * FILE * and the buffer entry points cannot drift apart.
+ *
+ * Validity: the library accepts only counter and gauge names that are
+ * UTF-8 without control characters (directory.c), and every byte of such
+ * a name can be written into JSON, a Prometheus label value and a HELP
+ * line by escaping alone. The segment is still untrusted input: a name
+ * that breaks the rule (another program wrote it) is never copied raw:
+ * JSON gets U+FFFD for each bad byte, and the exposition leaves the name
+ * out (two such names could become one series) and says so in a comment.
+ *
+ * Prometheus families of user names (the rule the manual documents):
+ *   1. "shmstat_" + the name with every character outside [A-Za-z0-9_]
+ *      (':' too: it is reserved for recording rules; a multibyte UTF-8
+ *      character is one character) replaced by '_';
+ *   2. counters end in "_total", added only when not already there;
+ *      gauges never do (a trailing "_total" is dropped, repeatedly), so a
+ *      counter and a gauge never share a family;
+ *   3. a family that would be one of shmstat's own metric names (own[]
+ *      below, which the bridge's also are) becomes "shmstat_user_" + the
+ *      rest: no own name starts with "shmstat_user_";
+ *   4. names that end in the same family are one family, one HELP and
+ *      TYPE (and a comment saying how many names met), one series per
+ *      name, told apart by the name="..." label that every user series
+ *      carries; series in byte order of the name.
+ * The writer walks families: a HELP, a TYPE, then the family's series,
+ * each a label set and a value. Histograms and user labels fit in as more
+ * series of a family; HELP text as another source for the HELP line.
  */
+#include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,21 +44,173 @@
 
 #include "shmstat_i.h"
 
-/* ------------------------------------------------------------ helpers */
+/* ---------------------------------------------------------------- sink */
+
+struct out {
+	FILE *f;      /* the stream, or NULL: the buffer */
+	char *buf;    /* the caller's buffer (may be NULL when cap == 0) */
+	size_t cap;
+	size_t n;     /* bytes of the document so far, written or not */
+	bool failed;  /* a stream write failed */
+};
+
+static void out_mem(struct out *o, const char *s, size_t len)
+{
+	if (o->f) {
+		if (len && fwrite(s, 1, len, o->f) != len)
+			o->failed = true;
+	} else if (o->n < o->cap) {
+		size_t room = o->cap - o->n;
+		memcpy(o->buf + o->n, s, len < room ? len : room);
+	}
+	/* The buffer sink counts on past its end: that is the needed size. */
+	o->n += len;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+	out_mem(o, s, strlen(s));
+}
+
+static void out_chr(struct out *o, char c)
+{
+	out_mem(o, &c, 1);
+}
+
+/* Numbers and fixed words only: names go through put_text(). */
+static void out_fmt(struct out *o, const char *fmt, ...) SHMSTAT_PRINTF(2, 3);
+static void out_fmt(struct out *o, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	/* Our longest line (a family, a segment name, two labels' text) is
+	 * about 300 bytes; a longer one is our bug. Never a cut document. */
+	assert(k >= 0 && (size_t)k < sizeof(tmp));
+	if (k < 0 || (size_t)k >= sizeof(tmp)) {
+		o->failed = true;
+		return;
+	}
+	out_mem(o, tmp, (size_t)k);
+}
+
+static struct out out_stream(FILE *f)
+{
+	return (struct out){ .f = f };
+}
+
+static struct out out_buffer(char *buf, size_t len)
+{
+	return (struct out){ .buf = buf, .cap = buf ? len : 0 };
+}
+
+/*
+ * End a document. A stream: ESYS if any write failed. A buffer: NUL
+ * after the document, *needed = its length + 1, and ERANGE (a NUL-ended
+ * prefix in buf) when the buffer is smaller than that.
+ */
+static int out_end(shmstat_t *h, struct out *o, size_t *needed)
+{
+	if (o->f) {
+		if (o->failed || ferror(o->f))
+			return h ? shmstat__err(h, SHMSTAT_ESYS, "write failed")
+				 : SHMSTAT_ESYS;
+		return 0;
+	}
+	size_t need = o->n + 1;
+	if (needed)
+		*needed = need;
+	if (o->failed)
+		return h ? shmstat__err(h, SHMSTAT_ESYS, "formatting failed")
+			 : SHMSTAT_ESYS;
+	if (o->cap >= need) {
+		o->buf[o->n] = '\0';
+		return 0;
+	}
+	if (o->cap)
+		o->buf[o->cap - 1] = '\0';
+	return h ? shmstat__err(h, SHMSTAT_ERANGE,
+				"the document needs %zu bytes, the buffer has "
+				"%zu",
+				need, o->cap)
+		 : SHMSTAT_ERANGE;
+}
+
+/* --------------------------------------------------------------- text */
+
+enum esc {
+	ESC_JSON,  /* inside a JSON string: " \ and controls escaped */
+	ESC_LABEL, /* a Prometheus label value: \ " and newline escaped */
+	ESC_HELP,  /* a Prometheus HELP text: \ and newline escaped */
+};
+
+static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+
+/*
+ * s[0..len) escaped for its place. Well-formed UTF-8 passes through;
+ * each byte that starts no valid sequence becomes U+FFFD, and a control
+ * character the place cannot carry becomes U+FFFD too, so no input can
+ * make the document invalid.
+ */
+static void put_text(struct out *o, const char *s, size_t len, enum esc e)
+{
+	for (size_t i = 0; i < len;) {
+		/* A run of bytes that pass as they are, in one write. */
+		size_t run = i;
+		while (run < len && (unsigned char)s[run] >= 0x20 &&
+		       (unsigned char)s[run] < 0x7f && s[run] != '\\' &&
+		       s[run] != '"' && s[run] != '\n')
+			run++;
+		if (run > i) {
+			out_mem(o, s + i, run - i);
+			i = run;
+			continue;
+		}
+		unsigned char c = (unsigned char)s[i];
+		size_t n = shmstat__utf8_seq(s + i, len - i);
+
+		if (n == 0) {
+			out_str(o, e == ESC_JSON ? "\\ufffd" : replacement);
+			i++;
+			continue;
+		}
+		if (n > 1) {
+			out_mem(o, s + i, n);
+			i += n;
+			continue;
+		}
+		i++;
+		if (c == '\\' || (c == '"' && e != ESC_HELP)) {
+			out_chr(o, '\\');
+			out_chr(o, (char)c);
+		} else if (c == '\n' && e != ESC_JSON) {
+			out_str(o, "\\n");
+		} else if (c < 0x20 || c == 0x7f) {
+			if (e == ESC_JSON)
+				out_fmt(o, "\\u%04x", c);
+			else
+				out_str(o, replacement);
+		} else {
+			out_chr(o, (char)c);
+		}
+	}
+}
+
+static void put_json_str(struct out *o, const char *s, size_t len)
+{
+	out_chr(o, '"');
+	put_text(o, s, len, ESC_JSON);
+	out_chr(o, '"');
+}
 
 void shmstat__json_str(FILE *f, const char *s, size_t len)
 {
-	fputc('"', f);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
+	struct out o = out_stream(f);
+
+	put_json_str(&o, s, len);
 }
 
 void shmstat__iso8601(char *buf, size_t len, uint64_t ns)
@@ -56,7 +231,7 @@ const char *shmstat_source(shmstat_t *h)
 /* ---------------------------------------------------------- live stats */
 
 struct json_ctx {
-	FILE *f;
+	struct out *o;
 	int kind;
 	int n;
 };
@@ -67,55 +242,183 @@ static int json_member(const shmstat_stat_t *st, void *priv)
 
 	if (st->kind != c->kind)
 		return 0;
-	fputs(c->n++ ? ",\n    " : "\n    ", c->f);
-	shmstat__json_str(c->f, st->name, st->name_len);
-	fprintf(c->f, ": %" PRId64, st->value);
+	out_str(c->o, c->n++ ? ",\n    " : "\n    ");
+	put_json_str(c->o, st->name, st->name_len);
+	out_fmt(c->o, ": %" PRId64, st->value);
+	return 0;
+}
+
+static int json_doc(shmstat_t *h, const char *pattern, struct out *o)
+{
+	struct json_ctx c = { .o = o, .kind = SHMSTAT_KIND_COUNTER };
+	char ts[64];
+	int rc;
+
+	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
+	out_fmt(o, "{\n  \"timestamp\": \"%s\",\n  \"source\": \"%s\",\n"
+		   "  \"segment\": ",
+		ts, shmstat_source(h));
+	put_json_str(o, h->name, strlen(h->name));
+	out_str(o, ",\n  \"counters\": {");
+	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
+		return rc;
+	out_str(o, c.n ? "\n  },\n  \"gauges\": {" : "},\n  \"gauges\": {");
+	c.kind = SHMSTAT_KIND_GAUGE;
+	c.n = 0;
+	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
+		return rc;
+	out_str(o, c.n ? "\n  }\n}\n" : "}\n}\n");
 	return 0;
 }
 
 int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
 {
-	struct json_ctx c = { .f = f, .kind = SHMSTAT_KIND_COUNTER };
-	char ts[64];
-	int rc;
-
 	if (!h || !f)
 		return SHMSTAT_EINVAL;
-	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
-	fprintf(f, "{\n  \"timestamp\": \"%s\",\n  \"source\": \"%s\",\n"
-		   "  \"segment\": ",
-		ts, shmstat_source(h));
-	shmstat__json_str(f, h->name, strlen(h->name));
-	fputs(",\n  \"counters\": {", f);
-	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
-		return rc;
-	fputs(c.n ? "\n  },\n  \"gauges\": {" : "},\n  \"gauges\": {", f);
-	c.kind = SHMSTAT_KIND_GAUGE;
-	c.n = 0;
-	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
-		return rc;
-	fputs(c.n ? "\n  }\n}\n" : "}\n}\n", f);
-	return ferror(f) ? shmstat__err(h, SHMSTAT_ESYS, "write failed") : 0;
+	struct out o = out_stream(f);
+	int rc = json_doc(h, pattern, &o);
+	return rc < 0 ? rc : out_end(h, &o, NULL);
+}
+
+int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
+			    size_t len, size_t *needed)
+{
+	if (needed)
+		*needed = 0;
+	if (!h || (!buf && len))
+		return SHMSTAT_EINVAL;
+	struct out o = out_buffer(buf, len);
+	int rc = json_doc(h, pattern, &o);
+	return rc < 0 ? rc : out_end(h, &o, needed);
 }
 
 /* ---------------------------------------------------------- Prometheus */
 
-#define PROM_NAME_MAX (8 + 2 * SHMSTAT_NAME_MAX + 16)
+#define PROM_OWN_PREFIX "shmstat_"
+#define PROM_USER_PREFIX "shmstat_user_"
+#define PROM_FAMILY_MAX                                                        \
+	(sizeof(PROM_USER_PREFIX) - 1 + SHMSTAT_NAME_MAX + sizeof("_total"))
+
+/*
+ * Every metric name shmstat writes itself: the families below and the
+ * bridge's (bridge/http.c appends them to this exposition on /metrics),
+ * with a histogram's _bucket, _sum and _count. A user family that would
+ * be one of them moves under shmstat_user_. Add an own metric here
+ * first: test_export checks that every family written is listed.
+ */
+static const struct {
+	const char *name;
+	const char *type;
+} own[] = {
+	{ "shmstat_counters_used", "gauge" },
+	{ "shmstat_counters_max", "gauge" },
+	{ "shmstat_workers", "gauge" },
+	{ "shmstat_row_overflows_total", "counter" },
+	{ "shmstat_cache_hits_total", "counter" },
+	{ "shmstat_cache_misses_total", "counter" },
+	{ "shmstat_cache_sets_total", "counter" },
+	{ "shmstat_cache_deletes_total", "counter" },
+	{ "shmstat_cache_evictions_total", "counter" },
+	{ "shmstat_cache_expirations_total", "counter" },
+	{ "shmstat_cache_errors_total", "counter" },
+	{ "shmstat_cache_entries", "gauge" },
+	{ "shmstat_cache_bytes", "gauge" },
+	{ "shmstat_cache_hit_ratio", "gauge" },
+	{ "shmstat_bridge_up", "gauge" },
+	{ "shmstat_bridge_redis_connected", "gauge" },
+	{ "shmstat_bridge_pushes_total", "counter" },
+	{ "shmstat_bridge_last_push_timestamp_seconds", "gauge" },
+	{ "shmstat_bridge_pending_changes", "gauge" },
+	{ "shmstat_bridge_lag_seconds", "gauge" },
+	/* the bridge's own, written by bridge/http.c */
+	{ "shmstat_bridge_push_duration_seconds", "histogram" },
+	{ "shmstat_bridge_process_pushes_total", "counter" },
+};
+
+bool shmstat__prom_own(const char *metric)
+{
+	static const char *const hist_suffix[] = { "_bucket", "_sum", "_count" };
+	size_t ml = strlen(metric);
+
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		size_t l = strlen(own[i].name);
+		if (strncmp(metric, own[i].name, l) != 0)
+			continue;
+		if (ml == l)
+			return true;
+		if (strcmp(own[i].type, "histogram") != 0)
+			continue;
+		for (size_t k = 0; k < 3; k++)
+			if (strcmp(metric + l, hist_suffix[k]) == 0)
+				return true;
+	}
+	return false;
+}
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+	size_t l = strlen(suffix);
+	return len >= l && memcmp(s + len - l, suffix, l) == 0;
+}
+
+/*
+ * The family of a user name (rules 1-3 at the top). out holds
+ * PROM_FAMILY_MAX bytes; *moved tells whether rule 3 applied.
+ */
+static void prom_family(char *out, const char *name, size_t name_len,
+			int kind, bool *moved)
+{
+	size_t o = sizeof(PROM_OWN_PREFIX) - 1;
+
+	memcpy(out, PROM_OWN_PREFIX, o);
+	for (size_t i = 0; i < name_len;) {
+		unsigned char c = (unsigned char)name[i];
+		size_t n = shmstat__utf8_seq(name + i, name_len - i);
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_';
+		out[o++] = ok ? (char)c : '_';
+		i += n ? n : 1; /* one '_' per character, or per bad byte */
+	}
+	if (kind == SHMSTAT_KIND_COUNTER) {
+		if (!ends_with(out, o, "_total")) {
+			memcpy(out + o, "_total", 6);
+			o += 6;
+		}
+	} else {
+		while (ends_with(out, o, "_total"))
+			o -= 6;
+	}
+	out[o] = '\0';
+	*moved = shmstat__prom_own(out);
+	if (*moved) {
+		size_t own_len = sizeof(PROM_OWN_PREFIX) - 1;
+		size_t user_len = sizeof(PROM_USER_PREFIX) - 1;
+		memmove(out + user_len, out + own_len, o - own_len + 1);
+		memcpy(out, PROM_USER_PREFIX, user_len);
+		assert(!shmstat__prom_own(out)); /* own[] has no shmstat_user_ */
+	}
+}
 
 struct series {
-	char metric[PROM_NAME_MAX];
+	char family[PROM_FAMILY_MAX];
+	bool moved;
 	shmstat_stat_t st;
 };
 
 struct collect {
 	struct series *v;
 	size_t n, cap;
+	size_t skipped; /* names the library would not accept */
 };
 
 static int collect_one(const shmstat_stat_t *st, void *priv)
 {
 	struct collect *c = priv;
 
+	if (shmstat__name_check_counter(st->name, st->name_len) < 0) {
+		c->skipped++;
+		return 0;
+	}
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? 2 * c->cap : 64;
 		struct series *v = realloc(c->v, cap * sizeof(*v));
@@ -124,240 +427,273 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 		c->v = v;
 		c->cap = cap;
 	}
-	c->v[c->n++].st = *st;
+	struct series *s = &c->v[c->n++];
+	s->st = *st;
+	prom_family(s->family, st->name, st->name_len, st->kind, &s->moved);
 	return 0;
 }
 
-static void prom_name(char *out, size_t len, const char *name,
-		      size_t name_len, const char *suffix)
+static int name_cmp(const shmstat_stat_t *a, const shmstat_stat_t *b)
 {
-	size_t o = (size_t)snprintf(out, len, "shmstat_");
-	for (size_t i = 0; i < name_len && o + 1 < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '_';
-		out[o++] = ok ? (char)c : '_';
-	}
-	out[o < len ? o : len - 1] = '\0';
-	snprintf(out + strlen(out), len - strlen(out), "%s", suffix);
-}
-
-static int by_metric(const void *a, const void *b)
-{
-	const struct series *x = a, *y = b;
-	int c = strcmp(x->metric, y->metric);
+	size_t l = a->name_len < b->name_len ? a->name_len : b->name_len;
+	int c = memcmp(a->name, b->name, l);
 	if (c)
 		return c;
-	return strcmp(x->st.name, y->st.name);
+	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
-/* A label value: backslash, double quote and newline escaped. */
-static void prom_label(FILE *f, const char *s, size_t len)
+static int by_family(const void *a, const void *b)
 {
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '\\' || s[i] == '"')
-			fputc('\\', f);
-		if (s[i] == '\n') {
-			fputs("\\n", f);
-			continue;
+	const struct series *x = a, *y = b;
+	int c = strcmp(x->family, y->family);
+	if (c == 0)
+		c = name_cmp(&x->st, &y->st);
+	/* A name twice (another program's bytes): the first entry first. */
+	return c ? c : (x->st.index > y->st.index) - (x->st.index < y->st.index);
+}
+
+static void prom_head(struct out *o, const char *family, const char *type)
+{
+	out_fmt(o, "# TYPE %s %s\n", family, type);
+}
+
+/* An own family's HELP and TYPE (its name must be in own[]). */
+static void own_family(struct out *o, const char *family, const char *type,
+		       const char *help)
+{
+	assert(shmstat__prom_own(family));
+	out_fmt(o, "# HELP %s ", family);
+	out_str(o, help);
+	out_chr(o, '\n');
+	prom_head(o, family, type);
+}
+
+/* The start of a series of an own family: name{segment="..."[,extra]}
+ * and the space before the value. Segment names need no escaping
+ * ([A-Za-z0-9_.-]). */
+static void own_series(struct out *o, const char *family, const char *seg,
+		       const char *extra)
+{
+	out_fmt(o, "%s{segment=\"%s\"%s%s} ", family, seg, extra ? "," : "",
+		extra ? extra : "");
+}
+
+/* A user family's HELP and TYPE lines; v[0..n) are its series. */
+static void user_family(struct out *o, const struct series *v, size_t n)
+{
+	bool counter = v[0].st.kind == SHMSTAT_KIND_COUNTER;
+	size_t names = 1;
+	bool moved = v[0].moved;
+
+	for (size_t k = 1; k < n; k++) {
+		if (name_cmp(&v[k].st, &v[k - 1].st) != 0)
+			names++;
+		moved |= v[k].moved;
+	}
+	out_fmt(o, "# HELP %s shmstat %s", v[0].family,
+		counter ? "counter" : "gauge");
+	if (names == 1) {
+		out_chr(o, ' ');
+		put_text(o, v[0].st.name, v[0].st.name_len, ESC_HELP);
+		out_chr(o, '\n');
+	} else {
+		out_fmt(o, ", %zu names (the name label tells them apart)\n",
+			names);
+		out_fmt(o, "# shmstat: %zu names sanitize to %s; the name "
+			   "label tells them apart\n",
+			names, v[0].family);
+	}
+	if (moved)
+		out_fmt(o, "# shmstat: %s%s is shmstat's own; names that map to "
+			   "it are exported as %s\n",
+			PROM_OWN_PREFIX, v[0].family + sizeof(PROM_USER_PREFIX) - 1,
+			v[0].family);
+	prom_head(o, v[0].family, counter ? "counter" : "gauge");
+}
+
+/* One user series: its label set (segment, name) and value. */
+static void user_series(struct out *o, const char *seg, const struct series *s)
+{
+	out_fmt(o, "%s{segment=\"%s\",name=\"", s->family, seg);
+	put_text(o, s->st.name, s->st.name_len, ESC_LABEL);
+	out_fmt(o, "\"} %" PRId64 "\n", s->st.value);
+}
+
+static void prom_user(struct out *o, const char *seg, struct collect *c)
+{
+	if (c->skipped)
+		out_fmt(o, "# shmstat: %zu names left out: not valid UTF-8 or "
+			   "holding control characters (the segment was "
+			   "written by another program)\n",
+			c->skipped);
+	/* qsort() must not see the NULL of an empty segment. */
+	if (c->n > 1)
+		qsort(c->v, c->n, sizeof(*c->v), by_family);
+	for (size_t i = 0; i < c->n;) {
+		size_t j = i + 1;
+		while (j < c->n && strcmp(c->v[j].family, c->v[i].family) == 0)
+			j++;
+		user_family(o, c->v + i, j - i);
+		for (size_t k = i; k < j; k++) {
+			/* A segment that lists a name twice (another
+			 * program's bytes): one series, the first entry's. */
+			if (k > i && name_cmp(&c->v[k].st, &c->v[k - 1].st) == 0)
+				continue;
+			user_series(o, seg, &c->v[k]);
 		}
-		fputc(s[i], f);
+		i = j;
 	}
 }
 
-/* HELP text: only backslash and newline are escaped. */
-static void prom_help(FILE *f, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '\\')
-			fputs("\\\\", f);
-		else if (s[i] == '\n')
-			fputs("\\n", f);
-		else
-			fputc(s[i], f);
-	}
-}
-
-static void family(FILE *f, const char *name, const char *type,
-		   const char *help)
-{
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void prom_segment(shmstat_t *h, FILE *f, const char *seg)
+static void prom_segment(shmstat_t *h, struct out *o, const char *seg)
 {
 	shmstat_info_t in;
-	shmstat_info(h, &in);
-	family(f, "shmstat_counters_used", "gauge",
-	       "Counters and gauges in the directory.");
-	fprintf(f, "shmstat_counters_used{segment=\"%s\"} %u\n", seg,
-		in.counters_used);
-	family(f, "shmstat_counters_max", "gauge",
-	       "Counters and gauges the directory can hold.");
-	fprintf(f, "shmstat_counters_max{segment=\"%s\"} %u\n", seg,
-		in.max_counters);
-	family(f, "shmstat_workers", "gauge",
-	       "Rows of the worker registry by state.");
-	fprintf(f, "shmstat_workers{segment=\"%s\",state=\"live\"} %u\n", seg,
-		in.workers_live);
-	fprintf(f, "shmstat_workers{segment=\"%s\",state=\"dead\"} %u\n", seg,
-		in.workers_dead);
-	fprintf(f, "shmstat_workers{segment=\"%s\",state=\"free\"} %u\n", seg,
-		in.workers_free);
-	family(f, "shmstat_row_overflows_total", "counter",
-	       "Processes that found no free row and counted locally.");
-	fprintf(f, "shmstat_row_overflows_total{segment=\"%s\"} %" PRIu64 "\n",
-		seg, in.row_overflows);
+
+	if (shmstat_info(h, &in) < 0)
+		return;
+	own_family(o, "shmstat_counters_used", "gauge",
+		   "Counters and gauges in the directory.");
+	own_series(o, "shmstat_counters_used", seg, NULL);
+	out_fmt(o, "%u\n", in.counters_used);
+	own_family(o, "shmstat_counters_max", "gauge",
+		   "Counters and gauges the directory can hold.");
+	own_series(o, "shmstat_counters_max", seg, NULL);
+	out_fmt(o, "%u\n", in.max_counters);
+	own_family(o, "shmstat_workers", "gauge",
+		   "Rows of the worker registry by state.");
+	own_series(o, "shmstat_workers", seg, "state=\"live\"");
+	out_fmt(o, "%u\n", in.workers_live);
+	own_series(o, "shmstat_workers", seg, "state=\"dead\"");
+	out_fmt(o, "%u\n", in.workers_dead);
+	own_series(o, "shmstat_workers", seg, "state=\"free\"");
+	out_fmt(o, "%u\n", in.workers_free);
+	own_family(o, "shmstat_row_overflows_total", "counter",
+		   "Processes that found no free row and counted locally.");
+	own_series(o, "shmstat_row_overflows_total", seg, NULL);
+	out_fmt(o, "%" PRIu64 "\n", in.row_overflows);
 }
 
-static void prom_cache(shmstat_t *h, FILE *f, const char *seg)
+static void prom_cache(shmstat_t *h, struct out *o, const char *seg)
 {
 	shmstat_cache_stats_t cs;
 	static const struct {
 		const char *name, *help;
 		size_t off;
 	} ctr[] = {
-		{ "hits", "Cache gets that found a live value.",
+		{ "shmstat_cache_hits_total", "Cache gets that found a live value.",
 		  offsetof(shmstat_cache_stats_t, hits) },
-		{ "misses", "Cache gets that found nothing live.",
+		{ "shmstat_cache_misses_total", "Cache gets that found nothing live.",
 		  offsetof(shmstat_cache_stats_t, misses) },
-		{ "sets", "Successful cache sets.",
+		{ "shmstat_cache_sets_total", "Successful cache sets.",
 		  offsetof(shmstat_cache_stats_t, sets) },
-		{ "deletes", "Cache entries removed by delete, clear, flush.",
+		{ "shmstat_cache_deletes_total",
+		  "Cache entries removed by delete, clear, flush.",
 		  offsetof(shmstat_cache_stats_t, deletes) },
-		{ "evictions", "Live cache entries evicted to make room.",
+		{ "shmstat_cache_evictions_total",
+		  "Live cache entries evicted to make room.",
 		  offsetof(shmstat_cache_stats_t, evictions) },
-		{ "expirations", "Expired cache entries removed.",
+		{ "shmstat_cache_expirations_total", "Expired cache entries removed.",
 		  offsetof(shmstat_cache_stats_t, expirations) },
-		{ "errors", "Cache calls that failed.",
+		{ "shmstat_cache_errors_total", "Cache calls that failed.",
 		  offsetof(shmstat_cache_stats_t, errors) },
 	};
-	char name[64];
 
 	if (shmstat_cache_stats(h, &cs) < 0)
 		return;
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++) {
-		snprintf(name, sizeof(name), "shmstat_cache_%s_total", ctr[i].name);
-		family(f, name, "counter", ctr[i].help);
-		fprintf(f, "%s{segment=\"%s\"} %" PRIu64 "\n", name, seg,
-			*(const uint64_t *)(const void *)((const char *)&cs + ctr[i].off));
+		own_family(o, ctr[i].name, "counter", ctr[i].help);
+		own_series(o, ctr[i].name, seg, NULL);
+		out_fmt(o, "%" PRIu64 "\n",
+			*(const uint64_t *)(const void *)((const char *)&cs +
+							  ctr[i].off));
 	}
-	family(f, "shmstat_cache_entries", "gauge", "Entries in the cache.");
-	fprintf(f, "shmstat_cache_entries{segment=\"%s\"} %" PRIu64 "\n", seg,
-		cs.entries);
-	family(f, "shmstat_cache_bytes", "gauge",
-	       "Bytes of the cache's value memory, used and free.");
-	fprintf(f, "shmstat_cache_bytes{segment=\"%s\",state=\"used\"} %" PRIu64 "\n",
-		seg, cs.bytes_used);
-	fprintf(f, "shmstat_cache_bytes{segment=\"%s\",state=\"free\"} %" PRIu64 "\n",
-		seg, cs.bytes_free);
-	family(f, "shmstat_cache_hit_ratio", "gauge",
-	       "Hits over hits plus misses since creation.");
-	fprintf(f, "shmstat_cache_hit_ratio{segment=\"%s\"} %.6f\n", seg,
-		cs.hit_rate);
+	own_family(o, "shmstat_cache_entries", "gauge", "Entries in the cache.");
+	own_series(o, "shmstat_cache_entries", seg, NULL);
+	out_fmt(o, "%" PRIu64 "\n", cs.entries);
+	own_family(o, "shmstat_cache_bytes", "gauge",
+		   "Bytes of the cache's value memory, used and free.");
+	own_series(o, "shmstat_cache_bytes", seg, "state=\"used\"");
+	out_fmt(o, "%" PRIu64 "\n", cs.bytes_used);
+	own_series(o, "shmstat_cache_bytes", seg, "state=\"free\"");
+	out_fmt(o, "%" PRIu64 "\n", cs.bytes_free);
+	own_family(o, "shmstat_cache_hit_ratio", "gauge",
+		   "Hits over hits plus misses since creation.");
+	own_series(o, "shmstat_cache_hit_ratio", seg, NULL);
+	out_fmt(o, "%.6f\n", cs.hit_rate);
 }
 
-static void prom_bridge(shmstat_t *h, FILE *f, const char *seg)
+static void prom_bridge(shmstat_t *h, struct out *o, const char *seg)
 {
 	shmstat_sync_status_t s;
 
 	if (shmstat_sync_status_read(h, &s) < 0)
 		return;
-	family(f, "shmstat_bridge_up", "gauge",
-	       "1 when a bridge process serves this segment.");
-	fprintf(f, "shmstat_bridge_up{segment=\"%s\"} %d\n", seg, s.alive);
-	family(f, "shmstat_bridge_redis_connected", "gauge",
-	       "1 when the bridge's last Redis command succeeded.");
-	fprintf(f, "shmstat_bridge_redis_connected{segment=\"%s\"} %d\n", seg,
-		s.alive && s.connected);
-	family(f, "shmstat_bridge_pushes_total", "counter",
-	       "Pushes to Redis by result.");
-	fprintf(f, "shmstat_bridge_pushes_total{segment=\"%s\",result=\"ok\"} %" PRIu64 "\n",
-		seg, s.pushes_ok);
-	fprintf(f, "shmstat_bridge_pushes_total{segment=\"%s\",result=\"failed\"} %" PRIu64 "\n",
-		seg, s.pushes_failed);
-	family(f, "shmstat_bridge_last_push_timestamp_seconds", "gauge",
-	       "Unix time of the last successful push (0: never).");
-	fprintf(f, "shmstat_bridge_last_push_timestamp_seconds{segment=\"%s\"} %.3f\n",
-		seg, (double)s.last_push_ns / 1e9);
-	family(f, "shmstat_bridge_pending_changes", "gauge",
-	       "Counters changed since the last push.");
-	fprintf(f, "shmstat_bridge_pending_changes{segment=\"%s\"} %" PRIu64 "\n",
-		seg, s.pending);
-	family(f, "shmstat_bridge_lag_seconds", "gauge",
-	       "Age of the oldest change not yet pushed.");
-	fprintf(f, "shmstat_bridge_lag_seconds{segment=\"%s\"} %.3f\n", seg,
-		(double)s.lag_ms / 1e3);
+	own_family(o, "shmstat_bridge_up", "gauge",
+		   "1 when a bridge process serves this segment.");
+	own_series(o, "shmstat_bridge_up", seg, NULL);
+	out_fmt(o, "%d\n", s.alive);
+	own_family(o, "shmstat_bridge_redis_connected", "gauge",
+		   "1 when the bridge's last Redis command succeeded.");
+	own_series(o, "shmstat_bridge_redis_connected", seg, NULL);
+	out_fmt(o, "%d\n", s.alive && s.connected);
+	own_family(o, "shmstat_bridge_pushes_total", "counter",
+		   "Pushes to Redis by result.");
+	own_series(o, "shmstat_bridge_pushes_total", seg, "result=\"ok\"");
+	out_fmt(o, "%" PRIu64 "\n", s.pushes_ok);
+	own_series(o, "shmstat_bridge_pushes_total", seg, "result=\"failed\"");
+	out_fmt(o, "%" PRIu64 "\n", s.pushes_failed);
+	own_family(o, "shmstat_bridge_last_push_timestamp_seconds", "gauge",
+		   "Unix time of the last successful push (0: never).");
+	own_series(o, "shmstat_bridge_last_push_timestamp_seconds", seg, NULL);
+	out_fmt(o, "%.3f\n", (double)s.last_push_ns / 1e9);
+	own_family(o, "shmstat_bridge_pending_changes", "gauge",
+		   "Counters changed since the last push.");
+	own_series(o, "shmstat_bridge_pending_changes", seg, NULL);
+	out_fmt(o, "%" PRIu64 "\n", s.pending);
+	own_family(o, "shmstat_bridge_lag_seconds", "gauge",
+		   "Age of the oldest change not yet pushed.");
+	own_series(o, "shmstat_bridge_lag_seconds", seg, NULL);
+	out_fmt(o, "%.3f\n", (double)s.lag_ms / 1e3);
 }
 
-int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f)
+static int prom_doc(shmstat_t *h, const char *pattern, struct out *o)
 {
 	struct collect c = { 0 };
-	char seg[2 * SHMSTAT_SEGNAME_MAX + 1];
-	int rc;
+	char seg[SHMSTAT_SEGNAME_MAX + 1];
 
-	if (!h || !f)
-		return SHMSTAT_EINVAL;
-	/* Segment names need no escaping ([A-Za-z0-9_.-]). */
 	snprintf(seg, sizeof(seg), "%s", h->name);
-	rc = shmstat_iter(h, pattern, collect_one, &c);
+	int rc = shmstat_iter(h, pattern, collect_one, &c);
 	if (rc < 0) {
 		free(c.v);
 		return rc;
 	}
-	for (size_t i = 0; i < c.n; i++) {
-		const shmstat_stat_t *st = &c.v[i].st;
-		prom_name(c.v[i].metric, PROM_NAME_MAX, st->name,
-				   st->name_len,
-				   st->kind == SHMSTAT_KIND_COUNTER ? "_total" : "");
-	}
-	/* A gauge whose family name equals a counter's: rename the gauge.
-	 * (qsort() must not see the NULL of an empty segment.) */
-	if (c.n > 1)
-		qsort(c.v, c.n, sizeof(*c.v), by_metric);
-	for (size_t i = 0; i + 1 < c.n; i++) {
-		size_t j = i + 1;
-		while (j < c.n && strcmp(c.v[j].metric, c.v[i].metric) == 0) {
-			if (c.v[j].st.kind != c.v[i].st.kind) {
-				struct series *g = c.v[j].st.kind == SHMSTAT_KIND_GAUGE
-							   ? &c.v[j]
-							   : &c.v[i];
-				size_t l = strlen(g->metric);
-				snprintf(g->metric + l, PROM_NAME_MAX - l, "_gauge");
-			}
-			j++;
-		}
-	}
-	if (c.n > 1)
-		qsort(c.v, c.n, sizeof(*c.v), by_metric);
-	for (size_t i = 0; i < c.n;) {
-		const struct series *s = &c.v[i];
-		bool counter = s->st.kind == SHMSTAT_KIND_COUNTER;
-		size_t j = i;
-		while (j < c.n && strcmp(c.v[j].metric, s->metric) == 0)
-			j++;
-		fprintf(f, "# HELP %s shmstat %s ", s->metric,
-			counter ? "counter" : "gauge");
-		prom_help(f, s->st.name, s->st.name_len);
-		fputc('\n', f);
-		if (j - i > 1) {
-			fprintf(f, "# shmstat: %zu names sanitize to %s; the name "
-				   "label tells them apart\n",
-				j - i, s->metric);
-		}
-		fprintf(f, "# TYPE %s %s\n", s->metric, counter ? "counter" : "gauge");
-		for (size_t k = i; k < j; k++) {
-			fprintf(f, "%s{segment=\"%s\",name=\"", c.v[k].metric, seg);
-			prom_label(f, c.v[k].st.name, c.v[k].st.name_len);
-			fprintf(f, "\"} %" PRId64 "\n", c.v[k].st.value);
-		}
-		i = j;
-	}
+	prom_user(o, seg, &c);
 	free(c.v);
-	prom_segment(h, f, seg);
-	prom_cache(h, f, seg);
-	prom_bridge(h, f, seg);
-	return ferror(f) ? shmstat__err(h, SHMSTAT_ESYS, "write failed") : 0;
+	prom_segment(h, o, seg);
+	prom_cache(h, o, seg);
+	prom_bridge(h, o, seg);
+	return 0;
+}
+
+int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f)
+{
+	if (!h || !f)
+		return SHMSTAT_EINVAL;
+	struct out o = out_stream(f);
+	int rc = prom_doc(h, pattern, &o);
+	return rc < 0 ? rc : out_end(h, &o, NULL);
+}
+
+int shmstat_export_prometheus_buf(shmstat_t *h, const char *pattern,
+				  char *buf, size_t len, size_t *needed)
+{
+	if (needed)
+		*needed = 0;
+	if (!h || (!buf && len))
+		return SHMSTAT_EINVAL;
+	struct out o = out_buffer(buf, len);
+	int rc = prom_doc(h, pattern, &o);
+	return rc < 0 ? rc : out_end(h, &o, needed);
 }
 
 /* -------------------------------------------------------------- health */
@@ -423,36 +759,66 @@ int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out)
 	return 0;
 }
 
-int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
-			       FILE *f)
+/* Strings of *hs are read up to their field's size: a caller's struct
+ * need not be NUL-terminated for the document to stay valid. */
+static void put_field(struct out *o, const char *s, size_t size)
+{
+	put_json_str(o, s, strnlen(s, size));
+}
+
+static int health_doc(shmstat_t *h, const shmstat_health_t *hs,
+		      struct out *o)
 {
 	static const char *const names[] = { "healthy", "degraded", "broken" };
 	char ts[64];
 
-	if (!hs || !f || hs->status < 0 || hs->status > 2)
-		return SHMSTAT_EINVAL;
 	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
-	fprintf(f, "{\n  \"status\": \"%s\",\n  \"timestamp\": \"%s\",\n"
+	out_fmt(o, "{\n  \"status\": \"%s\",\n  \"timestamp\": \"%s\",\n"
 		   "  \"segment\": ",
 		names[hs->status], ts);
 	if (h)
-		shmstat__json_str(f, h->name, strlen(h->name));
+		put_json_str(o, h->name, strlen(h->name));
 	else
-		fputs("null", f);
-	fputs(",\n  \"reason\": ", f);
-	shmstat__json_str(f, hs->reason, strlen(hs->reason));
+		out_str(o, "null");
+	out_str(o, ",\n  \"reason\": ");
+	put_field(o, hs->reason, sizeof(hs->reason));
 	const struct {
 		const char *k, *v;
+		size_t size;
 	} checks[] = {
-		{ "segment", hs->segment }, { "bridge", hs->bridge },
-		{ "cache", hs->cache },     { "workers", hs->workers },
-		{ "directory", hs->directory },
+		{ "segment", hs->segment, sizeof(hs->segment) },
+		{ "bridge", hs->bridge, sizeof(hs->bridge) },
+		{ "cache", hs->cache, sizeof(hs->cache) },
+		{ "workers", hs->workers, sizeof(hs->workers) },
+		{ "directory", hs->directory, sizeof(hs->directory) },
 	};
-	fputs(",\n  \"checks\": {", f);
+	out_str(o, ",\n  \"checks\": {");
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-		fprintf(f, "%s\n    \"%s\": ", i ? "," : "", checks[i].k);
-		shmstat__json_str(f, checks[i].v, strlen(checks[i].v));
+		out_fmt(o, "%s\n    \"%s\": ", i ? "," : "", checks[i].k);
+		put_field(o, checks[i].v, checks[i].size);
 	}
-	fputs("\n  }\n}\n", f);
+	out_str(o, "\n  }\n}\n");
 	return 0;
+}
+
+int shmstat_export_health_json(shmstat_t *h, const shmstat_health_t *hs,
+			       FILE *f)
+{
+	if (!hs || !f || hs->status < 0 || hs->status > 2)
+		return SHMSTAT_EINVAL;
+	struct out o = out_stream(f);
+	health_doc(h, hs, &o);
+	return out_end(h, &o, NULL);
+}
+
+int shmstat_export_health_json_buf(shmstat_t *h, const shmstat_health_t *hs,
+				   char *buf, size_t len, size_t *needed)
+{
+	if (needed)
+		*needed = 0;
+	if (!hs || (!buf && len) || hs->status < 0 || hs->status > 2)
+		return SHMSTAT_EINVAL;
+	struct out o = out_buffer(buf, len);
+	health_doc(h, hs, &o);
+	return out_end(h, &o, needed);
 }

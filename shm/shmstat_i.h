@@ -154,6 +154,18 @@ bool shmstat__glob(const char *pattern, const char *s, size_t len);
  * as JSON requires); ISO 8601 UTC with microseconds. */
 void shmstat__json_str(FILE *f, const char *s, size_t len);
 void shmstat__iso8601(char *buf, size_t len, uint64_t ns);
+/* Is metric one of the names shmstat's own Prometheus families use (the
+ * library's and the bridge's, histogram series included)? */
+bool shmstat__prom_own(const char *metric);
+
+/* util.c: UTF-8, the rule of every counter and gauge name. */
+/* Length (1..4) of the well-formed UTF-8 sequence that starts s[0..len),
+ * 0 when there is none (RFC 3629: no overlong form, no surrogate, nothing
+ * above U+10FFFF, no truncated sequence). */
+size_t shmstat__utf8_seq(const char *s, size_t len);
+/* 0 when s[0..len) is well-formed UTF-8; else -1 and *at (may be NULL)
+ * gets the offset of the first byte that starts no valid sequence. */
+int shmstat__utf8_check(const char *s, size_t len, size_t *at);
 
 /* Test hooks: a map of the raw segment for tests and the fuzz tool. */
 void *shmstat__base(shmstat_t *h, size_t *size);

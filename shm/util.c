@@ -1,7 +1,8 @@
 /*
  * util.c — small helpers with no state: clocks, process identity (pid plus
  * start time, so that a reused pid is never taken for a dead owner), the
- * name hash and glob matching.
+ * name hash, glob matching and UTF-8 validation (RFC 3629: the rule every
+ * counter and gauge name obeys, so that every document can carry it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -156,4 +157,54 @@ bool shmstat__glob(const char *pattern, const char *s, size_t len)
 	memcpy(name, s, len);
 	name[len] = '\0';
 	return fnmatch(pattern, name, 0) == 0;
+}
+
+size_t shmstat__utf8_seq(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+	uint32_t cp;
+
+	if (len == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1fu;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0fu;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07u;
+	} else {
+		return 0; /* a continuation byte, 0xc0/0xc1 (overlong), >0xf4 */
+	}
+	if (len < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0u) != 0x80u)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	/* Overlong 3- and 4-byte forms, UTF-16 surrogates, beyond U+10FFFF. */
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
+int shmstat__utf8_check(const char *s, size_t len, size_t *at)
+{
+	for (size_t i = 0; i < len;) {
+		size_t n = shmstat__utf8_seq(s + i, len - i);
+		if (n == 0) {
+			if (at)
+				*at = i;
+			return -1;
+		}
+		i += n;
+	}
+	return 0;
 }

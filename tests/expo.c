@@ -38,6 +38,49 @@ static bool label_name_ok(const char *s, size_t len)
 	return true;
 }
 
+/* Well-formed UTF-8 (RFC 3629), written here from the RFC's table so the
+ * test does not trust the library's own check. */
+static bool utf8_ok(const unsigned char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		size_t n;
+		unsigned char lo = 0x80, hi = 0xbf;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 2;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 3;
+			if (c == 0xe0)
+				lo = 0xa0;
+			if (c == 0xed)
+				hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 4;
+			if (c == 0xf0)
+				lo = 0x90;
+			if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return false;
+		}
+		if (i + n > len || s[i + 1] < lo || s[i + 1] > hi)
+			return false;
+		for (size_t k = 2; k < n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return false;
+		i += n;
+	}
+	return true;
+}
+
+bool expo_utf8_ok(const char *s, size_t len)
+{
+	return utf8_ok((const unsigned char *)s, len);
+}
+
 int expo_family(struct expo *e, const char *name)
 {
 	for (int i = 0; i < e->nfam; i++)
@@ -64,9 +107,9 @@ static bool sample_in_family(struct expo *e, const char *name,
 
 /*
  * Parse one exposition document. Fails the test on the first line that
- * breaks the rules: metric and label names, quoting and escapes, values,
- * one TYPE per family before its samples, samples of a family together,
- * no series twice.
+ * breaks the rules: UTF-8, metric and label names, quoting and escapes,
+ * values, at most one HELP and one TYPE per family, TYPE before its
+ * samples, samples of a family together, no series twice.
  */
 void expo_parse(const char *doc, struct expo *e)
 {
@@ -85,6 +128,8 @@ void expo_parse(const char *doc, struct expo *e)
 		buf[len] = '\0';
 		lineno++;
 		line = end + 1;
+		if (!utf8_ok((const unsigned char *)buf, len))
+			fail_msg("line %d: not valid UTF-8", lineno);
 		if (len == 0)
 			continue;
 		if (buf[0] == '#') {
@@ -93,6 +138,22 @@ void expo_parse(const char *doc, struct expo *e)
 			    (strcmp(kw, "HELP") == 0 || strcmp(kw, "TYPE") == 0)) {
 				if (!metric_name_ok(name, strlen(name)))
 					fail_msg("line %d: bad family name '%s'", lineno, name);
+				if (strcmp(kw, "HELP") == 0) {
+					for (int k = 0; k < e->nhelp; k++)
+						if (strcmp(e->helps[k], name) == 0)
+							fail_msg("line %d: second HELP for %s",
+								 lineno, name);
+					assert_true(e->nhelp < 512);
+					snprintf(e->helps[e->nhelp++], 512, "%s", name);
+					/* Only \\ and \n are escapes in HELP text. */
+					for (const char *p = rest; *p; p++)
+						if (*p == '\\') {
+							p++;
+							if (*p != '\\' && *p != 'n')
+								fail_msg("line %d: bad escape in HELP",
+									 lineno);
+						}
+				}
 				if (strcmp(kw, "TYPE") == 0) {
 					assert_int_equal(expo_family(e, name), -1);
 					assert_true(strcmp(rest, "counter") == 0 ||

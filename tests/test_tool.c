@@ -176,6 +176,27 @@ static void list_prometheus_prints_the_text_format(void **state)
 	shmstat_unlink(name);
 }
 
+/* A name that is not UTF-8 is refused: exit 1, the reason on stderr,
+ * nothing created. */
+static void incr_refuses_a_name_that_is_not_utf8(void **state)
+{
+	(void)state;
+	char name[64], cmd[512], err[512] = "";
+	tu_name(name, sizeof(name), "utf8");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	snprintf(cmd, sizeof(cmd), "\"$SHMSTAT_TOOL\" -n %s incr 'caf\xe9' 2>&1; "
+		 "echo \"exit $?\"", name);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	err[fread(err, 1, sizeof(err) - 1, p)] = '\0';
+	pclose(p);
+	assert_non_null(strstr(err, "not valid UTF-8 at byte offset 3"));
+	assert_non_null(strstr(err, "exit 1\n"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-j", NULL), 0);
+	assert_non_null(strstr(out, "\"counters\": {},"));
+	shmstat_unlink(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -186,6 +207,7 @@ int main(void)
 		cmocka_unit_test(json_output_carries_timestamp_source_and_escaped_names),
 		cmocka_unit_test(health_exits_0_healthy_1_degraded_2_broken),
 		cmocka_unit_test(list_prometheus_prints_the_text_format),
+		cmocka_unit_test(incr_refuses_a_name_that_is_not_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
