@@ -32,9 +32,7 @@ const char usage_cache[] =
 	"                     expirations, errors, entries, bytes used and free;\n"
 	"                     -j: as JSON\n"
 	"Keys and values are the argument's bytes; '--' ends the options.\n"
-	"\n"
-	"exit status: 0 success, 1 usage error or miss, 2 segment missing or\n"
-	"invalid.\n";
+	"\n" TOOL_EXIT_HELP;
 
 static int lib_err(shmstat_t *h, int rc)
 {
@@ -47,7 +45,7 @@ static int usage_err(const char *fmt, const char *arg)
 	fprintf(stderr, "shmstat: cache: ");
 	fprintf(stderr, fmt, arg);
 	fputs("\n(see 'shmstat cache --help')\n", stderr);
-	return 1;
+	return TOOL_USAGE;
 }
 
 /* Split args into options (known flags) and positionals. */
@@ -235,7 +233,7 @@ int do_cache(const char *seg, int argc, char **argv)
 			tool_err("cache: set: %s", rc == SHMSTAT_EEXISTS
 							   ? "key exists (--nx)"
 							   : "key is absent (--xx)");
-			rc = 1;
+			rc = TOOL_NOTFOUND;
 		} else {
 			rc = rc < 0 ? lib_err(h, rc) : 0;
 		}
