@@ -798,7 +798,7 @@ static void the_cache_command_does_what_its_help_says(void **state)
 	char out[4096];
 
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
-				 "llm:q1", "an answer", "--ttl", "60000", NULL),
+				 "llm:q1", "an answer", "--px", "60000", NULL),
 			 0);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "get",
 				 "llm:q1", NULL),

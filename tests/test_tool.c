@@ -510,6 +510,43 @@ static void a_segment_truncated_under_the_tool_is_named_not_a_bus_error(void **s
 	shmstat_unlink(name);
 }
 
+/* cache set: --ex SECONDS and --px MS as redis-cli's SET EX/PX, --ttl
+ * TIME in the one duration syntax (a bare number is seconds). */
+static void cache_ttls_take_ex_px_and_a_duration(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "ttl");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	const struct {
+		const char *opt, *val;
+		long lo, hi; /* remaining ms: at most what was set */
+	} c[] = {
+		{ "--ex", "60", 50000, 60000 },   { "--px", "1500", 1, 1500 },
+		{ "--ttl", "2m", 110000, 120000 }, { "--ttl", "90", 80000, 90000 },
+		{ "--ttl", "250ms", 1, 250 },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v",
+					 c[i].opt, c[i].val, NULL), 0);
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL), 0);
+		long ms = atol(out);
+		assert_true(ms >= c[i].lo && ms <= c[i].hi);
+	}
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", "--ttl=0", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL), 0);
+	assert_string_equal(out, "-1\n");
+	const char *bad[][2] = { { "--ex", "0" }, { "--ex", "1.5" }, { "--px", "1s" },
+				 { "--ttl", "5x" }, { "--ttl", "-1" } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "w",
+					 bad[i][0], bad[i][1], NULL), 64);
+	/* Refused: the value stayed. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "k", NULL), 0);
+	assert_string_equal(out, "v\n");
+	shmstat_unlink(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -517,6 +554,7 @@ int main(void)
 		cmocka_unit_test(usage_errors_exit_64_and_missing_segments_exit_2),
 		cmocka_unit_test(not_found_exits_1_and_a_failed_operation_3),
 		cmocka_unit_test(numbers_on_the_command_line_are_decimal),
+		cmocka_unit_test(cache_ttls_take_ex_px_and_a_duration),
 		cmocka_unit_test(filters_repeat_and_a_caret_or_X_excludes),
 		cmocka_unit_test(the_textfile_is_replaced_whole_while_a_reader_races_it),
 		cmocka_unit_test(ls_shows_each_segment_with_owner_mode_and_bridge),
