@@ -872,7 +872,10 @@ static int run_guarded(const struct cmd *cmd, const char *seg, int argc,
 			 "replaced while being read (SIGBUS); its values are not "
 			 "readable now",
 			 seg, seg);
-		return TOOL_SEGMENT;
+		/* What the command had allocated is abandoned with its stack;
+		 * end here, without exit handlers that would look at it. */
+		fflush(stdout);
+		_exit(TOOL_SEGMENT);
 	}
 	sigaction(SIGBUS, &sa, NULL);
 	fault_armed = 1;
