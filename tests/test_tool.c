@@ -447,6 +447,10 @@ static void write_errors_exit_3_with_a_message(void **state)
 		assert_int_equal(sh("$T -n %s %s >/dev/full", name, cmds[i]), 3);
 		assert_non_null(strstr(out, "error writing the output"));
 	}
+	/* A command that fails for its own reason keeps its status, and the
+	 * lost output is still said. */
+	assert_int_equal(sh("$T -n %s health >/dev/full", name), 1);
+	assert_non_null(strstr(out, "error writing the output"));
 	/* -o into a directory that is not there: nothing written, exit 3. */
 	assert_int_equal(sh("$T -n %s list -p -o /nonexistent/x.prom", name), 3);
 	shmstat_unlink(name);

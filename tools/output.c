@@ -104,10 +104,14 @@ int tool_collect(shmstat_t *h, const struct tool_filter *f,
 
 int tool_stdout_check(void)
 {
+	static bool said; /* once: the live view checks every frame */
+
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return TOOL_OK;
-	tool_err("error writing the output: %s",
-		 errno ? strerror(errno) : "write failed");
+	if (!said)
+		tool_err("error writing the output: %s",
+			 errno ? strerror(errno) : "write failed");
+	said = true;
 	return TOOL_FAILED;
 }
 

@@ -881,13 +881,11 @@ static int run_guarded(const struct cmd *cmd, const char *seg, int argc,
 	fault_armed = 1;
 	int rc = cmd->run(seg, argc, argv);
 	fault_armed = 0;
-	/* Whatever the command printed must have reached its reader (a
-	 * command that failed has said why already). */
-	if (rc) {
-		fflush(stdout);
-		return rc;
-	}
-	return tool_stdout_check();
+	/* Whatever the command printed must have reached its reader. A
+	 * command that failed keeps its status (health's 1 and 2 too), but a
+	 * lost output is still said. */
+	int out = tool_stdout_check();
+	return rc ? rc : out;
 }
 
 int main(int argc, char **argv)
