@@ -428,6 +428,10 @@ static void permission_denied_names_segment_path_owner_and_mode(void **state)
 		 "segment '%s' (/dev/shm/shmstat.%s): permission denied: owned by "
 		 "root:root, mode 0600", name, name);
 	assert_non_null(strstr(out, want));
+	/* health says the same, as its reason for "broken". */
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s health", dir, name), 2);
+	assert_non_null(strstr(out, want));
 	sh("rm -rf %s", dir);
 	shmstat_unlink(name);
 }

@@ -57,7 +57,12 @@ int do_health(const char *seg, int argc, char **argv)
 	shmstat_t *h = NULL;
 	/* XXX: SHMSTAT_O_RDONLY once the engine has it (health only reads). */
 	int rc = shmstat_open(seg, NULL, &h);
-	if (rc < 0) {
+	char why[512];
+	if (rc == SHMSTAT_EPERM && tool_perm_text(seg, why, sizeof(why))) {
+		snprintf(hs.reason, sizeof(hs.reason), "%s", why);
+		snprintf(hs.segment, sizeof(hs.segment), "%s",
+			 shmstat_strerror(rc));
+	} else if (rc < 0) {
 		snprintf(hs.reason, sizeof(hs.reason), "segment: %s",
 			 shmstat_errstr(NULL));
 		snprintf(hs.segment, sizeof(hs.segment), "%s",

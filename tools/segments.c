@@ -127,20 +127,30 @@ static size_t distance(const char *a, const char *b)
 	return row[lb];
 }
 
-void tool_open_error(const char *seg, int rc)
+bool tool_perm_text(const char *seg, char *buf, size_t len)
 {
-	char path[128];
+	char path[128], user[64], group[64];
 	struct stat st;
 
 	path_of(path, sizeof(path), seg);
-	if (rc == SHMSTAT_EPERM && stat(path, &st) == 0) {
-		char user[64], group[64];
-		owner_of(&st, user, sizeof(user), group, sizeof(group));
-		tool_err("segment '%s' (%s): permission denied: owned by %s:%s, "
-			 "mode %04o; run as %s, or create the segment with "
-			 "--mode 0660 (or 0640 to inspect it) and join group %s",
-			 seg, path, user, group, (unsigned)(st.st_mode & 07777),
-			 user, group);
+	if (stat(path, &st) != 0)
+		return false;
+	owner_of(&st, user, sizeof(user), group, sizeof(group));
+	snprintf(buf, len,
+		 "segment '%s' (%s): permission denied: owned by %s:%s, mode "
+		 "%04o; run as %s, or create the segment with --mode 0660 (or "
+		 "0640 to inspect it) and join group %s",
+		 seg, path, user, group, (unsigned)(st.st_mode & 07777), user,
+		 group);
+	return true;
+}
+
+void tool_open_error(const char *seg, int rc)
+{
+	char why[512];
+
+	if (rc == SHMSTAT_EPERM && tool_perm_text(seg, why, sizeof(why))) {
+		tool_err("%s", why);
 		return;
 	}
 	tool_err("%s", shmstat_errstr(NULL));

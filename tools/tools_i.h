@@ -35,6 +35,9 @@ bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int tool_attach(const char *seg, bool inspect, shmstat_t **h);
 /* Print the library's reason for a failed open of seg, as tool_attach. */
 void tool_open_error(const char *seg, int rc);
+/* "segment 'X' (path): permission denied: owned by U:G, mode 0600; ..."
+ * into buf; false when the segment's file cannot be seen at all. */
+bool tool_perm_text(const char *seg, char *buf, size_t len);
 
 /* Name filters: -f GLOB (repeatable; '^GLOB' excludes), -X GLOB. A name
  * passes when it matches some include (or there is none) and no exclude. */
