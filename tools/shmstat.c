@@ -37,8 +37,8 @@ static const char usage_main[] =
 	"Inspect and edit a shmstat shared-memory segment.\n"
 	"\n"
 	"options:\n"
-	"  -n NAME     segment name (default: $SHMSTAT_NAME, else 'default')\n"
-	"  -h, --help  this help; 'shmstat COMMAND --help' for a command\n"
+	"  -n NAME        segment name (default: $SHMSTAT_NAME, else 'default')\n"
+	"  -h, --help     this help; 'shmstat COMMAND --help' for a command\n"
 	"  -V, --version  print the version\n"
 	"\n"
 	"commands:\n"
@@ -63,8 +63,8 @@ static const char usage_main[] =
 	"                     exit 0 healthy, 1 degraded, 2 broken; says why\n"
 	"  cache get|set|del|ttl|keys|clear|flush|stats ...  the TTL cache\n"
 	"\n"
-	"TIME is " SHMSTAT_DURATION_SYNTAX ".\n"
-	"Numbers are decimal: 010 is ten.\n"
+	"TIME is a number and a unit: 250ms, 1.5s, 2m, 1h (units ns us ms s m\n"
+	"h d); a bare number is seconds. Numbers are decimal: 010 is ten.\n"
 	"\n" TOOL_EXIT_HELP;
 
 void tool_err(const char *fmt, ...)
