@@ -77,9 +77,12 @@ fi
 
 step "shmstat list -j (the live-stats document)"
 $shmstat list -j
-step "shmstat list -p | head (Prometheus)"
-$shmstat list -p | head -6
+step "shmstat list -p -o FILE (Prometheus, replaced atomically for node_exporter)"
+$shmstat list -p -o "$tmp/shmstat.prom"
+head -6 "$tmp/shmstat.prom"
 step "shmstat health"
 $shmstat health || true
 step "shmstat info"
 $shmstat info
+step "shmstat ls (the segments of this host)"
+$shmstat ls

@@ -9,7 +9,11 @@ packages=(
 	prometheus # for promtool: a test checks the exposition with it
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
-	redis-server redis-tools
+	redis-server redis-tools libncurses-dev
+	# The tests: promtool checks the alert rules, curl follows the tour.
+	prometheus curl
+	# The Debian packages (debian/, .ci/run): dpkg-buildpackage, lintian.
+	debhelper dpkg-dev lintian
 )
 
 missing=()

@@ -2104,7 +2104,8 @@ int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out)
 
 	if (!out)
 		return SHMSTAT_EINVAL;
-	if ((rc = ctx_load(h, &c)) < 0)
+	/* Only reads: works on a read-only handle too. */
+	if ((rc = ctx_peek(h, &c)) < 0)
 		return rc;
 	struct local_stats *l = local_of(h, false);
 	for (int s = 0; s < RS_COUNT_; s++)

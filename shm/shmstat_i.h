@@ -167,6 +167,27 @@ size_t shmstat__utf8_seq(const char *s, size_t len);
  * gets the offset of the first byte that starts no valid sequence. */
 int shmstat__utf8_check(const char *s, size_t len, size_t *at);
 
+/* parse.c: the numbers people type, one syntax for the tool and the
+ * bridge. A duration is a decimal number with an optional fraction and a
+ * unit, ns us ms s m min h d ("250ms", "1.5s", "2m", "1h"); a bare number
+ * is seconds. Integers are decimal only ("010" is ten); i64 takes a sign.
+ * Each returns SHMSTAT_PARSE_OK and sets *out, or SYNTAX (not a number of
+ * that form) or RANGE (outside [min, max] or 64 bits); *out unchanged. */
+enum shmstat_parse_result {
+	SHMSTAT_PARSE_OK = 0,
+	SHMSTAT_PARSE_SYNTAX = -1,
+	SHMSTAT_PARSE_RANGE = -2,
+};
+#define SHMSTAT_DURATION_SYNTAX \
+	"a number and a unit (ns us ms s m h d: 250ms, 1.5s, 2m, 1h); a bare number is seconds"
+int shmstat__parse_duration(const char *s, uint64_t min_ns, uint64_t max_ns,
+			    uint64_t *out_ns);
+int shmstat__parse_u64(const char *s, uint64_t min, uint64_t max,
+		       uint64_t *out);
+int shmstat__parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* ns as the shortest exact duration ("1500ms", "2m"), else "1.23s". */
+void shmstat__duration_str(char *buf, size_t len, uint64_t ns);
+
 /* Test hooks: a map of the raw segment for tests and the fuzz tool. */
 void *shmstat__base(shmstat_t *h, size_t *size);
 

@@ -798,7 +798,7 @@ static void the_cache_command_does_what_its_help_says(void **state)
 	char out[4096];
 
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
-				 "llm:q1", "an answer", "--ttl", "60000", NULL),
+				 "llm:q1", "an answer", "--px", "60000", NULL),
 			 0);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "get",
 				 "llm:q1", NULL),
@@ -863,15 +863,16 @@ static void the_cache_command_does_what_its_help_says(void **state)
 				 0);
 		assert_non_null(strstr(out, "usage: shmstat [-n NAME] cache"));
 	}
+	/* Usage errors: 64 (tools/exitcodes.h). */
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "get",
 				 NULL),
-			 1);
+			 64);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "bogus",
 				 NULL),
-			 1);
+			 64);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
 				 "k", "v", "--ttl", "soon", NULL),
-			 1);
+			 64);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", "no-such-seg-x",
 				 "cache", "get", "k", NULL),
 			 2);

@@ -471,36 +471,6 @@ static void another_user_inspects_a_0644_segment_read_only(void **state)
 	shmstat_unlink(s.name);
 }
 
-/* The tool reading a segment that is truncated under it says so and
- * exits 2, instead of dying of "Bus error". */
-static void the_tool_reports_a_segment_truncated_under_it(void **state)
-{
-	(void)state;
-	struct tu_seg s;
-	char out[4096];
-	const char *tool = getenv("SHMSTAT_TOOL");
-
-	tu_seg_create(&s, "trunc", NULL);
-	assert_int_equal(shmstat_counter_add_by_name(s.h, "x", 1), 0);
-	/* Unmapped here first: a truncated page would hit us too. */
-	shmstat_close(&s.h);
-	/* Truncate once the watcher has drawn its first screen (it then
-	 * reads every 50 ms); bounded by 1000 refreshes and tu_sh's 60 s. */
-	char tmp[] = "/tmp/shmstat-trunc-XXXXXX";
-	int fd = mkstemp(tmp);
-	assert_true(fd >= 0);
-	close(fd);
-	int rc = tu_sh(out, sizeof(out),
-		       "%s -n %s list -w 0.05 -c 1000 >%s & "
-		       "until [ -s %s ]; do sleep 0.01; done; "
-		       "truncate -s 4096 /dev/shm/shmstat.%s; wait $!",
-		       tool, s.name, tmp, tmp, s.name);
-	unlink(tmp);
-	shmstat_unlink(s.name);
-	assert_int_equal(rc, 2);
-	assert_non_null(strstr(out, "truncated while being read"));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -531,7 +501,6 @@ int main(void)
 		cmocka_unit_test(hot_path_structs_keep_their_size),
 		cmocka_unit_test(a_segment_squatted_by_another_user_is_refused),
 		cmocka_unit_test(another_user_inspects_a_0644_segment_read_only),
-		cmocka_unit_test(the_tool_reports_a_segment_truncated_under_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

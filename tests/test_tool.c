@@ -2,9 +2,14 @@
  * test_tool.c — the shmstat tool (tools/shmstat.c) as a user runs it:
  * output, JSON, exit statuses, --help for every command.
  */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shmstat_i.h"
@@ -13,11 +18,30 @@
 #define OUT 65536
 static char out[OUT];
 
+/* Run a shell command line with $T the tool; stdout and stderr into out.
+ * Returns the exit status (128+signal when killed). */
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	char full[4200];
+	snprintf(full, sizeof(full), "T=\"$SHMSTAT_TOOL\"; { %s ; } 2>&1", cmd);
+	FILE *p = popen(full, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, OUT - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 static void help_is_given_for_the_tool_and_every_command(void **state)
 {
 	(void)state;
 	const char *cmds[] = { "create", "destroy", "list", "get", "incr",
-			       "set", "reset", "info", "reap", "health" };
+			       "set", "reset", "info", "reap", "health", "ls" };
 	assert_int_equal(tu_tool(out, OUT, "--help", NULL), 0);
 	assert_non_null(strstr(out, "usage: shmstat"));
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -31,20 +55,44 @@ static void help_is_given_for_the_tool_and_every_command(void **state)
 	}
 }
 
-static void usage_errors_exit_1_and_missing_segments_exit_2(void **state)
+/* exitcodes.h: 0 success, 1 not found, 2 segment, 3 failed, 64 usage. */
+static void usage_errors_exit_64_and_missing_segments_exit_2(void **state)
 {
 	(void)state;
 	char name[64];
 	tu_name(name, sizeof(name), "absent");
-	assert_int_equal(tu_tool(out, OUT, "no-such-command", NULL), 1);
-	assert_int_equal(tu_tool(out, OUT, NULL), 1);
-	assert_int_equal(tu_tool(out, OUT, "-n", "../etc", "list", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "no-such-command", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", "../etc", "list", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "--bogus", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "health", "--bogus", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "bogus", NULL), 64);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", NULL), 2);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "info", NULL), 2);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "x", NULL), 2);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "destroy", NULL), 2);
-	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", "--size", "12x", NULL), 1);
-	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", "--size", "100", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "k", NULL), 2);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", "--size", "12x", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", "--size", "100", NULL), 64);
+}
+
+static void not_found_exits_1_and_a_failed_operation_3(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "codes");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "nope", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "--global", "nope", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "nokey", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "del", "nokey", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", "--xx", NULL), 1);
+	/* The segment exists: creating it again is a failed operation. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 3);
+	/* A counter where a gauge is: neither a typo nor a miss. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "set", "g", "1", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "g", NULL), 3);
+	shmstat_unlink(name);
 }
 
 static void create_list_get_incr_reset_destroy(void **state)
@@ -56,12 +104,12 @@ static void create_list_get_incr_reset_destroy(void **state)
 				 "--counters", "100", NULL), 0);
 	assert_non_null(strstr(out, "4194304 bytes, 100 counters"));
 	/* A second create of the same name is refused. */
-	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 3);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "filter_stats:a", NULL), 0);
 	assert_string_equal(out, "1\n");
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "filter_stats:a", "41", NULL), 0);
 	assert_string_equal(out, "42\n");
-	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "filter_stats:a", "-1", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "filter_stats:a", "-1", NULL), 64);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "other", "5", NULL), 0);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "set", "inflight", "-3", NULL), 0);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "filter_stats:a", NULL), 0);
@@ -172,7 +220,338 @@ static void list_prometheus_prints_the_text_format(void **state)
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", NULL), 0);
 	assert_non_null(strstr(out, "# TYPE shmstat_filter_stats_rejected_total counter\n"
 				    "shmstat_filter_stats_rejected_total{segment=\""));
-	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", "-j", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", "-j", NULL), 64);
+	shmstat_unlink(name);
+}
+
+static void numbers_on_the_command_line_are_decimal(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "dec");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "y", "010", NULL), 0);
+	assert_string_equal(out, "10\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "set", "g", "-010", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "g", NULL), 0);
+	assert_string_equal(out, "-10\n");
+	assert_int_equal(sh("$T -n %s incr y 0x10", name), 64);
+	assert_non_null(strstr(out, "decimal"));
+	assert_int_equal(sh("$T -n %s incr y 9223372036854775808", name), 64);
+	assert_non_null(strstr(out, "out of range"));
+	assert_int_equal(sh("$T -n %s set g 9223372036854775808", name), 64);
+	assert_non_null(strstr(out, "out of the signed 64-bit range"));
+	/* Nothing was added by the refused calls. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "y", NULL), 0);
+	assert_string_equal(out, "10\n");
+	/* Durations: -w takes 250ms, 0.25 (seconds) and refuses 250x. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-w", "250ms", "-c", "1", NULL), 0);
+	assert_non_null(strstr(out, "every 250ms"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-w", "0.25", "-c", "1", NULL), 0);
+	assert_non_null(strstr(out, "every 250ms"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-w", "250x", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-w", "10ms", NULL), 64);
+	shmstat_unlink(name);
+}
+
+static void filters_repeat_and_a_caret_or_X_excludes(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "flt");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "b:two", "2", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "a:one", "1", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "c:three", "3", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "x:big", "100", NULL), 0);
+	/* A header, then rows by name. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", NULL), 0);
+	assert_true(strncmp(out, "NAME ", 5) == 0);
+	char *a = strstr(out, "a:one"), *b = strstr(out, "b:two"),
+	     *c = strstr(out, "c:three"), *x = strstr(out, "x:big");
+	assert_true(a && b && c && x && a < b && b < c && c < x);
+	/* Two -f: both kept (the second does not replace the first). */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-f", "a:*", "-f", "c:*", NULL), 0);
+	assert_non_null(strstr(out, "a:one"));
+	assert_non_null(strstr(out, "c:three"));
+	assert_null(strstr(out, "b:two"));
+	/* ^GLOB excludes, and so does -X. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-f", "^x*", NULL), 0);
+	assert_non_null(strstr(out, "a:one"));
+	assert_null(strstr(out, "x:big"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-X", "x*", "-X", "a*", NULL), 0);
+	assert_non_null(strstr(out, "b:two"));
+	assert_null(strstr(out, "x:big"));
+	assert_null(strstr(out, "a:one"));
+	/* Nothing matched: exit 1. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-f", "zzz*", NULL), 1);
+	/* --sort value: largest first. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "--sort", "value", NULL), 0);
+	a = strstr(out, "a:one"), b = strstr(out, "b:two"), c = strstr(out, "c:three"),
+	x = strstr(out, "x:big");
+	assert_true(a && b && c && x && x < c && c < b && b < a);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "--sort", "rate", NULL), 64);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "--sort", "size", NULL), 64);
+	shmstat_unlink(name);
+}
+
+/* -p -o FILE: a reader polling the file while the tool rewrites it over
+ * and over sees a whole exposition every time. */
+static void the_textfile_is_replaced_whole_while_a_reader_races_it(void **state)
+{
+	(void)state;
+	char name[64], dir[] = "/tmp/shmstat-textfile-XXXXXX", file[128];
+	tu_name(name, sizeof(name), "txt");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	shmstat_t *h;
+	assert_int_equal(shmstat_open(name, NULL, &h), 0);
+	for (int i = 0; i < 300; i++) {
+		char c[32];
+		snprintf(c, sizeof(c), "ctr_%03d", i);
+		assert_int_equal(shmstat_counter_add_by_name(h, c, (uint64_t)i), 0);
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/shmstat.prom", dir);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", "-o", file, NULL), 0);
+	struct stat sb;
+	assert_int_equal(stat(file, &sb), 0);
+	/* Readable by node_exporter's user: the umask's mode, not 0600. */
+	mode_t um = umask(0);
+	umask(um);
+	assert_int_equal(sb.st_mode & 0777, 0666 & ~um);
+	pid_t w = fork();
+	assert_true(w >= 0);
+	if (w == 0) {
+		char cmd[512];
+		snprintf(cmd, sizeof(cmd),
+			 "for i in $(seq 40); do \"$SHMSTAT_TOOL\" -n %s list -p -o %s "
+			 "|| exit 1; done", name, file);
+		_exit(system(cmd) == 0 ? 0 : 1);
+	}
+	static char buf[1 << 20];
+	int reads = 0, whole = 0;
+	int wst = -1;
+	for (int i = 0; i < 200000 && waitpid(w, &wst, WNOHANG) == 0; i++) {
+		int fd = open(file, O_RDONLY);
+		assert_true(fd >= 0);
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		assert_true(n > 0);
+		buf[n] = '\0';
+		reads++;
+		/* Every counter, the segment's families, a final newline. */
+		int series = 0;
+		for (char *p = buf; (p = strstr(p, "name=\"ctr_")); p++)
+			series++;
+		if (series == 300 && strstr(buf, "shmstat_counters_used") &&
+		    buf[n - 1] == '\n')
+			whole++;
+	}
+	/* The writer has exited, or the loop ran out: then wait for it. */
+	if (wst == -1)
+		assert_int_equal(tu_wait(w, 60000), 0);
+	else
+		assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	assert_true(reads > 0);
+	assert_int_equal(whole, reads);
+	/* No temporary file is left behind. */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "test $(ls -A %s | wc -l) -eq 1", dir);
+	assert_int_equal(system(cmd), 0);
+	unlink(file);
+	rmdir(dir);
+	shmstat_close(&h);
+	shmstat_unlink(name);
+}
+
+static void ls_shows_each_segment_with_owner_mode_and_bridge(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "ls");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", "--mode", "0640",
+				 "--counters", "100", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "a", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "ls", NULL), 0);
+	assert_true(strncmp(out, "NAME ", 5) == 0);
+	char *l = strstr(out, name);
+	assert_non_null(l);
+	char *eol = strchr(l, '\n');
+	assert_non_null(eol);
+	*eol = '\0';
+	assert_non_null(strstr(l, " 0640 "));
+	assert_non_null(strstr(l, " 1/100 "));
+	assert_non_null(strstr(l, "never ran"));
+	if (access("/usr/bin/python3", X_OK) == 0)
+		assert_int_equal(sh("$T ls -j | /usr/bin/python3 -c 'import json,sys; "
+				    "d=[s for s in json.load(sys.stdin) if s[\"name\"]==\"%s\"]; "
+				    "assert d[0][\"mode\"]==\"0640\" and d[0][\"counters\"]==1'",
+				    name),
+				 0);
+	shmstat_unlink(name);
+}
+
+static void a_mistyped_segment_name_gets_a_suggestion(void **state)
+{
+	(void)state;
+	char name[64], typo[64];
+	tu_name(name, sizeof(name), "suggest");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	snprintf(typo, sizeof(typo), "%s", name);
+	typo[strlen(typo) - 1] = 'x'; /* "...suggesx" */
+	assert_int_equal(sh("$T -n %s list", typo), 2);
+	char want[128];
+	snprintf(want, sizeof(want), "did you mean '%s'?", name);
+	assert_non_null(strstr(out, want));
+	shmstat_unlink(name);
+}
+
+/* As `nobody`, a root-owned 0600 segment: the error names it all. */
+static void permission_denied_names_segment_path_owner_and_mode(void **state)
+{
+	(void)state;
+	if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0) {
+		skip();
+		return;
+	}
+	char name[64], dir[] = "/tmp/shmstat-perm-XXXXXX";
+	tu_name(name, sizeof(name), "perm");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	/* A copy of the tool that nobody may run (the build tree may not). */
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	assert_int_equal(sh("cp \"$T\" %s/shmstat && chmod 755 %s/shmstat", dir, dir), 0);
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s list", dir, name), 2);
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "segment '%s' (/dev/shm/shmstat.%s): permission denied: owned by "
+		 "root:root, mode 0600", name, name);
+	assert_non_null(strstr(out, want));
+	/* health says the same, as its reason for "broken". */
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s health", dir, name), 2);
+	assert_non_null(strstr(out, want));
+	sh("rm -rf %s", dir);
+	shmstat_unlink(name);
+}
+
+static void write_errors_exit_3_with_a_message(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "full");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "a", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", NULL), 0);
+	const char *cmds[] = { "list", "list -j", "list -p", "info", "info -j",
+			       "get a", "get -j a", "cache keys", "cache stats", "ls",
+			       "health --no-bridge", "--help", "-V" };
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		assert_int_equal(sh("$T -n %s %s >/dev/full", name, cmds[i]), 3);
+		assert_non_null(strstr(out, "error writing the output"));
+	}
+	/* A command that fails for its own reason keeps its status, and the
+	 * lost output is still said. */
+	assert_int_equal(sh("$T -n %s health >/dev/full", name), 1);
+	assert_non_null(strstr(out, "error writing the output"));
+	/* -o into a directory that is not there: nothing written, exit 3. */
+	assert_int_equal(sh("$T -n %s list -p -o /nonexistent/x.prom", name), 3);
+	shmstat_unlink(name);
+}
+
+static void the_live_view_ends_on_a_closed_pipe(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "pipe");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	/* SIGPIPE ignored, as some parents leave it: the write error ends it. */
+	assert_int_equal(sh("trap '' PIPE; { timeout 30 $T -n %s list -w 50ms; "
+			    "echo \"rc=$?\" >&2; } | head -1 >/dev/null", name), 0);
+	assert_non_null(strstr(out, "rc=3"));
+	assert_non_null(strstr(out, "error writing the output"));
+	shmstat_unlink(name);
+}
+
+/* The segment's file truncated while the tool reads it: a message naming
+ * the segment and exit 2, not "Bus error". */
+static void a_segment_truncated_under_the_tool_is_named_not_a_bus_error(void **state)
+{
+	(void)state;
+	char name[64], path[128], outf[] = "/tmp/shmstat-bus-XXXXXX";
+	tu_name(name, sizeof(name), "bus");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "a", NULL), 0);
+	int ofd = mkstemp(outf);
+	assert_true(ofd >= 0);
+	int errp[2];
+	assert_int_equal(pipe(errp), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(ofd, 1);
+		dup2(errp[1], 2);
+		close(errp[0]);
+		const char *tool = getenv("SHMSTAT_TOOL");
+		execl(tool, tool, "-n", name, "list", "-w", "50ms", NULL);
+		_exit(127);
+	}
+	close(errp[1]);
+	/* Wait (bounded) for its first frame: it is attached. */
+	struct stat sb = { 0 };
+	for (int i = 0; i < 1000 && (fstat(ofd, &sb) == 0 && sb.st_size == 0); i++)
+		usleep(10000);
+	assert_true(sb.st_size > 0);
+	snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", name);
+	assert_int_equal(truncate(path, 4096), 0);
+	int st = tu_wait(pid, 20000);
+	ssize_t n = read(errp[0], out, OUT - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(errp[0]);
+	close(ofd);
+	unlink(outf);
+	assert_int_equal(st, 2);
+	char want[320];
+	snprintf(want, sizeof(want), "segment '%s' (%s) was truncated", name, path);
+	assert_non_null(strstr(out, want));
+	shmstat_unlink(name);
+}
+
+/* cache set: --ex SECONDS and --px MS as redis-cli's SET EX/PX, --ttl
+ * TIME in the one duration syntax (a bare number is seconds). */
+static void cache_ttls_take_ex_px_and_a_duration(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "ttl");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	const struct {
+		const char *opt, *val;
+		long lo, hi; /* remaining ms: at most what was set */
+	} c[] = {
+		{ "--ex", "60", 50000, 60000 },   { "--px", "1500", 1, 1500 },
+		{ "--ttl", "2m", 110000, 120000 }, { "--ttl", "90", 80000, 90000 },
+		{ "--ttl", "250ms", 1, 250 },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v",
+					 c[i].opt, c[i].val, NULL), 0);
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL), 0);
+		long ms = atol(out);
+		assert_true(ms >= c[i].lo && ms <= c[i].hi);
+	}
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", "--ttl=0", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL), 0);
+	assert_string_equal(out, "-1\n");
+	const char *bad[][2] = { { "--ex", "0" }, { "--ex", "1.5" }, { "--px", "1s" },
+				 { "--ttl", "5x" }, { "--ttl", "-1" } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "w",
+					 bad[i][0], bad[i][1], NULL), 64);
+	/* Refused: the value stayed. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "k", NULL), 0);
+	assert_string_equal(out, "v\n");
 	shmstat_unlink(name);
 }
 
@@ -191,7 +570,7 @@ static void incr_refuses_a_name_that_is_not_utf8(void **state)
 	err[fread(err, 1, sizeof(err) - 1, p)] = '\0';
 	pclose(p);
 	assert_non_null(strstr(err, "not valid UTF-8 at byte offset 3"));
-	assert_non_null(strstr(err, "exit 1\n"));
+	assert_non_null(strstr(err, "exit 64\n")); /* a usage error */
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-j", NULL), 0);
 	assert_non_null(strstr(out, "\"counters\": {},"));
 	shmstat_unlink(name);
@@ -201,7 +580,18 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(help_is_given_for_the_tool_and_every_command),
-		cmocka_unit_test(usage_errors_exit_1_and_missing_segments_exit_2),
+		cmocka_unit_test(usage_errors_exit_64_and_missing_segments_exit_2),
+		cmocka_unit_test(not_found_exits_1_and_a_failed_operation_3),
+		cmocka_unit_test(numbers_on_the_command_line_are_decimal),
+		cmocka_unit_test(cache_ttls_take_ex_px_and_a_duration),
+		cmocka_unit_test(filters_repeat_and_a_caret_or_X_excludes),
+		cmocka_unit_test(the_textfile_is_replaced_whole_while_a_reader_races_it),
+		cmocka_unit_test(ls_shows_each_segment_with_owner_mode_and_bridge),
+		cmocka_unit_test(a_mistyped_segment_name_gets_a_suggestion),
+		cmocka_unit_test(permission_denied_names_segment_path_owner_and_mode),
+		cmocka_unit_test(write_errors_exit_3_with_a_message),
+		cmocka_unit_test(the_live_view_ends_on_a_closed_pipe),
+		cmocka_unit_test(a_segment_truncated_under_the_tool_is_named_not_a_bus_error),
 		cmocka_unit_test(create_list_get_incr_reset_destroy),
 		cmocka_unit_test(segment_name_comes_from_the_environment),
 		cmocka_unit_test(json_output_carries_timestamp_source_and_escaped_names),

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shmstat.h"
+#include "shmstat_i.h"
 #include "tools_i.h"
 
 const char usage_cache[] =
@@ -16,9 +17,11 @@ const char usage_cache[] =
 	"Read and edit the segment's TTL cache.\n"
 	"  get KEY            print the value alone (and a newline); exit 1 on\n"
 	"                     a miss\n"
-	"  set KEY VALUE [--ttl MS] [--nx|--xx]\n"
-	"                     store VALUE under KEY; --ttl: expire after MS\n"
-	"                     milliseconds (default 0: never); --nx: only if\n"
+	"  set KEY VALUE [--ex SECONDS | --px MS | --ttl TIME] [--nx|--xx]\n"
+	"                     store VALUE under KEY; expire after SECONDS or MS\n"
+	"                     (whole numbers, as redis-cli's SET EX and PX), or\n"
+	"                     TIME (250ms, 1.5s, 2m, 1h; a bare number is\n"
+	"                     seconds; 0: never); default: never; --nx: only if\n"
 	"                     absent, --xx: only if present (exit 1 when not)\n"
 	"  del KEY            remove KEY; exit 1 when it was absent\n"
 	"  ttl KEY            remaining milliseconds, -1 for no TTL; exit 1 when\n"
@@ -32,9 +35,7 @@ const char usage_cache[] =
 	"                     expirations, errors, entries, bytes used and free;\n"
 	"                     -j: as JSON\n"
 	"Keys and values are the argument's bytes; '--' ends the options.\n"
-	"\n"
-	"exit status: 0 success, 1 usage error or miss, 2 segment missing or\n"
-	"invalid.\n";
+	"\n" TOOL_EXIT_HELP;
 
 static int lib_err(shmstat_t *h, int rc)
 {
@@ -47,7 +48,50 @@ static int usage_err(const char *fmt, const char *arg)
 	fprintf(stderr, "shmstat: cache: ");
 	fprintf(stderr, fmt, arg);
 	fputs("\n(see 'shmstat cache --help')\n", stderr);
-	return 1;
+	return TOOL_USAGE;
+}
+
+/* --ex SECONDS, --px MS (as redis-cli's SET EX and PX: whole, at least
+ * 1) and --ttl TIME (shm/parse.c's duration; 0: never), also as --opt=V. */
+static bool ttl_opt(const char *s)
+{
+	static const char *const opts[] = { "--ex", "--px", "--ttl" };
+	for (int i = 0; i < 3; i++) {
+		size_t n = strlen(opts[i]);
+		if (strncmp(s, opts[i], n) == 0 && (s[n] == '\0' || s[n] == '='))
+			return true;
+	}
+	return false;
+}
+
+static int ttl_parse(const char *opt, const char *v, uint64_t *ms)
+{
+	const uint64_t max_ms = UINT64_MAX / 2 / 1000000u;
+	uint64_t x;
+
+	if (strncmp(opt, "--ex", 4) == 0) {
+		if (shmstat__parse_u64(v, 1, max_ms / 1000, &x) == 0) {
+			*ms = x * 1000;
+			return 0;
+		}
+		return usage_err("--ex needs whole seconds (at least 1), got '%s'", v);
+	}
+	if (strncmp(opt, "--px", 4) == 0) {
+		if (shmstat__parse_u64(v, 1, max_ms, &x) == 0) {
+			*ms = x;
+			return 0;
+		}
+		return usage_err("--px needs whole milliseconds (at least 1), got "
+				 "'%s'",
+				 v);
+	}
+	if (shmstat__parse_duration(v, 0, max_ms * 1000000u, &x) == 0) {
+		*ms = x / 1000000u;
+		if (x && !*ms)
+			*ms = 1; /* a TTL below a millisecond is not "never" */
+		return 0;
+	}
+	return usage_err("--ttl needs " SHMSTAT_DURATION_SYNTAX ", got '%s'", v);
 }
 
 /* Split args into options (known flags) and positionals. */
@@ -69,18 +113,14 @@ static int parse(int argc, char **argv, bool set_opts, bool j_opt,
 		const char *s = argv[i];
 		if (opts && strcmp(s, "--") == 0) {
 			opts = false;
-		} else if (opts && set_opts && strcmp(s, "--ttl") == 0) {
-			if (i + 1 >= argc ||
-			    !parse_u64(argv[i + 1], 0, UINT64_MAX / 2, &a->ttl))
-				return usage_err("--ttl needs milliseconds, "
-						 "got '%s'",
-						 i + 1 < argc ? argv[i + 1] : "");
-			i++;
-		} else if (opts && set_opts && strncmp(s, "--ttl=", 6) == 0) {
-			if (!parse_u64(s + 6, 0, UINT64_MAX / 2, &a->ttl))
-				return usage_err("--ttl needs milliseconds, "
-						 "got '%s'",
-						 s + 6);
+		} else if (opts && set_opts && ttl_opt(s)) {
+			const char *v = strchr(s, '=');
+			if (v)
+				v++;
+			else if (i + 1 < argc)
+				v = argv[++i];
+			if (ttl_parse(s, v ? v : "", &a->ttl) != 0)
+				return TOOL_USAGE;
 		} else if (opts && set_opts && strcmp(s, "--nx") == 0) {
 			if (a->mode == SHMSTAT_CACHE_XX)
 				return usage_err("%s: --nx and --xx exclude "
@@ -235,7 +275,7 @@ int do_cache(const char *seg, int argc, char **argv)
 			tool_err("cache: set: %s", rc == SHMSTAT_EKEYEXISTS
 							   ? "key exists (--nx)"
 							   : "key is absent (--xx)");
-			rc = 1;
+			rc = TOOL_NOTFOUND;
 		} else {
 			rc = rc < 0 ? lib_err(h, rc) : 0;
 		}

@@ -1,7 +1,8 @@
 /*
  * health.c — `shmstat health`: one verdict, one line saying why, an exit
- * status a monitor can act on (0 healthy, 1 degraded, 2 broken), and with
- * -j the JSON body the bridge's /health serves.
+ * status a monitor can act on (0 healthy, 1 degraded, 2 broken: the
+ * scale of exitcodes.h), and with -j the JSON body the bridge's /health
+ * serves.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -20,7 +21,8 @@ const char usage_health[] =
 	"\n"
 	"exit status: 0 healthy; 1 degraded (no bridge, bridge disconnected or\n"
 	"not pushing, cache value memory 95% full, directory 90% full, a process\n"
-	"found no free row); 2 broken (segment missing or invalid).\n";
+	"found no free row); 2 broken (segment missing or invalid); 3 the\n"
+	"output could not be written; 64 usage error.\n";
 
 int do_health(const char *seg, int argc, char **argv)
 {
@@ -43,12 +45,12 @@ int do_health(const char *seg, int argc, char **argv)
 			break;
 		default:
 			fputs(usage_health, stderr);
-			return 1;
+			return TOOL_USAGE;
 		}
 	}
 	if (optind != argc) {
 		tool_err("health: unexpected argument '%s'", argv[optind]);
-		return 1;
+		return TOOL_USAGE;
 	}
 
 	shmstat_health_t hs = { .status = SHMSTAT_BROKEN };
@@ -57,7 +59,12 @@ int do_health(const char *seg, int argc, char **argv)
 	 * another user that lets us read it. */
 	shmstat_options_t o = { .flags = SHMSTAT_O_RDONLY };
 	int rc = shmstat_open(seg, &o, &h);
-	if (rc < 0) {
+	char why[512];
+	if (rc == SHMSTAT_EPERM && tool_perm_text(seg, why, sizeof(why))) {
+		snprintf(hs.reason, sizeof(hs.reason), "%s", why);
+		snprintf(hs.segment, sizeof(hs.segment), "%s",
+			 shmstat_strerror(rc));
+	} else if (rc < 0) {
 		snprintf(hs.reason, sizeof(hs.reason), "segment: %s",
 			 shmstat_errstr(NULL));
 		snprintf(hs.segment, sizeof(hs.segment), "%s",

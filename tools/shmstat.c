@@ -2,15 +2,18 @@
  * shmstat — inspect and edit a shmstat segment.
  *
  * A thin CLI: parse arguments, attach, call one do_<command>(). Each output
- * format (table, JSON) is one function. Exit status: 0 success, 1 usage or
- * lookup error, 2 segment missing or invalid.
+ * format (table, JSON) is one function. Exit statuses: exitcodes.h.
+ * Every command's output is checked before exit (a full disk or a closed
+ * pipe is an error), and a segment truncated under the tool ends it with
+ * a message naming the segment, not "Bus error".
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdbool.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +25,9 @@
 #include "sync_cmd.h"
 #include "tools_i.h"
 
-#define EXIT_USAGE 1
-#define EXIT_SEGMENT 2
+#ifndef SHMSTAT_VERSION_STRING
+#error "SHMSTAT_VERSION_STRING comes from meson.build's project version"
+#endif
 
 static const char *prog = "shmstat";
 
@@ -33,17 +37,19 @@ static const char usage_main[] =
 	"Inspect and edit a shmstat shared-memory segment.\n"
 	"\n"
 	"options:\n"
-	"  -n NAME     segment name (default: $SHMSTAT_NAME, else 'default')\n"
-	"  -h, --help  this help; 'shmstat COMMAND --help' for a command\n"
-	"  -V          print the version\n"
+	"  -n NAME        segment name (default: $SHMSTAT_NAME, else 'default')\n"
+	"  -h, --help     this help; 'shmstat COMMAND --help' for a command\n"
+	"  -V, --version  print the version\n"
 	"\n"
 	"commands:\n"
 	"  create [--size BYTES] [--counters N] [--workers N]\n"
 	"         [--max-value BYTES] [--mode OCTAL]\n"
 	"                     create the segment\n"
 	"  destroy            remove the segment's name\n"
-	"  list [-f GLOB] [-j | -p | -w [SECS]]\n"
-	"                     counters and gauges: table, JSON, Prometheus,\n"
+	"  ls [-j]            the host's segments: owner, mode, size, workers,\n"
+	"                     bridge\n"
+	"  list [-f GLOB]... [-X GLOB]... [--sort KEY] [-j | -p | -w [TIME]]\n"
+	"       [-o FILE]     counters and gauges: table, JSON, Prometheus,\n"
 	"                     live view\n"
 	"  get [-j] [--global] NAME\n"
 	"                     print one value (--global: the cluster-wide one)\n"
@@ -57,8 +63,9 @@ static const char usage_main[] =
 	"                     exit 0 healthy, 1 degraded, 2 broken; says why\n"
 	"  cache get|set|del|ttl|keys|clear|flush|stats ...  the TTL cache\n"
 	"\n"
-	"exit status: 0 success, 1 usage or lookup error, 2 segment missing or\n"
-	"invalid.\n";
+	"TIME is a number and a unit: 250ms, 1.5s, 2m, 1h (units ns us ms s m\n"
+	"h d); a bare number is seconds. Numbers are decimal: 010 is ten.\n"
+	"\n" TOOL_EXIT_HELP;
 
 void tool_err(const char *fmt, ...)
 {
@@ -71,10 +78,14 @@ void tool_err(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* Exit status for a library error code. */
+/* Exit status for a library error code (exitcodes.h). */
 int tool_status(int rc)
 {
 	switch (rc) {
+	case SHMSTAT_OK:
+		return TOOL_OK;
+	case SHMSTAT_ENOTFOUND:
+		return TOOL_NOTFOUND;
 	case SHMSTAT_ENOENT:
 	case SHMSTAT_ETRUNC:
 	case SHMSTAT_EMAGIC:
@@ -83,34 +94,42 @@ int tool_status(int rc)
 	case SHMSTAT_EINIT:
 	case SHMSTAT_EPERM:
 	case SHMSTAT_EOWNER:
-		return EXIT_SEGMENT;
+		return TOOL_SEGMENT;
+	case SHMSTAT_EINVAL:
+	case SHMSTAT_ENAME:
+		return TOOL_USAGE;
 	default:
-		return EXIT_USAGE;
+		return TOOL_FAILED;
 	}
-}
-
-static int attach_flags(const char *name, shmstat_t **h, unsigned flags)
-{
-	shmstat_options_t o = { .flags = flags };
-	int rc = shmstat_open(name, &o, h);
-
-	if (rc < 0) {
-		tool_err("%s", shmstat_errstr(NULL));
-		return tool_status(rc);
-	}
-	return 0;
-}
-
-static int attach(const char *name, shmstat_t **h)
-{
-	return attach_flags(name, h, 0);
 }
 
 /* Commands that only read attach read-only: they work on a segment of
  * another user that lets them read it, and can never write to it. */
-static int attach_ro(const char *name, shmstat_t **h)
+static int attach(const char *name, shmstat_t **h)
 {
-	return attach_flags(name, h, SHMSTAT_O_RDONLY);
+	return tool_attach(name, true, h);
+}
+
+static int attach_rw(const char *name, shmstat_t **h)
+{
+	return tool_attach(name, false, h);
+}
+
+/* A segment truncated (or a page of it taken away) under the tool
+ * raises SIGBUS on the next read of the lost pages. The handler jumps
+ * back to main, which restores the terminal and says which segment. */
+static sigjmp_buf fault_jmp;
+static volatile sig_atomic_t fault_armed;
+void (*tool_on_fault)(void);
+
+static void on_sigbus(int sig)
+{
+	if (!fault_armed) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	siglongjmp(fault_jmp, 1);
 }
 
 /* The library's own formatting, so the tool and the exporters agree. */
@@ -124,33 +143,10 @@ void iso_time(char *buf, size_t len, uint64_t ns)
 	shmstat__iso8601(buf, len, ns);
 }
 
-/* Parse a non-negative integer that fits in [min, max]. */
+/* A decimal whole number in [min, max] (shm/parse.c: "010" is ten). */
 bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-	char *end;
-
-	if (!s || !*s || *s == '-' || *s == '+')
-		return false;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || *end || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool parse_i64(const char *s, int64_t *out)
-{
-	char *end;
-
-	if (!s || !*s)
-		return false;
-	errno = 0;
-	long long v = strtoll(s, &end, 0);
-	if (errno || *end)
-		return false;
-	*out = v;
-	return true;
+	return shmstat__parse_u64(s, min, max, out) == SHMSTAT_PARSE_OK;
 }
 
 /* getopt over a command's own arguments; returns false on --help. */
@@ -178,7 +174,7 @@ static const char usage_create[] =
 	"                               [--workers N] [--max-value BYTES]\n"
 	"                               [--mode OCTAL]\n"
 	"\n"
-	"Create the segment. Fails (exit 1) if it exists.\n"
+	"Create the segment. Fails (exit 3) if it exists.\n"
 	"  --size BYTES       total size (default 33554432 = 32 MiB; the cache\n"
 	"                     gets what the counters leave)\n"
 	"  --counters N       counters + gauges it can hold (default 4096)\n"
@@ -223,31 +219,32 @@ static int do_create(const char *seg, int argc, char **argv)
 			o.cache_max_value = (size_t)v;
 			break;
 		case 'm': {
+			/* The one octal number: a mode, as chmod takes it. */
 			char *end;
 			errno = 0;
 			unsigned long m = strtoul(optarg, &end, 8);
-			if (errno || *end || !*optarg || m == 0 || m > 0777)
+			if (errno || *end || !*optarg || *optarg == '-' ||
+			    *optarg == '+' || m == 0 || m > 0777)
 				goto bad;
 			o.mode = (unsigned)m;
 			break;
 		}
 		default:
 			fputs(usage_create, stderr);
-			return EXIT_USAGE;
+			return TOOL_USAGE;
 		}
 	}
 	if (optind != argc) {
 		tool_err("create: unexpected argument '%s'", argv[optind]);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
 	int rc = shmstat_open(seg, &o, &h);
 	if (rc < 0) {
-		tool_err("%s", shmstat_errstr(NULL));
-		return rc == SHMSTAT_EEXIST || rc == SHMSTAT_EINVAL ||
-				       rc == SHMSTAT_ENAME
-			       ? EXIT_USAGE
-			       : EXIT_SEGMENT;
+		tool_open_error(seg, rc);
+		return rc == SHMSTAT_EEXIST || rc == SHMSTAT_ENOSPC ? TOOL_FAILED
+		       : rc == SHMSTAT_EPERM			     ? TOOL_SEGMENT
+								     : tool_status(rc);
 	}
 	shmstat_info_t info;
 	shmstat_info(h, &info);
@@ -255,11 +252,12 @@ static int do_create(const char *seg, int argc, char **argv)
 	       "workers\n",
 	       seg, info.size, info.max_counters, info.max_workers);
 	shmstat_close(&h);
-	return 0;
+	return tool_stdout_check();
 bad:
-	tool_err("create: bad value '%s' for --%s", optarg,
+	tool_err("create: bad value '%s' for --%s (a decimal number; --mode "
+		 "is octal, 0001 to 0777)", optarg,
 		 lo[c == 's' ? 0 : c == 'c' ? 1 : c == 'w' ? 2 : c == 'v' ? 3 : 4].name);
-	return EXIT_USAGE;
+	return TOOL_USAGE;
 }
 
 /* ----------------------------------------------------------------- destroy */
@@ -275,12 +273,12 @@ static int do_destroy(const char *seg, int argc, char **argv)
 	(void)argv;
 	if (argc > 1) {
 		tool_err("destroy: unexpected argument '%s'", argv[1]);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	int rc = shmstat_unlink(seg);
 	if (rc < 0) {
-		tool_err("%s", shmstat_errstr(NULL));
-		return rc == SHMSTAT_ENAME ? EXIT_USAGE : EXIT_SEGMENT;
+		tool_open_error(seg, rc);
+		return rc == SHMSTAT_ENAME ? TOOL_USAGE : TOOL_SEGMENT;
 	}
 	return 0;
 }
@@ -288,81 +286,150 @@ static int do_destroy(const char *seg, int argc, char **argv)
 /* -------------------------------------------------------------------- list */
 
 static const char usage_list[] =
-	"usage: shmstat [-n NAME] list [-f GLOB] [-j | -p | -w [SECONDS] [-c COUNT] [-H]]\n"
+	"usage: shmstat [-n NAME] list [-f GLOB]... [-X GLOB]... [--sort KEY]\n"
+	"                             [-j | -p | -w [TIME] [-c COUNT] [-H]]\n"
+	"                             [-o FILE]\n"
 	"\n"
-	"Print every counter and gauge (or those matching GLOB) with its value.\n"
-	"  -f GLOB     only names matching GLOB (fnmatch rules, e.g. 'filter_stats:*')\n"
+	"Print every counter and gauge (or those the filters pass) with its\n"
+	"value: a table with a header line, sorted by name unless --sort.\n"
+	"  -f GLOB     only names matching GLOB (fnmatch rules, e.g.\n"
+	"              'filter_stats:*'); repeat it for more; a GLOB starting\n"
+	"              with ^ excludes instead ('^cache:*'). A name is shown when\n"
+	"              it matches an -f (or there is none) and no exclusion\n"
+	"  -X GLOB     exclude names matching GLOB (the same as -f '^GLOB')\n"
+	"  --sort KEY  name (the default, byte order), value (largest first) or\n"
+	"              rate (the live view only: fastest first)\n"
 	"  -p, --prometheus\n"
 	"              the Prometheus text format (counters as shmstat_<name>_total,\n"
 	"              gauges as shmstat_<name>, the original name in a label; cache\n"
-	"              and bridge metrics too): for node_exporter's textfile collector\n"
-	"  -w [SECS]   live view: redraw every SECS seconds (default 1, at least\n"
-	"              0.05) with each counter's rate per second; q or Ctrl-C quits\n"
+	"              and bridge metrics too): for node_exporter's textfile\n"
+	"              collector, with -o\n"
+	"  -o FILE     write to FILE atomically: a temporary file in the same\n"
+	"              directory, renamed over FILE when complete, so a reader\n"
+	"              never sees a partial file (Debian's node_exporter reads\n"
+	"              /var/lib/prometheus/node-exporter/*.prom)\n"
+	"  -j          JSON: {\"timestamp\", \"source\", \"segment\", \"counters\": {...},\n"
+	"              \"gauges\": {...}}; source is \"redis\" when the bridge has\n"
+	"              reconciled the values recently, else \"local\"\n"
+	"  -w [TIME]   live view: redraw every TIME (default 1s, 50ms to 1h; a\n"
+	"              bare number is seconds) with each counter's rate per\n"
+	"              second; keys: q quits, arrows/PgUp/PgDn/Home/End scroll,\n"
+	"              n, v, r sort by name, value, rate\n"
 	"  -c COUNT    with -w: stop after COUNT refreshes\n"
 	"  -H          with -w: humanize large numbers (1.23M)\n"
-	"  -j       JSON: {\"timestamp\", \"source\", \"segment\", \"counters\": {...},\n"
-	"           \"gauges\": {...}}; source is \"redis\" when the bridge has\n"
-	"           reconciled the values recently, else \"local\"\n";
+	"-j and -p take at most one -f and no exclusion. With -f, the table\n"
+	"and -j exit 1 when no name matched.\n"
+	"\n" TOOL_EXIT_HELP;
 
-struct list_ctx {
-	FILE *f;
-	int n;
-};
-
-static int list_table(const shmstat_stat_t *st, void *priv)
+static int by_name(const void *a, const void *b)
 {
-	struct list_ctx *c = priv;
+	const shmstat_stat_t *x = a, *y = b;
+	return strcmp(x->name, y->name);
+}
 
-	fprintf(c->f, "%-50s %20" PRId64 "%s\n", st->name, st->value,
-		st->kind == SHMSTAT_KIND_GAUGE ? "  (gauge)" : "");
-	c->n++;
+static int by_value(const void *a, const void *b)
+{
+	const shmstat_stat_t *x = a, *y = b;
+	if (x->value != y->value)
+		return x->value < y->value ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+static int list_table(shmstat_t *h, const struct tool_filter *flt,
+		      enum tool_sort sort, FILE *f, size_t *shown)
+{
+	shmstat_stat_t *v;
+	size_t n;
+	int rc = tool_collect(h, flt, &v, &n);
+
+	if (rc < 0)
+		return rc;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), sort == SORT_VALUE ? by_value : by_name);
+	fprintf(f, "%-50s %20s  %s\n", "NAME", "VALUE", "KIND");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%-50s %20" PRId64 "  %s\n", v[i].name, v[i].value,
+			v[i].kind == SHMSTAT_KIND_GAUGE ? "gauge" : "counter");
+	free(v);
+	*shown = n;
+	return 0;
+}
+
+/* -w's optional operand: -w, -w 0.5, -w 250ms. */
+static int watch_operand(int argc, char **argv, uint64_t *interval_ns)
+{
+	if (optind >= argc || argv[optind][0] == '-')
+		return 0;
+	const char *s = argv[optind];
+	int rc = shmstat__parse_duration(s, 50000000ull, 3600000000000ull,
+					 interval_ns);
+	if (rc == SHMSTAT_PARSE_SYNTAX && !(s[0] >= '0' && s[0] <= '9') &&
+	    s[0] != '.')
+		return 0; /* not a number: leave it for the "unexpected" check */
+	if (rc != SHMSTAT_PARSE_OK) {
+		tool_err("list: -w takes a time from 50ms to 1h (" SHMSTAT_DURATION_SYNTAX
+			 "), not '%s'",
+			 s);
+		return TOOL_USAGE;
+	}
+	optind++;
 	return 0;
 }
 
 static int do_list(const char *seg, int argc, char **argv)
 {
-	const char *pattern = NULL;
 	static const struct option lo[] = {
 		{ "prometheus", no_argument, NULL, 'p' },
+		{ "sort", required_argument, NULL, 'S' },
 		{ 0, 0, 0, 0 },
 	};
+	struct tool_filter flt = { 0 };
+	enum tool_sort sort = SORT_NAME;
 	bool json = false, watch = false, human = false, prom = false;
-	double interval = 1;
+	const char *outpath = NULL;
+	uint64_t interval_ns = 1000000000ull;
 	long count = 0;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "f:jpwc:H", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:X:jpwc:Ho:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			prom = true;
 			break;
 		case 'f':
-			pattern = optarg;
+		case 'X':
+			if (!tool_filter_add(&flt, optarg, c == 'X')) {
+				tool_err("list: at most %d -f and %d -X",
+					 TOOL_FILTERS_MAX, TOOL_FILTERS_MAX);
+				return TOOL_USAGE;
+			}
+			break;
+		case 'S':
+			if (!tool_sort_parse(optarg, &sort)) {
+				tool_err("list: --sort takes name, value or rate, "
+					 "not '%s'",
+					 optarg);
+				return TOOL_USAGE;
+			}
+			break;
+		case 'o':
+			outpath = optarg;
 			break;
 		case 'j':
 			json = true;
 			break;
 		case 'w':
 			watch = true;
-			/* An optional operand: -w 0.5 */
-			if (optind < argc && argv[optind][0] != '-') {
-				char *end;
-				interval = strtod(argv[optind], &end);
-				if (*end || !(interval >= 0.05 && interval <= 3600)) {
-					tool_err("list: -w takes seconds from "
-						 "0.05 to 3600, not '%s'",
-						 argv[optind]);
-					return EXIT_USAGE;
-				}
-				optind++;
-			}
+			if ((rc = watch_operand(argc, argv, &interval_ns)))
+				return rc;
 			break;
 		case 'c': {
 			uint64_t v;
 			if (!parse_u64(optarg, 1, 1000000000, &v)) {
-				tool_err("list: -c takes a count, not '%s'",
+				tool_err("list: -c takes a count from 1 to "
+					 "1000000000, not '%s'",
 					 optarg);
-				return EXIT_USAGE;
+				return TOOL_USAGE;
 			}
 			count = (long)v;
 			break;
@@ -372,38 +439,77 @@ static int do_list(const char *seg, int argc, char **argv)
 			break;
 		default:
 			fputs(usage_list, stderr);
-			return EXIT_USAGE;
+			return TOOL_USAGE;
 		}
 	}
 	if (optind != argc) {
 		tool_err("list: unexpected argument '%s' (use -f GLOB)",
 			 argv[optind]);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	if (json + watch + prom > 1) {
 		tool_err("list: choose one of -j, -p and -w");
-		return EXIT_USAGE;
+		return TOOL_USAGE;
+	}
+	if ((json || prom) && (flt.nexc || flt.ninc > 1)) {
+		tool_err("list: -j and -p take at most one -f GLOB and no "
+			 "exclusion");
+		return TOOL_USAGE;
+	}
+	if ((json || prom) && sort != SORT_NAME) {
+		tool_err("list: --sort is for the table and the live view");
+		return TOOL_USAGE;
+	}
+	if (sort == SORT_RATE && !watch) {
+		tool_err("list: --sort rate needs the live view (-w): a rate "
+			 "takes two readings");
+		return TOOL_USAGE;
+	}
+	if (watch && outpath) {
+		tool_err("list: -o is not for the live view");
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach_ro(seg, &h)))
+	if ((rc = attach(seg, &h)))
 		return rc;
 	if (watch) {
-		rc = tool_watch(h, seg, pattern, interval, count, human);
+		rc = tool_watch(h, seg, &flt, interval_ns, count, human, sort);
 		shmstat_close(&h);
 		return rc;
 	}
-	if (prom) {
-		rc = shmstat_export_prometheus(h, pattern, stdout);
-	} else if (json) {
-		rc = shmstat_export_json(h, pattern, stdout);
-	} else {
-		struct list_ctx lc = { .f = stdout };
-		rc = shmstat_iter(h, pattern, list_table, &lc);
+	struct tool_out out;
+	if ((rc = tool_out_open(&out, outpath))) {
+		shmstat_close(&h);
+		return rc;
 	}
-	if (rc < 0)
+	size_t shown = 1;
+	if (prom) {
+		rc = shmstat_export_prometheus(h, tool_filter_simple(&flt), out.f);
+	} else if (json) {
+		rc = shmstat_export_json(h, tool_filter_simple(&flt), out.f);
+		/* Did the one glob match anything? */
+		shmstat_stat_t *v;
+		if (rc == 0 && flt.ninc && tool_collect(h, &flt, &v, &shown) == 0)
+			free(v);
+	} else {
+		rc = list_table(h, &flt, sort, out.f, &shown);
+	}
+	if (rc < 0 && rc != SHMSTAT_ESYS)
 		tool_err("%s", shmstat_errstr(h));
 	shmstat_close(&h);
-	return rc < 0 ? tool_status(rc) : 0;
+	/* A library write failure is the output's: tool_out_close says it. */
+	int st = tool_out_close(&out, rc == 0 || rc == SHMSTAT_ESYS);
+	if (rc < 0 && rc != SHMSTAT_ESYS)
+		return tool_status(rc);
+	if (st)
+		return st;
+	if (rc < 0)
+		return TOOL_FAILED;
+	if (flt.ninc + flt.nexc && !prom && shown == 0) {
+		tool_err("list: no counter or gauge matches the filters");
+		return TOOL_NOTFOUND;
+	}
+	return TOOL_OK;
 }
 
 /* --------------------------------------------------------------------- get */
@@ -415,7 +521,8 @@ static const char usage_get[] =
 	"Exit 1 when it does not exist.\n"
 	"  -j        JSON: {\"name\", \"kind\", \"value\", \"timestamp\", \"source\"}\n"
 	"  --global  the cluster-wide value shmstat-bridge last wrote back (the\n"
-	"            sum over all hosts); exit 1 when it never did\n";
+	"            sum over all hosts); exit 1 when it never did\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_get(const char *seg, int argc, char **argv)
 {
@@ -433,17 +540,17 @@ static int do_get(const char *seg, int argc, char **argv)
 		}
 		if (c != 'j') {
 			fputs(usage_get, stderr);
-			return EXIT_USAGE;
+			return TOOL_USAGE;
 		}
 		json = true;
 	}
 	if (argc - optind != 1) {
 		tool_err("get: expected one counter name");
 		fputs(usage_get, stderr);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach_ro(seg, &h)))
+	if ((rc = attach(seg, &h)))
 		return rc;
 	if (global) {
 		rc = sync_get_global(h, argv[optind], json);
@@ -475,8 +582,9 @@ static int do_get(const char *seg, int argc, char **argv)
 static const char usage_incr[] =
 	"usage: shmstat [-n NAME] incr COUNTER [N]\n"
 	"\n"
-	"Add N (default 1, at most 2^63-1) to COUNTER, creating it, and print\n"
-	"the new value.\n";
+	"Add N (default 1; decimal, 0 to 9223372036854775807) to COUNTER,\n"
+	"creating it, and print the new value.\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_incr(const char *seg, int argc, char **argv)
 {
@@ -486,16 +594,20 @@ static int do_incr(const char *seg, int argc, char **argv)
 	if (argc < 2 || argc > 3) {
 		tool_err("incr: expected COUNTER [N]");
 		fputs(usage_incr, stderr);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
-	if (argc == 3 && !parse_u64(argv[2], 0, INT64_MAX, &n)) {
-		tool_err("incr: N must be a whole number from 0 to %" PRId64
-			 ", not '%s'",
-			 INT64_MAX, argv[2]);
-		return EXIT_USAGE;
+	if (argc == 3 &&
+	    (rc = shmstat__parse_u64(argv[2], 0, INT64_MAX, &n)) != 0) {
+		tool_err("incr: N %s, not '%s'",
+			 rc == SHMSTAT_PARSE_RANGE
+				 ? "is out of range: 0 to 9223372036854775807"
+				 : "must be a decimal whole number (0 to "
+				   "9223372036854775807)",
+			 argv[2]);
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_rw(seg, &h)))
 		return rc;
 	shmstat_counter_t c;
 	rc = shmstat_counter_open(h, argv[1], &c);
@@ -517,7 +629,9 @@ static int do_incr(const char *seg, int argc, char **argv)
 static const char usage_set[] =
 	"usage: shmstat [-n NAME] set GAUGE VALUE\n"
 	"\n"
-	"Set GAUGE (a signed 64-bit value), creating it.\n";
+	"Set GAUGE to VALUE (decimal, -9223372036854775808 to\n"
+	"9223372036854775807), creating it.\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_set(const char *seg, int argc, char **argv)
 {
@@ -527,15 +641,18 @@ static int do_set(const char *seg, int argc, char **argv)
 	if (argc != 3) {
 		tool_err("set: expected GAUGE VALUE");
 		fputs(usage_set, stderr);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
-	if (!parse_i64(argv[2], &v)) {
-		tool_err("set: VALUE must be a signed 64-bit integer, not '%s'",
+	if ((rc = shmstat__parse_i64(argv[2], INT64_MIN, INT64_MAX, &v)) != 0) {
+		tool_err("set: VALUE %s, not '%s'",
+			 rc == SHMSTAT_PARSE_RANGE
+				 ? "is out of the signed 64-bit range"
+				 : "must be a decimal integer",
 			 argv[2]);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_rw(seg, &h)))
 		return rc;
 	shmstat_gauge_t g;
 	rc = shmstat_gauge_open(h, argv[1], &g);
@@ -560,7 +677,8 @@ static const char usage_reset[] =
 	"                 for the whole cluster, through this segment's\n"
 	"                 shmstat-bridge (waits up to 10 s for it); every host's\n"
 	"                 later increments count from there. Local values stay.\n"
-	"                 Prints how many keys were reset.\n";
+	"                 Prints how many keys were reset.\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_reset(const char *seg, int argc, char **argv)
 {
@@ -569,10 +687,10 @@ static int do_reset(const char *seg, int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "--global") == 0) {
 		if (argc != 3) {
 			tool_err("reset: --global needs exactly one GLOB");
-			return EXIT_USAGE;
+			return TOOL_USAGE;
 		}
 		shmstat_t *h;
-		if ((rc = attach(seg, &h)))
+		if ((rc = attach_rw(seg, &h)))
 			return rc;
 		rc = sync_reset_global(h, argv[2]);
 		shmstat_close(&h);
@@ -580,10 +698,10 @@ static int do_reset(const char *seg, int argc, char **argv)
 	}
 	if (argc > 2) {
 		tool_err("reset: expected at most one GLOB");
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_rw(seg, &h)))
 		return rc;
 	uint64_t n;
 	rc = shmstat_reset(h, argc == 2 ? argv[1] : NULL, &n);
@@ -605,7 +723,8 @@ static const char usage_info[] =
 	"status of the shmstat-bridge: connected or not, last push, pending\n"
 	"changes, lag, last error, and whether values are reconciled\n"
 	"(source: redis). Attaches read-only.\n"
-	"  -j  JSON\n";
+	"  -j  JSON\n"
+	"\n" TOOL_EXIT_HELP;
 
 static void info_table(const shmstat_info_t *in)
 {
@@ -679,16 +798,16 @@ static int do_info(const char *seg, int argc, char **argv)
 	while ((c = getopt(argc, argv, "j")) != -1) {
 		if (c != 'j') {
 			fputs(usage_info, stderr);
-			return EXIT_USAGE;
+			return TOOL_USAGE;
 		}
 		json = true;
 	}
 	if (optind != argc) {
 		tool_err("info: unexpected argument '%s'", argv[optind]);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach_ro(seg, &h)))
+	if ((rc = attach(seg, &h)))
 		return rc;
 	shmstat_info_t in;
 	rc = shmstat_info(h, &in);
@@ -707,7 +826,8 @@ static const char usage_reap[] =
 	"usage: shmstat [-n NAME] reap\n"
 	"\n"
 	"Free the rows of processes that died without closing the segment and\n"
-	"print how many. Their counts stay: the next process adopts the row.\n";
+	"print how many. Their counts stay: the next process adopts the row.\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_reap(const char *seg, int argc, char **argv)
 {
@@ -715,20 +835,23 @@ static int do_reap(const char *seg, int argc, char **argv)
 
 	if (argc > 1) {
 		tool_err("reap: unexpected argument '%s'", argv[1]);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	shmstat_t *h;
-	if ((rc = attach(seg, &h)))
+	if ((rc = attach_rw(seg, &h)))
 		return rc;
 	uint32_t n;
 	rc = shmstat_reap(h, &n);
 	if (rc == 0)
 		printf("%u\n", n);
+	else
+		tool_err("%s", shmstat_errstr(h));
 	shmstat_close(&h);
 	return rc < 0 ? tool_status(rc) : 0;
 }
 
 static const struct cmd cmds[] = {
+	{ "ls", do_ls, usage_ls },
 	{ "create", do_create, usage_create },
 	{ "destroy", do_destroy, usage_destroy },
 	{ "list", do_list, usage_list },
@@ -742,16 +865,35 @@ static const struct cmd cmds[] = {
 	{ "cache", do_cache, usage_cache },
 };
 
-/* A segment shrunk under us (by anyone who can write its file) makes the
- * next access of a lost page a SIGBUS: say so instead of "Bus error". */
-static void on_sigbus(int sig)
+/* Run a command with SIGBUS turned into a message naming the segment. */
+static int run_guarded(const struct cmd *cmd, const char *seg, int argc,
+		       char **argv)
 {
-	static const char msg[] =
-		"shmstat: the segment was truncated while being read (SIGBUS):"
-		" a process that can write its file shrank it\n";
-	(void)sig;
-	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
-	_exit(EXIT_SEGMENT);
+	struct sigaction sa = { .sa_handler = on_sigbus };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigsetjmp(fault_jmp, 1)) {
+		fault_armed = 0;
+		if (tool_on_fault)
+			tool_on_fault();
+		tool_err("segment '%s' (/dev/shm/shmstat.%s) was truncated or "
+			 "replaced while being read (SIGBUS); its values are not "
+			 "readable now",
+			 seg, seg);
+		/* What the command had allocated is abandoned with its stack;
+		 * end here, without exit handlers that would look at it. */
+		fflush(stdout);
+		_exit(TOOL_SEGMENT);
+	}
+	sigaction(SIGBUS, &sa, NULL);
+	fault_armed = 1;
+	int rc = cmd->run(seg, argc, argv);
+	fault_armed = 0;
+	/* Whatever the command printed must have reached its reader. A
+	 * command that failed keeps its status (health's 1 and 2 too), but a
+	 * lost output is still said. */
+	int out = tool_stdout_check();
+	return rc ? rc : out;
 }
 
 int main(int argc, char **argv)
@@ -776,25 +918,24 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_main, stdout);
-			return 0;
+			return tool_stdout_check();
 		case 'V':
-			printf("shmstat %d.%d\n", SHMSTAT_VERSION_MAJOR,
-			       SHMSTAT_VERSION_MINOR);
-			return 0;
+			printf("shmstat %s\n", SHMSTAT_VERSION_STRING);
+			return tool_stdout_check();
 		default:
 			fputs(usage_main, stderr);
-			return EXIT_USAGE;
+			return TOOL_USAGE;
 		}
 	}
 	if (optind >= argc) {
 		fputs(usage_main, stderr);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
-	if (shmstat_name_check(seg) < 0) {
+	if (shmstat_name_check(seg) < 0 && strcmp(argv[optind], "ls") != 0) {
 		tool_err("invalid segment name '%s': use 1 to 64 of "
 			 "[A-Za-z0-9_.-], not '..'",
 			 seg);
-		return EXIT_USAGE;
+		return TOOL_USAGE;
 	}
 	argc -= optind;
 	argv += optind;
@@ -803,11 +944,11 @@ int main(int argc, char **argv)
 			continue;
 		if (wants_help(argc, argv)) {
 			fputs(cmds[i].usage, stdout);
-			return 0;
+			return tool_stdout_check();
 		}
 		optind = 1;
-		return cmds[i].run(seg, argc, argv);
+		return run_guarded(&cmds[i], seg, argc, argv);
 	}
 	tool_err("unknown command '%s' (see 'shmstat --help')", argv[0]);
-	return EXIT_USAGE;
+	return TOOL_USAGE;
 }

@@ -1,22 +1,23 @@
 /*
- * watch.c — `shmstat list -w`: a live view that redraws in place, with each
- * counter's value and its rate per second since the previous refresh.
+ * watch.c — `shmstat list -w`: a live view of every counter and gauge that
+ * passes the filters, with its value and its rate per second since the
+ * previous refresh, and the bridge's state on a line of its own.
  *
- * On a terminal it switches to the alternate screen, hides the cursor and
- * reads keys unbuffered (q quits); whatever ends it (q, Ctrl-C, SIGTERM,
- * --count) restores the terminal as it was. Not on a terminal it prints
- * one frame after another, so it can be piped or logged.
+ * On a terminal it runs on ncurses (as varnishstat does): the screen
+ * follows resizes, every counter is reachable by scrolling, and keys
+ * change the sort. Whatever ends it (q, Ctrl-C, SIGTERM, --count, a
+ * segment truncated under it) gives the terminal back as it was. Not on a
+ * terminal it prints one frame after another, so it can be piped or
+ * logged; a write that fails (a closed pipe, a full disk) ends it.
  */
+#include <curses.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,10 +25,7 @@
 #include "tools_i.h"
 
 static volatile sig_atomic_t stop;
-static struct termios saved_tio;
-static int tty_raw;
-/* Erase to the end of the line: only when redrawing in place. */
-static const char *el = "";
+static bool curses_on;
 
 static void on_signal(int sig)
 {
@@ -35,34 +33,12 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void term_restore(void)
+static void screen_end(void)
 {
-	if (!tty_raw)
+	if (!curses_on)
 		return;
-	tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
-	/* Show the cursor, leave the alternate screen. */
-	fputs("\033[?25h\033[?1049l", stdout);
-	fflush(stdout);
-	tty_raw = 0;
-}
-
-static void term_setup(void)
-{
-	struct termios t;
-
-	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO) ||
-	    tcgetattr(STDIN_FILENO, &saved_tio) < 0)
-		return;
-	t = saved_tio;
-	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
-	t.c_cc[VMIN] = 0;
-	t.c_cc[VTIME] = 0;
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0)
-		return;
-	tty_raw = 1;
-	el = "\033[K";
-	atexit(term_restore);
-	fputs("\033[?1049h\033[?25l", stdout);
+	curses_on = false;
+	endwin();
 }
 
 /* 1234567 -> "1.23M" when humanizing; plain digits otherwise. */
@@ -86,51 +62,73 @@ void tool_number(char *buf, size_t len, double v, bool human)
 		 v, units[u]);
 }
 
-struct frame {
-	const char *pattern;
-	bool human;
-	double dt;          /* seconds since the previous frame, 0 on the first */
-	int64_t *prev;      /* previous value per directory index */
-	uint8_t *seen;
-	int rows, max_rows;
+struct row {
+	shmstat_stat_t st;
+	double rate;  /* per second; NAN when unknown (first frame, gauge) */
 };
 
-static int frame_row(const shmstat_stat_t *st, void *priv)
-{
-	struct frame *f = priv;
-	char val[32], rate[32];
+struct view {
+	shmstat_t *h;
+	const char *seg;
+	const struct tool_filter *flt;
+	bool human;
+	enum tool_sort sort;
+	uint64_t interval_ns;
+	int64_t *prev;  /* previous value per directory index */
+	uint8_t *seen;
+	uint32_t max_counters;
+	struct row *rows;
+	size_t n;
+	size_t top;     /* first row shown */
+	char head[256], bridge[256];
+};
 
-	if (f->rows >= f->max_rows) {
-		f->rows++;
-		return 0;
-	}
-	tool_number(val, sizeof(val), (double)st->value, f->human);
-	if (f->dt > 0 && f->seen[st->index] && st->kind == SHMSTAT_KIND_COUNTER)
-		tool_number(rate, sizeof(rate),
-			    (double)(st->value - f->prev[st->index]) / f->dt,
-			    f->human);
-	else
-		snprintf(rate, sizeof(rate), "%s",
-			 st->kind == SHMSTAT_KIND_GAUGE ? "(gauge)" : "-");
-	printf("%-50.*s %16s %14s%s\n", st->name_len > 50 ? 47 : 50,
-	       st->name, val, rate, el);
-	f->prev[st->index] = st->value;
-	f->seen[st->index] = 1;
-	f->rows++;
-	return 0;
+static const char *const sort_names[] = { "name", "value", "rate" };
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const struct row *)a)->st.name,
+		      ((const struct row *)b)->st.name);
+}
+
+static int cmp_value(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+	if (x->st.value != y->st.value)
+		return x->st.value < y->st.value ? 1 : -1;
+	return cmp_name(a, b);
+}
+
+static int cmp_rate(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+	double rx = isnan(x->rate) ? -INFINITY : x->rate;
+	double ry = isnan(y->rate) ? -INFINITY : y->rate;
+	if (rx != ry)
+		return rx < ry ? 1 : -1;
+	return cmp_name(a, b);
+}
+
+static void sort_rows(struct view *v)
+{
+	static int (*const cmp[])(const void *, const void *) = {
+		cmp_name, cmp_value, cmp_rate
+	};
+	if (v->n > 1)
+		qsort(v->rows, v->n, sizeof(*v->rows), cmp[v->sort]);
 }
 
 /* The bridge's state in one line. */
-static void bridge_line(shmstat_t *h)
+static void bridge_text(shmstat_t *h, char *buf, size_t len)
 {
 	shmstat_sync_status_t st;
 
 	if (shmstat_sync_status_read(h, &st) < 0) {
-		printf("bridge: status unreadable%s\n", el);
+		snprintf(buf, len, "bridge: status unreadable");
 		return;
 	}
 	if (!st.alive) {
-		printf("bridge: not running (values are this host's only)%s\n", el);
+		snprintf(buf, len, "bridge: not running (values are this host's only)");
 		return;
 	}
 	uint64_t now = shmstat__now_realtime_ns();
@@ -138,93 +136,314 @@ static void bridge_line(shmstat_t *h)
 			     ? (double)(now - st.last_push_ns) / 1e9
 			     : -1;
 	if (st.connected)
-		printf("bridge: pid %d connected to %s, last push %.1fs ago, "
-		       "%" PRIu64 " pending%s\n",
-		       st.bridge_pid, st.redis_addr, ago, st.pending, el);
+		snprintf(buf, len,
+			 "bridge: pid %d connected to %s, last push %.1fs ago, "
+			 "%" PRIu64 " pending",
+			 st.bridge_pid, st.redis_addr, ago, st.pending);
 	else
-		printf("bridge: pid %d DISCONNECTED from %s (%.60s), %" PRIu64
-		       " pending, lag %.1fs%s\n",
-		       st.bridge_pid, st.redis_addr, st.last_error, st.pending,
-		       (double)st.lag_ms / 1e3, el);
+		snprintf(buf, len,
+			 "bridge: pid %d DISCONNECTED from %s (%.60s), %" PRIu64
+			 " pending, lag %.1fs",
+			 st.bridge_pid, st.redis_addr, st.last_error, st.pending,
+			 (double)st.lag_ms / 1e3);
 }
 
-int tool_watch(shmstat_t *h, const char *seg, const char *pattern,
-	       double interval, long count, bool human)
+/* Read the segment once: values, rates against the previous frame. */
+static int sample(struct view *v, double dt)
 {
-	shmstat_info_t in;
-	struct frame f = { .pattern = pattern, .human = human };
-	struct sigaction sa = { .sa_handler = on_signal };
+	shmstat_stat_t *st;
+	size_t n;
+	int rc = tool_collect(v->h, v->flt, &st, &n);
+
+	if (rc < 0)
+		return rc;
+	struct row *rows = calloc(n ? n : 1, sizeof(*rows));
+	if (!rows) {
+		free(st);
+		return SHMSTAT_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t ix = st[i].index;
+		rows[i].st = st[i];
+		rows[i].rate = NAN;
+		if (ix >= v->max_counters)
+			continue;
+		if (dt > 0 && v->seen[ix] && st[i].kind == SHMSTAT_KIND_COUNTER)
+			rows[i].rate = (double)(st[i].value - v->prev[ix]) / dt;
+		v->prev[ix] = st[i].value;
+		v->seen[ix] = 1;
+	}
+	free(st);
+	free(v->rows);
+	v->rows = rows;
+	v->n = n;
+	sort_rows(v);
+	char ts[64], every[32];
+	iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
+	shmstat__duration_str(every, sizeof(every), v->interval_ns);
+	snprintf(v->head, sizeof(v->head), "shmstat %s  %s  source: %s  every %s",
+		 v->seg, ts, tool_source(v->h), every);
+	bridge_text(v->h, v->bridge, sizeof(v->bridge));
+	return 0;
+}
+
+static void row_text(const struct view *v, const struct row *r, int width,
+		     char *buf, size_t len)
+{
+	char val[32], rate[32];
+
+	tool_number(val, sizeof(val), (double)r->st.value, v->human);
+	if (r->st.kind == SHMSTAT_KIND_GAUGE)
+		snprintf(rate, sizeof(rate), "(gauge)");
+	else if (isnan(r->rate))
+		snprintf(rate, sizeof(rate), "-");
+	else
+		tool_number(rate, sizeof(rate), r->rate, v->human);
+	int nl = (int)r->st.name_len;
+	if (nl > width)
+		snprintf(buf, len, "%-.*s...  %16s %14s", width - 3, r->st.name,
+			 val, rate);
+	else
+		snprintf(buf, len, "%-*.*s %16s %14s", width, nl, r->st.name, val,
+			 rate);
+}
+
+/* ------------------------------------------------------------ terminal */
+
+static int body_lines(void)
+{
+	int n = LINES - 4; /* head, bridge, column names ... footer */
+	return n > 0 ? n : 0;
+}
+
+static void clamp_top(struct view *v)
+{
+	size_t body = (size_t)body_lines();
+	if (v->n <= body)
+		v->top = 0;
+	else if (v->top > v->n - body)
+		v->top = v->n - body;
+}
+
+static void line(int y, const char *s, int attr)
+{
+	if (y >= LINES)
+		return;
+	if (attr)
+		attron(attr);
+	mvaddnstr(y, 0, s, COLS);
+	clrtoeol();
+	if (attr)
+		attroff(attr);
+}
+
+static void draw(struct view *v)
+{
+	char buf[512];
+	int width = COLS - 33;
+
+	if (width > SHMSTAT_NAME_MAX)
+		width = SHMSTAT_NAME_MAX;
+	if (width < 16)
+		width = 16;
+	clamp_top(v);
+	erase();
+	line(0, v->head, A_BOLD);
+	line(1, v->bridge, 0);
+	snprintf(buf, sizeof(buf), "%-*s %16s %14s", width, "NAME", "VALUE",
+		 "RATE/s");
+	line(2, buf, A_REVERSE);
+	int body = body_lines();
+	for (int i = 0; i < body && v->top + (size_t)i < v->n; i++) {
+		row_text(v, &v->rows[v->top + (size_t)i], width, buf, sizeof(buf));
+		line(3 + i, buf, 0);
+	}
+	size_t last = v->top + (size_t)body < v->n ? v->top + (size_t)body : v->n;
+	snprintf(buf, sizeof(buf),
+		 "rows %zu-%zu of %zu  sort: %s  q quits, arrows/PgUp/PgDn "
+		 "scroll, n v r sort",
+		 v->n ? v->top + 1 : 0, last, v->n, sort_names[v->sort]);
+	line(LINES - 1, buf, A_REVERSE);
+	refresh();
+}
+
+/* A key: true when the screen must be redrawn. */
+static bool key(struct view *v, int k)
+{
+	size_t body = (size_t)body_lines();
+
+	switch (k) {
+	case 'q':
+	case 'Q':
+		stop = 1;
+		return false;
+	case KEY_DOWN:
+	case 'j':
+		v->top++;
+		break;
+	case KEY_UP:
+	case 'k':
+		if (v->top)
+			v->top--;
+		break;
+	case KEY_NPAGE:
+	case ' ':
+		v->top += body ? body : 1;
+		break;
+	case KEY_PPAGE:
+	case 'b':
+		v->top = v->top > body ? v->top - body : 0;
+		break;
+	case KEY_HOME:
+	case 'g':
+		v->top = 0;
+		break;
+	case KEY_END:
+	case 'G':
+		v->top = v->n;
+		break;
+	case 'n':
+	case 'v':
+	case 'r':
+		v->sort = k == 'n' ? SORT_NAME : k == 'v' ? SORT_VALUE : SORT_RATE;
+		sort_rows(v);
+		break;
+	case 12: /* Ctrl-L: repaint everything */
+		clearok(curscr, TRUE);
+		break;
+	case KEY_RESIZE:
+		clearok(curscr, TRUE);
+		break;
+	default:
+		return false;
+	}
+	clamp_top(v);
+	return true;
+}
+
+static int run_curses(struct view *v, long count)
+{
+	uint64_t last = 0;
 	int rc = 0;
 
-	shmstat_info(h, &in);
-	f.prev = calloc(in.max_counters, sizeof(*f.prev));
-	f.seen = calloc(in.max_counters, 1);
-	if (!f.prev || !f.seen) {
-		tool_err("out of memory");
-		return 1;
+	if (!newterm(NULL, stdout, stdin)) {
+		tool_err("list -w: cannot drive this terminal (TERM=%s)",
+			 getenv("TERM") ? getenv("TERM") : "");
+		return TOOL_FAILED;
 	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	term_setup();
-
-	uint64_t last = 0;
+	curses_on = true;
+	tool_on_fault = screen_end;
+	cbreak();
+	noecho();
+	keypad(stdscr, TRUE);
+	curs_set(0);
 	for (long n = 0; !stop && (count <= 0 || n < count); n++) {
 		uint64_t now = shmstat__now_mono_ns();
-		char ts[64];
-		f.dt = last ? (double)(now - last) / 1e9 : 0;
-		last = now;
-		f.rows = 0;
-		f.max_rows = 1 << 30;
-		if (tty_raw) {
-			struct winsize ws;
-			/* Fit the screen: header lines and the footer. */
-			f.max_rows = 20;
-			if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4)
-				f.max_rows = ws.ws_row - 4;
-			fputs("\033[H", stdout);
-		}
-		iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
-		printf("shmstat %s  %s  source: %s  every %.3gs%s%s\n", seg,
-		       ts, tool_source(h), interval,
-		       tty_raw ? "  (q quits)" : "", el);
-		bridge_line(h);
-		printf("%-50s %16s %14s%s\n", "NAME", "VALUE", "RATE/s", el);
-		rc = shmstat_iter(h, pattern, frame_row, &f);
-		if (rc < 0) {
-			term_restore();
-			tool_err("%s", shmstat_errstr(h));
+		if ((rc = sample(v, last ? (double)(now - last) / 1e9 : 0)) < 0)
 			break;
-		}
-		if (f.rows > f.max_rows)
-			printf("... %d more (narrow with -f GLOB)%s\n",
-			       f.rows - f.max_rows, el);
-		if (tty_raw)
-			fputs("\033[J", stdout); /* clear what the last frame left */
-		else
-			putchar('\n');
-		fflush(stdout);
+		last = now;
+		draw(v);
 		if (count > 0 && n + 1 >= count)
 			break;
-		/* Wait for the interval, a key, or a signal. */
-		int wait_ms = (int)(interval * 1000);
-		uint64_t until = shmstat__now_mono_ns() + (uint64_t)wait_ms * 1000000u;
+		/* Keys until the interval is over; short waits so that a
+		 * signal is seen at once. */
+		uint64_t until = now + v->interval_ns;
 		while (!stop) {
 			uint64_t t = shmstat__now_mono_ns();
 			if (t >= until)
 				break;
-			struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-			int left = (int)((until - t) / 1000000u) + 1;
-			int r = poll(&p, tty_raw ? 1 : 0, left);
-			if (r > 0 && tty_raw) {
-				char k;
-				if (read(STDIN_FILENO, &k, 1) == 1 &&
-				    (k == 'q' || k == 'Q'))
-					stop = 1;
-			}
+			uint64_t left = (until - t) / 1000000u + 1;
+			timeout(left > 100 ? 100 : (int)left);
+			int k = getch();
+			if (k != ERR && key(v, k) && !stop)
+				draw(v);
 		}
 	}
-	term_restore();
-	free(f.prev);
-	free(f.seen);
-	return rc < 0 ? tool_status(rc) : 0;
+	screen_end();
+	tool_on_fault = NULL;
+	if (rc < 0) {
+		tool_err("%s", shmstat_errstr(v->h));
+		return tool_status(rc);
+	}
+	return TOOL_OK;
+}
+
+/* ------------------------------------------------------------ not a tty */
+
+static int run_plain(struct view *v, long count)
+{
+	uint64_t last = 0;
+	char buf[512];
+	int rc;
+
+	for (long n = 0; !stop && (count <= 0 || n < count); n++) {
+		uint64_t now = shmstat__now_mono_ns();
+		if ((rc = sample(v, last ? (double)(now - last) / 1e9 : 0)) < 0) {
+			tool_err("%s", shmstat_errstr(v->h));
+			return tool_status(rc);
+		}
+		last = now;
+		printf("%s\n%s\n%-50s %16s %14s\n", v->head, v->bridge, "NAME",
+		       "VALUE", "RATE/s");
+		for (size_t i = 0; i < v->n; i++) {
+			row_text(v, &v->rows[i], 50, buf, sizeof(buf));
+			printf("%s\n", buf);
+		}
+		putchar('\n');
+		/* A reader that went away ends the view (SIGPIPE may be
+		 * ignored by whoever started us). */
+		if ((rc = tool_stdout_check()))
+			return rc;
+		if (count > 0 && n + 1 >= count)
+			break;
+		uint64_t until = now + v->interval_ns;
+		while (!stop) {
+			uint64_t t = shmstat__now_mono_ns();
+			if (t >= until)
+				break;
+			uint64_t left = until - t;
+			if (left > 100000000u)
+				left = 100000000u;
+			struct timespec ts = { 0, (long)left };
+			nanosleep(&ts, NULL);
+		}
+	}
+	return TOOL_OK;
+}
+
+int tool_watch(shmstat_t *h, const char *seg, const struct tool_filter *f,
+	       uint64_t interval_ns, long count, bool human,
+	       enum tool_sort sort)
+{
+	shmstat_info_t in;
+	struct view v = { .h = h, .seg = seg, .flt = f, .human = human,
+			  .sort = sort, .interval_ns = interval_ns };
+	struct sigaction sa = { .sa_handler = on_signal };
+	int rc;
+
+	if ((rc = shmstat_info(h, &in)) < 0) {
+		tool_err("%s", shmstat_errstr(h));
+		return tool_status(rc);
+	}
+	v.max_counters = in.max_counters;
+	v.prev = calloc(in.max_counters ? in.max_counters : 1, sizeof(*v.prev));
+	v.seen = calloc(in.max_counters ? in.max_counters : 1, 1);
+	if (!v.prev || !v.seen) {
+		free(v.prev);
+		free(v.seen);
+		tool_err("out of memory");
+		return TOOL_FAILED;
+	}
+	/* Ours before ncurses starts, so it keeps them. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+		rc = run_curses(&v, count);
+	else
+		rc = run_plain(&v, count);
+	free(v.rows);
+	free(v.prev);
+	free(v.seen);
+	return rc;
 }
