@@ -9,6 +9,9 @@ packages=(
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
 	redis-server redis-tools
+	python3-dev python3-mesonpy python3-pytest gunicorn python3-flask
+	python3-prometheus-client python3-redis apache2-utils
+	python3-starlette python3-httpx python3-fastapi
 )
 
 missing=()

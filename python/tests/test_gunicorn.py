@@ -1,0 +1,192 @@
+"""The example service under a real gunicorn on 127.0.0.1: sync and
+gthread workers, --preload and not, workers recycled by --max-requests,
+and a worker killed with SIGKILL in the middle of the load (ab). The
+counters equal the requests served, the cached answer is computed once
+per TTL by all workers together, and /metrics parses."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import shmstat
+from conftest import SOURCE_ROOT, wait_for
+
+EXAMPLE = os.path.join(SOURCE_ROOT, "examples", "python")
+AB = shutil.which("ab")
+FILTER_REQUESTS = 1500
+LLM_REQUESTS = 300
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url, timeout=5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def _children(ppid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == ppid and fields[0] != "Z":
+                kids.append(int(d))
+    return kids
+
+
+def _ab(url, n, c):
+    """Run ab (bounded: -s 10 per request, the whole run 90 s)."""
+    return subprocess.Popen([AB, "-q", "-r", "-s", "10", "-n", str(n), "-c",
+                             str(c), url], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _ab_result(p):
+    out, _ = p.communicate(timeout=90)
+    assert p.returncode == 0, out
+
+    def field(name):
+        m = re.search(rf"^{name}:\s+(\d+)", out, re.M)
+        return int(m.group(1)) if m else 0
+    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), "
+                  r"Exceptions: (\d+)\)", out)
+    connect, receive, length, exc = map(int, m.groups()) if m else (0,) * 4
+    complete, failed = field("Complete requests"), field("Failed requests")
+    non2xx = field("Non-2xx responses")
+    assert length == 0, out  # the answers have a fixed length
+    broken = connect + receive + exc
+    return {"complete": complete, "failed": failed, "non2xx": non2xx,
+            "broken": broken, "ok": complete - failed - non2xx, "out": out}
+
+
+class Gunicorn:
+    def __init__(self, segname, worker_class, preload):
+        if AB is None:
+            pytest.fail("ab (apache2-utils) is not installed: scripts/deps.sh")
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "gunicorn", "--chdir", EXAMPLE,
+                "-b", f"127.0.0.1:{self.port}", "-w", "4",
+                "--max-requests", "60", "--max-requests-jitter", "20",
+                "--timeout", "30", "--graceful-timeout", "5",
+                "--log-level", "warning"]
+        if worker_class == "gthread":
+            args += ["-k", "gthread", "--threads", "4"]
+        if preload:
+            args += ["--preload"]
+        env = dict(os.environ, SHMSTAT_SEGMENT=segname, LLM_TTL="3600",
+                   LLM_LATENCY="0.05")
+        self.proc = subprocess.Popen(args + ["app:app"], env=env,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        if not wait_for(self._up, timeout=30, step=0.05):
+            self.stop()
+            pytest.fail("gunicorn did not answer within 30 s: " +
+                        self.proc.stderr.read()[-2000:])
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            return True
+        try:
+            return _get(self.base + "/health", 1.0)[0] == 200
+        except OSError:
+            return False
+
+    def workers(self):
+        return _children(self.proc.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc.stderr.close()
+
+
+@pytest.mark.parametrize("worker_class,preload", [
+    ("sync", False), ("sync", True), ("gthread", False), ("gthread", True)])
+def test_gunicorn_counts_every_request_and_computes_once_per_ttl(
+        segname, worker_class, preload):
+    srv = Gunicorn(segname, worker_class, preload)
+    try:
+        seg = shmstat.open(segname)
+        total = seg.counter("filter_stats:total_samples")
+        computed = seg.counter("llm:computed")
+
+        # Decisions under load; one worker gets SIGKILL in the middle.
+        ab = _ab(srv.base + "/filter?text=sample", FILTER_REQUESTS, 8)
+        assert wait_for(lambda: total.value >= FILTER_REQUESTS // 3 or
+                        ab.poll() is not None, timeout=60)
+        assert ab.poll() is None, "the load ended before the kill"
+        victims = srv.workers()
+        assert victims, "no gunicorn worker found"
+        os.kill(victims[0], signal.SIGKILL)
+        r = _ab_result(ab)
+        n = total.value
+        # Nothing counted is lost (the dead worker's row is adopted) and
+        # nothing is counted twice: the counter is the requests served,
+        # plus at most the ones whose connection the kill broke after they
+        # were counted (ab reports those as failed).
+        assert r["ok"] <= n <= r["ok"] + r["broken"], r
+        assert r["broken"] <= 8, r  # at most ab's concurrency
+        assert r["non2xx"] == 0, r
+        assert r["ok"] >= FILTER_REQUESTS - 8, r
+        v = seg.values("filter_stats:*")
+        assert sum(v[f"filter_stats:{d}"] for d in
+                   ("ml_confident", "llm_fallback", "rejected")) == n
+        # Workers were recycled (--max-requests) and replaced (the kill).
+        assert seg.counter("http:worker_processes").value > 8
+        print(f"{worker_class} preload={preload}: counted {n}, ab ok "
+              f"{r['ok']}, broken {r['broken']}")
+
+        # The cached answer: one computation for all workers and threads.
+        llm = srv.base + "/llm?prompt=hello"
+        r1 = _ab_result(_ab(llm, LLM_REQUESTS, 16))
+        assert r1["ok"] == LLM_REQUESTS, r1
+        assert computed.value == 1
+        # Its TTL runs out: the next load computes it once more.
+        keys = seg.cache.keys("llm:*")
+        assert len(keys) == 1, keys
+        assert seg.cache.expire(keys[0], 0.05)
+        assert wait_for(lambda: not seg.cache.exists(keys[0]))
+        r2 = _ab_result(_ab(llm, LLM_REQUESTS, 16))
+        assert r2["ok"] == LLM_REQUESTS, r2
+        assert computed.value == 2
+        status, body = _get(llm)
+        assert status == 200 and '"answer":"olleh"' in body.replace(" ", "")
+
+        # /metrics parses and agrees; so do /filter-stats and /health.
+        status, text = _get(srv.base + "/metrics")
+        assert status == 200
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert fams["shmstat_filter_stats_total_samples"].samples[0].value \
+            == n
+        status, body = _get(srv.base + "/filter-stats")
+        assert status == 200 and f'"total_samples":{n}' in \
+            body.replace(" ", "")
+        assert _get(srv.base + "/health")[0] == 200
+        assert seg.info()["row_overflows"] == 0
+        assert seg.cache.stats()["errors"] == 0
+        seg.close()
+    finally:
+        srv.stop()
