@@ -22,8 +22,8 @@ from conftest import SOURCE_ROOT, wait_for
 
 EXAMPLE = os.path.join(SOURCE_ROOT, "examples", "python")
 AB = shutil.which("ab")
-FILTER_REQUESTS = 1500
-LLM_REQUESTS = 300
+FILTER_REQUESTS = 1000
+LLM_REQUESTS = 200
 
 
 def _free_port():
@@ -70,8 +70,10 @@ def _ab_result(p):
     connect, receive, length, exc = map(int, m.groups()) if m else (0,) * 4
     complete, failed = field("Complete requests"), field("Failed requests")
     non2xx = field("Non-2xx responses")
-    assert length == 0, out  # the answers have a fixed length
-    broken = connect + receive + exc
+    # The answers have a fixed length: a "Length" failure is a response
+    # cut short (by the kill), like a "Receive" one.
+    broken = connect + receive + length + exc
+    assert broken == failed, out
     return {"complete": complete, "failed": failed, "non2xx": non2xx,
             "broken": broken, "ok": complete - failed - non2xx, "out": out}
 
@@ -84,7 +86,7 @@ class Gunicorn:
         self.base = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "gunicorn", "--chdir", EXAMPLE,
                 "-b", f"127.0.0.1:{self.port}", "-w", "4",
-                "--max-requests", "60", "--max-requests-jitter", "20",
+                "--max-requests", "100", "--max-requests-jitter", "30",
                 "--timeout", "30", "--graceful-timeout", "5",
                 "--log-level", "warning"]
         if worker_class == "gthread":
@@ -154,8 +156,9 @@ def test_gunicorn_counts_every_request_and_computes_once_per_ttl(
         v = seg.values("filter_stats:*")
         assert sum(v[f"filter_stats:{d}"] for d in
                    ("ml_confident", "llm_fallback", "rejected")) == n
-        # Workers were recycled (--max-requests) and replaced (the kill).
-        assert seg.counter("http:worker_processes").value > 8
+        # Workers were recycled: no lifetime serves more than 130 requests
+        # (--max-requests 100 + jitter 30), so 1000 need 8 or more.
+        assert seg.counter("http:worker_processes").value >= 8
         print(f"{worker_class} preload={preload}: counted {n}, ab ok "
               f"{r['ok']}, broken {r['broken']}")
 
