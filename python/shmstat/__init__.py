@@ -146,6 +146,10 @@ class Cache(_shmstat._Cache):
     expire/clear/keys/stats/fetch; see each method's docstring.
     """
 
+    def __init__(self, seg):
+        super().__init__(seg)
+        self._segment_name = seg.name
+
     def fetch(self, key, compute, ttl=None, *, lease=10.0, wait=None):
         """The value of key, computed by compute() (returning bytes) when
         missing, by one caller among every process and thread; the others
@@ -178,7 +182,6 @@ class Segment(_shmstat._Segment):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.cache = Cache(self)
-        self.cache._segment_name = self.name
 
     def __enter__(self):
         return self

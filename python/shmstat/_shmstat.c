@@ -100,7 +100,7 @@ static void reason_save(reason_t *r, const shmstat_t *h)
 
 static int seg_ready(SegmentObject *s)
 {
-	if (s->h)
+	if (s && s->h)
 		return 0;
 	raise_code(SHMSTAT_EINVAL, "segment is closed");
 	return -1;
@@ -243,7 +243,7 @@ static PyObject *Counter_inc(CounterObject *self, PyObject *const *args,
 			return NULL;
 		}
 	}
-	if (!self->seg->h)
+	if (!self->seg || !self->seg->h)
 		return raise_code(SHMSTAT_EINVAL, "segment is closed");
 	/* Under the GIL: one writer at a time on this process's row. */
 	shmstat_counter_add(self->c, (uint64_t)n);
@@ -266,7 +266,7 @@ static PyObject *Counter_value(CounterObject *self, void *unused)
 static PyObject *Counter_repr(CounterObject *self)
 {
 	return PyUnicode_FromFormat("<shmstat.Counter %R in %s>", self->name,
-				    self->seg->name);
+				    self->seg ? self->seg->name : "?");
 }
 
 static int Counter_traverse(CounterObject *self, visitproc visit, void *arg)
@@ -400,7 +400,7 @@ static PyObject *Gauge_value(GaugeObject *self, void *unused)
 static PyObject *Gauge_repr(GaugeObject *self)
 {
 	return PyUnicode_FromFormat("<shmstat.Gauge %R in %s>", self->name,
-				    self->seg->name);
+				    self->seg ? self->seg->name : "?");
 }
 
 static int Gauge_traverse(GaugeObject *self, visitproc visit, void *arg)
