@@ -28,7 +28,11 @@ SEGMENT = os.environ.get("SHMSTAT_SEGMENT", "filter-stats")
 LLM_TTL = float(os.environ.get("LLM_TTL", "3600"))
 LLM_LATENCY = float(os.environ.get("LLM_LATENCY", "0.05"))
 
-seg = shmstat.open(SEGMENT, create=True)
+# Rows for concurrent processes: the workers, the master (with --preload)
+# and whatever inspects the segment; a dead worker's row is reused.
+MAX_WORKERS = int(os.environ.get("SHMSTAT_MAX_WORKERS", "0")) or None
+
+seg = shmstat.open(SEGMENT, create=True, max_workers=MAX_WORKERS)
 DECISIONS = ("ml_confident", "llm_fallback", "rejected")
 total = seg.counter("filter_stats:total_samples")
 decided = {d: seg.counter(f"filter_stats:{d}") for d in DECISIONS}

@@ -502,3 +502,16 @@ def test_help_documents_the_package():
         assert word in text
     assert "stampede" in shmstat.Cache.fetch.__doc__ or \
         "one caller" in shmstat.Cache.fetch.__doc__
+
+
+def test_the_extension_exports_only_its_init_function():
+    import shutil
+    import subprocess
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm (binutils) is not installed")
+    out = subprocess.run([nm, "-D", "--defined-only",
+                          shmstat._shmstat.__file__], capture_output=True,
+                         text=True, check=True).stdout
+    syms = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert syms == {"PyInit__shmstat"}, syms

@@ -98,3 +98,37 @@ def test_a_child_killed_with_sigkill_loses_nothing_it_counted(seg, segname):
     assert c.value == 12345
     with shmstat.open(segname) as other:
         assert other.counter("killed").value == 12345
+
+
+def test_a_fetch_waiting_for_another_process_does_not_stall_other_threads(seg):
+    # A child holds the lease of "slow" for 0.3 s; a thread of ours waits
+    # for it inside the library; meanwhile the main thread keeps running.
+    import time
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            outcome, _ = seg.cache._fetch("slow", 10_000, 0)
+            os.write(w, b"1")
+            time.sleep(0.3)
+            seg.cache.set("slow", b"theirs")
+            os._exit(0 if outcome == 1 else 1)
+        except BaseException:
+            os._exit(2)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+    got = []
+    t = threading.Thread(target=lambda: got.append(
+        seg.cache.fetch("slow", lambda: b"mine", wait=5.0)))
+    t.start()
+    c = seg.counter("progress")
+    while t.is_alive():
+        c.inc()
+        time.sleep(0.001)
+    t.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert got == [b"theirs"]
+    assert c.value >= 50  # ~0.3 s of 1 ms steps while the thread waited
