@@ -11,7 +11,7 @@ packages=(
 	redis-server redis-tools
 	python3-dev python3-mesonpy python3-pytest gunicorn python3-flask
 	python3-prometheus-client python3-redis apache2-utils
-	python3-starlette python3-httpx python3-fastapi
+	python3-starlette python3-httpx python3-fastapi python3-uvicorn
 )
 
 missing=()
