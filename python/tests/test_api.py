@@ -515,3 +515,51 @@ def test_the_extension_exports_only_its_init_function():
                          text=True, check=True).stdout
     syms = {line.split()[-1] for line in out.splitlines() if line.strip()}
     assert syms == {"PyInit__shmstat"}, syms
+
+
+def test_fetch_returns_the_expired_value_while_another_process_recomputes(
+        seg):
+    seg.cache.set("k", b"old", ttl=0.05)
+    time.sleep(0.2)  # past the TTL (no call may meet the entry meanwhile)
+    r, w = os.pipe()
+    q, z = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # takes the lease and holds it until told
+        try:
+            os.close(r)
+            os.close(z)
+            outcome, _ = seg.cache._fetch("k", 10_000, 0)
+            os.write(w, b"%d" % outcome)
+            os.read(q, 1)
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+    os.close(w)
+    os.close(q)
+    assert os.read(r, 1) == b"%d" % shmstat._shmstat.CONSTANTS["LEASED"]
+    calls = []
+    v = seg.cache.fetch("k", lambda: calls.append(1) or b"new", wait=1.0)
+    os.write(z, b"x")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert v == b"old" and calls == []
+
+
+def test_cached_result_too_big_to_store_is_returned_and_not_cached(segname):
+    with shmstat.open(segname, create=True, cache_max_value=1024) as s:
+        calls = []
+
+        @shmstat.cached(s, ttl=60.0)
+        def f(n):
+            calls.append(n)
+            return b"x" * n
+
+        assert f(4096) == b"x" * 4096
+        t0 = time.monotonic()
+        assert f(4096) == b"x" * 4096  # computed again, at once: no lease
+        assert time.monotonic() - t0 < 1.0
+        assert calls == [4096, 4096]
+        assert f(10) == b"x" * 10 and f(10) == b"x" * 10
+        assert calls == [4096, 4096, 10]
+        with pytest.raises(shmstat.TooBig):
+            s.cache.fetch("direct", lambda: b"y" * 4096)
