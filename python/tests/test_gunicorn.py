@@ -1,8 +1,9 @@
 """The example services under a real gunicorn on 127.0.0.1: Flask on sync
-and gthread workers, --preload and not, FastAPI on uvicorn workers, workers recycled by --max-requests,
-and a worker killed with SIGKILL in the middle of the load (ab). The
-counters equal the requests served, the cached answer is computed once
-per TTL by all workers together, and /metrics parses."""
+and gthread workers, --preload and not, FastAPI on uvicorn workers;
+workers recycled by --max-requests, one killed with SIGKILL in the middle
+of the load (ab), then all replaced by SIGHUP. The counters equal the
+requests served, the cached answer is computed once per TTL by all workers
+together, and /metrics parses."""
 
 import os
 import re
@@ -100,10 +101,14 @@ class Gunicorn:
             args += ["-k", "uvicorn.workers.UvicornWorker"]
         if preload:
             args += ["--preload"]
-        # 8 rows: 4 workers, the master, this test; every replacement
-        # worker reuses a dead one's row. (gthread: 32, room for a row per
-        # counting thread should the engine give threads rows of their own.)
-        self.max_workers = 32 if worker_class == "gthread" else 8
+        # 16 rows: during a SIGHUP 4 old and 4 new workers live at once,
+        # with the master and this test; recycled and killed workers'
+        # rows are reused. (With fewer, a new worker that finds no free
+        # row counts into a private fallback the segment never sees: the
+        # engine's "rows running out" gap; row_overflows shows it.)
+        # gthread: 64, room for a row per counting thread should the
+        # engine give threads rows of their own.
+        self.max_workers = 64 if worker_class == "gthread" else 16
         env = dict(os.environ, SHMSTAT_SEGMENT=segname, LLM_TTL="3600",
                    LLM_LATENCY="0.05",
                    SHMSTAT_MAX_WORKERS=str(self.max_workers))
@@ -203,6 +208,19 @@ def test_gunicorn_counts_every_request_and_computes_once_per_ttl(
         assert status == 200 and f'"total_samples":{n}' in \
             body.replace(" ", "")
         assert _get(srv.base + "/health")[0] == 200
+
+        # SIGHUP: gunicorn replaces every worker; what they counted stays,
+        # and the new ones count on top.
+        before = set(srv.workers())
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        assert wait_for(lambda: len(set(srv.workers()) - before) == 4 and
+                        not set(srv.workers()) & before, timeout=30)
+        assert wait_for(srv._up, timeout=30, step=0.05)
+        assert seg.info()["row_overflows"] == 0
+        base = total.value
+        r3 = _ab_result(_ab(srv.base + "/filter?text=sample", 200, 8))
+        assert r3["served"] == 200 and r3["failed"] == 0, r3
+        assert total.value == base + 200
         info = seg.info()
         assert info["max_workers"] == srv.max_workers
         assert info["row_overflows"] == 0
