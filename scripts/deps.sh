@@ -6,7 +6,6 @@ set -euo pipefail
 
 packages=(
 	gcc g++ clang pkg-config meson ninja-build
-	prometheus # for promtool: a test checks the exposition with it
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
 	redis-server redis-tools libncurses-dev
@@ -14,6 +13,9 @@ packages=(
 	prometheus curl
 	# The Debian packages (debian/, .ci/run): dpkg-buildpackage, lintian.
 	debhelper dpkg-dev lintian
+	python3-dev python3-mesonpy python3-pytest gunicorn python3-flask
+	python3-prometheus-client python3-redis apache2-utils
+	python3-starlette python3-httpx python3-fastapi python3-uvicorn
 )
 
 missing=()

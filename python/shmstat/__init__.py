@@ -1,0 +1,261 @@
+"""shmstat: counters, gauges and a TTL cache in shared memory, for every
+process of a host at once (gunicorn, uvicorn, Flask, FastAPI workers).
+
+    import shmstat
+    seg = shmstat.open("web", create=True)
+    c = seg.counter("filter_stats:ml_confident")
+    c.inc(); c.inc(5); c.value
+    seg.gauge("queue:depth").set(3)
+    seg.cache.set("user:1", b"...", ttl=60.0)
+    seg.cache.get("user:1")                       # bytes or None
+    seg.cache.fetch("llm:42", compute, ttl=3600.0)
+
+    @shmstat.cached(seg, ttl=300.0)
+    def answer(prompt): ...
+
+    seg.live_stats("filter_stats:*"); seg.prometheus(); seg.health()
+
+Counts are exact across processes and threads with no hooks: a process
+forked from one that opened the segment (gunicorn --preload) counts into
+a row of its own, and a worker killed with SIGKILL loses nothing it
+counted. Values are bytes; str keys and names are UTF-8. Errors raise
+subclasses of shmstat.Error carrying the library's reason.
+"""
+
+import json as _json
+import math as _math
+
+from . import _shmstat
+from ._shmstat import Counter, Gauge, strerror, unlink
+
+__version__ = _shmstat.__version__
+
+__all__ = [
+    "open", "unlink", "cached", "Segment", "Cache", "Counter", "Gauge",
+    "Error", "InvalidArgument", "NotFound", "Exists", "Full", "Busy",
+    "TooBig", "WrongKind", "Corrupt", "PermissionDenied", "NotSupported",
+    "OutOfMemory", "SystemCallError", "strerror",
+]
+
+
+# ------------------------------------------------------------------ errors
+
+class Error(Exception):
+    """A failure reported by libshmstat.
+
+    code: the library's negative SHMSTAT_E* code; name: its name
+    ("EFULL"); reason: the library's human-readable reason (also str(e)).
+    """
+
+    def __init__(self, code=None, reason=None):
+        super().__init__(code, reason)
+        self.code = code
+        self.name = _CODE_NAMES.get(code, "EUNKNOWN")
+        self.reason = reason if reason is not None else (
+            strerror(code) if code is not None else "")
+
+    def __str__(self):
+        return self.reason
+
+
+class InvalidArgument(Error, ValueError):
+    """EINVAL, ENAME: a bad name, key, size or option."""
+
+
+class NotFound(Error, LookupError):
+    """ENOTFOUND, ENOENT: no such entry, counter or segment."""
+
+
+class Exists(Error):
+    """EEXIST (the segment, with exclusive=True) or a key that exists."""
+
+
+class Full(Error):
+    """EFULL, ENOSPC: a table, the rows or /dev/shm is full."""
+
+
+class Busy(Error):
+    """EBUSY, ELEASE: a lock or a lease was not had within the bound."""
+
+
+class TooBig(Error, ValueError):
+    """ETOOBIG: a value above the cache's maximum."""
+
+
+class WrongKind(Error, TypeError):
+    """EKIND: the name exists with another kind (counter vs gauge)."""
+
+
+class Corrupt(Error):
+    """ECORRUPT, ETRUNC, EMAGIC, EVERSION, EINIT: not a usable segment."""
+
+
+class PermissionDenied(Error):
+    """EPERM."""
+
+
+class NotSupported(Error):
+    """ENOTSUP."""
+
+
+class OutOfMemory(Error, MemoryError):
+    """ENOMEM."""
+
+
+class SystemCallError(Error, OSError):
+    """ESYS: a system call failed."""
+
+
+_ERRORS = _shmstat.ERRORS  # {"EFULL": -12, ...} from the library's table
+_CODE_NAMES = {v: k for k, v in _ERRORS.items()}
+_CLASSES = {
+    "EINVAL": InvalidArgument, "ENAME": InvalidArgument,
+    "ENOENT": NotFound, "ENOTFOUND": NotFound,
+    "EEXIST": Exists, "EEXISTS": Exists, "EKEYEXISTS": Exists,
+    "ENOMEM": OutOfMemory, "ENOSPC": Full, "EFULL": Full,
+    "ETRUNC": Corrupt, "EMAGIC": Corrupt, "EVERSION": Corrupt,
+    "ECORRUPT": Corrupt, "EINIT": Corrupt,
+    "EKIND": WrongKind, "ETOOBIG": TooBig,
+    "EBUSY": Busy, "ELEASE": Busy,
+    "EPERM": PermissionDenied, "ESYS": SystemCallError,
+    "ENOTSUP": NotSupported,
+}
+_shmstat._set_errors(Error, {code: _CLASSES.get(name, Error)
+                             for name, code in _ERRORS.items()})
+
+_K = _shmstat.CONSTANTS
+KEY_MAX = _K["KEY_MAX"]
+NAME_MAX = _K["NAME_MAX"]
+
+
+def _ms(seconds, what):
+    if seconds is None:
+        return 0
+    if not seconds > 0 or _math.isnan(seconds):
+        raise ValueError(f"{what} must be > 0 seconds")
+    return min(int(_math.ceil(seconds * 1000.0)), 0xFFFFFFFF)
+
+
+# ------------------------------------------------------------------- cache
+
+class Cache(_shmstat._Cache):
+    """The TTL cache of a segment, shared by every process that opens it.
+
+    Keys are str (UTF-8) or bytes, 1 to 250 bytes; values are bytes; TTLs
+    are seconds (float), None for no expiry. get/set/delete/exists/ttl/
+    expire/clear/keys/stats/fetch; see each method's docstring.
+    """
+
+    def __init__(self, seg):
+        super().__init__(seg)
+        self._segment_name = seg.name
+
+    def fetch(self, key, compute, ttl=None, *, lease=10.0, wait=None):
+        """The value of key, computed by compute() (returning bytes) when
+        missing, by one caller among every process and thread; the others
+        wait for it (up to `wait` seconds, default `lease`), or get the
+        expired value while it is recomputed. `lease` bounds how long a
+        computing caller may hold the others off. Busy when no value came
+        within `wait`. compute's exceptions propagate (the lease is
+        released)."""
+        from ._cached import fetch_sync
+        return fetch_sync(self, key, compute, ttl, lease, wait)
+
+    async def afetch(self, key, compute, ttl=None, *, lease=10.0, wait=None):
+        """fetch() for asyncio: compute is an async callable returning
+        bytes; waiting for another caller never blocks the event loop."""
+        from ._cached import fetch_async
+        return await fetch_async(self, key, compute, ttl, lease, wait)
+
+    def __contains__(self, key):
+        return self.exists(key)
+
+    def __repr__(self):
+        return f"<shmstat.Cache of {self._segment_name!r}>"
+
+
+# ----------------------------------------------------------------- segment
+
+class Segment(_shmstat._Segment):
+    """An open segment. Use shmstat.open(); also a context manager."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cache = Cache(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return f"<shmstat.Segment {self.name!r} {state}>"
+
+    def live_stats(self, pattern=None, *, prefix=None):
+        """The live-stats dict of the seeds' filter-stats services:
+        {"timestamp": ISO 8601, "source": "redis"|"local", "segment": name,
+        <name>: value, ...} for every counter and gauge matching the glob.
+        Names lose `prefix` (default: the literal part of pattern before
+        its first wildcard, e.g. "filter_stats:"), so "filter_stats:*"
+        gives "total_samples", "ml_confident", ... ("source" is "redis"
+        when the bridge reconciled cluster-wide values recently)."""
+        doc = _json.loads(self.export_json(pattern))
+        if prefix is None:
+            prefix = _literal_prefix(pattern)
+        out = {"timestamp": doc["timestamp"], "source": doc["source"],
+               "segment": doc["segment"]}
+        for kind in ("counters", "gauges"):
+            for name, value in doc[kind].items():
+                short = name[len(prefix):] if (
+                    prefix and name.startswith(prefix)) else name
+                if not short or short in ("timestamp", "source", "segment"):
+                    short = name
+                out[short] = value
+        return out
+
+    def prometheus(self, pattern=None):
+        """The Prometheus text exposition (format 0.0.4) of the matching
+        counters and gauges, then the segment's, cache's and bridge's own
+        metrics."""
+        return self.export_prometheus(pattern)
+
+    def health(self, require_bridge=True):
+        """{"status": "healthy"|"degraded"|"broken", "timestamp",
+        "segment", "reason", "checks": {...}}. With require_bridge=False a
+        missing shmstat-bridge does not make it degraded."""
+        return _json.loads(self.health_json(require_bridge=require_bridge))
+
+
+def _literal_prefix(pattern):
+    if not pattern:
+        return ""
+    for i, ch in enumerate(pattern):
+        if ch in "*?[\\":
+            return pattern[:i]
+    return ""
+
+
+def open(name, create=False, *, exclusive=False, mode=0o600, size=None,
+         max_counters=None, max_workers=None, cache_max_value=None,
+         wait=None):
+    """Attach to the segment "/shmstat.<name>", or create it (create=True)
+    when it does not exist; exclusive=True fails with Exists when it does.
+    Sizes (bytes) and counts matter only to the creator: size (32 MiB),
+    max_counters (4096), max_workers (rows for concurrent processes, 128),
+    cache_max_value (1 MiB); mode (0o600); wait: seconds to wait for a
+    concurrent creator (2.0)."""
+    flags = 0
+    if create:
+        flags |= _K["O_CREATE"]
+    if exclusive:
+        if not create:
+            raise ValueError("exclusive=True needs create=True")
+        flags |= _K["O_EXCL"]
+    return Segment(name, flags, mode, size or 0, max_counters or 0,
+                   max_workers or 0, cache_max_value or 0,
+                   _ms(wait, "wait"))
+
+
+from ._cached import cached  # noqa: E402  (needs Segment and Cache)

@@ -1,0 +1,565 @@
+"""The package's API: segments, counters, gauges, the cache, documents,
+and the errors that carry the library's reason."""
+
+import asyncio
+import math
+import os
+import threading
+import time
+
+import pytest
+
+import shmstat
+from conftest import wait_for
+
+
+def test_open_attaches_to_an_existing_segment(seg, segname):
+    seg.counter("a").inc(3)
+    with shmstat.open(segname) as other:
+        assert other.counter("a").value == 3
+        assert other.name == segname
+    assert other.closed
+
+
+def test_open_of_a_missing_segment_raises_not_found_with_the_reason(segname):
+    with pytest.raises(shmstat.NotFound) as e:
+        shmstat.open(segname)
+    assert segname in e.value.reason
+    assert e.value.name == "ENOENT"
+    assert e.value.code == shmstat._shmstat.ERRORS["ENOENT"]
+    assert isinstance(e.value, LookupError)
+
+
+def test_open_exclusive_of_an_existing_segment_raises_exists(seg, segname):
+    with pytest.raises(shmstat.Exists):
+        shmstat.open(segname, create=True, exclusive=True)
+
+
+def test_open_with_a_bad_name_raises_invalid_argument():
+    with pytest.raises(shmstat.InvalidArgument):
+        shmstat.open("../etc", create=True)
+    with pytest.raises(ValueError):
+        shmstat.open("a\0b", create=True)
+
+
+def test_counter_counts_and_rejects_negative_increments(seg):
+    c = seg.counter("filter_stats:ml_confident")
+    c.inc()
+    c.inc(5)
+    c.inc(0)
+    assert c.value == 6
+    assert seg.counter("filter_stats:ml_confident").value == 6
+    with pytest.raises(ValueError):
+        c.inc(-1)
+    with pytest.raises(TypeError):
+        c.inc(1.5)
+    assert c.value == 6
+    assert c.name == "filter_stats:ml_confident"
+
+
+def test_utf8_names_are_one_counter_as_str_and_bytes(seg):
+    seg.counter("größe").inc(2)
+    assert seg.counter("größe".encode()).value == 2
+    assert seg.values() == {"größe": 2}
+
+
+def test_gauge_sets_increments_and_decrements(seg):
+    g = seg.gauge("queue:depth")
+    g.set(3)
+    g.inc()
+    g.inc(4)
+    g.dec()
+    g.dec(10)
+    assert g.value == -3
+    assert seg.stat("queue:depth")["kind"] == "gauge"
+
+
+def test_a_name_of_another_kind_raises_wrong_kind(seg):
+    seg.gauge("x")
+    with pytest.raises(shmstat.WrongKind) as e:
+        seg.counter("x")
+    assert "gauge" in str(e.value)
+
+
+def test_a_full_directory_raises_full_and_existing_counters_keep_working(
+        segname):
+    with shmstat.open(segname, create=True, max_counters=4) as s:
+        cs = [s.counter(f"c{i}") for i in range(4)]
+        with pytest.raises(shmstat.Full):
+            s.counter("one-too-many")
+        cs[0].inc()
+        assert cs[0].value == 1
+
+
+def test_stat_of_a_missing_name_raises_not_found(seg):
+    with pytest.raises(shmstat.NotFound):
+        seg.stat("nope")
+
+
+def test_reset_by_pattern_returns_how_many(seg):
+    seg.counter("a:1").inc(5)
+    seg.counter("a:2").inc(5)
+    seg.counter("b:1").inc(5)
+    assert seg.reset("a:*") == 2
+    assert seg.values() == {"a:1": 0, "a:2": 0, "b:1": 5}
+
+
+def test_closed_segment_raises_and_close_is_idempotent(segname):
+    s = shmstat.open(segname, create=True)
+    c = s.counter("a")
+    s.close()
+    s.close()
+    with pytest.raises(shmstat.Error, match="closed"):
+        c.inc()
+    with pytest.raises(shmstat.Error):
+        s.cache.get("k")
+
+
+# ------------------------------------------------------------------- cache
+
+def test_cache_set_get_and_default(seg):
+    cache = seg.cache
+    assert cache.get("user:1") is None
+    assert cache.get("user:1", b"dflt") == b"dflt"
+    assert cache.set("user:1", b'{"name": "a"}', ttl=60.0) is True
+    assert cache.get("user:1") == b'{"name": "a"}'
+    assert cache.get(b"user:1") == b'{"name": "a"}'
+    assert cache.set("bin\0key", bytearray(b"\0\1\2")) is True
+    assert cache.get(b"bin\0key") == b"\0\1\2"
+    assert cache.set("empty", b"") and cache.get("empty") == b""
+    assert "user:1" in cache and "nope" not in cache
+
+
+def test_cache_large_values_round_trip(seg):
+    v = os.urandom(200_000)
+    seg.cache.set("big", v)
+    assert seg.cache.get("big") == v
+
+
+def test_cache_rejects_str_values_and_bad_ttls(seg):
+    with pytest.raises(TypeError):
+        seg.cache.set("k", "text")
+    with pytest.raises(ValueError):
+        seg.cache.set("k", b"v", ttl=0)
+    with pytest.raises(ValueError):
+        seg.cache.set("k", b"v", ttl=-1.0)
+    with pytest.raises(ValueError):
+        seg.cache.set("k", b"v", nx=True, xx=True)
+    assert seg.cache.get("k") is None
+
+
+def test_cache_key_errors_carry_the_library_reason(seg):
+    with pytest.raises(shmstat.InvalidArgument) as e:
+        seg.cache.set("k" * 251, b"v")
+    assert "250" in e.value.reason
+    with pytest.raises(shmstat.InvalidArgument):
+        seg.cache.get("")
+
+
+def test_cache_value_above_the_maximum_raises_too_big(segname):
+    with shmstat.open(segname, create=True, cache_max_value=1024) as s:
+        with pytest.raises(shmstat.TooBig):
+            s.cache.set("k", b"x" * 1025)
+        assert s.cache.get("k") is None
+
+
+def test_cache_ttl_expiry(seg):
+    cache = seg.cache
+    cache.set("short", b"v", ttl=0.05)
+    cache.set("forever", b"v")
+    assert 0 < cache.ttl("short") <= 0.05
+    assert cache.ttl("forever") == math.inf
+    assert cache.ttl("absent") is None
+    assert wait_for(lambda: cache.get("short") is None, timeout=5)
+    assert not cache.exists("short")
+    assert cache.ttl("short") is None
+    assert cache.get("forever") == b"v"
+
+
+def test_cache_expire_gives_a_new_ttl(seg):
+    seg.cache.set("k", b"v")
+    assert seg.cache.expire("k", 30.0) is True
+    assert 29 < seg.cache.ttl("k") <= 30
+    assert seg.cache.expire("k", None) is True
+    assert seg.cache.ttl("k") == math.inf
+    assert seg.cache.expire("absent", 1.0) is False
+
+
+def test_cache_nx_and_xx_like_redis(seg):
+    cache = seg.cache
+    assert cache.set("k", b"1", xx=True) is False
+    assert cache.get("k") is None
+    assert cache.set("k", b"1", nx=True) is True
+    assert cache.set("k", b"2", nx=True) is False
+    assert cache.get("k") == b"1"
+    assert cache.set("k", b"3", xx=True) is True
+    assert cache.get("k") == b"3"
+    cache.set("old", b"v", ttl=0.02)
+    assert wait_for(lambda: not cache.exists("old"))
+    assert cache.set("old", b"new", nx=True) is True  # expired is absent
+
+
+def test_cache_delete_exists_and_clear_by_pattern(seg):
+    cache = seg.cache
+    for i in range(10):
+        cache.set(f"user:{i}", b"u")
+    for i in range(3):
+        cache.set(f"llm:{i}", b"l")
+    assert cache.delete("user:0", "user:1", "absent") == 2
+    assert not cache.exists("user:0")
+    assert cache.clear("user:*") == 8
+    assert sorted(cache.keys()) == [b"llm:0", b"llm:1", b"llm:2"]
+    assert cache.clear() == 3
+    assert cache.keys() == []
+
+
+def test_cache_stats_count_every_call(seg):
+    cache = seg.cache
+    cache.set("a", b"1")
+    cache.set("b", b"2")
+    cache.get("a")
+    cache.get("a")
+    cache.get("zz")
+    cache.delete("b")
+    st = cache.stats()
+    assert (st["hits"], st["misses"], st["sets"], st["deletes"]) == (2, 1, 2, 1)
+    assert st["hit_rate"] == pytest.approx(2 / 3)
+    assert st["entries"] == 1
+    assert st["errors"] == 0
+    for k in ("evictions", "expirations", "bytes_used", "bytes_free",
+              "max_value"):
+        assert k in st
+
+
+def test_fetch_computes_once_then_hits(seg):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return b"answer"
+
+    assert seg.cache.fetch("llm:42", compute, ttl=60.0) == b"answer"
+    assert seg.cache.fetch("llm:42", compute, ttl=60.0) == b"answer"
+    assert len(calls) == 1
+    assert 59 < seg.cache.ttl("llm:42") <= 60
+
+
+def test_fetch_whose_compute_raises_releases_the_lease(seg):
+    def boom():
+        raise RuntimeError("model down")
+
+    with pytest.raises(RuntimeError):
+        seg.cache.fetch("k", boom, lease=30.0)
+    # Nobody holds the lease now: the next caller computes at once.
+    t0 = time.monotonic()
+    assert seg.cache.fetch("k", lambda: b"ok", wait=0.5) == b"ok"
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_fetch_rejects_a_compute_that_returns_str(seg):
+    with pytest.raises(TypeError):
+        seg.cache.fetch("k", lambda: "text")
+    assert seg.cache.fetch("k", lambda: b"bytes") == b"bytes"
+
+
+def test_fetch_from_eight_threads_computes_once(seg):
+    calls = []
+    start = threading.Barrier(8)
+    out = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.1)
+        return b"v"
+
+    def run():
+        start.wait()
+        out.append(seg.cache.fetch("cold", compute, ttl=60.0))
+
+    ts = [threading.Thread(target=run) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10)
+    assert out == [b"v"] * 8
+    assert len(calls) == 1
+
+
+def test_fetch_from_four_processes_computes_once(seg, segname):
+    computed = seg.counter("computed")
+    pids = []
+    r, w = os.pipe()
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:  # child: wait for the start byte, fetch, exit
+            try:
+                os.close(w)
+                os.read(r, 1)
+
+                def compute():
+                    computed.inc()
+                    time.sleep(0.2)
+                    return b"v"
+                ok = seg.cache.fetch("cold", compute, ttl=60.0) == b"v"
+                os._exit(0 if ok else 1)
+            except BaseException:
+                os._exit(2)
+        pids.append(pid)
+    os.close(r)
+    os.write(w, b"xxxx")
+    os.close(w)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert computed.value == 1
+
+
+def test_waiting_fetch_times_out_with_busy(seg):
+    # This process holds the lease through the library directly; a child
+    # (another process) waits for 0.2 s and gets Busy.
+    outcome, _ = seg.cache._fetch("held", 10_000, 0)
+    assert outcome == shmstat._shmstat.CONSTANTS["LEASED"]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            seg.cache.fetch("held", lambda: b"x", wait=0.2)
+            os._exit(1)
+        except shmstat.Busy as e:
+            os._exit(0 if e.name == "ELEASE" else 3)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    seg.cache._lease_release("held")
+
+
+def test_cached_decorator_on_a_sync_function(seg):
+    calls = []
+
+    @shmstat.cached(seg, ttl=60.0)
+    def answer(prompt, temperature=0.0):
+        calls.append(prompt)
+        return {"prompt": prompt, "answer": prompt.upper()}
+
+    assert answer("hi") == {"prompt": "hi", "answer": "HI"}
+    assert answer("hi") == {"prompt": "hi", "answer": "HI"}
+    assert answer("ho", temperature=0.5)["answer"] == "HO"
+    assert calls == ["hi", "ho"]
+    assert answer.key("hi").endswith("answer:'hi'")
+    assert seg.cache.exists(answer.key("hi"))
+    answer.invalidate("hi")
+    answer("hi")
+    assert calls == ["hi", "ho", "hi"]
+    assert answer.__name__ == "answer"
+
+
+def test_cached_decorator_ttl_expiry_recomputes(seg):
+    calls = []
+
+    @shmstat.cached(seg.cache, ttl=0.05, prefix="t:")
+    def f(x):
+        calls.append(x)
+        return x * 2
+
+    assert f(2) == 4
+    assert f(2) == 4
+    assert len(calls) == 1
+    assert wait_for(lambda: not seg.cache.exists("t:2"))
+    assert f(2) == 4
+    assert len(calls) == 2
+
+
+def test_cached_decorator_long_arguments_are_hashed(seg):
+    @shmstat.cached(seg, ttl=60.0)
+    def f(text):
+        return len(text)
+
+    assert f("x" * 1000) == 1000
+    k = f.key("x" * 1000)
+    assert len(k.encode()) <= 250 and "#" in k
+    assert seg.cache.exists(k)
+
+
+def test_cached_decorator_on_an_async_function_computes_once(seg):
+    calls = []
+
+    @shmstat.cached(seg, ttl=60.0)
+    async def answer(prompt):
+        calls.append(prompt)
+        await asyncio.sleep(0.05)
+        return ["llm", prompt]
+
+    async def main():
+        ticks = 0
+
+        async def ticker():  # the loop keeps running while they wait
+            nonlocal ticks
+            for _ in range(5):
+                await asyncio.sleep(0.005)
+                ticks += 1
+        r = await asyncio.gather(ticker(), *[answer("p") for _ in range(10)])
+        return r[1:], ticks
+
+    results, ticks = asyncio.run(main())
+    assert results == [["llm", "p"]] * 10
+    assert calls == ["p"]
+    assert ticks == 5
+    assert asyncio.run(answer("p")) == ["llm", "p"]
+    assert calls == ["p"]
+
+
+def test_async_fetch_waits_for_another_process_without_blocking_the_loop(
+        seg):
+    # Another process holds the lease for 0.3 s, then sets the value.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            outcome, _ = seg.cache._fetch("slow", 10_000, 0)
+            os.write(w, b"1")
+            time.sleep(0.3)
+            seg.cache.set("slow", b"theirs", ttl=60.0)
+            os._exit(0 if outcome == 1 else 1)
+        except BaseException:
+            os._exit(2)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+
+    async def compute():
+        return b"mine"
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+        t = asyncio.ensure_future(ticker())
+        v = await seg.cache.afetch("slow", compute, ttl=60.0, wait=5.0)
+        t.cancel()
+        return v, ticks
+
+    v, ticks = asyncio.run(main())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert v == b"theirs"
+    assert ticks >= 5  # the loop ran while the value was computed
+
+
+# --------------------------------------------------------------- documents
+
+def test_live_stats_is_the_seeds_dict(seg):
+    seg.counter("filter_stats:total_samples").inc(150)
+    seg.counter("filter_stats:ml_confident").inc(120)
+    seg.counter("other").inc()
+    st = seg.live_stats("filter_stats:*")
+    assert st["source"] == "local"
+    assert st["segment"] == seg.name
+    assert st["timestamp"].endswith("Z")
+    assert st["total_samples"] == 150 and st["ml_confident"] == 120
+    assert "other" not in st
+    assert seg.live_stats()["filter_stats:total_samples"] == 150
+
+
+def test_prometheus_exposition_parses(seg):
+    from prometheus_client.parser import text_string_to_metric_families
+    seg.counter("http:requests").inc(7)
+    seg.gauge("queue:depth").set(3)
+    fams = {f.name: f for f in
+            text_string_to_metric_families(seg.prometheus())}
+    req = fams["shmstat_http_requests"]
+    assert req.type == "counter"
+    assert req.samples[0].value == 7
+    assert req.samples[0].labels["name"] == "http:requests"
+    assert fams["shmstat_queue_depth"].samples[0].value == 3
+
+
+def test_health_is_a_dict_with_status_and_checks(seg):
+    h = seg.health(require_bridge=False)
+    assert h["status"] == "healthy", h
+    assert set(h["checks"]) >= {"segment", "bridge", "cache", "workers",
+                                "directory"}
+    h = seg.health()
+    assert h["status"] == "degraded" and "bridge" in h["reason"]
+
+
+def test_info_describes_the_segment(seg):
+    info = seg.info()
+    assert info["name"] == seg.name
+    assert info["max_workers"] == 64
+    assert info["row_overflows"] == 0
+    assert "cache" in info["regions"]
+
+
+def test_help_documents_the_package():
+    import pydoc
+    text = pydoc.render_doc(shmstat, renderer=pydoc.plaintext)
+    for word in ("open", "Segment", "Cache", "cached", "Counter", "NotFound"):
+        assert word in text
+    assert "stampede" in shmstat.Cache.fetch.__doc__ or \
+        "one caller" in shmstat.Cache.fetch.__doc__
+
+
+def test_the_extension_exports_only_its_init_function():
+    import shutil
+    import subprocess
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm (binutils) is not installed")
+    out = subprocess.run([nm, "-D", "--defined-only",
+                          shmstat._shmstat.__file__], capture_output=True,
+                         text=True, check=True).stdout
+    syms = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert syms == {"PyInit__shmstat"}, syms
+
+
+def test_fetch_returns_the_expired_value_while_another_process_recomputes(
+        seg):
+    seg.cache.set("k", b"old", ttl=0.05)
+    time.sleep(0.2)  # past the TTL (no call may meet the entry meanwhile)
+    r, w = os.pipe()
+    q, z = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # takes the lease and holds it until told
+        try:
+            os.close(r)
+            os.close(z)
+            outcome, _ = seg.cache._fetch("k", 10_000, 0)
+            os.write(w, b"%d" % outcome)
+            os.read(q, 1)
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+    os.close(w)
+    os.close(q)
+    assert os.read(r, 1) == b"%d" % shmstat._shmstat.CONSTANTS["LEASED"]
+    calls = []
+    v = seg.cache.fetch("k", lambda: calls.append(1) or b"new", wait=1.0)
+    os.write(z, b"x")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert v == b"old" and calls == []
+
+
+def test_cached_result_too_big_to_store_is_returned_and_not_cached(segname):
+    with shmstat.open(segname, create=True, cache_max_value=1024) as s:
+        calls = []
+
+        @shmstat.cached(s, ttl=60.0)
+        def f(n):
+            calls.append(n)
+            return b"x" * n
+
+        assert f(4096) == b"x" * 4096
+        t0 = time.monotonic()
+        assert f(4096) == b"x" * 4096  # computed again, at once: no lease
+        assert time.monotonic() - t0 < 1.0
+        assert calls == [4096, 4096]
+        assert f(10) == b"x" * 10 and f(10) == b"x" * 10
+        assert calls == [4096, 4096, 10]
+        with pytest.raises(shmstat.TooBig):
+            s.cache.fetch("direct", lambda: b"y" * 4096)
