@@ -532,11 +532,18 @@ struct shared_counter {
 	shmstat_counter_t c;
 	shmstat_t *h;
 	int mode; /* 0 inline, 1 exported, 2 by name */
+	/* When set, every thread waits here before it counts and again
+	 * before it ends, so that all are alive at once: a thread that
+	 * starts counting after another ended may get the ended one's
+	 * thread pointer, or the extra row it gave back. */
+	pthread_barrier_t *start;
 };
 
 static void *count_thread(void *arg)
 {
 	struct shared_counter *sc = arg;
+	if (sc->start)
+		pthread_barrier_wait(sc->start);
 	for (int k = 0; k < PER_THREAD; k++) {
 		if (sc->mode == 0)
 			shmstat_counter_incr(sc->c);
@@ -545,6 +552,8 @@ static void *count_thread(void *arg)
 		else if (k % 8 == 0) /* a lookup each: fewer, same check */
 			shmstat_counter_add_by_name(sc->h, "threads:byname", 8);
 	}
+	if (sc->start)
+		pthread_barrier_wait(sc->start);
 	return NULL;
 }
 
@@ -581,10 +590,12 @@ static void threads_take_rows_of_their_own_only_while_rows_are_to_spare(void **s
 	shmstat_options_t o = { .max_workers = 4, .max_counters = 16,
 				.size = 2u << 20 };
 	tu_seg_create(&s, "spare", &o);
-	struct shared_counter sc = { .h = s.h, .mode = 0 };
+	pthread_barrier_t start;
+	struct shared_counter sc = { .h = s.h, .mode = 0, .start = &start };
 	pthread_t t[THREADS];
 	int64_t v;
 
+	assert_int_equal(pthread_barrier_init(&start, NULL, THREADS), 0);
 	assert_int_equal(shmstat_counter_open(s.h, "spare", &sc.c), 0);
 	for (int round = 1; round <= 2; round++) {
 		for (int i = 0; i < THREADS; i++)
@@ -610,6 +621,7 @@ static void threads_take_rows_of_their_own_only_while_rows_are_to_spare(void **s
 		}
 		assert_int_equal(extra, 1);
 	}
+	pthread_barrier_destroy(&start);
 	shmstat_close(&s.h);
 	shmstat_unlink(s.name);
 }
