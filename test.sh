@@ -22,11 +22,13 @@ run() { # dir compiler meson-options...
 	# The python tests are pytest runs; their cases, for the summary.
 	pytests=$((pytests + $(grep -ho '[0-9]* passed[,a-z0-9 ]* in [0-9.]*s' "$dir/meson-logs/testlog.txt" | awk '{ s += $1 } END { print s + 0 }')))
 	if [ "$rc" -ne 0 ]; then
-		echo "tests: $passed passed, $failed failed (pytest cases passed: $pytests)"
+		echo "pytest cases passed: $pytests"
+		echo "tests: $passed passed, $failed failed"
 		exit "$rc"
 	fi
 }
 run build gcc -Dsanitize=false
 run build-sanitize gcc -Dsanitize=true
 run build-clang clang -Dsanitize=false --buildtype=release
-echo "tests: $passed passed, $failed failed (pytest cases passed: $pytests)"
+echo "pytest cases passed: $pytests"
+echo "tests: $passed passed, $failed failed"
