@@ -120,8 +120,15 @@ static void a_wrong_password_is_logged_without_it_and_retried(void **state)
 	add(f->a.h, "a", 7);
 	pid_t p = start(f, url);
 	assert_true(ru_wait_file_has(f->log, "WRONGPASS", 10000));
+	/* The bridge logs the error before it writes its status to the
+	 * segment: wait for the status too (bounded: 10 s). */
 	shmstat_sync_status_t st;
-	assert_int_equal(shmstat_sync_status_read(f->a.h, &st), 0);
+	for (int i = 0; i < 10000; i++) {
+		assert_int_equal(shmstat_sync_status_read(f->a.h, &st), 0);
+		if (strstr(st.last_error, "AUTH"))
+			break;
+		usleep(1000);
+	}
 	assert_int_equal(st.connected, 0);
 	assert_non_null(strstr(st.last_error, "AUTH"));
 	assert_true(alive(p));

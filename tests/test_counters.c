@@ -532,19 +532,18 @@ struct shared_counter {
 	shmstat_counter_t c;
 	shmstat_t *h;
 	int mode; /* 0 inline, 1 exported, 2 by name */
-	/* When set, every thread waits here before it counts and again
-	 * before it ends, so that all are alive at once: a thread that
-	 * starts counting after another ended may get the ended one's
-	 * thread pointer, or the extra row it gave back. */
-	pthread_barrier_t *start;
+	/* Every thread counts once, then waits for all: all of them are
+	 * alive and counting at once, so every path is taken, whatever the
+	 * scheduler does. */
+	pthread_barrier_t all_counting;
 };
 
 static void *count_thread(void *arg)
 {
 	struct shared_counter *sc = arg;
-	if (sc->start)
-		pthread_barrier_wait(sc->start);
 	for (int k = 0; k < PER_THREAD; k++) {
+		if (k == 8)
+			pthread_barrier_wait(&sc->all_counting);
 		if (sc->mode == 0)
 			shmstat_counter_incr(sc->c);
 		else if (sc->mode == 1)
@@ -552,8 +551,6 @@ static void *count_thread(void *arg)
 		else if (k % 8 == 0) /* a lookup each: fewer, same check */
 			shmstat_counter_add_by_name(sc->h, "threads:byname", 8);
 	}
-	if (sc->start)
-		pthread_barrier_wait(sc->start);
 	return NULL;
 }
 
@@ -566,6 +563,7 @@ static void threads_sharing_a_handle_lose_no_increment(void **state)
 		struct shared_counter sc = { .h = s->h, .mode = mode };
 		pthread_t t[THREADS];
 		int64_t v;
+		pthread_barrier_init(&sc.all_counting, NULL, THREADS);
 		assert_int_equal(shmstat_counter_open(s->h, names[mode], &sc.c), 0);
 		for (int i = 0; i < THREADS; i++)
 			assert_int_equal(pthread_create(&t[i], NULL, count_thread,
@@ -575,6 +573,7 @@ static void threads_sharing_a_handle_lose_no_increment(void **state)
 			pthread_join(t[i], NULL);
 		assert_int_equal(shmstat_counter_read(s->h, sc.c, &v), 0);
 		assert_int_equal(v, (int64_t)THREADS * PER_THREAD);
+		pthread_barrier_destroy(&sc.all_counting);
 	}
 }
 
@@ -590,12 +589,12 @@ static void threads_take_rows_of_their_own_only_while_rows_are_to_spare(void **s
 	shmstat_options_t o = { .max_workers = 4, .max_counters = 16,
 				.size = 2u << 20 };
 	tu_seg_create(&s, "spare", &o);
-	pthread_barrier_t start;
-	struct shared_counter sc = { .h = s.h, .mode = 0, .start = &start };
+	struct shared_counter sc = { .h = s.h, .mode = 0 };
 	pthread_t t[THREADS];
 	int64_t v;
 
-	assert_int_equal(pthread_barrier_init(&start, NULL, THREADS), 0);
+	pthread_barrier_init(&sc.all_counting, NULL, THREADS);
+
 	assert_int_equal(shmstat_counter_open(s.h, "spare", &sc.c), 0);
 	for (int round = 1; round <= 2; round++) {
 		for (int i = 0; i < THREADS; i++)
@@ -621,7 +620,7 @@ static void threads_take_rows_of_their_own_only_while_rows_are_to_spare(void **s
 		}
 		assert_int_equal(extra, 1);
 	}
-	pthread_barrier_destroy(&start);
+	pthread_barrier_destroy(&sc.all_counting);
 	shmstat_close(&s.h);
 	shmstat_unlink(s.name);
 }
