@@ -268,7 +268,7 @@ static int validate(struct shmstat *h, uint64_t real_size)
 	h->cache = h->base + rg[REG_CACHE].off;
 	h->cache_size = rg[REG_CACHE].size;
 	int rc = shmstat__cache_validate(h->cache, h->cache_size,
-					 hdr->cache_max_value);
+					 hdr->cache_max_value, &h->cache_geo);
 	if (rc < 0)
 		return shmstat__err(NULL, rc, "segment '%s': the cache region "
 				    "is invalid", n);

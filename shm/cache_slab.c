@@ -1,0 +1,273 @@
+/*
+ * cache_slab.c — the cache's value memory: pages, size classes, blocks.
+ *
+ * Owns: the page pool (cache_hdr.pool_head, under the pool lock), each
+ * size class's partial-page list and its pages' free lists (under the
+ * class lock), a block's state word (FREE / ALLOC / LIVE) and generation.
+ *
+ * Invariants:
+ *   - A page is in the pool (cls == PAGE_NONE) or serves exactly one
+ *     class; its blocks are [0, bump) ever used, [bump, nblocks) never
+ *     (free whatever their bytes say).
+ *   - A block leaves a free list only after its (offset, generation) is in
+ *     its stripe's journal (pop_locked), so a killed writer's block is
+ *     found again by the repair.
+ *   - Lists are hints that are checked as they are used: a list that does
+ *     not match the pages' and blocks' states is rebuilt from them
+ *     (rebuild_class, rebuild_pool), never followed out of the region.
+ *   - Class sizes and blocks per page come from the handle's geometry,
+ *     never from the region.
+ */
+#include "cache_impl_i.h"
+
+uint32_t cache__class_for(const struct ctx *c, uint64_t need)
+{
+	const uint64_t *cs = c->g->class_size;
+	uint32_t lo = 0, hi = c->nclasses - 1;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (cs[mid] >= need)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/* Unlink page p from class cl's partial list. Class lock held. */
+static void partial_unlink(struct ctx *c, struct cache_class *cl, uint32_t p)
+{
+	struct cache_page *pg = &c->pg[p], *n = page_at(c, pg->next),
+			  *pr = page_at(c, pg->prev);
+
+	if (pr)
+		pr->next = pg->next;
+	else if (cl->partial == p + 1)
+		cl->partial = pg->next;
+	if (n)
+		n->prev = pg->prev;
+	pg->next = pg->prev = 0;
+}
+
+static void partial_push(struct ctx *c, struct cache_class *cl, uint32_t p)
+{
+	struct cache_page *pg = &c->pg[p], *n = page_at(c, cl->partial);
+
+	pg->prev = 0;
+	pg->next = cl->partial;
+	if (n)
+		n->prev = p + 1;
+	cl->partial = p + 1;
+}
+
+/* Take a page from the pool for class cls. Class lock held. */
+static bool page_take(struct ctx *c, uint32_t cls)
+{
+	struct cache_class *cl = &c->cl[cls];
+
+	if (cache__pool_lock(c) < 0)
+		return false;
+	uint32_t p1 = c->hdr->pool_head;
+	struct cache_page *pg = page_at(c, p1);
+	if (!pg || pg->cls != PAGE_NONE) {
+		if (pg)
+			cache__rebuild_pool(c); /* a bad list: start over */
+		cache__pool_unlock(c);
+		return false;
+	}
+	/* Fields first, class last: a crash leaves a page that the pool's
+	 * rebuild skips (cls set) and the class's rebuild takes whole. */
+	pg->nblocks = cblocks(c, cls);
+	pg->nfree = pg->nblocks;
+	pg->free_head = 0;
+	pg->bump = 0;
+	uint32_t next = pg->next;
+	pg->next = pg->prev = 0;
+	__atomic_store_n(&pg->cls, cls, __ATOMIC_RELEASE);
+	c->hdr->pool_head = next;
+	cache__pool_unlock(c);
+	cl->npages++;
+	partial_push(c, cl, p1 - 1);
+	return true;
+}
+
+static void page_give_back(struct ctx *c, struct cache_class *cl, uint32_t p)
+{
+	struct cache_page *pg = &c->pg[p];
+
+	if (cache__pool_lock(c) < 0)
+		return; /* stays an empty page of its class */
+	partial_unlink(c, cl, p);
+	if (cl->npages)
+		cl->npages--;
+	pg->free_head = 0;
+	pg->bump = 0;
+	__atomic_store_n(&pg->cls, PAGE_NONE, __ATOMIC_RELEASE);
+	pg->next = c->hdr->pool_head;
+	c->hdr->pool_head = p + 1;
+	cache__pool_unlock(c);
+}
+
+/*
+ * Pop a free block of class cls; its (offset, gen) goes into journal *j
+ * before the block leaves the free list. Class lock held. 0 when the class
+ * has no free block and the pool no page.
+ */
+uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
+{
+	struct cache_class *cl = &c->cl[cls];
+	uint64_t cs = csize(c, cls);
+
+	if (!cs)
+		return 0;
+	for (int tries = 0; tries < 4; tries++) {
+		if (!cl->partial && !page_take(c, cls))
+			return 0;
+		uint32_t p = cl->partial - 1;
+		struct cache_page *pg = page_at(c, cl->partial);
+		if (!pg || pg->cls != cls || pg->nblocks != cblocks(c, cls) ||
+		    pg->bump > pg->nblocks) {
+			cache__rebuild_class(c, cls);
+			continue;
+		}
+		uint32_t b;
+		struct cache_entry *e;
+		if (pg->free_head && pg->free_head <= pg->bump) {
+			b = pg->free_head - 1;
+		} else if (!pg->free_head && pg->bump < pg->nblocks) {
+			b = pg->bump;
+		} else {
+			cache__rebuild_class(c, cls);
+			continue;
+		}
+		e = block(c, p, b, cs);
+		/* A block past bump is free whatever its state says (a
+		 * writer killed in here may have left ALLOC on it). */
+		if (!e || (b < pg->bump &&
+			   atomic_load_explicit(&e->state,
+						memory_order_relaxed) != ENT_FREE)) {
+			cache__rebuild_class(c, cls);
+			continue;
+		}
+		/* A block first cut from a page that served another class
+		 * seeds its generation from the old bytes there. Harmless: a
+		 * journal record is cleared before its block is freed
+		 * (remove_locked), so no record can name a block that has
+		 * since been given to another class. */
+		uint32_t gen = e->gen + 1;
+		uint64_t off = (uint64_t)((unsigned char *)e - c->base);
+		e->gen = gen;
+		atomic_store_explicit(j, jword(off, gen), memory_order_relaxed);
+		atomic_store_explicit(&e->state, ENT_ALLOC, memory_order_release);
+		if (b == pg->bump && !pg->free_head)
+			pg->bump++;
+		else
+			pg->free_head = e->next_free;
+		if (--pg->nfree == 0)
+			partial_unlink(c, cl, p);
+		return off;
+	}
+	return 0;
+}
+
+/*
+ * Free the block at off (state FREE, back on its page's list). The caller
+ * holds the lock of the stripe that referenced it, or none for a block no
+ * one can reference. false when it could not: a bad block, or the class
+ * lock not had by the call's deadline (a LIVE block is then garbage that
+ * evict_block reclaims later; counted in c->unfreed).
+ */
+bool cache__block_free(struct ctx *c, uint64_t off)
+{
+	struct cache_entry *e = entry_at(c, off);
+	uint64_t rel = off - c->data_off;
+	uint32_t p = (uint32_t)(rel / c->page_size);
+	struct cache_page *pg;
+	uint64_t cs;
+
+	if (!e || p >= c->npages)
+		return false;
+	pg = &c->pg[p];
+	uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_ACQUIRE);
+	if (!(cs = csize(c, cls)) || (rel % c->page_size) % cs)
+		return false;
+	if (cache__class_lock(c, cls, false) < 0) {
+		c->unfreed++;
+		return false;
+	}
+	uint32_t b = (uint32_t)((rel % c->page_size) / cs);
+	if (pg->cls != cls || b >= pg->bump || b >= pg->nblocks ||
+	    atomic_load_explicit(&e->state, memory_order_relaxed) == ENT_FREE) {
+		cache__class_unlock(c, cls);
+		return false;
+	}
+	e->next_free = pg->free_head;
+	atomic_store_explicit(&e->state, ENT_FREE, memory_order_release);
+	pg->free_head = b + 1;
+	struct cache_class *cl = &c->cl[cls];
+	if (++pg->nfree == 1)
+		partial_push(c, cl, p);
+	if (pg->nfree >= pg->nblocks)
+		page_give_back(c, cl, p);
+	cache__class_unlock(c, cls);
+	return true;
+}
+
+/* Recount class cls from its pages' block states. Class lock held. */
+void cache__rebuild_class(struct ctx *c, uint32_t cls)
+{
+	struct cache_class *cl = &c->cl[cls];
+	uint64_t cs = csize(c, cls);
+
+	cl->partial = 0;
+	cl->npages = 0;
+	if (!cs)
+		return;
+	for (uint32_t p = 0; p < c->npages; p++) {
+		struct cache_page *pg = &c->pg[p];
+		if (pg->cls != cls)
+			continue;
+		pg->nblocks = cblocks(c, cls);
+		if (pg->bump > pg->nblocks)
+			pg->bump = pg->nblocks;
+		pg->free_head = 0;
+		pg->nfree = pg->nblocks - pg->bump;
+		for (uint32_t b = pg->bump; b-- > 0;) {
+			struct cache_entry *e = block(c, p, b, cs);
+			if (e && atomic_load_explicit(&e->state,
+						      memory_order_relaxed) ==
+					 ENT_FREE) {
+				e->next_free = pg->free_head;
+				pg->free_head = b + 1;
+				pg->nfree++;
+			}
+		}
+		cl->npages++;
+		pg->next = pg->prev = 0;
+		if (pg->nfree)
+			partial_push(c, cl, p);
+	}
+}
+
+/* Relink the pool from the pages marked free. Pool lock held. */
+void cache__rebuild_pool(struct ctx *c)
+{
+	c->hdr->pool_head = 0;
+	for (uint32_t p = c->npages; p-- > 0;) {
+		if (c->pg[p].cls != PAGE_NONE)
+			continue;
+		c->pg[p].next = c->hdr->pool_head;
+		c->hdr->pool_head = p + 1;
+	}
+}
+
+/* A fresh region: every page in the pool. */
+void cache__init_pages(struct ctx *c)
+{
+	for (uint32_t p = 0; p < c->npages; p++) {
+		c->pg[p].cls = PAGE_NONE;
+		c->pg[p].next = p + 1 < c->npages ? p + 2 : 0;
+	}
+	c->hdr->pool_head = 1;
+}
