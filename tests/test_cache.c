@@ -882,6 +882,122 @@ static void the_cache_command_does_what_its_help_says(void **state)
 			 2);
 }
 
+/* Threads of one process missing one key at once: one computes. */
+#define LEASE_THREADS 8
+
+struct lease_race {
+	shmstat_t *h;
+	pthread_barrier_t go;
+	_Atomic int leased, refused, other;
+};
+
+static void *fetch_once(void *arg)
+{
+	struct lease_race *lr = arg;
+	char buf[16];
+	size_t n;
+	int out = -1;
+
+	pthread_barrier_wait(&lr->go);
+	int rc = shmstat_cache_fetch(lr->h, "tl", 2, buf, sizeof(buf), &n,
+				     10000, 0, &out);
+	if (rc == 0 && out == SHMSTAT_CACHE_LEASED)
+		atomic_fetch_add(&lr->leased, 1);
+	else if (rc == SHMSTAT_ELEASE)
+		atomic_fetch_add(&lr->refused, 1);
+	else
+		atomic_fetch_add(&lr->other, 1);
+	/* Stay alive until all have asked: a lease whose thread is gone is
+	 * free again. */
+	pthread_barrier_wait(&lr->go);
+	return NULL;
+}
+
+static void threads_of_one_process_lease_a_miss_once(void **state)
+{
+	struct lease_race lr = { .h = H(state) };
+	pthread_t t[LEASE_THREADS];
+
+	pthread_barrier_init(&lr.go, NULL, LEASE_THREADS);
+	for (int i = 0; i < LEASE_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, fetch_once, &lr), 0);
+	for (int i = 0; i < LEASE_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	pthread_barrier_destroy(&lr.go);
+	assert_int_equal(atomic_load(&lr.leased), 1);
+	assert_int_equal(atomic_load(&lr.refused), LEASE_THREADS - 1);
+	assert_int_equal(atomic_load(&lr.other), 0);
+	/* The holder is a thread that is gone now: the lease is free. */
+	int out = -1;
+	char buf[16];
+	size_t n;
+	assert_int_equal(shmstat_cache_fetch(H(state), "tl", 2, buf,
+					     sizeof(buf), &n, 10000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	assert_int_equal(shmstat_cache_lease_release(H(state), "tl", 2), 0);
+}
+
+/*
+ * The geometry is read once, at attach: a process that keeps rewriting
+ * the header's page count (to 0, to huge, back) while another uses the
+ * cache cannot make it read out of the region. (Before: the header was
+ * checked, then read again, and stats crashed.) In a child, so that a
+ * crash is a failed assertion rather than a dead test run.
+ */
+struct flipper {
+	unsigned char *at;
+	_Atomic int stop;
+};
+
+static void *flip_npages(void *arg)
+{
+	struct flipper *f = arg;
+	uint32_t orig, v[3] = { 0, 0x7fffffffu, 0 };
+
+	memcpy(&orig, f->at, 4);
+	v[2] = orig;
+	for (uint32_t i = 0; i < 50000000u && !atomic_load(&f->stop); i++)
+		__atomic_store_n((uint32_t *)(void *)f->at, v[i % 3],
+				 __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)(void *)f->at, orig, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void a_header_rewritten_after_attach_is_never_trusted(void **state)
+{
+	shmstat_t *h = H(state);
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct flipper f = { h->cache + 52, 0 }; /* npages */
+		pthread_t t;
+		shmstat_cache_stats_t st;
+		shmstat_info_t in;
+		char key[16], buf[64];
+		size_t n;
+		int bad = 0;
+		if (pthread_create(&t, NULL, flip_npages, &f))
+			_exit(2);
+		for (int i = 0; i < 3000; i++) {
+			int kl = snprintf(key, sizeof(key), "hr%d", i % 300);
+			bad += shmstat_cache_set(h, key, (size_t)kl, "v", 1, 0,
+						 0) != 0;
+			bad += shmstat_cache_get(h, key, (size_t)kl, buf,
+						 sizeof(buf), &n) != 0;
+			if (i % 10 == 0) {
+				bad += shmstat_cache_stats(h, &st) != 0;
+				bad += shmstat_info(h, &in) != 0;
+			}
+		}
+		atomic_store(&f.stop, 1);
+		pthread_join(t, NULL);
+		_exit(bad ? 1 : 0);
+	}
+	assert_int_equal(tu_wait(pid, 60000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -908,6 +1024,8 @@ int main(void)
 		T(threads_sharing_a_handle_lose_no_statistics),
 		T(a_huge_ttl_is_clamped_and_never_negative),
 		T(fallback_statistics_stay_with_their_segment),
+		T(threads_of_one_process_lease_a_miss_once),
+		T(a_header_rewritten_after_attach_is_never_trusted),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
