@@ -83,17 +83,52 @@ static uint64_t largest_block(uint64_t max_value)
 	return align_up(ENT_HDR + SHMSTAT_CACHE_KEY_MAX + max_value, BLOCK_ALIGN);
 }
 
-static uint64_t page_size_for(uint64_t max_value)
+/*
+ * A page holds one largest block when that leaves many pages (1/64 of the
+ * region or less); else pages are 1/64 of the region (at least MIN_PAGE)
+ * and the large classes' blocks span runs of pages: a large maximum
+ * value does not make the pages of small values large too.
+ */
+static uint64_t page_size_for(uint64_t size, uint64_t max_value)
 {
 	uint64_t big = align_up(largest_block(max_value), 4096);
+	uint64_t cap = pow2_floor(size / 64);
+
+	if (cap < MIN_PAGE)
+		cap = MIN_PAGE;
+	if (big > cap)
+		return cap;
 	return big > MIN_PAGE ? big : MIN_PAGE;
 }
 
+static uint32_t span_of(uint64_t cs, uint64_t page)
+{
+	return cs > page ? (uint32_t)((cs + page - 1) / page) : 1;
+}
+
+static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g);
+
+/* The smallest region plan() lays out for max_value (every larger one
+ * works too: plan trades buckets for pages), 0 when none can. */
 uint64_t shmstat__cache_min_size(uint64_t max_value)
 {
-	if (max_value > MAX_VALUE_LIMIT)
-		return UINT64_MAX / 2;
-	return page_size_for(max_value) + (32u << 10);
+	struct cache_hdr g;
+	uint64_t lo, hi;
+
+	if (max_value == 0 || max_value > MAX_VALUE_LIMIT)
+		return 0;
+	hi = 2 * (largest_block(max_value) + 4 * MIN_PAGE) + (1u << 20);
+	while (plan(hi, max_value, &g) != 0)
+		hi += hi / 4;
+	lo = hi / 2;
+	while (hi - lo > 4096) { /* plan succeeds at hi, not (yet) at lo */
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (plan(mid, max_value, &g) == 0)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	return align_up(hi, 4096);
 }
 
 /* Everything ctx_load and validate check: the geometry is sane and every
@@ -130,11 +165,14 @@ static bool classes_ok(const struct cache_hdr *g)
 {
 	for (uint32_t i = 0; i < g->nclasses; i++) {
 		uint64_t s = g->class_size[i];
-		if (s < MIN_BLOCK || s % BLOCK_ALIGN || s > g->page_size ||
+		if (s < MIN_BLOCK || s % BLOCK_ALIGN ||
 		    (i && s <= g->class_size[i - 1]))
 			return false;
 	}
-	return g->class_size[g->nclasses - 1] >= largest_block(g->max_value);
+	uint64_t last = g->class_size[g->nclasses - 1];
+	return last >= largest_block(g->max_value) &&
+	       last <= largest_block(g->max_value) + MIN_BLOCK &&
+	       span_of(last, g->page_size) + CACHE_MIN_PAGES <= g->npages;
 }
 
 static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
@@ -150,7 +188,7 @@ static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
 	g->hdr_size = CACHE_HDR_SIZE;
 	g->region_size = size;
 	g->max_value = max_value;
-	g->page_size = page_size_for(max_value);
+	g->page_size = page_size_for(size, max_value);
 	/* Classes ~1.25 apart, so a value wastes at most a fifth of its
 	 * block; the last class holds the largest entry. */
 	while (s < big && n < CACHE_MAX_CLASSES - 1) {
@@ -164,31 +202,41 @@ static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
 		return SHMSTAT_ENOSPC;
 	/* One bucket (7 slots) per 384 bytes: at a typical entry of ~128
 	 * bytes the table is about half full, so a home rarely overflows. */
-	uint64_t nb = pow2_floor((size - g->page_size) / 384);
+	uint64_t nb = pow2_floor((size - g->page_size) / 384), np = 0;
 	if (nb < 16)
 		nb = 16;
 	if (nb > (UINT64_C(1) << 31))
 		nb = UINT64_C(1) << 31;
-	uint64_t ns = pow2_floor(size / (32u << 10));
-	if (ns < 16)
-		ns = 16;
-	if (ns > MAX_STRIPES)
-		ns = MAX_STRIPES;
-	if (ns > nb / GROUP)
-		ns = nb / GROUP;
-	g->nbuckets = (uint32_t)nb;
-	g->nstripes = (uint32_t)ns;
-	g->stripes_off = CACHE_HDR_SIZE;
-	g->classes_off = g->stripes_off + ns * 128;
-	g->buckets_off = g->classes_off + (uint64_t)n * 128;
-	g->pages_off = g->buckets_off + nb * 64;
-	off = g->pages_off;
-	if (off + 64 + g->page_size + 32 > size)
-		return SHMSTAT_ENOSPC;
-	uint64_t np = (size - off - 64) / (g->page_size + 32);
-	while (np > 0 && align_up(off + np * 32, 64) + np * g->page_size > size)
-		np--;
-	if (np == 0 || np > UINT32_MAX - 1)
+	/* The largest value's run and CACHE_MIN_PAGES more: fewer buckets
+	 * when needed. */
+	uint64_t want = span_of(big, g->page_size) + CACHE_MIN_PAGES;
+	for (;; nb /= 2) {
+		uint64_t ns = pow2_floor(size / (32u << 10));
+		if (ns < 16)
+			ns = 16;
+		if (ns > MAX_STRIPES)
+			ns = MAX_STRIPES;
+		if (ns > nb / GROUP)
+			ns = nb / GROUP;
+		g->nbuckets = (uint32_t)nb;
+		g->nstripes = (uint32_t)ns;
+		g->stripes_off = CACHE_HDR_SIZE;
+		g->classes_off = g->stripes_off + ns * 128;
+		g->buckets_off = g->classes_off + (uint64_t)n * 128;
+		g->pages_off = g->buckets_off + nb * 64;
+		off = g->pages_off;
+		np = 0;
+		if (off + 64 + g->page_size + 32 <= size) {
+			np = (size - off - 64) / (g->page_size + 32);
+			while (np > 0 && align_up(off + np * 32, 64) +
+						     np * g->page_size >
+					     size)
+				np--;
+		}
+		if (np >= want || nb <= 16)
+			break;
+	}
+	if (np < want || np > UINT32_MAX - 1)
 		return SHMSTAT_ENOSPC;
 	g->npages = (uint32_t)np;
 	g->data_off = align_up(off + np * 32, 64);
@@ -213,7 +261,10 @@ static void geo_copy(const struct cache_hdr *h, struct cache_geo *g)
 	g->data_end = h->data_off + (uint64_t)h->npages * h->page_size;
 	for (uint32_t i = 0; i < h->nclasses; i++) {
 		g->class_size[i] = h->class_size[i];
-		g->class_blocks[i] = (uint32_t)(h->page_size / h->class_size[i]);
+		uint64_t cs = h->class_size[i];
+		g->class_blocks[i] =
+			cs > h->page_size ? 1 : (uint32_t)(h->page_size / cs);
+		g->class_span[i] = span_of(cs, h->page_size);
 	}
 	g->ok = true;
 }
@@ -1005,7 +1056,9 @@ static uint64_t usage(const struct ctx *c)
 		uint32_t nf = __atomic_load_n(&pg->nfree, __ATOMIC_RELAXED);
 		if (!cs || nf > nb || nb > cblocks(c, cls))
 			continue;
-		used += (uint64_t)(nb - nf) * cs;
+		uint32_t span = cspan(c, cls);
+		used += (uint64_t)(nb - nf) *
+			(span > 1 ? span * c->page_size : cs);
 	}
 	return used;
 }

@@ -117,35 +117,59 @@ static bool evict_in_class(struct ctx *c, uint32_t held, uint32_t cls)
 }
 
 /*
- * Empty whole pages, of any class, so that they go back to the pool: how a
- * class that owns no page (or too few) gets memory when all of it is
- * given out. Tries a few pages from a shared hand; a page whose class
- * lock is busy now is passed over (see the invariants).
+ * Empty page p (of any class; a tail: its run's head) so that it goes
+ * back to the pool. A page whose class lock is busy now is passed over
+ * (see the invariants). true when p is free afterwards.
  */
-static bool evict_page(struct ctx *c, uint32_t held)
+static bool evict_page_at(struct ctx *c, uint32_t held, uint32_t p)
 {
-	for (int tries = 0; tries < 8; tries++) {
+	struct cache_page *pg = &c->pg[p];
+	uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_RELAXED);
+
+	if (cls == PAGE_NONE)
+		return true;
+	uint32_t h = p;
+	if (cls == PAGE_TAIL) {
+		h = __atomic_load_n(&pg->prev, __ATOMIC_RELAXED) - 1;
+		if (h >= p)
+			return false;
+		cls = __atomic_load_n(&c->pg[h].cls, __ATOMIC_RELAXED);
+	}
+	uint64_t cs = csize(c, cls);
+	if (!cs || cache__class_lock(c, cls, true) < 0)
+		return false;
+	cache__class_unlock(c, cls);
+	uint32_t bump = __atomic_load_n(&c->pg[h].bump, __ATOMIC_RELAXED);
+	uint32_t unfreed = c->unfreed;
+	for (uint32_t b = 0; b < bump && b < cblocks(c, cls); b++) {
+		cache__evict_block(c, held, block_off(c, h, b, cs), false);
+		if (c->unfreed != unfreed)
+			break; /* its class became busy: give up */
+	}
+	return __atomic_load_n(&pg->cls, __ATOMIC_RELAXED) == PAGE_NONE;
+}
+
+/*
+ * Empty whole pages so that they go back to the pool: how a class that
+ * owns no page (or too few) gets memory when all of it is given out. For
+ * a run of span pages (a large class), a window of span pages from the
+ * shared hand is emptied; else a few single pages are tried.
+ */
+static bool evict_page(struct ctx *c, uint32_t held, uint32_t span)
+{
+	if (span > c->npages)
+		return false;
+	for (int tries = 0; tries < (span > 1 ? 2 : 8); tries++) {
 		uint32_t p = (uint32_t)(atomic_fetch_add_explicit(
-						&c->hdr->page_hand, 1,
+						&c->hdr->page_hand, span,
 						memory_order_relaxed) %
 					c->npages);
-		struct cache_page *pg = &c->pg[p];
-		uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_RELAXED);
-		uint64_t cs = csize(c, cls);
-		if (!cs)
-			continue;
-		if (cache__class_lock(c, cls, true) < 0)
-			continue;
-		cache__class_unlock(c, cls);
-		uint32_t bump = __atomic_load_n(&pg->bump, __ATOMIC_RELAXED);
-		uint32_t unfreed = c->unfreed;
-		for (uint32_t b = 0; b < bump && b < cblocks(c, cls); b++) {
-			cache__evict_block(c, held, block_off(c, p, b, cs),
-					   false);
-			if (c->unfreed != unfreed)
-				break; /* its class became busy: give up */
-		}
-		if (__atomic_load_n(&pg->cls, __ATOMIC_RELAXED) == PAGE_NONE)
+		if (p + span > c->npages)
+			p = c->npages - span;
+		bool all = true;
+		for (uint32_t q = p; q < p + span; q++)
+			all &= evict_page_at(c, held, q);
+		if (all)
 			return true;
 	}
 	return false;
@@ -170,7 +194,7 @@ int cache__alloc_block(struct ctx *c, uint32_t s, uint64_t need,
 		/* Full: the least recently used of the same class first;
 		 * when the class has none to give, a whole page. */
 		if (!evict_in_class(c, s, cls))
-			evict_page(c, s);
+			evict_page(c, s, cspan(c, cls));
 	}
 	return SHMSTAT_EFULL;
 }

@@ -12,6 +12,11 @@
 struct shmstat;
 
 #define CACHE_MAX_CLASSES 64u
+/* Pages a cache has beyond the run one largest value spans: a geometry
+ * with fewer is refused. */
+#define CACHE_MIN_PAGES 2u
+/* The largest cache_max_value. */
+#define CACHE_MAX_VALUE_LIMIT (UINT32_MAX / 2)
 
 /*
  * The cache region's geometry, read from its header and checked once, at
@@ -25,10 +30,13 @@ struct cache_geo {
 	uint64_t stripes_off, classes_off, buckets_off, pages_off, data_off;
 	uint64_t data_end;
 	uint64_t class_size[CACHE_MAX_CLASSES];
-	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* page_size / class_size */
+	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* blocks per page (>= 1) */
+	uint32_t class_span[CACHE_MAX_CLASSES];   /* pages per block (>= 1) */
 };
 
-/* Smallest cache region that can hold one value of max_value bytes. */
+/* Smallest cache region for max_value (CACHE_MIN_PAGES pages of its
+ * largest entry, and the tables); 0 when max_value is 0 or above
+ * CACHE_MAX_VALUE_LIMIT. */
 uint64_t shmstat__cache_min_size(uint64_t max_value);
 /* Lay out a zeroed region of `size` bytes at `region` (creator only). */
 int shmstat__cache_init(unsigned char *region, uint64_t size,

@@ -22,7 +22,9 @@
  *   class[C]         a lock per size class, its partial-page list
  *   bucket[B]        64 bytes: version, flags, 7 slots (tag | offset)
  *   page_hdr[P]      which class a page serves, its free list
- *   pages            P pages of page_size bytes, cut into blocks
+ *   pages            P pages of page_size bytes, cut into blocks; a block
+ *                    larger than a page spans a run of whole pages (its
+ *                    head page serves its class, the rest are PAGE_TAIL)
  *
  * Invariants every file keeps:
  *   - The region is untrusted input: any byte of it may be anything, and
@@ -60,6 +62,7 @@
 #define MIN_PAGE (64u << 10)
 #define NLEASES 2
 #define PAGE_NONE 0xffffffffu
+#define PAGE_TAIL 0xfffffffeu /* a page inside a larger block's run */
 #define MAX_STRIPES 1024u
 /* XXX Set on a home bucket when a key of its group lives elsewhere in the
  * group, never cleared: lookups of a once-overflowed home keep looking at
@@ -69,7 +72,7 @@
 #define OFF_BITS 40
 #define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
 #define GEN_MASK 0xffffffu
-#define MAX_VALUE_LIMIT (UINT32_MAX / 2)
+#define MAX_VALUE_LIMIT CACHE_MAX_VALUE_LIMIT
 
 enum ent_state { ENT_FREE = 0, ENT_ALLOC = 1, ENT_LIVE = 2 };
 
@@ -122,14 +125,16 @@ struct cache_bucket {
 };
 _Static_assert(sizeof(struct cache_bucket) == 64, "bucket is a cache line");
 
-/* Guarded by the lock of class `cls` (or the pool lock when free). */
+/* Guarded by the lock of class `cls` (or the pool lock when free or a
+ * tail). */
 struct cache_page {
-	uint32_t cls;       /* PAGE_NONE when in the pool */
+	uint32_t cls;       /* PAGE_NONE in the pool, PAGE_TAIL in a run */
 	uint32_t nblocks;
 	uint32_t nfree;     /* free blocks, including those never used */
 	uint32_t free_head; /* block + 1 */
 	uint32_t bump;      /* blocks [bump, nblocks) were never used */
-	uint32_t next, prev; /* page + 1: partial list, or pool list (next) */
+	uint32_t next, prev; /* page + 1: partial list, or pool list (next);
+			      * a tail: prev = its run's head + 1 */
 	uint32_t reserved;
 };
 _Static_assert(sizeof(struct cache_page) == 32, "page header size");
@@ -273,6 +278,12 @@ static inline uint64_t csize(const struct ctx *c, uint32_t cls)
 static inline uint32_t cblocks(const struct ctx *c, uint32_t cls)
 {
 	return c->g->class_blocks[cls];
+}
+
+/* Pages per block of class cls (cls valid): 1, or a run's length. */
+static inline uint32_t cspan(const struct ctx *c, uint32_t cls)
+{
+	return c->g->class_span[cls];
 }
 
 static inline struct cache_page *page_at(const struct ctx *c, uint32_t p1)

@@ -8,7 +8,11 @@
  * Invariants:
  *   - A page is in the pool (cls == PAGE_NONE) or serves exactly one
  *     class; its blocks are [0, bump) ever used, [bump, nblocks) never
- *     (free whatever their bytes say).
+ *     (free whatever their bytes say). A class whose block is larger than
+ *     a page has one block per run of cspan() pages: the head serves the
+ *     class, the others are PAGE_TAIL naming the head. A tail whose head
+ *     does not cover it (a writer killed while taking or giving back a
+ *     run) goes back to the pool at the next rebuild of the pool.
  *   - A block leaves a free list only after its (offset, generation) is in
  *     its stripe's journal (pop_locked), so a killed writer's block is
  *     found again by the repair.
@@ -61,11 +65,59 @@ static void partial_push(struct ctx *c, struct cache_class *cl, uint32_t p)
 	cl->partial = p + 1;
 }
 
+/* Take a run of span free pages for a large class. Pool lock held;
+ * first fit, O(pages). UINT32_MAX when there is none. */
+static uint32_t run_find(struct ctx *c, uint32_t span)
+{
+	uint32_t len = 0;
+
+	for (uint32_t p = 0; p < c->npages; p++) {
+		len = c->pg[p].cls == PAGE_NONE ? len + 1 : 0;
+		if (len == span)
+			return p + 1 - span;
+	}
+	return UINT32_MAX;
+}
+
+static bool run_take(struct ctx *c, uint32_t cls, uint32_t span)
+{
+	struct cache_class *cl = &c->cl[cls];
+
+	if (cache__pool_lock(c) < 0)
+		return false;
+	uint32_t p0 = run_find(c, span);
+	if (p0 == UINT32_MAX) {
+		cache__pool_unlock(c);
+		return false;
+	}
+	/* Tails first, head last (as in page_take); then the pool is
+	 * relinked without them. */
+	for (uint32_t q = p0 + 1; q < p0 + span; q++) {
+		c->pg[q].prev = p0 + 1;
+		c->pg[q].next = 0;
+		__atomic_store_n(&c->pg[q].cls, PAGE_TAIL, __ATOMIC_RELEASE);
+	}
+	struct cache_page *pg = &c->pg[p0];
+	pg->nblocks = 1;
+	pg->nfree = 1;
+	pg->free_head = 0;
+	pg->bump = 0;
+	pg->next = pg->prev = 0;
+	__atomic_store_n(&pg->cls, cls, __ATOMIC_RELEASE);
+	cache__rebuild_pool(c);
+	cache__pool_unlock(c);
+	cl->npages++;
+	partial_push(c, cl, p0);
+	return true;
+}
+
 /* Take a page from the pool for class cls. Class lock held. */
 static bool page_take(struct ctx *c, uint32_t cls)
 {
 	struct cache_class *cl = &c->cl[cls];
 
+	if (cspan(c, cls) > 1)
+		return run_take(c, cls, cspan(c, cls));
 	if (cache__pool_lock(c) < 0)
 		return false;
 	uint32_t p1 = c->hdr->pool_head;
@@ -103,9 +155,18 @@ static void page_give_back(struct ctx *c, struct cache_class *cl, uint32_t p)
 		cl->npages--;
 	pg->free_head = 0;
 	pg->bump = 0;
+	uint32_t span = cspan(c, pg->cls < c->nclasses ? pg->cls : 0);
 	__atomic_store_n(&pg->cls, PAGE_NONE, __ATOMIC_RELEASE);
-	pg->next = c->hdr->pool_head;
-	c->hdr->pool_head = p + 1;
+	if (span > 1) { /* a run: its tails too (orphans if we die here) */
+		for (uint32_t q = p + 1; q < p + span && q < c->npages; q++)
+			if (c->pg[q].cls == PAGE_TAIL && c->pg[q].prev == p + 1)
+				__atomic_store_n(&c->pg[q].cls, PAGE_NONE,
+						 __ATOMIC_RELEASE);
+		cache__rebuild_pool(c);
+	} else {
+		pg->next = c->hdr->pool_head;
+		c->hdr->pool_head = p + 1;
+	}
 	cache__pool_unlock(c);
 }
 
@@ -250,9 +311,25 @@ void cache__rebuild_class(struct ctx *c, uint32_t cls)
 	}
 }
 
-/* Relink the pool from the pages marked free. Pool lock held. */
+/* Is page p a tail of a run whose head covers it? */
+static bool tail_ok(const struct ctx *c, uint32_t p)
+{
+	uint32_t h1 = c->pg[p].prev, cls;
+
+	if (!h1 || h1 - 1 >= p)
+		return false;
+	cls = __atomic_load_n(&c->pg[h1 - 1].cls, __ATOMIC_ACQUIRE);
+	return cls < c->nclasses && h1 - 1 + cspan(c, cls) > p;
+}
+
+/* Relink the pool from the pages marked free; orphaned tails go back to
+ * it. Pool lock held. */
 void cache__rebuild_pool(struct ctx *c)
 {
+	for (uint32_t p = 0; p < c->npages; p++)
+		if (c->pg[p].cls == PAGE_TAIL && !tail_ok(c, p))
+			__atomic_store_n(&c->pg[p].cls, PAGE_NONE,
+					 __ATOMIC_RELEASE);
 	c->hdr->pool_head = 0;
 	for (uint32_t p = c->npages; p-- > 0;) {
 		if (c->pg[p].cls != PAGE_NONE)

@@ -830,6 +830,40 @@ static void the_cache_command_does_what_its_help_says(void **state)
 				 "--", "-k", NULL),
 			 0);
 	assert_string_equal(out, "-1\n");
+	/* --ex SECONDS, --px MS, and expire with them. */
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "ex", "1", "--ex", "90", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "ex", NULL),
+			 0);
+	assert_true(atoi(out) > 80000 && atoi(out) <= 90000);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "ex", "--px", "5000", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "ex", NULL),
+			 0);
+	assert_true(atoi(out) > 4000 && atoi(out) <= 5000);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "ex", "--ex=0", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "ex", NULL),
+			 0);
+	assert_string_equal(out, "-1\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "nope", "--ex", "1", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "ex", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "ex", "v", "--ex", "1", "--px", "2", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "del",
+				 "ex", NULL),
+			 0);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "keys",
 				 "llm:*", NULL),
 			 0);
@@ -860,8 +894,8 @@ static void the_cache_command_does_what_its_help_says(void **state)
 				 NULL),
 			 0);
 	assert_string_equal(out, "1\n");
-	const char *subs[] = { "get", "set", "del", "ttl", "keys", "clear",
-			       "flush", "stats" };
+	const char *subs[] = { "get", "set", "expire", "del", "ttl", "keys",
+			       "clear", "flush", "stats" };
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache",
 					 subs[i], "--help", NULL),
@@ -998,6 +1032,78 @@ static void a_header_rewritten_after_attach_is_never_trusted(void **state)
 	assert_int_equal(tu_wait(pid, 60000), 0);
 }
 
+/*
+ * A large maximum value does not make every page that large: in a 32 MiB
+ * segment with 16 MiB values, a thousand small entries and a 1000-byte
+ * one all stay (before: one page, and the 1000-byte set evicted the
+ * thousand), a 16 MiB value fits too, and the statistics count entries.
+ * Impossible sizes are refused with numbers that make sense.
+ */
+static void a_large_max_value_leaves_the_memory_usable(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .size = 32u << 20, .max_counters = 16,
+				.max_workers = 4, .cache_max_value = 16u << 20 };
+	shmstat_cache_stats_t st;
+	char key[16];
+
+	tu_seg_create(&s, "large", &o);
+	for (int i = 0; i < 1000; i++) {
+		int kl = snprintf(key, sizeof(key), "sm%d", i);
+		assert_int_equal(shmstat_cache_set(s.h, key, (size_t)kl, "v", 1,
+						   0, 0),
+				 0);
+	}
+	char *mid = calloc(1, 1000);
+	assert_int_equal(shmstat_cache_set(s.h, "mid", 3, mid, 1000, 0, 0), 0);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.entries, 1001);
+	size_t big_n = 16u << 20, n;
+	unsigned char *big = malloc(big_n), *back = malloc(big_n);
+	for (size_t i = 0; i < big_n; i++)
+		big[i] = (unsigned char)(i * 31 + 7);
+	assert_int_equal(shmstat_cache_set(s.h, "big", 3, big, big_n, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(s.h, "big", 3, back, big_n, &n), 0);
+	assert_int_equal(n, big_n);
+	assert_memory_equal(back, big, big_n);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.entries, 1002);
+	assert_true(st.bytes_used >= big_n);
+	/* A second one replaces the first (one fits), then goes itself. */
+	big[0] ^= 1;
+	assert_int_equal(shmstat_cache_set(s.h, "big", 3, big, big_n, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(s.h, "big", 3, back, big_n, &n), 0);
+	assert_memory_equal(back, big, big_n);
+	assert_int_equal(shmstat_cache_delete(s.h, "big", 3), 0);
+	assert_int_equal(shmstat_cache_flush(s.h, NULL), 0);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes_used, 0);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+
+	/* Impossible sizes: said plainly. */
+	shmstat_t *h = NULL;
+	char name[64];
+	snprintf(name, sizeof(name), "t%d-imp", (int)getpid());
+	shmstat_options_t bad = { .flags = SHMSTAT_O_CREATE, .size = 32u << 20,
+				  .cache_max_value = (size_t)3 << 30 };
+	assert_int_equal(shmstat_open(name, &bad, &h), SHMSTAT_EINVAL);
+	assert_non_null(strstr(shmstat_errstr(NULL), "above the limit"));
+	bad.cache_max_value = (size_t)1 << 30;
+	assert_int_equal(shmstat_open(name, &bad, &h), SHMSTAT_EINVAL);
+	const char *e = strstr(shmstat_errstr(NULL), "need at least ");
+	assert_non_null(e);
+	unsigned long long need = strtoull(e + 14, NULL, 10);
+	assert_true(need > (1ull << 30) && need < (3ull << 30));
+	free(mid);
+	free(big);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1026,6 +1132,7 @@ int main(void)
 		T(fallback_statistics_stay_with_their_segment),
 		T(threads_of_one_process_lease_a_miss_once),
 		T(a_header_rewritten_after_attach_is_never_trusted),
+		T(a_large_max_value_leaves_the_memory_usable),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

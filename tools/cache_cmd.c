@@ -16,10 +16,14 @@ const char usage_cache[] =
 	"Read and edit the segment's TTL cache.\n"
 	"  get KEY            print the value alone (and a newline); exit 1 on\n"
 	"                     a miss\n"
-	"  set KEY VALUE [--ttl MS] [--nx|--xx]\n"
-	"                     store VALUE under KEY; --ttl: expire after MS\n"
-	"                     milliseconds (default 0: never); --nx: only if\n"
-	"                     absent, --xx: only if present (exit 1 when not)\n"
+	"  set KEY VALUE [--ttl MS|--px MS|--ex SECONDS] [--nx|--xx]\n"
+	"                     store VALUE under KEY; --ttl and --px: expire\n"
+	"                     after MS milliseconds, --ex: after SECONDS\n"
+	"                     (default 0: never); --nx: only if absent, --xx:\n"
+	"                     only if present (exit 1 when not)\n"
+	"  expire KEY --ttl MS|--px MS|--ex SECONDS\n"
+	"                     give a present key a new TTL from now (0: never\n"
+	"                     expires); exit 1 when absent\n"
 	"  del KEY            remove KEY; exit 1 when it was absent\n"
 	"  ttl KEY            remaining milliseconds, -1 for no TTL; exit 1 when\n"
 	"                     absent\n"
@@ -55,45 +59,73 @@ struct args {
 	const char *pos[4];
 	int npos;
 	uint64_t ttl;
+	bool has_ttl;
 	int mode;
 	bool json;
 };
 
-static int parse(int argc, char **argv, bool set_opts, bool j_opt,
-		 struct args *a)
+/* --ttl / --px MS, --ex SECONDS (as "--opt V" or "--opt=V"): 1 taken (and
+ * *i moved past a separate value), 0 not a TTL option, -1 bad value. */
+static int ttl_opt(int argc, char **argv, int *i, struct args *a)
+{
+	static const char *const names[] = { "--ttl", "--px", "--ex" };
+	const char *s = argv[*i], *v = NULL;
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		size_t n = strlen(names[k]);
+		if (strncmp(s, names[k], n) == 0 && (s[n] == '\0' || s[n] == '='))
+			break;
+	}
+	if (k == 3)
+		return 0;
+	if (strchr(s, '='))
+		v = strchr(s, '=') + 1;
+	else if (*i + 1 < argc)
+		v = argv[++*i];
+	uint64_t max = k == 2 ? UINT64_MAX / 2000 : UINT64_MAX / 2;
+	if (a->has_ttl) {
+		usage_err("%s: one of --ttl, --px, --ex", s);
+		return -1;
+	}
+	if (!v || !parse_u64(v, 0, max, &a->ttl)) {
+		usage_err(k == 2 ? "--ex needs seconds, got '%s'"
+				 : "--ttl and --px need milliseconds, got '%s'",
+			  v ? v : "");
+		return -1;
+	}
+	if (k == 2)
+		a->ttl *= 1000;
+	a->has_ttl = true;
+	return 1;
+}
+
+/* Options by subcommand: TTL (--ttl, --px, --ex), mode (--nx, --xx), -j. */
+enum { OPT_TTL = 1, OPT_MODE = 2, OPT_J = 4 };
+
+static int parse(int argc, char **argv, unsigned allow, struct args *a)
 {
 	bool opts = true;
 
 	memset(a, 0, sizeof(*a));
 	for (int i = 0; i < argc; i++) {
 		const char *s = argv[i];
+		int t;
 		if (opts && strcmp(s, "--") == 0) {
 			opts = false;
-		} else if (opts && set_opts && strcmp(s, "--ttl") == 0) {
-			if (i + 1 >= argc ||
-			    !parse_u64(argv[i + 1], 0, UINT64_MAX / 2, &a->ttl))
-				return usage_err("--ttl needs milliseconds, "
-						 "got '%s'",
-						 i + 1 < argc ? argv[i + 1] : "");
-			i++;
-		} else if (opts && set_opts && strncmp(s, "--ttl=", 6) == 0) {
-			if (!parse_u64(s + 6, 0, UINT64_MAX / 2, &a->ttl))
-				return usage_err("--ttl needs milliseconds, "
-						 "got '%s'",
-						 s + 6);
-		} else if (opts && set_opts && strcmp(s, "--nx") == 0) {
-			if (a->mode == SHMSTAT_CACHE_XX)
+		} else if (opts && (allow & OPT_TTL) &&
+			   (t = ttl_opt(argc, argv, &i, a)) != 0) {
+			if (t < 0)
+				return 1;
+		} else if (opts && (allow & OPT_MODE) &&
+			   (strcmp(s, "--nx") == 0 || strcmp(s, "--xx") == 0)) {
+			int m = s[2] == 'n' ? SHMSTAT_CACHE_NX : SHMSTAT_CACHE_XX;
+			if (a->mode && a->mode != m)
 				return usage_err("%s: --nx and --xx exclude "
 						 "each other",
 						 "set");
-			a->mode = SHMSTAT_CACHE_NX;
-		} else if (opts && set_opts && strcmp(s, "--xx") == 0) {
-			if (a->mode == SHMSTAT_CACHE_NX)
-				return usage_err("%s: --nx and --xx exclude "
-						 "each other",
-						 "set");
-			a->mode = SHMSTAT_CACHE_XX;
-		} else if (opts && j_opt && strcmp(s, "-j") == 0) {
+			a->mode = m;
+		} else if (opts && (allow & OPT_J) && strcmp(s, "-j") == 0) {
 			a->json = true;
 		} else if (opts && s[0] == '-' && s[1]) {
 			return usage_err("unknown option '%s'", s);
@@ -186,14 +218,15 @@ static void stats_json(const shmstat_cache_stats_t *s)
 struct sub {
 	const char *name;
 	int min, max; /* positionals */
-	bool set_opts, j_opt;
+	unsigned opts;
 };
 
 static const struct sub subs[] = {
-	{ "get", 1, 1, false, false },  { "set", 2, 2, true, false },
-	{ "del", 1, 1, false, false },  { "ttl", 1, 1, false, false },
-	{ "keys", 0, 1, false, false }, { "clear", 1, 1, false, false },
-	{ "flush", 0, 0, false, false }, { "stats", 0, 0, false, true },
+	{ "get", 1, 1, 0 },	  { "set", 2, 2, OPT_TTL | OPT_MODE },
+	{ "expire", 1, 1, OPT_TTL }, { "del", 1, 1, 0 },
+	{ "ttl", 1, 1, 0 },	  { "keys", 0, 1, 0 },
+	{ "clear", 1, 1, 0 },	  { "flush", 0, 0, 0 },
+	{ "stats", 0, 0, OPT_J },
 };
 
 int do_cache(const char *seg, int argc, char **argv)
@@ -215,10 +248,12 @@ int do_cache(const char *seg, int argc, char **argv)
 			fputs(usage_cache, stdout);
 			return 0;
 		}
-	if ((rc = parse(argc - 2, argv + 2, sub->set_opts, sub->j_opt, &a)))
+	if ((rc = parse(argc - 2, argv + 2, sub->opts, &a)))
 		return rc;
 	if (a.npos < sub->min || a.npos > sub->max)
 		return usage_err("%s: wrong number of arguments", sub->name);
+	if (strcmp(sub->name, "expire") == 0 && !a.has_ttl)
+		return usage_err("%s: needs --ttl, --px or --ex", "expire");
 	if ((rc = shmstat_open(seg, NULL, &h)) < 0) {
 		tool_err("%s", shmstat_errstr(NULL));
 		return tool_status(rc);
@@ -239,6 +274,9 @@ int do_cache(const char *seg, int argc, char **argv)
 		} else {
 			rc = rc < 0 ? lib_err(h, rc) : 0;
 		}
+	} else if (strcmp(sub->name, "expire") == 0) {
+		rc = shmstat_cache_expire(h, k, strlen(k), a.ttl);
+		rc = rc == SHMSTAT_ENOTFOUND ? 1 : rc < 0 ? lib_err(h, rc) : 0;
 	} else if (strcmp(sub->name, "del") == 0) {
 		rc = shmstat_cache_delete(h, k, strlen(k));
 		rc = rc == SHMSTAT_ENOTFOUND ? 1 : rc < 0 ? lib_err(h, rc) : 0;

@@ -19,8 +19,9 @@ const char usage_health[] =
 	"  --no-bridge  do not require a running, connected bridge\n"
 	"\n"
 	"exit status: 0 healthy; 1 degraded (no bridge, bridge disconnected or\n"
-	"not pushing, cache value memory 95% full, directory 90% full, a process\n"
-	"found no free row); 2 broken (segment missing or invalid).\n";
+	"not pushing, 1% or more of the cache's calls failed (a full cache that\n"
+	"evicts is healthy), directory 90% full, a process found no free row);\n"
+	"2 broken (segment missing or invalid).\n";
 
 int do_health(const char *seg, int argc, char **argv)
 {
