@@ -243,9 +243,18 @@ static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
 	return geo_ok(g, size) && classes_ok(g) ? 0 : SHMSTAT_ENOSPC;
 }
 
-static void geo_copy(const struct cache_hdr *h, struct cache_geo *g)
+static void geo_copy(const struct cache_hdr *h, unsigned char *base,
+		     struct cache_geo *g)
 {
 	memset(g, 0, sizeof(*g));
+	g->bmask = h->nbuckets - 1;
+	g->smask = h->nstripes - 1;
+	g->base = base;
+	g->hdr = (struct cache_hdr *)(void *)base;
+	g->st = (void *)(base + h->stripes_off);
+	g->cl = (void *)(base + h->classes_off);
+	g->bk = (void *)(base + h->buckets_off);
+	g->pg = (void *)(base + h->pages_off);
 	g->nbuckets = h->nbuckets;
 	g->nstripes = h->nstripes;
 	g->nclasses = h->nclasses;
@@ -269,8 +278,14 @@ static void geo_copy(const struct cache_hdr *h, struct cache_geo *g)
 	g->ok = true;
 }
 
-static void ctx_of(unsigned char *base, const struct cache_geo *g,
-		   struct ctx *c);
+
+static void ctx_of(const struct cache_geo *g, struct ctx *c)
+{
+	c->g = g;
+	c->deadline = 0;
+	c->unfreed = 0;
+	c->nskipped = 0;
+}
 
 int shmstat__cache_init(unsigned char *region, uint64_t size,
 			uint64_t max_value)
@@ -283,13 +298,13 @@ int shmstat__cache_init(unsigned char *region, uint64_t size,
 	if (rc < 0)
 		return rc;
 	memcpy(region, &g, sizeof(g));
-	geo_copy(&g, &geo);
-	ctx_of(region, &geo, &c);
-	cache__lock_init(&c.hdr->pool);
+	geo_copy(&g, region, &geo);
+	ctx_of(&geo, &c);
+	cache__lock_init(&c.g->hdr->pool);
 	for (uint32_t i = 0; i < g.nstripes; i++)
-		cache__lock_init(&c.st[i].lk);
+		cache__lock_init(&c.g->st[i].lk);
 	for (uint32_t i = 0; i < g.nclasses; i++)
-		cache__lock_init(&c.cl[i].lk);
+		cache__lock_init(&c.g->cl[i].lk);
 	cache__init_pages(&c);
 	return 0;
 }
@@ -309,7 +324,7 @@ int shmstat__cache_validate(const unsigned char *region, uint64_t size,
 	    g.hdr_size != CACHE_HDR_SIZE || g.max_value != max_value ||
 	    !geo_ok(&g, size) || !classes_ok(&g))
 		return SHMSTAT_ECORRUPT;
-	geo_copy(&g, geo);
+	geo_copy(&g, (unsigned char *)(uintptr_t)region, geo);
 	return 0;
 }
 
@@ -374,32 +389,11 @@ static struct local_stats *local_of(const struct shmstat *h, bool create)
 	return l;
 }
 
-static void ctx_of(unsigned char *base, const struct cache_geo *g,
-		   struct ctx *c)
-{
-	c->g = g;
-	c->base = base;
-	c->hdr = (struct cache_hdr *)(void *)base;
-	c->data_off = g->data_off;
-	c->page_size = g->page_size;
-	c->npages = g->npages;
-	c->data_end = g->data_end;
-	c->max_value = g->max_value;
-	c->bmask = g->nbuckets - 1;
-	c->smask = g->nstripes - 1;
-	c->nclasses = g->nclasses;
-	c->st = (void *)(base + g->stripes_off);
-	c->cl = (void *)(base + g->classes_off);
-	c->bk = (void *)(base + g->buckets_off);
-	c->pg = (void *)(base + g->pages_off);
-	c->deadline = 0;
-	c->unfreed = 0;
-	c->nskipped = 0;
-}
 
 /* The handle's geometry, read once at attach: nothing here reads the
  * region's header. */
-static int ctx_peek(struct shmstat *h, struct ctx *c)
+static inline __attribute__((always_inline)) int
+ctx_peek(struct shmstat *h, struct ctx *c)
 {
 	if (!h)
 		return SHMSTAT_EINVAL;
@@ -407,19 +401,25 @@ static int ctx_peek(struct shmstat *h, struct ctx *c)
 		return shmstat__err(h, SHMSTAT_ECORRUPT,
 				    "segment '%s': the cache header is corrupt",
 				    h->name);
-	ctx_of(h->cache, &h->cache_geo, c);
+	ctx_of(&h->cache_geo, c);
 	c->h = h;
 	return 0;
 }
 
 /* ctx_peek, and the first cache call of a handle claims its row. */
-int cache__ctx_load(struct shmstat *h, struct ctx *c)
+static inline __attribute__((always_inline)) int
+ctx_load(struct shmstat *h, struct ctx *c)
 {
 	int rc = ctx_peek(h, c);
 
-	if (rc == 0 && !h->row.cells)
+	if (__builtin_expect(rc == 0 && !h->row.cells, 0))
 		(void)shmstat__row_claim(h);
 	return rc;
+}
+
+int cache__ctx_load(struct shmstat *h, struct ctx *c)
+{
+	return ctx_load(h, c);
 }
 
 /*
@@ -497,7 +497,7 @@ bool cache__find_locked(struct ctx *c, const void *key, size_t klen,
 
 	for (uint32_t i = 0; i < GROUP; i++) {
 		uint32_t bi = i == 0 ? home : g0 + ((home - g0 + i) % GROUP);
-		struct cache_bucket *b = &c->bk[bi];
+		struct cache_bucket *b = &c->g->bk[bi];
 		for (int k = 0; k < WAYS; k++) {
 			uint64_t s = atomic_load_explicit(&b->slot[k],
 							  memory_order_relaxed);
@@ -523,8 +523,8 @@ bool cache__find_locked(struct ctx *c, const void *key, size_t klen,
 /* Remove the entry at w (stripe s held): unlink, bump, free. */
 void cache__remove_locked(struct ctx *c, uint32_t s, const struct where *w)
 {
-	struct cache_bucket *b = &c->bk[w->bucket];
-	_Atomic uint64_t *j = &c->st[s].lk.j_old;
+	struct cache_bucket *b = &c->g->bk[w->bucket];
+	_Atomic uint64_t *j = &c->g->st[s].lk.j_old;
 
 	atomic_store_explicit(j, jword(w->off, w->e->gen), memory_order_relaxed);
 	uint32_t v = ver_begin(b);
@@ -547,7 +547,7 @@ bool cache__referenced(struct ctx *c, uint64_t off, uint64_t hash,
 
 	for (uint32_t i = 0; i < GROUP; i++)
 		for (int k = 0; k < WAYS; k++) {
-			uint64_t s = atomic_load_explicit(&c->bk[g0 + i].slot[k],
+			uint64_t s = atomic_load_explicit(&c->g->bk[g0 + i].slot[k],
 							  memory_order_relaxed);
 			if (s && slot_off(s) == off) {
 				if (w)
@@ -571,7 +571,8 @@ bool cache__referenced(struct ctx *c, uint64_t off, uint64_t hash,
  * before it is used, so a racing or corrupt entry cannot make us read
  * outside the region or write outside buf.
  */
-static int bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
+static inline __attribute__((always_inline)) int
+bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
 		       const void *key, size_t klen, uint64_t hash, void *buf,
 		       size_t buflen, struct rd *r)
 {
@@ -614,20 +615,21 @@ static int bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
 	return res;
 }
 
-static int group_read(struct ctx *c, const void *key, size_t klen,
+static inline __attribute__((always_inline)) int
+group_read(struct ctx *c, const void *key, size_t klen,
 		      uint64_t hash, void *buf, size_t buflen, struct rd *r)
 {
 	uint32_t home = home_of(c, hash), g0 = home & ~(GROUP - 1);
 	uint16_t tag = hash_tag(hash);
-	int rc = bucket_read(c, &c->bk[home], tag, key, klen, hash, buf,
+	int rc = bucket_read(c, &c->g->bk[home], tag, key, klen, hash, buf,
 			     buflen, r);
 
-	if (rc != 0 || !(atomic_load_explicit(&c->bk[home].flags,
+	if (rc != 0 || !(atomic_load_explicit(&c->g->bk[home].flags,
 					      memory_order_relaxed) &
 			 BKT_OVERFLOW))
 		return rc;
 	for (uint32_t i = 1; i < GROUP; i++) {
-		rc = bucket_read(c, &c->bk[g0 + (home - g0 + i) % GROUP], tag,
+		rc = bucket_read(c, &c->g->bk[g0 + (home - g0 + i) % GROUP], tag,
 				 key, klen, hash, buf, buflen, r);
 		if (rc != 0)
 			return rc;
@@ -647,7 +649,7 @@ void cache__unstick(struct ctx *c, uint32_t bucket)
 	if (cache__stripe_lock(c, s, true) < 0)
 		return;
 	for (uint32_t i = 0; i < GROUP; i++) {
-		struct cache_bucket *b = &c->bk[g0 + i];
+		struct cache_bucket *b = &c->g->bk[g0 + i];
 		uint32_t v = atomic_load_explicit(&b->ver, memory_order_relaxed);
 		if (v & 1)
 			atomic_store_explicit(&b->ver, v + 1,
@@ -662,8 +664,9 @@ void cache__unstick(struct ctx *c, uint32_t bucket)
  * A bucket that stays odd may belong to a writer that died: a trylock
  * repairs it (no wait).
  */
-int cache__lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
-		  void *buf, size_t buflen, struct rd *r)
+static __attribute__((noinline)) int
+lookup_slow(struct ctx *c, const void *key, size_t klen, uint64_t hash,
+	    void *buf, size_t buflen, struct rd *r)
 {
 	for (uint32_t spin = 0;; spin++) {
 		int rc = group_read(c, key, klen, hash, buf, buflen, r);
@@ -676,6 +679,24 @@ int cache__lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
 			return -1;
 		sched_yield();
 	}
+}
+
+/* The first look inline (the hot path of a get), the retries apart. */
+static inline __attribute__((always_inline)) int
+lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash, void *buf,
+       size_t buflen, struct rd *r)
+{
+	int rc = group_read(c, key, klen, hash, buf, buflen, r);
+
+	return __builtin_expect(rc >= 0, 1)
+		       ? rc
+		       : lookup_slow(c, key, klen, hash, buf, buflen, r);
+}
+
+int cache__lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
+		  void *buf, size_t buflen, struct rd *r)
+{
+	return lookup(c, key, klen, hash, buf, buflen, r);
 }
 
 /* What a reader returns for lookup's 2. */
@@ -724,12 +745,12 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 	uint64_t now = 0;
 	int rc;
 
-	if ((rc = cache__ctx_load(h, &c)) < 0)
+	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
 	if ((rc = cache__check_key(h, key, klen)) < 0 || (!buf && buflen))
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
 	uint64_t hash = shmstat__hash(key, klen);
-	rc = cache__lookup(&c, key, klen, hash, buf, buflen, &r);
+	rc = lookup(&c, key, klen, hash, buf, buflen, &r);
 	if (rc == 2)
 		return cache__corrupt_entry(&c, &r);
 	if (rc == 1 && expired(r.expires, &now)) {
@@ -765,11 +786,11 @@ int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen)
 	uint64_t now = 0;
 	int rc;
 
-	if ((rc = cache__ctx_load(h, &c)) < 0)
+	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
 	if ((rc = cache__check_key(h, key, klen)) < 0)
 		return cache__fail(&c, rc);
-	rc = cache__lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
+	rc = lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
 	if (rc == 2)
 		return cache__corrupt_entry(&c, &r);
 	return rc == 1 && !expired(r.expires, &now);
@@ -783,11 +804,11 @@ int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 	uint64_t now = 0;
 	int rc;
 
-	if ((rc = cache__ctx_load(h, &c)) < 0)
+	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
 	if ((rc = cache__check_key(h, key, klen)) < 0 || !ttl_ms)
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
-	rc = cache__lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
+	rc = lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
 	if (rc == 2)
 		return cache__corrupt_entry(&c, &r);
 	if (rc != 1 || expired(r.expires, &now))
@@ -827,17 +848,17 @@ static bool free_way(struct ctx *c, uint32_t s, uint64_t hash, uint32_t *bi,
 	for (uint32_t i = 0; i < GROUP; i++) {
 		uint32_t b = g0 + (home - g0 + i) % GROUP;
 		for (int k = 0; k < WAYS; k++) {
-			uint64_t sl = atomic_load_explicit(&c->bk[b].slot[k],
+			uint64_t sl = atomic_load_explicit(&c->g->bk[b].slot[k],
 							   memory_order_relaxed);
 			struct cache_entry *e = sl ? entry_at(c, slot_off(sl)) : NULL;
 			if (!sl || !e) {
 				if (sl) /* corrupt slot: reclaim the way */
-					atomic_store_explicit(&c->bk[b].slot[k],
+					atomic_store_explicit(&c->g->bk[b].slot[k],
 							      0,
 							      memory_order_relaxed);
 				if (i)
 					atomic_fetch_or_explicit(
-						&c->bk[home].flags,
+						&c->g->bk[home].flags,
 						BKT_OVERFLOW,
 						memory_order_relaxed);
 				*bi = b;
@@ -858,7 +879,7 @@ static bool free_way(struct ctx *c, uint32_t s, uint64_t hash, uint32_t *bi,
 	cache__remove_locked(c, s, &victim);
 	cache__stat_add(c, RS_CACHE_EVICTIONS, 1);
 	if (victim.bucket != home)
-		atomic_fetch_or_explicit(&c->bk[home].flags, BKT_OVERFLOW,
+		atomic_fetch_or_explicit(&c->g->bk[home].flags, BKT_OVERFLOW,
 					 memory_order_relaxed);
 	*bi = victim.bucket;
 	*way = victim.way;
@@ -882,12 +903,12 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	    (!val && vlen))
 		return cache__fail(&c, shmstat__err(h, SHMSTAT_EINVAL,
 					     "cache set: bad mode or value"));
-	if (vlen > c.max_value)
+	if (vlen > c.g->max_value)
 		return cache__fail(&c, shmstat__err(h, SHMSTAT_ETOOBIG,
 					     "cache value of %zu bytes is above "
 					     "the segment's maximum of %llu",
 					     vlen,
-					     (unsigned long long)c.max_value));
+					     (unsigned long long)c.g->max_value));
 	uint64_t hash = shmstat__hash(key, klen), exp = cache__expiry(ttl_ms);
 	uint32_t s = stripe_of(&c, home_of(&c, hash));
 	if ((rc = cache__stripe_lock(&c, s, false)) < 0)
@@ -931,7 +952,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 			 * evict_block reclaims if this free fails. */
 			atomic_store_explicit(&e->state, ENT_LIVE,
 					      memory_order_release);
-			atomic_store_explicit(&c.st[s].lk.j_new, 0,
+			atomic_store_explicit(&c.g->st[s].lk.j_new, 0,
 					      memory_order_relaxed);
 			cache__block_free(&c, off);
 			rc = shmstat__err(h, SHMSTAT_EFULL, "cache bucket "
@@ -939,20 +960,20 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 			goto out;
 		}
 	} else {
-		atomic_store_explicit(&c.st[s].lk.j_old,
+		atomic_store_explicit(&c.g->st[s].lk.j_old,
 				      jword(w.off, w.e->gen),
 				      memory_order_relaxed);
 	}
-	struct cache_bucket *b = &c.bk[w.bucket];
+	struct cache_bucket *b = &c.g->bk[w.bucket];
 	uint32_t v = ver_begin(b);
 	atomic_store_explicit(&b->slot[w.way], make_slot(hash, off),
 			      memory_order_relaxed);
 	cache_hook(CACHE_HOOK_PUBLISHED);
 	ver_end(b, v);
 	atomic_store_explicit(&e->state, ENT_LIVE, memory_order_release);
-	atomic_store_explicit(&c.st[s].lk.j_new, 0, memory_order_relaxed);
+	atomic_store_explicit(&c.g->st[s].lk.j_new, 0, memory_order_relaxed);
 	if (found) { /* record first, as in remove_locked */
-		atomic_store_explicit(&c.st[s].lk.j_old, 0,
+		atomic_store_explicit(&c.g->st[s].lk.j_old, 0,
 				      memory_order_relaxed);
 		cache__block_free(&c, w.off);
 	}
@@ -1048,8 +1069,8 @@ static uint64_t usage(const struct ctx *c)
 {
 	uint64_t used = 0;
 
-	for (uint32_t p = 0; p < c->npages; p++) {
-		const struct cache_page *pg = &c->pg[p];
+	for (uint32_t p = 0; p < c->g->npages; p++) {
+		const struct cache_page *pg = &c->g->pg[p];
 		uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_RELAXED);
 		uint64_t cs = csize(c, cls);
 		uint32_t nb = __atomic_load_n(&pg->nblocks, __ATOMIC_RELAXED);
@@ -1058,7 +1079,7 @@ static uint64_t usage(const struct ctx *c)
 			continue;
 		uint32_t span = cspan(c, cls);
 		used += (uint64_t)(nb - nf) *
-			(span > 1 ? span * c->page_size : cs);
+			(span > 1 ? span * c->g->page_size : cs);
 	}
 	return used;
 }
@@ -1069,9 +1090,9 @@ static uint64_t live_entries(const struct ctx *c)
 {
 	uint64_t n = 0;
 
-	for (uint64_t b = 0; b <= c->bmask; b++)
+	for (uint64_t b = 0; b <= c->g->bmask; b++)
 		for (int k = 0; k < WAYS; k++) {
-			uint64_t sl = atomic_load_explicit(&c->bk[b].slot[k],
+			uint64_t sl = atomic_load_explicit(&c->g->bk[b].slot[k],
 							   memory_order_relaxed);
 			n += sl && entry_at(c, slot_off(sl)) != NULL;
 		}
@@ -1104,9 +1125,9 @@ int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out)
 	out->errors = v[RS_CACHE_ERRORS];
 	out->entries = live_entries(&c);
 	out->bytes_used = usage(&c);
-	uint64_t total = (uint64_t)c.npages * c.page_size;
+	uint64_t total = (uint64_t)c.g->npages * c.g->page_size;
 	out->bytes_free = total > out->bytes_used ? total - out->bytes_used : 0;
-	out->max_value = c.max_value;
+	out->max_value = c.g->max_value;
 	if (out->hits + out->misses)
 		out->hit_rate = (double)out->hits /
 				(double)(out->hits + out->misses);
@@ -1118,6 +1139,6 @@ uint64_t shmstat__cache_bytes_used(const struct shmstat *h)
 	struct ctx c = { 0 };
 	if (ctx_peek((struct shmstat *)h, &c) < 0)
 		return 0;
-	return c.data_off + usage(&c);
+	return c.g->data_off + usage(&c);
 }
 

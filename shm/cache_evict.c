@@ -72,24 +72,24 @@ bool cache__evict_block(struct ctx *c, uint32_t held, uint64_t off,
  */
 static bool evict_in_class(struct ctx *c, uint32_t held, uint32_t cls)
 {
-	struct cache_class *cl = &c->cl[cls];
+	struct cache_class *cl = &c->g->cl[cls];
 	uint64_t cs = csize(c, cls), now = 0;
 	uint32_t npg = __atomic_load_n(&cl->npages, __ATOMIC_RELAXED);
 
 	if (!cs || !npg)
 		return false;
-	if (npg > c->npages)
-		npg = c->npages;
+	if (npg > c->g->npages)
+		npg = c->g->npages;
 	uint32_t per = cblocks(c, cls);
-	uint64_t budget = 2 * (uint64_t)npg * per + c->npages + 16;
+	uint64_t budget = 2 * (uint64_t)npg * per + c->g->npages + 16;
 	uint64_t hand = atomic_load_explicit(&cl->hand, memory_order_relaxed);
 	uint32_t p = (uint32_t)(hand >> 32), b = (uint32_t)hand;
 	bool done = false;
 
 	for (uint64_t step = 0; step < budget && !done; step++) {
-		if (p >= c->npages)
+		if (p >= c->g->npages)
 			p = 0, b = 0;
-		struct cache_page *pg = &c->pg[p];
+		struct cache_page *pg = &c->g->pg[p];
 		uint32_t bump = __atomic_load_n(&pg->bump, __ATOMIC_RELAXED);
 		if (__atomic_load_n(&pg->cls, __ATOMIC_RELAXED) != cls ||
 		    b >= bump || b >= per) {
@@ -123,7 +123,7 @@ static bool evict_in_class(struct ctx *c, uint32_t held, uint32_t cls)
  */
 static bool evict_page_at(struct ctx *c, uint32_t held, uint32_t p)
 {
-	struct cache_page *pg = &c->pg[p];
+	struct cache_page *pg = &c->g->pg[p];
 	uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_RELAXED);
 
 	if (cls == PAGE_NONE)
@@ -133,13 +133,13 @@ static bool evict_page_at(struct ctx *c, uint32_t held, uint32_t p)
 		h = __atomic_load_n(&pg->prev, __ATOMIC_RELAXED) - 1;
 		if (h >= p)
 			return false;
-		cls = __atomic_load_n(&c->pg[h].cls, __ATOMIC_RELAXED);
+		cls = __atomic_load_n(&c->g->pg[h].cls, __ATOMIC_RELAXED);
 	}
 	uint64_t cs = csize(c, cls);
 	if (!cs || cache__class_lock(c, cls, true) < 0)
 		return false;
 	cache__class_unlock(c, cls);
-	uint32_t bump = __atomic_load_n(&c->pg[h].bump, __ATOMIC_RELAXED);
+	uint32_t bump = __atomic_load_n(&c->g->pg[h].bump, __ATOMIC_RELAXED);
 	uint32_t unfreed = c->unfreed;
 	for (uint32_t b = 0; b < bump && b < cblocks(c, cls); b++) {
 		cache__evict_block(c, held, block_off(c, h, b, cs), false);
@@ -157,15 +157,15 @@ static bool evict_page_at(struct ctx *c, uint32_t held, uint32_t p)
  */
 static bool evict_page(struct ctx *c, uint32_t held, uint32_t span)
 {
-	if (span > c->npages)
+	if (span > c->g->npages)
 		return false;
 	for (int tries = 0; tries < (span > 1 ? 2 : 8); tries++) {
 		uint32_t p = (uint32_t)(atomic_fetch_add_explicit(
-						&c->hdr->page_hand, span,
+						&c->g->hdr->page_hand, span,
 						memory_order_relaxed) %
-					c->npages);
-		if (p + span > c->npages)
-			p = c->npages - span;
+					c->g->npages);
+		if (p + span > c->g->npages)
+			p = c->g->npages - span;
 		bool all = true;
 		for (uint32_t q = p; q < p + span; q++)
 			all &= evict_page_at(c, held, q);
@@ -187,7 +187,7 @@ int cache__alloc_block(struct ctx *c, uint32_t s, uint64_t need,
 	for (int tries = 0; tries < 16; tries++) {
 		if ((rc = cache__class_lock(c, cls, false)) < 0)
 			return rc;
-		*off = cache__pop_locked(c, cls, &c->st[s].lk.j_new);
+		*off = cache__pop_locked(c, cls, &c->g->st[s].lk.j_new);
 		cache__class_unlock(c, cls);
 		if (*off)
 			return 0;

@@ -10,6 +10,11 @@
 #include <stdint.h>
 
 struct shmstat;
+struct cache_hdr;
+struct cache_stripe;
+struct cache_class;
+struct cache_bucket;
+struct cache_page;
 
 #define CACHE_MAX_CLASSES 64u
 /* Pages a cache has beyond the run one largest value spans: a geometry
@@ -32,6 +37,14 @@ struct cache_geo {
 	uint64_t class_size[CACHE_MAX_CLASSES];
 	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* blocks per page (>= 1) */
 	uint32_t class_span[CACHE_MAX_CLASSES];   /* pages per block (>= 1) */
+	/* The tables in this process's mapping, located once. */
+	uint32_t bmask, smask;
+	unsigned char *base;
+	struct cache_hdr *hdr; /* only its mutable fields are read */
+	struct cache_stripe *st;
+	struct cache_class *cl;
+	struct cache_bucket *bk;
+	struct cache_page *pg;
 };
 
 /* Smallest cache region for max_value (CACHE_MIN_PAGES pages of its

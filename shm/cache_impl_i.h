@@ -186,15 +186,7 @@ _Static_assert(offsetof(struct cache_hdr, pool) == 768, "pool lock");
  */
 struct ctx {
 	struct shmstat *h;
-	const struct cache_geo *g;
-	unsigned char *base;
-	struct cache_hdr *hdr; /* only its mutable fields are read */
-	uint64_t data_off, data_end, page_size, max_value;
-	uint32_t bmask, smask, nclasses, npages;
-	struct cache_stripe *st;
-	struct cache_class *cl;
-	struct cache_bucket *bk;
-	struct cache_page *pg;
+	const struct cache_geo *g; /* the handle's: tables located once */
 	uint64_t deadline;    /* mono ns; 0 until the call first waits */
 	uint32_t unfreed;     /* blocks unlinked but not freed (class busy) */
 	uint32_t nskipped;    /* stripes a scan could not lock in time */
@@ -232,11 +224,11 @@ static inline uint64_t make_slot(uint64_t hash, uint64_t off)
 }
 static inline uint32_t home_of(const struct ctx *c, uint64_t hash)
 {
-	return (uint32_t)hash & c->bmask;
+	return (uint32_t)hash & c->g->bmask;
 }
 static inline uint32_t stripe_of(const struct ctx *c, uint32_t bucket)
 {
-	return (bucket / GROUP) & c->smask;
+	return (bucket / GROUP) & c->g->smask;
 }
 static inline uint64_t jword(uint64_t off, uint32_t gen)
 {
@@ -246,18 +238,18 @@ static inline uint64_t jword(uint64_t off, uint32_t gen)
 /* A block's header at offset off, or NULL when off is not a block. */
 static inline struct cache_entry *entry_at(const struct ctx *c, uint64_t off)
 {
-	if (off < c->data_off || off >= c->data_end ||
-	    (off - c->data_off) % BLOCK_ALIGN || c->data_end - off < ENT_HDR)
+	if (off < c->g->data_off || off >= c->g->data_end ||
+	    (off - c->g->data_off) % BLOCK_ALIGN || c->g->data_end - off < ENT_HDR)
 		return NULL;
-	return (struct cache_entry *)(void *)(c->base + off);
+	return (struct cache_entry *)(void *)(c->g->base + off);
 }
 
 /* Do key_len + val_len of the entry at off fit inside the data area? */
 static inline bool entry_fits(const struct ctx *c, uint64_t off, uint64_t klen,
 			      uint64_t vlen)
 {
-	return klen <= SHMSTAT_CACHE_KEY_MAX && vlen <= c->max_value &&
-	       c->data_end - off - ENT_HDR >= klen + vlen;
+	return klen <= SHMSTAT_CACHE_KEY_MAX && vlen <= c->g->max_value &&
+	       c->g->data_end - off - ENT_HDR >= klen + vlen;
 }
 
 static inline bool expired(uint64_t expires, uint64_t *now)
@@ -272,7 +264,7 @@ static inline bool expired(uint64_t expires, uint64_t *now)
 /* Class size of cls (from the geometry), 0 when cls is no class. */
 static inline uint64_t csize(const struct ctx *c, uint32_t cls)
 {
-	return cls < c->nclasses ? c->g->class_size[cls] : 0;
+	return cls < c->g->nclasses ? c->g->class_size[cls] : 0;
 }
 /* Blocks per page of class cls (cls valid). */
 static inline uint32_t cblocks(const struct ctx *c, uint32_t cls)
@@ -288,13 +280,13 @@ static inline uint32_t cspan(const struct ctx *c, uint32_t cls)
 
 static inline struct cache_page *page_at(const struct ctx *c, uint32_t p1)
 {
-	return p1 && p1 <= c->npages ? &c->pg[p1 - 1] : NULL;
+	return p1 && p1 <= c->g->npages ? &c->g->pg[p1 - 1] : NULL;
 }
 
 static inline uint64_t block_off(const struct ctx *c, uint32_t p, uint32_t b,
 				 uint64_t cs)
 {
-	return c->data_off + (uint64_t)p * c->page_size + (uint64_t)b * cs;
+	return c->g->data_off + (uint64_t)p * c->g->page_size + (uint64_t)b * cs;
 }
 
 static inline struct cache_entry *block(const struct ctx *c, uint32_t p,

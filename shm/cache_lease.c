@@ -36,8 +36,8 @@ static bool thread_alive(int32_t pid, int32_t tid)
 void cache__lease_drop(struct ctx *c, uint32_t s, uint64_t hash)
 {
 	for (int i = 0; i < NLEASES; i++)
-		if (c->st[s].lease[i].pid && c->st[s].lease[i].hash == hash)
-			c->st[s].lease[i].pid = 0;
+		if (c->g->st[s].lease[i].pid && c->g->st[s].lease[i].hash == hash)
+			c->g->st[s].lease[i].pid = 0;
 }
 
 /* Under stripe s: is a live lease on hash held by another caller? Take it
@@ -50,7 +50,7 @@ static int lease_try(struct ctx *c, uint32_t s, uint64_t hash,
 	int32_t pid = cache__self_pid(), tid = cache__self_tid();
 
 	for (int i = 0; i < NLEASES; i++) {
-		struct cache_lease *l = &c->st[s].lease[i];
+		struct cache_lease *l = &c->g->st[s].lease[i];
 		bool alive = l->pid && now < l->until_ms &&
 			     thread_alive(l->pid, l->tid);
 		bool mine = l->pid == pid && l->tid == tid;
@@ -175,7 +175,7 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen)
 		return cache__fail(&c, rc);
 	rc = SHMSTAT_ENOTFOUND;
 	for (int i = 0; i < NLEASES; i++) {
-		struct cache_lease *l = &c.st[s].lease[i];
+		struct cache_lease *l = &c.g->st[s].lease[i];
 		if (l->pid == pid && l->tid == tid && l->hash == hash) {
 			l->pid = 0;
 			rc = 0;

@@ -260,7 +260,7 @@ static void repair_stripe(struct ctx *c, uint32_t s);
 
 int cache__stripe_lock(struct ctx *c, uint32_t s, bool try)
 {
-	int rc = lk_take(c, &c->st[s].lk, try);
+	int rc = lk_take(c, &c->g->st[s].lk, try);
 
 	if (rc < 0) {
 		if (!try)
@@ -282,12 +282,12 @@ int cache__stripe_lock(struct ctx *c, uint32_t s, bool try)
 
 void cache__stripe_unlock(struct ctx *c, uint32_t s)
 {
-	lk_give(&c->st[s].lk);
+	lk_give(&c->g->st[s].lk);
 }
 
 int cache__class_lock(struct ctx *c, uint32_t cls, bool try)
 {
-	int rc = lk_take(c, &c->cl[cls].lk, try);
+	int rc = lk_take(c, &c->g->cl[cls].lk, try);
 
 	if (rc < 0)
 		return try ? rc
@@ -302,12 +302,12 @@ int cache__class_lock(struct ctx *c, uint32_t cls, bool try)
 
 void cache__class_unlock(struct ctx *c, uint32_t cls)
 {
-	lk_give(&c->cl[cls].lk);
+	lk_give(&c->g->cl[cls].lk);
 }
 
 int cache__pool_lock(struct ctx *c)
 {
-	int rc = lk_take(c, &c->hdr->pool, false);
+	int rc = lk_take(c, &c->g->hdr->pool, false);
 
 	if (rc < 0)
 		return rc;
@@ -316,7 +316,7 @@ int cache__pool_lock(struct ctx *c)
 	return 0;
 }
 
-void cache__pool_unlock(struct ctx *c) { lk_give(&c->hdr->pool); }
+void cache__pool_unlock(struct ctx *c) { lk_give(&c->g->hdr->pool); }
 
 void *shmstat__cache_lock_word(struct shmstat *h, int kind, uint32_t i)
 {
@@ -325,10 +325,10 @@ void *shmstat__cache_lock_word(struct shmstat *h, int kind, uint32_t i)
 	if (cache__ctx_load(h, &c) < 0)
 		return NULL;
 	if (kind == 0)
-		return &c.hdr->pool.word;
+		return &c.g->hdr->pool.word;
 	if (kind == 1)
-		return i <= c.smask ? &c.st[i].lk.word : NULL;
-	return i < c.nclasses ? &c.cl[i].lk.word : NULL;
+		return i <= c.g->smask ? &c.g->st[i].lk.word : NULL;
+	return i < c.g->nclasses ? &c.g->cl[i].lk.word : NULL;
 }
 
 /* --------------------------------------------------------------- repair */
@@ -371,17 +371,17 @@ static void settle(struct ctx *c, _Atomic uint64_t *j)
  * journal. Runs holding the lock, before anything else uses the stripe. */
 static void repair_stripe(struct ctx *c, uint32_t s)
 {
-	uint32_t ngroups = (c->bmask + 1) / GROUP;
+	uint32_t ngroups = (c->g->bmask + 1) / GROUP;
 
-	for (uint32_t g = s; g < ngroups; g += c->smask + 1)
+	for (uint32_t g = s; g < ngroups; g += c->g->smask + 1)
 		for (uint32_t i = 0; i < GROUP; i++) {
-			struct cache_bucket *b = &c->bk[g * GROUP + i];
+			struct cache_bucket *b = &c->g->bk[g * GROUP + i];
 			uint32_t v = atomic_load_explicit(&b->ver,
 							  memory_order_relaxed);
 			if (v & 1)
 				atomic_store_explicit(&b->ver, v + 1,
 						      memory_order_release);
 		}
-	settle(c, &c->st[s].lk.j_new);
-	settle(c, &c->st[s].lk.j_old);
+	settle(c, &c->g->st[s].lk.j_new);
+	settle(c, &c->g->st[s].lk.j_old);
 }

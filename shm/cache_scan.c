@@ -80,7 +80,7 @@ static int bucket_keys(struct ctx *c, struct cache_bucket *b,
 		}
 		if (spin < 64)
 			continue;
-		cache__unstick(c, (uint32_t)(b - c->bk));
+		cache__unstick(c, (uint32_t)(b - c->g->bk));
 		if (shmstat__now_mono_ns() > cache__deadline(c))
 			return -1;
 		sched_yield();
@@ -111,11 +111,11 @@ int shmstat_cache_iter(shmstat_t *h, const char *pattern,
 	if (!fn)
 		return SHMSTAT_EINVAL;
 	walk_begin(&c);
-	for (uint64_t b = 0; b <= c.bmask; b++) {
+	for (uint64_t b = 0; b <= c.g->bmask; b++) {
 		uint32_t s = stripe_of(&c, (uint32_t)b);
 		if (skipped(&c, s))
 			continue;
-		if (bucket_keys(&c, &c.bk[b], &bk) < 0) {
+		if (bucket_keys(&c, &c.g->bk[b], &bk) < 0) {
 			skip(&c, s); /* a stopped writer's stripe */
 			continue;
 		}
@@ -150,7 +150,7 @@ static void scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 	if ((only_expired || !pattern) && bi % GROUP == 0 &&
 	    cache__stripe_lock(c, s, true) == 0)
 		cache__stripe_unlock(c, s);
-	if (bucket_keys(c, &c->bk[bi], &bk) < 0) {
+	if (bucket_keys(c, &c->g->bk[bi], &bk) < 0) {
 		skip(c, s);
 		return;
 	}
@@ -164,7 +164,7 @@ static void scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 		skip(c, s);
 		return;
 	}
-	struct cache_bucket *b = &c->bk[bi];
+	struct cache_bucket *b = &c->g->bk[bi];
 	for (int k = 0; k < WAYS; k++) {
 		uint64_t sl = atomic_load_explicit(&b->slot[k],
 						   memory_order_relaxed);
@@ -197,12 +197,12 @@ static void scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
  */
 static void reclaim_garbage(struct ctx *c)
 {
-	for (uint32_t p = 0; p < c->npages; p++) {
-		uint32_t cls = __atomic_load_n(&c->pg[p].cls, __ATOMIC_RELAXED);
+	for (uint32_t p = 0; p < c->g->npages; p++) {
+		uint32_t cls = __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_RELAXED);
 		uint64_t cs = csize(c, cls);
 		if (!cs)
 			continue;
-		uint32_t bump = __atomic_load_n(&c->pg[p].bump,
+		uint32_t bump = __atomic_load_n(&c->g->pg[p].bump,
 						__ATOMIC_RELAXED);
 		for (uint32_t b = 0; b < bump && b < cblocks(c, cls); b++) {
 			struct cache_entry *e = block(c, p, b, cs);
@@ -236,7 +236,7 @@ int shmstat_cache_clear(shmstat_t *h, const char *pattern, uint64_t *count)
 	if (pattern && strcmp(pattern, "*") == 0)
 		pattern = NULL;
 	walk_begin(&c);
-	for (uint64_t b = 0; b <= c.bmask; b++)
+	for (uint64_t b = 0; b <= c.g->bmask; b++)
 		scrub_bucket(&c, (uint32_t)b, pattern, false, &live, &gone);
 	if (!pattern) {
 		c.unfreed = 0; /* what the pass below cannot free counts */
@@ -257,13 +257,13 @@ int shmstat_cache_flush(shmstat_t *h, uint64_t *count)
 int cache__sweep(struct ctx *c, uint32_t n, uint64_t *removed)
 {
 	uint64_t live = 0, gone = 0;
-	uint64_t start = atomic_fetch_add_explicit(&c->hdr->sweep_cursor, n,
+	uint64_t start = atomic_fetch_add_explicit(&c->g->hdr->sweep_cursor, n,
 						   memory_order_relaxed);
 
 	walk_begin(c);
 
 	for (uint32_t i = 0; i < n; i++)
-		scrub_bucket(c, (uint32_t)((start + i) & c->bmask), NULL, true,
+		scrub_bucket(c, (uint32_t)((start + i) & c->g->bmask), NULL, true,
 			     &live, &gone);
 	if (removed)
 		*removed = gone;
@@ -279,8 +279,8 @@ int shmstat_cache_sweep(shmstat_t *h, uint32_t max_buckets, uint64_t *removed)
 		return rc;
 	if (!max_buckets)
 		max_buckets = 1024;
-	if (max_buckets > c.bmask + 1)
-		max_buckets = c.bmask + 1;
+	if (max_buckets > c.g->bmask + 1)
+		max_buckets = c.g->bmask + 1;
 	uint64_t gone = 0;
 	if (cache__sweep(&c, max_buckets, &gone) > 0) {
 		if (removed)

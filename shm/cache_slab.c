@@ -27,7 +27,7 @@
 uint32_t cache__class_for(const struct ctx *c, uint64_t need)
 {
 	const uint64_t *cs = c->g->class_size;
-	uint32_t lo = 0, hi = c->nclasses - 1;
+	uint32_t lo = 0, hi = c->g->nclasses - 1;
 
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
@@ -42,7 +42,7 @@ uint32_t cache__class_for(const struct ctx *c, uint64_t need)
 /* Unlink page p from class cl's partial list. Class lock held. */
 static void partial_unlink(struct ctx *c, struct cache_class *cl, uint32_t p)
 {
-	struct cache_page *pg = &c->pg[p], *n = page_at(c, pg->next),
+	struct cache_page *pg = &c->g->pg[p], *n = page_at(c, pg->next),
 			  *pr = page_at(c, pg->prev);
 
 	if (pr)
@@ -56,7 +56,7 @@ static void partial_unlink(struct ctx *c, struct cache_class *cl, uint32_t p)
 
 static void partial_push(struct ctx *c, struct cache_class *cl, uint32_t p)
 {
-	struct cache_page *pg = &c->pg[p], *n = page_at(c, cl->partial);
+	struct cache_page *pg = &c->g->pg[p], *n = page_at(c, cl->partial);
 
 	pg->prev = 0;
 	pg->next = cl->partial;
@@ -71,8 +71,8 @@ static uint32_t run_find(struct ctx *c, uint32_t span)
 {
 	uint32_t len = 0;
 
-	for (uint32_t p = 0; p < c->npages; p++) {
-		len = c->pg[p].cls == PAGE_NONE ? len + 1 : 0;
+	for (uint32_t p = 0; p < c->g->npages; p++) {
+		len = c->g->pg[p].cls == PAGE_NONE ? len + 1 : 0;
 		if (len == span)
 			return p + 1 - span;
 	}
@@ -81,7 +81,7 @@ static uint32_t run_find(struct ctx *c, uint32_t span)
 
 static bool run_take(struct ctx *c, uint32_t cls, uint32_t span)
 {
-	struct cache_class *cl = &c->cl[cls];
+	struct cache_class *cl = &c->g->cl[cls];
 
 	if (cache__pool_lock(c) < 0)
 		return false;
@@ -93,11 +93,11 @@ static bool run_take(struct ctx *c, uint32_t cls, uint32_t span)
 	/* Tails first, head last (as in page_take); then the pool is
 	 * relinked without them. */
 	for (uint32_t q = p0 + 1; q < p0 + span; q++) {
-		c->pg[q].prev = p0 + 1;
-		c->pg[q].next = 0;
-		__atomic_store_n(&c->pg[q].cls, PAGE_TAIL, __ATOMIC_RELEASE);
+		c->g->pg[q].prev = p0 + 1;
+		c->g->pg[q].next = 0;
+		__atomic_store_n(&c->g->pg[q].cls, PAGE_TAIL, __ATOMIC_RELEASE);
 	}
-	struct cache_page *pg = &c->pg[p0];
+	struct cache_page *pg = &c->g->pg[p0];
 	pg->nblocks = 1;
 	pg->nfree = 1;
 	pg->free_head = 0;
@@ -114,13 +114,13 @@ static bool run_take(struct ctx *c, uint32_t cls, uint32_t span)
 /* Take a page from the pool for class cls. Class lock held. */
 static bool page_take(struct ctx *c, uint32_t cls)
 {
-	struct cache_class *cl = &c->cl[cls];
+	struct cache_class *cl = &c->g->cl[cls];
 
 	if (cspan(c, cls) > 1)
 		return run_take(c, cls, cspan(c, cls));
 	if (cache__pool_lock(c) < 0)
 		return false;
-	uint32_t p1 = c->hdr->pool_head;
+	uint32_t p1 = c->g->hdr->pool_head;
 	struct cache_page *pg = page_at(c, p1);
 	if (!pg || pg->cls != PAGE_NONE) {
 		if (pg)
@@ -137,7 +137,7 @@ static bool page_take(struct ctx *c, uint32_t cls)
 	uint32_t next = pg->next;
 	pg->next = pg->prev = 0;
 	__atomic_store_n(&pg->cls, cls, __ATOMIC_RELEASE);
-	c->hdr->pool_head = next;
+	c->g->hdr->pool_head = next;
 	cache__pool_unlock(c);
 	cl->npages++;
 	partial_push(c, cl, p1 - 1);
@@ -146,7 +146,7 @@ static bool page_take(struct ctx *c, uint32_t cls)
 
 static void page_give_back(struct ctx *c, struct cache_class *cl, uint32_t p)
 {
-	struct cache_page *pg = &c->pg[p];
+	struct cache_page *pg = &c->g->pg[p];
 
 	if (cache__pool_lock(c) < 0)
 		return; /* stays an empty page of its class */
@@ -155,17 +155,17 @@ static void page_give_back(struct ctx *c, struct cache_class *cl, uint32_t p)
 		cl->npages--;
 	pg->free_head = 0;
 	pg->bump = 0;
-	uint32_t span = cspan(c, pg->cls < c->nclasses ? pg->cls : 0);
+	uint32_t span = cspan(c, pg->cls < c->g->nclasses ? pg->cls : 0);
 	__atomic_store_n(&pg->cls, PAGE_NONE, __ATOMIC_RELEASE);
 	if (span > 1) { /* a run: its tails too (orphans if we die here) */
-		for (uint32_t q = p + 1; q < p + span && q < c->npages; q++)
-			if (c->pg[q].cls == PAGE_TAIL && c->pg[q].prev == p + 1)
-				__atomic_store_n(&c->pg[q].cls, PAGE_NONE,
+		for (uint32_t q = p + 1; q < p + span && q < c->g->npages; q++)
+			if (c->g->pg[q].cls == PAGE_TAIL && c->g->pg[q].prev == p + 1)
+				__atomic_store_n(&c->g->pg[q].cls, PAGE_NONE,
 						 __ATOMIC_RELEASE);
 		cache__rebuild_pool(c);
 	} else {
-		pg->next = c->hdr->pool_head;
-		c->hdr->pool_head = p + 1;
+		pg->next = c->g->hdr->pool_head;
+		c->g->hdr->pool_head = p + 1;
 	}
 	cache__pool_unlock(c);
 }
@@ -177,7 +177,7 @@ static void page_give_back(struct ctx *c, struct cache_class *cl, uint32_t p)
  */
 uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
 {
-	struct cache_class *cl = &c->cl[cls];
+	struct cache_class *cl = &c->g->cl[cls];
 	uint64_t cs = csize(c, cls);
 
 	if (!cs)
@@ -217,7 +217,7 @@ uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
 		 * (remove_locked), so no record can name a block that has
 		 * since been given to another class. */
 		uint32_t gen = e->gen + 1;
-		uint64_t off = (uint64_t)((unsigned char *)e - c->base);
+		uint64_t off = (uint64_t)((unsigned char *)e - c->g->base);
 		e->gen = gen;
 		atomic_store_explicit(j, jword(off, gen), memory_order_relaxed);
 		atomic_store_explicit(&e->state, ENT_ALLOC, memory_order_release);
@@ -242,22 +242,22 @@ uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j)
 bool cache__block_free(struct ctx *c, uint64_t off)
 {
 	struct cache_entry *e = entry_at(c, off);
-	uint64_t rel = off - c->data_off;
-	uint32_t p = (uint32_t)(rel / c->page_size);
+	uint64_t rel = off - c->g->data_off;
+	uint32_t p = (uint32_t)(rel / c->g->page_size);
 	struct cache_page *pg;
 	uint64_t cs;
 
-	if (!e || p >= c->npages)
+	if (!e || p >= c->g->npages)
 		return false;
-	pg = &c->pg[p];
+	pg = &c->g->pg[p];
 	uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_ACQUIRE);
-	if (!(cs = csize(c, cls)) || (rel % c->page_size) % cs)
+	if (!(cs = csize(c, cls)) || (rel % c->g->page_size) % cs)
 		return false;
 	if (cache__class_lock(c, cls, false) < 0) {
 		c->unfreed++;
 		return false;
 	}
-	uint32_t b = (uint32_t)((rel % c->page_size) / cs);
+	uint32_t b = (uint32_t)((rel % c->g->page_size) / cs);
 	if (pg->cls != cls || b >= pg->bump || b >= pg->nblocks ||
 	    atomic_load_explicit(&e->state, memory_order_relaxed) == ENT_FREE) {
 		cache__class_unlock(c, cls);
@@ -266,7 +266,7 @@ bool cache__block_free(struct ctx *c, uint64_t off)
 	e->next_free = pg->free_head;
 	atomic_store_explicit(&e->state, ENT_FREE, memory_order_release);
 	pg->free_head = b + 1;
-	struct cache_class *cl = &c->cl[cls];
+	struct cache_class *cl = &c->g->cl[cls];
 	if (++pg->nfree == 1)
 		partial_push(c, cl, p);
 	if (pg->nfree >= pg->nblocks)
@@ -278,15 +278,15 @@ bool cache__block_free(struct ctx *c, uint64_t off)
 /* Recount class cls from its pages' block states. Class lock held. */
 void cache__rebuild_class(struct ctx *c, uint32_t cls)
 {
-	struct cache_class *cl = &c->cl[cls];
+	struct cache_class *cl = &c->g->cl[cls];
 	uint64_t cs = csize(c, cls);
 
 	cl->partial = 0;
 	cl->npages = 0;
 	if (!cs)
 		return;
-	for (uint32_t p = 0; p < c->npages; p++) {
-		struct cache_page *pg = &c->pg[p];
+	for (uint32_t p = 0; p < c->g->npages; p++) {
+		struct cache_page *pg = &c->g->pg[p];
 		if (pg->cls != cls)
 			continue;
 		pg->nblocks = cblocks(c, cls);
@@ -314,37 +314,37 @@ void cache__rebuild_class(struct ctx *c, uint32_t cls)
 /* Is page p a tail of a run whose head covers it? */
 static bool tail_ok(const struct ctx *c, uint32_t p)
 {
-	uint32_t h1 = c->pg[p].prev, cls;
+	uint32_t h1 = c->g->pg[p].prev, cls;
 
 	if (!h1 || h1 - 1 >= p)
 		return false;
-	cls = __atomic_load_n(&c->pg[h1 - 1].cls, __ATOMIC_ACQUIRE);
-	return cls < c->nclasses && h1 - 1 + cspan(c, cls) > p;
+	cls = __atomic_load_n(&c->g->pg[h1 - 1].cls, __ATOMIC_ACQUIRE);
+	return cls < c->g->nclasses && h1 - 1 + cspan(c, cls) > p;
 }
 
 /* Relink the pool from the pages marked free; orphaned tails go back to
  * it. Pool lock held. */
 void cache__rebuild_pool(struct ctx *c)
 {
-	for (uint32_t p = 0; p < c->npages; p++)
-		if (c->pg[p].cls == PAGE_TAIL && !tail_ok(c, p))
-			__atomic_store_n(&c->pg[p].cls, PAGE_NONE,
+	for (uint32_t p = 0; p < c->g->npages; p++)
+		if (c->g->pg[p].cls == PAGE_TAIL && !tail_ok(c, p))
+			__atomic_store_n(&c->g->pg[p].cls, PAGE_NONE,
 					 __ATOMIC_RELEASE);
-	c->hdr->pool_head = 0;
-	for (uint32_t p = c->npages; p-- > 0;) {
-		if (c->pg[p].cls != PAGE_NONE)
+	c->g->hdr->pool_head = 0;
+	for (uint32_t p = c->g->npages; p-- > 0;) {
+		if (c->g->pg[p].cls != PAGE_NONE)
 			continue;
-		c->pg[p].next = c->hdr->pool_head;
-		c->hdr->pool_head = p + 1;
+		c->g->pg[p].next = c->g->hdr->pool_head;
+		c->g->hdr->pool_head = p + 1;
 	}
 }
 
 /* A fresh region: every page in the pool. */
 void cache__init_pages(struct ctx *c)
 {
-	for (uint32_t p = 0; p < c->npages; p++) {
-		c->pg[p].cls = PAGE_NONE;
-		c->pg[p].next = p + 1 < c->npages ? p + 2 : 0;
+	for (uint32_t p = 0; p < c->g->npages; p++) {
+		c->g->pg[p].cls = PAGE_NONE;
+		c->g->pg[p].next = p + 1 < c->g->npages ? p + 2 : 0;
 	}
-	c->hdr->pool_head = 1;
+	c->g->hdr->pool_head = 1;
 }
