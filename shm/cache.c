@@ -275,6 +275,13 @@ static void geo_copy(const struct cache_hdr *h, unsigned char *base,
 			cs > h->page_size ? 1 : (uint32_t)(h->page_size / cs);
 		g->class_span[i] = span_of(cs, h->page_size);
 	}
+	/* The smallest class of at least 16 * q bytes (classes are
+	 * multiples of 16, so that is the class of every n in the step). */
+	for (uint32_t q = 0, i = 0; q <= CACHE_CLASS_QUICK; q++) {
+		while (i + 1 < h->nclasses && h->class_size[i] < 16u * q)
+			i++;
+		g->class_quick[q] = (uint8_t)i;
+	}
 	g->ok = true;
 }
 
@@ -284,6 +291,7 @@ static void ctx_of(const struct cache_geo *g, struct ctx *c)
 	c->g = g;
 	c->deadline = 0;
 	c->unfreed = 0;
+	c->removed = 0;
 	c->nskipped = 0;
 }
 
@@ -523,6 +531,7 @@ bool cache__find_locked(struct ctx *c, const void *key, size_t klen,
 /* Remove the entry at w (stripe s held): unlink, bump, free. */
 void cache__remove_locked(struct ctx *c, uint32_t s, const struct where *w)
 {
+	c->removed++;
 	struct cache_bucket *b = &c->g->bk[w->bucket];
 	_Atomic uint64_t *j = &c->g->st[s].lk.j_old;
 
@@ -934,8 +943,9 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 				     "evicted for a %zu-byte value", vlen);
 		goto out;
 	}
-	/* Eviction may have taken the old entry: look again. */
-	found = cache__find_locked(&c, key, klen, hash, &w);
+	/* Eviction may have taken the old entry: then look again. */
+	if (c.removed)
+		found = cache__find_locked(&c, key, klen, hash, &w);
 	struct cache_entry *e = entry_at(&c, off);
 	e->key_len = (uint16_t)klen;
 	e->val_len = (uint32_t)vlen;

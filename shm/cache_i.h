@@ -17,6 +17,7 @@ struct cache_bucket;
 struct cache_page;
 
 #define CACHE_MAX_CLASSES 64u
+#define CACHE_CLASS_QUICK 256u
 /* Pages a cache has beyond the run one largest value spans: a geometry
  * with fewer is refused. */
 #define CACHE_MIN_PAGES 2u
@@ -37,6 +38,9 @@ struct cache_geo {
 	uint64_t class_size[CACHE_MAX_CLASSES];
 	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* blocks per page (>= 1) */
 	uint32_t class_span[CACHE_MAX_CLASSES];   /* pages per block (>= 1) */
+	/* The class of a block of n bytes, n <= 16 * CACHE_CLASS_QUICK,
+	 * at [(n + 15) / 16]. */
+	uint8_t class_quick[CACHE_CLASS_QUICK + 1];
 	/* The tables in this process's mapping, located once. */
 	uint32_t bmask, smask;
 	unsigned char *base;

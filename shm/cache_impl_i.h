@@ -189,6 +189,7 @@ struct ctx {
 	const struct cache_geo *g; /* the handle's: tables located once */
 	uint64_t deadline;    /* mono ns; 0 until the call first waits */
 	uint32_t unfreed;     /* blocks unlinked but not freed (class busy) */
+	uint32_t removed;     /* entries this call removed (any stripe) */
 	uint32_t nskipped;    /* stripes a scan could not lock in time */
 	uint64_t skipped[MAX_STRIPES / 64];
 };
