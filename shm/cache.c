@@ -437,7 +437,8 @@ int cache__ctx_load(struct shmstat *h, struct ctx *c)
  * process's own, so the lock prefix costs a few ns and no sharing. No
  * row: the segment's process-local record.
  */
-void cache__stat_add(struct ctx *c, enum row_stat s, uint64_t n)
+static inline __attribute__((always_inline)) void
+stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 {
 	int32_t w = c->h->slot;
 
@@ -451,6 +452,11 @@ void cache__stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 			atomic_fetch_add_explicit(&l->v[s], n,
 						  memory_order_relaxed);
 	}
+}
+
+void cache__stat_add(struct ctx *c, enum row_stat s, uint64_t n)
+{
+	stat_add(c, s, n);
 }
 
 int cache__fail(struct ctx *c, int rc)
@@ -717,7 +723,8 @@ int cache__corrupt_entry(struct ctx *c, const struct rd *r)
 				    r->vlen));
 }
 
-int cache__check_key(struct shmstat *h, const void *key, size_t klen)
+static inline __attribute__((always_inline)) int
+check_key(struct shmstat *h, const void *key, size_t klen)
 {
 	if (!key || klen == 0 || klen > SHMSTAT_CACHE_KEY_MAX)
 		return shmstat__err(h, SHMSTAT_EINVAL,
@@ -725,6 +732,11 @@ int cache__check_key(struct shmstat *h, const void *key, size_t klen)
 				    "bytes",
 				    key ? klen : 0, SHMSTAT_CACHE_KEY_MAX);
 	return 0;
+}
+
+int cache__check_key(struct shmstat *h, const void *key, size_t klen)
+{
+	return check_key(h, key, klen);
 }
 
 /* Drop key if it is (still) expired; never waits for the lock. */
@@ -756,7 +768,7 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 
 	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
-	if ((rc = cache__check_key(h, key, klen)) < 0 || (!buf && buflen))
+	if ((rc = check_key(h, key, klen)) < 0 || (!buf && buflen))
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
 	uint64_t hash = shmstat__hash(key, klen);
 	rc = lookup(&c, key, klen, hash, buf, buflen, &r);
@@ -767,7 +779,7 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 		rc = 0;
 	}
 	if (rc != 1) {
-		cache__stat_add(&c, RS_CACHE_MISSES, 1);
+		stat_add(&c, RS_CACHE_MISSES, 1);
 		return rc == 0 ? SHMSTAT_ENOTFOUND
 			       : shmstat__err(h, SHMSTAT_ENOTFOUND,
 					      "cache bucket busy past the bound: "
@@ -777,7 +789,7 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 	 * line stays shared-clean in every reader's cache. */
 	if (!atomic_load_explicit(&r.e->ref, memory_order_relaxed))
 		atomic_store_explicit(&r.e->ref, 1, memory_order_relaxed);
-	cache__stat_add(&c, RS_CACHE_HITS, 1);
+	stat_add(&c, RS_CACHE_HITS, 1);
 	if (vlen)
 		*vlen = r.vlen;
 	if (r.vlen > buflen)
@@ -797,7 +809,7 @@ int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen)
 
 	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
-	if ((rc = cache__check_key(h, key, klen)) < 0)
+	if ((rc = check_key(h, key, klen)) < 0)
 		return cache__fail(&c, rc);
 	rc = lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
 	if (rc == 2)
@@ -815,7 +827,7 @@ int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 
 	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
-	if ((rc = cache__check_key(h, key, klen)) < 0 || !ttl_ms)
+	if ((rc = check_key(h, key, klen)) < 0 || !ttl_ms)
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
 	rc = lookup(&c, key, klen, shmstat__hash(key, klen), NULL, 0, &r);
 	if (rc == 2)

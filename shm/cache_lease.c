@@ -9,7 +9,7 @@
  *     other threads of that process wait or get the stale value like any
  *     other caller.
  *   - A lease whose thread is gone (tgkill(pid, tid, 0) says no such
- *     thread) or whose time ran out is free; a set of the key drops its
+ *     thread, or its process is a zombie) or whose time ran out is free; a set of the key drops its
  *     lease whoever holds it.
  *   - No free record (more leases than records in one stripe): the caller
  *     computes without protection rather than waiting for nothing.
@@ -24,13 +24,15 @@
 
 #include "cache_impl_i.h"
 
+/* Is thread tid of process pid running? A process killed but not yet
+ * reaped (a zombie) holds nothing. */
 static bool thread_alive(int32_t pid, int32_t tid)
 {
 	if (pid <= 0 || tid <= 0)
 		return false;
-	if (syscall(SYS_tgkill, pid, tid, 0) == 0)
-		return true;
-	return errno == EPERM;
+	if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno != EPERM)
+		return false;
+	return tid != pid || !cache__holder_dead((uint32_t)pid);
 }
 
 void cache__lease_drop(struct ctx *c, uint32_t s, uint64_t hash)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cache_i.h"
@@ -1104,6 +1105,33 @@ static void a_large_max_value_leaves_the_memory_usable(void **state)
 	free(back);
 }
 
+/* A lease holder killed and not yet reaped holds nothing: the next
+ * caller gets the lease at once. */
+static void a_lease_of_a_killed_unreaped_process_is_free(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+	size_t n;
+	int out = -1;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int o = -1;
+		int rc = shmstat_cache_fetch(h, "zl", 2, buf, sizeof(buf), &n,
+					     60000, 0, &o);
+		_exit(rc == 0 && o == SHMSTAT_CACHE_LEASED ? 0 : 1);
+	}
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	assert_int_equal(si.si_status, 0);
+	assert_int_equal(shmstat_cache_fetch(h, "zl", 2, buf, sizeof(buf), &n,
+					     60000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1133,6 +1161,7 @@ int main(void)
 		T(threads_of_one_process_lease_a_miss_once),
 		T(a_header_rewritten_after_attach_is_never_trusted),
 		T(a_large_max_value_leaves_the_memory_usable),
+		T(a_lease_of_a_killed_unreaped_process_is_free),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -374,6 +374,32 @@ static void a_stopped_class_holder_bounds_flush_and_a_page_stealing_set(
 }
 
 /*
+ * A holder killed and not yet reaped by its parent (a zombie, as in a
+ * prefork master between SIGKILL and waitpid) is dead: its lock is taken
+ * over at once, not waited for until the deadline.
+ */
+static void a_killed_holder_not_yet_reaped_is_taken_over(void **state)
+{
+	struct tu_seg *s = *state;
+
+	pid_t pid = stopped_holder(s->h, 1, 0, 63); /* every stripe */
+	kill(pid, SIGKILL);
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shmstat_cache_set(s->h, "z", 1, "v", 1, 0, 0), 0);
+	uint64_t t1 = now_ms();
+	print_message("set over a zombie holder: %llu ms\n",
+		      (unsigned long long)(t1 - t0));
+	assert_true(t1 - t0 < BOUND_MS / 2);
+	assert_int_equal(tu_wait(pid, 10000), 128 + SIGKILL);
+	assert_int_equal(shmstat_cache_exists(s->h, "z", 1), 1);
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "v", 1, 0, 0), 0);
+	get_is(s->h, "v");
+	nothing_leaked(s->h);
+}
+
+/*
  * Writers killed at random moments, over and over, while they set and
  * delete (inside the allocator's locks too): afterwards every entry
  * verifies and removing them all leaves no block in use.
@@ -464,6 +490,7 @@ int main(void)
 		T(a_stopped_writer_makes_nobody_wait_past_the_bound),
 		T(writers_killed_at_random_leak_nothing),
 		T(a_stopped_stripe_holder_bounds_flush_and_clear),
+		T(a_killed_holder_not_yet_reaped_is_taken_over),
 		T(a_stopped_class_holder_bounds_flush_and_a_page_stealing_set),
 #undef T
 	};
