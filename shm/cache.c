@@ -949,7 +949,13 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 		rc = shmstat__err(h, SHMSTAT_ENOTFOUND, "cache key is absent");
 		goto out;
 	}
-	if ((rc = cache__alloc_block(&c, s, ENT_HDR + klen + vlen, &off)) < 0) {
+	uint32_t cls = cache__class_for(&c, ENT_HDR + klen + vlen);
+	/* An overwrite of the class of the stripe's spare takes it: no
+	 * class lock (cache_slab.c). */
+	if (found && !w.corrupt)
+		off = cache__spare_take(&c, s, cls);
+	if (!off &&
+	    (rc = cache__alloc_block(&c, s, ENT_HDR + klen + vlen, &off)) < 0) {
 		if (rc == SHMSTAT_EFULL)
 			shmstat__err(h, rc, "cache full: nothing could be "
 				     "evicted for a %zu-byte value", vlen);
@@ -994,7 +1000,9 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	ver_end(b, v);
 	atomic_store_explicit(&e->state, ENT_LIVE, memory_order_release);
 	atomic_store_explicit(&c.g->st[s].lk.j_new, 0, memory_order_relaxed);
-	if (found) { /* record first, as in remove_locked */
+	/* The old block: the stripe's next spare, or freed (record first,
+	 * as in remove_locked). */
+	if (found && (w.corrupt || !cache__spare_keep(&c, s, w.off))) {
 		atomic_store_explicit(&c.g->st[s].lk.j_old, 0,
 				      memory_order_relaxed);
 		cache__block_free(&c, w.off);

@@ -36,10 +36,24 @@ bool cache__evict_block(struct ctx *c, uint32_t held, uint64_t off,
 	if (!e)
 		return false;
 	uint32_t gen = __atomic_load_n(&e->gen, __ATOMIC_RELAXED);
-	if (atomic_load_explicit(&e->state, memory_order_acquire) != ENT_LIVE)
-		return false;
+	uint32_t st = atomic_load_explicit(&e->state, memory_order_acquire);
 	uint64_t hash = __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
 	uint32_t s = stripe_of(c, home_of(c, hash));
+	if (st == ENT_ALLOC) {
+		/* Perhaps the spare of its old key's stripe: free it there. */
+		if (s != held && cache__stripe_lock(c, s, true) < 0)
+			return false;
+		bool mine = atomic_load_explicit(&c->g->st[s].lk.spare,
+						 memory_order_relaxed) ==
+			    jword(off, gen);
+		if (mine)
+			cache__spare_drop(c, s);
+		if (s != held)
+			cache__stripe_unlock(c, s);
+		return mine;
+	}
+	if (st != ENT_LIVE)
+		return false;
 	if (s != held && cache__stripe_lock(c, s, true) < 0)
 		return false;
 	bool ok = false;

@@ -89,7 +89,9 @@ struct cache_lock {
 	uint32_t reserved0;
 	_Atomic uint64_t j_new; /* (gen << 40 | off) of a block being published */
 	_Atomic uint64_t j_old; /* ... of a block being unlinked */
-	uint64_t reserved[4];
+	_Atomic uint64_t spare; /* stripes: (gen << 40 | off) of an ALLOC
+				 * block kept for the next overwrite */
+	uint64_t reserved[3];
 };
 _Static_assert(sizeof(struct cache_lock) == 64, "cache_lock size");
 
@@ -345,6 +347,16 @@ bool cache__block_free(struct ctx *c, uint64_t off);
 void cache__rebuild_class(struct ctx *c, uint32_t cls);
 void cache__rebuild_pool(struct ctx *c);
 void cache__init_pages(struct ctx *c);
+/* Stripe s held: the stripe's spare block if it is of class cls (then
+ * journaled in j_new as a block being published), else 0. */
+uint64_t cache__spare_take(struct ctx *c, uint32_t s, uint32_t cls);
+/* Stripe s held, the old block at off unlinked and journaled in j_old:
+ * keep it as the spare (true), or false (the caller frees it). */
+bool cache__spare_keep(struct ctx *c, uint32_t s, uint64_t off);
+/* Stripe s held: free its spare (flush, eviction, repair). */
+void cache__spare_drop(struct ctx *c, uint32_t s);
+/* The class of the block at off, or UINT32_MAX when it is none. */
+uint32_t cache__class_of(const struct ctx *c, uint64_t off);
 
 /* cache_evict.c */
 bool cache__evict_block(struct ctx *c, uint32_t held, uint64_t off,

@@ -384,4 +384,16 @@ static void repair_stripe(struct ctx *c, uint32_t s)
 		}
 	settle(c, &c->g->st[s].lk.j_new);
 	settle(c, &c->g->st[s].lk.j_old);
+	/* The spare word: kept when it still names an unreferenced ALLOC
+	 * block of its generation, else forgotten (settle freed it, or it
+	 * was never completed). */
+	uint64_t w = atomic_load_explicit(&c->g->st[s].lk.spare,
+					  memory_order_relaxed);
+	struct cache_entry *e = w ? entry_at(c, w & OFF_MASK) : NULL;
+	if (w && (!e || (e->gen & GEN_MASK) != w >> OFF_BITS ||
+		  atomic_load_explicit(&e->state, memory_order_relaxed) !=
+			  ENT_ALLOC ||
+		  cache__referenced(c, w & OFF_MASK, e->hash, NULL)))
+		atomic_store_explicit(&c->g->st[s].lk.spare, 0,
+				      memory_order_relaxed);
 }

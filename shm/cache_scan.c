@@ -148,8 +148,11 @@ static void scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 	if (skipped(c, s))
 		return;
 	if ((only_expired || !pattern) && bi % GROUP == 0 &&
-	    cache__stripe_lock(c, s, true) == 0)
+	    cache__stripe_lock(c, s, true) == 0) {
+		if (!pattern && !only_expired) /* a flush frees the spare */
+			cache__spare_drop(c, s);
 		cache__stripe_unlock(c, s);
+	}
 	if (bucket_keys(c, &c->g->bk[bi], &bk) < 0) {
 		skip(c, s);
 		return;

@@ -21,6 +21,14 @@
  *     (rebuild_class, rebuild_pool), never followed out of the region.
  *   - Class sizes and blocks per page come from the handle's geometry,
  *     never from the region.
+ *   - A stripe may keep one spare block (ALLOC, referenced by no slot, of
+ *     a one-page class) in its lock's `spare` word: an overwrite of that
+ *     class publishes its new value there and keeps the old block as the
+ *     next spare, taking no class lock. The old block is kept only after
+ *     its bucket's version moved (readers that copied from it retry), and
+ *     every step is journaled (j_new, j_old) before the spare word
+ *     changes, so a killed writer's repair frees whatever the word no
+ *     longer names; a spare whose generation moved is dropped, not used.
  */
 #include "cache_impl_i.h"
 
@@ -350,4 +358,93 @@ void cache__init_pages(struct ctx *c)
 		c->g->pg[p].next = p + 1 < c->g->npages ? p + 2 : 0;
 	}
 	c->g->hdr->pool_head = 1;
+}
+
+uint32_t cache__class_of(const struct ctx *c, uint64_t off)
+{
+	if (!entry_at(c, off))
+		return UINT32_MAX;
+	uint64_t rel = off - c->g->data_off;
+	uint32_t p = (uint32_t)(rel / c->g->page_size);
+	if (p >= c->g->npages)
+		return UINT32_MAX;
+	uint32_t cls = __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE);
+	uint64_t cs = csize(c, cls);
+	if (!cs || (rel % c->g->page_size) % cs)
+		return UINT32_MAX;
+	return cls;
+}
+
+/* The spare word w names a block still spare: ALLOC, same generation. */
+static struct cache_entry *spare_valid(const struct ctx *c, uint64_t w)
+{
+	struct cache_entry *e = w ? entry_at(c, w & OFF_MASK) : NULL;
+
+	if (!e || (e->gen & GEN_MASK) != w >> OFF_BITS ||
+	    atomic_load_explicit(&e->state, memory_order_acquire) != ENT_ALLOC)
+		return NULL;
+	return e;
+}
+
+uint64_t cache__spare_take(struct ctx *c, uint32_t s, uint32_t cls)
+{
+	struct cache_lock *lk = &c->g->st[s].lk;
+	uint64_t w = atomic_load_explicit(&lk->spare, memory_order_relaxed);
+	struct cache_entry *e = spare_valid(c, w);
+
+	if (!w)
+		return 0;
+	if (!e || cache__class_of(c, w & OFF_MASK) == UINT32_MAX) {
+		atomic_store_explicit(&lk->spare, 0, memory_order_relaxed);
+		return 0; /* a stale or scribbled word: forget it */
+	}
+	if (cache__class_of(c, w & OFF_MASK) != cls)
+		return 0;
+	/* Record, then a new generation, then out of the spare word: a
+	 * repair after any step frees it or finds it spare still. */
+	uint64_t off = w & OFF_MASK;
+	uint32_t gen = e->gen + 1;
+	atomic_store_explicit(&lk->j_new, jword(off, gen), memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	e->gen = gen;
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&lk->spare, 0, memory_order_relaxed);
+	return off;
+}
+
+bool cache__spare_keep(struct ctx *c, uint32_t s, uint64_t off)
+{
+	struct cache_lock *lk = &c->g->st[s].lk;
+	struct cache_entry *e = entry_at(c, off);
+	uint32_t cls = cache__class_of(c, off);
+
+	if (!e || cls == UINT32_MAX || cspan(c, cls) > 1 ||
+	    atomic_load_explicit(&lk->spare, memory_order_relaxed) != 0 ||
+	    atomic_load_explicit(&e->state, memory_order_relaxed) != ENT_LIVE)
+		return false;
+	atomic_store_explicit(&e->state, ENT_ALLOC, memory_order_release);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&lk->spare, jword(off, e->gen),
+			      memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&lk->j_old, 0, memory_order_relaxed);
+	return true;
+}
+
+void cache__spare_drop(struct ctx *c, uint32_t s)
+{
+	struct cache_lock *lk = &c->g->st[s].lk;
+	uint64_t w = atomic_load_explicit(&lk->spare, memory_order_relaxed);
+
+	if (!w)
+		return;
+	/* Out of the word first: a free that misses its class lock leaves
+	 * an ALLOC block nobody names (lost until the class is rebuilt),
+	 * never a word naming a block that is free again. */
+	struct cache_entry *e = spare_valid(c, w);
+	atomic_store_explicit(&lk->j_old, w, memory_order_relaxed);
+	atomic_store_explicit(&lk->spare, 0, memory_order_relaxed);
+	if (e && !cache__block_free(c, w & OFF_MASK))
+		atomic_store_explicit(&lk->spare, w, memory_order_relaxed);
+	atomic_store_explicit(&lk->j_old, 0, memory_order_relaxed);
 }
