@@ -479,6 +479,94 @@ static void writers_killed_at_random_leak_nothing(void **state)
 	tu_shared_free(progress, sizeof(uint64_t) * 4);
 }
 
+/* A value of one size class that proves itself: key, version, and bytes
+ * derived from both. */
+static void fixed_value(unsigned char *v, uint32_t key, uint32_t ver)
+{
+	memcpy(v, &key, 4);
+	memcpy(v + 4, &ver, 4);
+	for (int i = 8; i < 64; i++)
+		v[i] = (unsigned char)(key * 31 + ver * 17 + (uint32_t)i);
+}
+
+static bool fixed_ok(const unsigned char *v, size_t n, uint32_t key)
+{
+	uint32_t k, ver;
+	unsigned char want[64];
+	if (n != 64)
+		return false;
+	memcpy(&k, v, 4);
+	memcpy(&ver, v + 4, 4);
+	fixed_value(want, key, ver);
+	return k == key && memcmp(v, want, 64) == 0;
+}
+
+/*
+ * The same storm with every value of one size class, so that overwrites
+ * go through the stripes' spare blocks: killed anywhere in there, a key
+ * still reads one whole version of its own, and nothing leaks.
+ */
+static void overwriters_of_one_class_killed_at_random_leak_nothing(
+	void **state)
+{
+	struct tu_seg *s = *state;
+	_Atomic uint64_t *progress = tu_shared(sizeof(uint64_t) * 4);
+	uint32_t seed = 777;
+
+	for (int round = 0; round < 12; round++) {
+		pid_t pid[4];
+		for (int w = 0; w < 4; w++) {
+			atomic_store(&progress[w], 0);
+			pid[w] = fork();
+			assert_true(pid[w] >= 0);
+			if (pid[w] == 0) {
+				shmstat_t *h = NULL;
+				char key[16];
+				unsigned char val[64];
+				if (shmstat_open(s->name, NULL, &h))
+					_exit(2);
+				for (uint32_t i = 0; i < 2000000; i++) {
+					uint32_t k = (i * 7 + (uint32_t)w) % 300;
+					int kl = snprintf(key, sizeof(key),
+							  "f%u", k);
+					fixed_value(val, k, i * 4 + (uint32_t)w);
+					shmstat_cache_set(h, key, (size_t)kl,
+							  val, 64, 0, 0);
+					atomic_store(&progress[w], i + 1);
+				}
+				_exit(0);
+			}
+		}
+		seed = seed * 1664525u + 1013904223u;
+		uint64_t want = 200 + seed % 3000;
+		struct timespec ms = { 0, 1000000 };
+		for (int w = 0; w < 4; w++) {
+			for (int i = 0; i < 20000 &&
+					atomic_load(&progress[w]) < want;
+			     i++)
+				nanosleep(&ms, NULL);
+			kill(pid[w], SIGKILL);
+		}
+		for (int w = 0; w < 4; w++)
+			assert_int_equal(tu_wait(pid[w], 10000), 128 + SIGKILL);
+	}
+	char key[16];
+	unsigned char buf[64];
+	int present = 0;
+	for (uint32_t k = 0; k < 300; k++) {
+		size_t n;
+		int kl = snprintf(key, sizeof(key), "f%u", k);
+		if (shmstat_cache_get(s->h, key, (size_t)kl, buf, sizeof(buf),
+				      &n) != 0)
+			continue;
+		present++;
+		assert_true(fixed_ok(buf, n, k));
+	}
+	assert_true(present > 0);
+	nothing_leaked(s->h);
+	tu_shared_free(progress, sizeof(uint64_t) * 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +579,7 @@ int main(void)
 		T(writers_killed_at_random_leak_nothing),
 		T(a_stopped_stripe_holder_bounds_flush_and_clear),
 		T(a_killed_holder_not_yet_reaped_is_taken_over),
+		T(overwriters_of_one_class_killed_at_random_leak_nothing),
 		T(a_stopped_class_holder_bounds_flush_and_a_page_stealing_set),
 #undef T
 	};
