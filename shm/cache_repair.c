@@ -139,7 +139,9 @@ static bool proc_stat(uint32_t pid, char *state, uint64_t *start)
 	return true;
 }
 
-bool cache__holder_dead(uint64_t w)
+/* Dead by kill() alone (cheap: a try lock asks only this), or also by
+ * /proc: a zombie, or a pid reused since. */
+static bool holder_dead(uint64_t w, bool cheap)
 {
 	uint32_t pid = (uint32_t)w, start = (uint32_t)(w >> 32);
 	uint64_t now = 0;
@@ -153,13 +155,15 @@ bool cache__holder_dead(uint64_t w)
 		return false; /* another thread of this process */
 	if (!shmstat__proc_alive((pid_t)pid, 0))
 		return true;
-	if (!proc_stat(pid, &state, &now))
+	if (cheap || !proc_stat(pid, &state, &now))
 		return false; /* kill() said it exists: trust that */
 	/* A killed holder not yet reaped by its parent is a zombie: dead. */
 	if (state == 'Z' || state == 'X')
 		return true;
 	return start && now && (uint32_t)now != start; /* pid reused */
 }
+
+bool cache__holder_dead(uint64_t w) { return holder_dead(w, false); }
 
 /* ---------------------------------------------------------------- locks */
 
@@ -222,7 +226,9 @@ static int lk_take(struct ctx *c, struct cache_lock *l, bool try)
 				return 0;
 			continue;
 		}
-		if ((try || spin >= 64) && cache__holder_dead(w)) {
+		/* A try asks kill() only; a waiter /proc too, once it
+		 * is about to sleep. */
+		if ((try || spin >= 64) && holder_dead(w, try)) {
 			if (atomic_compare_exchange_strong_explicit(
 				    &l->word, &w, self, memory_order_acquire,
 				    memory_order_relaxed))
