@@ -932,9 +932,27 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 					     (unsigned long long)c.g->max_value));
 	uint64_t hash = shmstat__hash(key, klen), exp = cache__expiry(ttl_ms);
 	uint32_t s = stripe_of(&c, home_of(&c, hash));
+	/* The bucket while the lock is taken, the spare block (where an
+	 * overwrite writes) while the old entry is looked up: their misses
+	 * overlap instead of following each other. */
+	__builtin_prefetch(&c.g->bk[home_of(&c, hash)]);
 	if ((rc = cache__stripe_lock(&c, s, false)) < 0)
 		return cache__fail(&c, rc);
 	cache_hook(CACHE_HOOK_LOCKED);
+	const unsigned char *sp = entry_at(
+		&c, atomic_load_explicit(&c.g->st[s].lk.spare,
+					 memory_order_relaxed) &
+			    OFF_MASK)
+		? c.g->base + (atomic_load_explicit(&c.g->st[s].lk.spare,
+						    memory_order_relaxed) &
+			       OFF_MASK)
+		: NULL;
+	if (sp) {
+		__builtin_prefetch(sp, 1);
+		__builtin_prefetch(sp + 64, 1);
+		if (ENT_HDR + klen + vlen > 128)
+			__builtin_prefetch(sp + 128, 1);
+	}
 	/* A corrupt entry of the key counts as absent and is replaced. */
 	bool found = cache__find_locked(&c, key, klen, hash, &w);
 	bool live = found && !w.corrupt &&
@@ -994,7 +1012,8 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	}
 	struct cache_bucket *b = &c.g->bk[w.bucket];
 	uint32_t v = ver_begin(b);
-	atomic_store_explicit(&b->slot[w.way], make_slot(hash, off),
+	atomic_store_explicit(&b->slot[w.way],
+			      make_slot(hash, off) | (exp ? SLOT_TTL : 0),
 			      memory_order_relaxed);
 	cache_hook(CACHE_HOOK_PUBLISHED);
 	ver_end(b, v);
@@ -1073,10 +1092,14 @@ static int do_delete(struct ctx *c, uint32_t s, struct where *w, uint64_t arg)
 
 static int do_expire(struct ctx *c, uint32_t s, struct where *w, uint64_t ttl)
 {
-	(void)c;
 	(void)s;
 	/* One atomic store: a reader sees the old deadline or the new. */
 	atomic_store_explicit(&w->e->expires, cache__expiry(ttl), memory_order_relaxed);
+	/* The slot's TTL hint follows (the sweep looks at hinted slots). */
+	_Atomic uint64_t *sl = &c->g->bk[w->bucket].slot[w->way];
+	uint64_t v = atomic_load_explicit(sl, memory_order_relaxed);
+	atomic_store_explicit(sl, ttl ? v | SLOT_TTL : v & ~SLOT_TTL,
+			      memory_order_relaxed);
 	return 0;
 }
 

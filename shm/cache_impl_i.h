@@ -71,6 +71,9 @@
 #define BKT_OVERFLOW 1u
 #define OFF_BITS 40
 #define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
+/* In a slot: its entry has a TTL (a hint for the sweep, which reads only
+ * those entries; readers ignore it). */
+#define SLOT_TTL (UINT64_C(1) << 47)
 #define GEN_MASK 0xffffffu
 #define MAX_VALUE_LIMIT CACHE_MAX_VALUE_LIMIT
 
@@ -123,7 +126,7 @@ _Static_assert(sizeof(struct cache_class) == 128, "cache_class size");
 struct cache_bucket {
 	_Atomic uint32_t ver;   /* odd while written */
 	_Atomic uint32_t flags; /* BKT_OVERFLOW */
-	_Atomic uint64_t slot[WAYS]; /* tag << 48 | offset; 0 = empty */
+	_Atomic uint64_t slot[WAYS]; /* tag << 48 | SLOT_TTL | offset; 0 = empty */
 };
 _Static_assert(sizeof(struct cache_bucket) == 64, "bucket is a cache line");
 

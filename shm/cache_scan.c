@@ -50,9 +50,11 @@ struct bucket_keys {
 	unsigned char key[WAYS][SHMSTAT_CACHE_KEY_MAX];
 };
 
-/* 0 copied, -1 the bucket stayed busy past the call's deadline. */
+/* 0 copied, -1 the bucket stayed busy past the call's deadline.
+ * ttl_only: only the entries whose slot says they have a TTL (a sweep:
+ * the others cannot expire, and are not read at all). */
 static int bucket_keys(struct ctx *c, struct cache_bucket *b,
-		       struct bucket_keys *out)
+		       struct bucket_keys *out, bool ttl_only)
 {
 	for (uint32_t spin = 0;; spin++) {
 		uint32_t v1 = atomic_load_explicit(&b->ver, memory_order_acquire);
@@ -62,7 +64,8 @@ static int bucket_keys(struct ctx *c, struct cache_bucket *b,
 				uint64_t s = atomic_load_explicit(
 					&b->slot[k], memory_order_relaxed);
 				struct cache_entry *e;
-				if (!s || !(e = entry_at(c, slot_off(s))))
+				if (!s || (ttl_only && !(s & SLOT_TTL)) ||
+				    !(e = entry_at(c, slot_off(s))))
 					continue;
 				uint16_t kl = e->key_len;
 				if (!kl || !entry_fits(c, slot_off(s), kl, 0))
@@ -115,7 +118,7 @@ int shmstat_cache_iter(shmstat_t *h, const char *pattern,
 		uint32_t s = stripe_of(&c, (uint32_t)b);
 		if (skipped(&c, s))
 			continue;
-		if (bucket_keys(&c, &c.g->bk[b], &bk) < 0) {
+		if (bucket_keys(&c, &c.g->bk[b], &bk, false) < 0) {
 			skip(&c, s); /* a stopped writer's stripe */
 			continue;
 		}
@@ -153,7 +156,7 @@ static void scrub_bucket(struct ctx *c, uint32_t bi, const char *pattern,
 			cache__spare_drop(c, s);
 		cache__stripe_unlock(c, s);
 	}
-	if (bucket_keys(c, &c->g->bk[bi], &bk) < 0) {
+	if (bucket_keys(c, &c->g->bk[bi], &bk, only_expired) < 0) {
 		skip(c, s);
 		return;
 	}
