@@ -131,8 +131,8 @@ uint64_t shmstat__cache_min_size(uint64_t max_value)
 	return align_up(hi, 4096);
 }
 
-/* Everything ctx_load and validate check: the geometry is sane and every
- * table lies inside a region of `size` bytes. */
+/* What validate checks (on its one copy of the header): the geometry is
+ * sane and every table lies inside a region of `size` bytes. */
 static bool geo_ok(const struct cache_hdr *g, uint64_t size)
 {
 	uint64_t end;

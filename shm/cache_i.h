@@ -51,9 +51,9 @@ struct cache_geo {
 	struct cache_page *pg;
 };
 
-/* Smallest cache region for max_value (CACHE_MIN_PAGES pages of its
- * largest entry, and the tables); 0 when max_value is 0 or above
- * CACHE_MAX_VALUE_LIMIT. */
+/* Smallest cache region for max_value (the run of pages of its largest
+ * entry, CACHE_MIN_PAGES more pages, and the tables); 0 when max_value is
+ * 0 or above CACHE_MAX_VALUE_LIMIT. */
 uint64_t shmstat__cache_min_size(uint64_t max_value);
 /* Lay out a zeroed region of `size` bytes at `region` (creator only). */
 int shmstat__cache_init(unsigned char *region, uint64_t size,
