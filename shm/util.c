@@ -161,7 +161,8 @@ static int glob_set(const char *p, unsigned char ch, const char **end)
  * fnmatch(3) without flags (* ? [...] [!...] [:class:] and \ escapes),
  * over a byte string that may hold NUL bytes and be of any length: the
  * one glob of the tree (counter names, cache keys, the bridge's resets).
- * A '[' that opens no valid set matches itself. Iterative, with one star
+ * A '[' that opens no valid set matches itself; a pattern ending in a
+ * lone backslash matches nothing. Iterative, with one star
  * to come back to: linear in len for each star, no recursion.
  */
 bool shmstat__glob(const char *pattern, const void *str, size_t n)
@@ -194,8 +195,9 @@ bool shmstat__glob(const char *pattern, const void *str, size_t n)
 				m = glob_set(p + 1, s[i], &np);
 				if (m < 0)
 					m = s[i] == '[', np = p + 1;
-			} else if (*p == '\\' && p[1]) {
-				m = s[i] == (unsigned char)p[1];
+			} else if (*p == '\\') {
+				/* A trailing \ matches nothing (as fnmatch). */
+				m = p[1] && s[i] == (unsigned char)p[1];
 				np = p + 2;
 			} else {
 				m = s[i] == (unsigned char)*p;

@@ -4,6 +4,7 @@
  * patterns, statistics, eviction's hit rate, and the cache header's
  * validation at attach.
  */
+#include <fnmatch.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1132,6 +1133,40 @@ static void a_lease_of_a_killed_unreaped_process_is_free(void **state)
 	assert_int_equal(tu_wait(pid, 10000), 0);
 }
 
+/* The one glob of the tree (util.c) gives fnmatch(3)'s answer on text,
+ * without flags, on the patterns counter names and cache keys use. */
+static void the_glob_agrees_with_fnmatch_on_text(void **state)
+{
+	(void)state;
+	static const char *const pats[] = {
+		"*", "a*", "*b", "a?c", "[abc]x", "[!a]x", "[^a]x", "[a-c]*",
+		"\\*", "\\a", "x[[:digit:]]y", "*[[:alpha:]]", "[]]", "[]a]*",
+		"[!]]", "a[", "[a", "*a*b*c", "**", "?*?", "llm:*", "a\\",
+		"[a-]", "[-a]z", "[[:upper:][:digit:]]",
+	};
+	static const char *const strs[] = {
+		"", "a", "b", "ab", "abc", "ax", "bx", "cx", "*", "x5y", "xay",
+		"]", "]q", "[", "a[", "[a", "aXbYc", "abcabc", "z", "-z", "A",
+		"5", "a\\", "llm:", "llm:q", "-",
+	};
+	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+		for (size_t j = 0; j < sizeof(strs) / sizeof(strs[0]); j++) {
+			bool f = fnmatch(pats[i], strs[j], 0) == 0;
+			bool g = shmstat__glob(pats[i], strs[j], strlen(strs[j]));
+			if (f != g)
+				print_message("'%s' on '%s': fnmatch %d, glob %d\n",
+					      pats[i], strs[j], f, g);
+			assert_true(f == g);
+		}
+	/* Bytes past a NUL count, and no length limit applies. */
+	assert_true(shmstat__glob("a*z", "a\0b\0z", 5));
+	assert_false(shmstat__glob("a", "a\0", 2));
+	char longk[600];
+	memset(longk, 'k', sizeof(longk));
+	longk[599] = 'z';
+	assert_true(shmstat__glob("k*z", longk, sizeof(longk)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1162,6 +1197,7 @@ int main(void)
 		T(a_header_rewritten_after_attach_is_never_trusted),
 		T(a_large_max_value_leaves_the_memory_usable),
 		T(a_lease_of_a_killed_unreaped_process_is_free),
+		T(the_glob_agrees_with_fnmatch_on_text),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
