@@ -651,25 +651,34 @@ int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
  * returns SHMSTAT_ERANGE and stores the length it needs in *vlen; the
  * buffer's contents are then unspecified.
  *
- * Concurrency: every cache call may run in any number of processes and
- * threads at once. Reads take no lock: they retry while a writer changes
- * the bucket they read and never return a mix of two values. Writes take
- * one of many striped locks that survive the death of their holder: a
- * process killed in the middle of a set leaves the old value or the new
- * one, never a mix. No call waits for a lock longer than a bound (100 ms):
- * when a holder is stopped (SIGSTOP) a get reports a miss and a write
- * returns SHMSTAT_EBUSY.
+ * Locks and bounds: reads take no lock. Writes take one of many striped
+ * locks (an owner word in the segment; a holder that died is taken over
+ * and what it left half done is repaired). Every call has one deadline,
+ * 100 ms, for all its waits together: when a holder is stopped (SIGSTOP)
+ * a get reports a miss, a write returns SHMSTAT_EBUSY, and a whole-table
+ * call (clear, flush, iter, sweep) skips what stayed locked, goes on with
+ * the rest and returns SHMSTAT_EBUSY with what it did counted.
  *
  * Memory: when the cache is full a set evicts the entries used least
  * recently (approximately: CLOCK); expired entries are removed when met
- * and by shmstat_cache_sweep(). Statistics are kept per process (no line
- * is shared between processes on a get) and summed by
- * shmstat_cache_stats(). A shmstat_t may be shared by threads for every
- * cache call; its statistics are added atomically and miss no count.
+ * and by shmstat_cache_sweep(). Values larger than a page take a run of
+ * pages, so a large maximum does not waste the memory of small values.
+ * Statistics are kept per process (no line is shared between processes on
+ * a get) and summed by shmstat_cache_stats().
  *
- * Corruption: an entry whose stored value length is impossible makes a
- * get, exists, ttl or fetch of its key return SHMSTAT_ECORRUPT (at once,
- * whatever the wait); a set of the key replaces it and a delete removes it.
+ * Corruption: the cache region is untrusted: any bytes there (lock words
+ * included) give defined results, never a crash or a wait past the
+ * deadline. Its geometry is checked once, at shmstat_open(), and never
+ * read again. An entry whose stored value length is impossible makes a
+ * get, exists, ttl or fetch of its key return SHMSTAT_ECORRUPT (at once);
+ * a set of the key replaces it and a delete removes it.
+ *
+ * Every function below says, in three slots:
+ *   Concurrency: who may call it at once;
+ *   Ordering:    what another thread or process may observe;
+ *   Killed:      what a caller killed inside it (SIGKILL) leaves behind.
+ * For all of them a shmstat_t may be shared by threads; its statistics
+ * are added atomically and miss no count.
  */
 #define SHMSTAT_CACHE_KEY_MAX 250
 /* The longest TTL, in ms (about 292 million years): a longer ttl_ms given
@@ -688,9 +697,14 @@ enum shmstat_cache_mode {
  * An expired entry counts as absent for NX and XX. When the memory for the
  * value's size class is used up, entries are evicted to make room.
  * Errors: EINVAL (key length, mode), ETOOBIG (value above the maximum),
- * EKEYEXISTS / ENOTFOUND (mode not met), EBUSY (lock not had within the
- * bound), EFULL (nothing could be evicted: every candidate was locked),
- * ECORRUPT.
+ * EEXISTS / ENOTFOUND (mode not met), EBUSY (a lock not had by the
+ * deadline), EFULL (nothing could be evicted: every candidate was
+ * locked), ECORRUPT.
+ * Concurrency: any; sets of one key are applied one at a time, the last
+ * one wins. Ordering: a get that starts after this returned sees the new
+ * value (or a later one); a concurrent get sees the old value or the new,
+ * never a mix. Killed: the key holds the old value or the new one, never a
+ * mix, and no memory is lost (the next caller to take the lock repairs).
  */
 int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 		      const void *val, size_t vlen, uint64_t ttl_ms, int mode);
@@ -698,24 +712,34 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 /*
  * Copy the value of key into buf[0..buflen) and its length into *vlen.
  * 0 on a hit; SHMSTAT_ENOTFOUND on a miss (absent, expired, or the bucket
- * held by a stopped writer past the bound); SHMSTAT_ERANGE when buflen is
- * too small (*vlen = the length needed; counted as a hit); SHMSTAT_ECORRUPT
- * when the key's entry is corrupt. buf may be NULL when buflen is 0.
+ * held by a stopped writer past the deadline); SHMSTAT_ERANGE when buflen
+ * is too small (*vlen = the length needed; counted as a hit);
+ * SHMSTAT_ECORRUPT when the key's entry is corrupt. buf may be NULL when
+ * buflen is 0.
+ * Concurrency: any; takes no lock. Ordering: as shmstat_cache_set(): one
+ * whole value, the latest set that returned before this began or a later
+ * one. Killed: nothing to leave (it writes only a use bit).
  */
 int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 		      size_t buflen, size_t *vlen);
 
-/* Remove key. 0, or SHMSTAT_ENOTFOUND when it was absent (or expired). */
+/*
+ * Remove key. 0, or SHMSTAT_ENOTFOUND when it was absent (or expired).
+ * Concurrency: any. Ordering: a get that starts after this returned
+ * misses (unless a set came after). Killed: the key is there or gone,
+ * and its memory is freed by the repair.
+ */
 int shmstat_cache_delete(shmstat_t *h, const void *key, size_t klen);
 
 /* 1 when key holds a live (unexpired) value, 0 when not, or an error.
- * Counts neither a hit nor a miss. */
+ * Counts neither a hit nor a miss. Concurrency, ordering and killed: as
+ * shmstat_cache_get(). */
 int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen);
 
 /*
  * Remaining time to live of key in *ttl_ms: -1 when it never expires,
  * else 0 to SHMSTAT_CACHE_TTL_MAX. SHMSTAT_ENOTFOUND when absent or
- * expired.
+ * expired. Concurrency, ordering and killed: as shmstat_cache_get().
  */
 int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 		      int64_t *ttl_ms);
@@ -723,28 +747,44 @@ int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 /*
  * Give a live entry a new TTL of ttl_ms from now (0 = never expires): the
  * "touch" of sliding expiration. SHMSTAT_ENOTFOUND when absent or expired.
+ * Concurrency: any. Ordering: the new deadline is one atomic store: a
+ * reader sees the old one or the new. Killed: the old TTL or the new.
  */
 int shmstat_cache_expire(shmstat_t *h, const void *key, size_t klen,
 			 uint64_t ttl_ms);
 
 /*
  * Remove every entry whose key matches the glob `pattern` (fnmatch(3)
- * syntax: * ? [...] and \ escapes, matched against the key's bytes; NULL
- * or "*" = all). *count (may be NULL) gets how many were removed. Entries
- * set while it runs may or may not be removed. EBUSY when a stripe stayed
- * locked past the bound (what could be removed was).
+ * syntax: * ? [...] [:class:] and \ escapes, matched against the key's
+ * bytes; NULL or "*" = all). *count (may be NULL) gets how many were
+ * removed. SHMSTAT_EBUSY when a stripe stayed locked past the deadline
+ * (100 ms for the whole call): it was skipped, everything else was
+ * removed, *count says how many, and the error text how many stripes
+ * were skipped.
+ * Concurrency: any, with sets and gets going on. Ordering: entries set
+ * while it runs may or may not be removed; an entry present throughout
+ * and matching is removed. Killed: some entries removed, the rest not.
  */
 int shmstat_cache_clear(shmstat_t *h, const char *pattern, uint64_t *count);
 
-/* Remove every entry; *count (may be NULL) gets how many. */
+/*
+ * Remove every entry; *count (may be NULL) gets how many. SHMSTAT_EBUSY as
+ * for shmstat_cache_clear(), and also when the memory of removed entries
+ * could not be freed yet (a size class's lock held by a stopped process:
+ * it is freed later); 0 means the value memory is all free.
+ * Concurrency, ordering and killed: as shmstat_cache_clear().
+ */
 int shmstat_cache_flush(shmstat_t *h, uint64_t *count);
 
 /*
  * Call fn for the key of every live entry matching `pattern` (as for
  * shmstat_cache_clear; NULL = all), in table order. key is a copy, valid
  * during the call only. A non-zero return from fn stops the iteration and
- * is returned. Takes no lock; entries set or removed meanwhile may or may
- * not be seen, an entry present throughout is seen once.
+ * is returned. SHMSTAT_EBUSY after the walk when buckets held by a
+ * stopped writer were skipped.
+ * Concurrency: any; takes no lock. Ordering: entries set or removed
+ * meanwhile may or may not be seen, an entry present throughout is seen
+ * once. Killed: nothing to leave.
  */
 typedef int (*shmstat_cache_key_fn)(const void *key, size_t klen, void *priv);
 int shmstat_cache_iter(shmstat_t *h, const char *pattern,
@@ -759,21 +799,25 @@ typedef struct shmstat_cache_stats {
 	uint64_t evictions;   /* live entries removed to make room */
 	uint64_t expirations; /* expired entries removed */
 	uint64_t errors;      /* calls that failed (not misses, not NX/XX) */
-	uint64_t entries;     /* entries in the table now */
-	uint64_t bytes_used;  /* bytes of the value memory holding entries */
+	uint64_t entries;     /* live entries in the table now */
+	uint64_t bytes_used;  /* bytes of the value memory not free */
 	uint64_t bytes_free;  /* bytes of the value memory free */
 	uint64_t max_value;   /* largest value accepted */
 	double hit_rate;      /* hits / (hits + misses); 0 before any get */
 } shmstat_cache_stats_t;
 
+/* Concurrency: any; takes no lock. Ordering: each number is read on its
+ * own (they need not add up at one instant). Killed: nothing to leave. */
 int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out);
 
 /*
  * Remove expired entries from the next max_buckets buckets of the table
  * (0 = a default of 1024) and advance a shared cursor, so that processes
- * calling it in turn cover the whole table. Any process may call it at any
- * time; sets run a small step now and then on their own. *removed (may be
- * NULL) gets how many went.
+ * calling it in turn cover the whole table. Sets run a small step now and
+ * then on their own. *removed (may be NULL) gets how many went.
+ * SHMSTAT_EBUSY as for shmstat_cache_clear().
+ * Concurrency: any; callers share the cursor, each sweeps its own part.
+ * Ordering: as shmstat_cache_clear(). Killed: some removed, the rest not.
  */
 int shmstat_cache_sweep(shmstat_t *h, uint32_t max_buckets, uint64_t *removed);
 
@@ -787,27 +831,33 @@ enum shmstat_cache_outcome {
 
 /*
  * Stampede protection: a get that, on a miss, elects exactly one caller
- * among all processes to compute the value.
+ * (one thread of one process) among all to compute the value.
  *   HIT:    as shmstat_cache_get().
- *   LEASED: nobody held the lease: this caller now does, for lease_ms
+ *   LEASED: nobody held the lease: this thread now does, for lease_ms
  *           (0 = 10 s), and should compute the value and
  *           shmstat_cache_set() it (which releases the lease), or call
  *           shmstat_cache_lease_release() when it gives up. A lease whose
- *           holder dies is free again at once; one whose holder hangs, when
- *           lease_ms runs out.
+ *           thread is gone (it exited, or its process died) is free again
+ *           at once; one whose holder hangs, when lease_ms runs out.
  *   STALE:  another caller holds the lease, and the expired value was
  *           still in the table: buf holds it.
  * Otherwise the caller waits, up to wait_ms, for the value to appear (HIT)
  * or the lease to become free (LEASED); then returns SHMSTAT_ELEASE.
  * *outcome gets one of enum shmstat_cache_outcome when 0 is returned.
  * Errors as for get and set, and ERANGE as for get.
+ * Concurrency: any; other threads of the holder's process are callers
+ * like any other. Ordering: the holder's set is seen by the waiters'
+ * next poll (every millisecond). Killed: a lease it held is free at once.
+ * Bound: wait_ms for the value or the lease, plus the lock deadline.
  */
 int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 			size_t buflen, size_t *vlen, uint32_t lease_ms,
 			uint32_t wait_ms, int *outcome);
 
 /* Give up a lease taken by shmstat_cache_fetch() without setting the
- * value. ENOTFOUND when this process holds no lease on key. */
+ * value. ENOTFOUND when this thread holds no lease on key.
+ * Concurrency: any. Ordering: waiters see the lease free at their next
+ * poll. Killed: the lease is free (its thread is gone). */
 int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
 
 /* -------------------------------------------------------------- end cache */

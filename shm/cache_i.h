@@ -5,19 +5,63 @@
 #ifndef SHMSTAT_CACHE_I_H
 #define SHMSTAT_CACHE_I_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct shmstat;
+struct cache_hdr;
+struct cache_stripe;
+struct cache_class;
+struct cache_bucket;
+struct cache_page;
 
-/* Smallest cache region that can hold one value of max_value bytes. */
+#define CACHE_MAX_CLASSES 64u
+#define CACHE_CLASS_QUICK 256u
+/* Pages a cache has beyond the run one largest value spans: a geometry
+ * with fewer is refused. */
+#define CACHE_MIN_PAGES 2u
+/* The largest cache_max_value. */
+#define CACHE_MAX_VALUE_LIMIT (UINT32_MAX / 2)
+
+/*
+ * The cache region's geometry, read from its header and checked once, at
+ * attach, into the handle: no call reads it from the region again (a
+ * process scribbling on the header cannot make another one index out).
+ */
+struct cache_geo {
+	bool ok;
+	uint32_t nbuckets, nstripes, nclasses, npages;
+	uint64_t region_size, max_value, page_size;
+	uint64_t stripes_off, classes_off, buckets_off, pages_off, data_off;
+	uint64_t data_end;
+	uint64_t class_size[CACHE_MAX_CLASSES];
+	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* blocks per page (>= 1) */
+	uint32_t class_span[CACHE_MAX_CLASSES];   /* pages per block (>= 1) */
+	/* The class of a block of n bytes, n <= 16 * CACHE_CLASS_QUICK,
+	 * at [(n + 15) / 16]. */
+	uint8_t class_quick[CACHE_CLASS_QUICK + 1];
+	/* The tables in this process's mapping, located once. */
+	uint32_t bmask, smask;
+	unsigned char *base;
+	struct cache_hdr *hdr; /* only its mutable fields are read */
+	struct cache_stripe *st;
+	struct cache_class *cl;
+	struct cache_bucket *bk;
+	struct cache_page *pg;
+};
+
+/* Smallest cache region for max_value (the run of pages of its largest
+ * entry, CACHE_MIN_PAGES more pages, and the tables); 0 when max_value is
+ * 0 or above CACHE_MAX_VALUE_LIMIT. */
 uint64_t shmstat__cache_min_size(uint64_t max_value);
 /* Lay out a zeroed region of `size` bytes at `region` (creator only). */
 int shmstat__cache_init(unsigned char *region, uint64_t size,
 			uint64_t max_value);
-/* Check the region's own header before trusting it (every attacher). */
+/* Check the region's own header before trusting it (every attacher), and
+ * copy its geometry into *geo. */
 int shmstat__cache_validate(const unsigned char *region, uint64_t size,
-			    uint64_t max_value);
+			    uint64_t max_value, struct cache_geo *geo);
 /* Bytes of the region in use, for shmstat_info(). */
 uint64_t shmstat__cache_bytes_used(const struct shmstat *h);
 
@@ -45,8 +89,13 @@ enum cache_hook_stage {
  * child to stop or kill that child at a chosen point. */
 extern void (*shmstat__cache_hook)(int stage);
 
-/* How long a writer waits for a lock, and a reader for a bucket being
- * written, before giving up (default 100 ms). */
+/* The deadline of one call: how long it may wait in all for locks and
+ * for buckets being written before it gives up (default 100 ms). */
 void shmstat__cache_set_lock_timeout(uint32_t ms);
+
+/* The 64-bit lock word of the pool (kind 0), stripe i (kind 1) or size
+ * class i (kind 2), so that a test can hold a lock from another process
+ * (store its pid) or scribble on it; NULL when out of range. */
+void *shmstat__cache_lock_word(struct shmstat *h, int kind, uint32_t i);
 
 #endif /* SHMSTAT_CACHE_I_H */

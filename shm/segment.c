@@ -115,14 +115,24 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 		g->region[r].size = align_up(sizes[r], SEG_ALIGN);
 		off += g->region[r].size;
 	}
-	uint64_t need = off + shmstat__cache_min_size(g->cache_max_value);
+	uint64_t cmin = shmstat__cache_min_size(g->cache_max_value);
+	if (cmin == 0)
+		return shmstat__err(NULL, SHMSTAT_EINVAL,
+				    "cache_max_value %llu is above the limit %u",
+				    (unsigned long long)g->cache_max_value,
+				    CACHE_MAX_VALUE_LIMIT);
+	uint64_t need = off + cmin;
 	if (g->size < need)
 		return shmstat__err(NULL, SHMSTAT_EINVAL,
 				    "size %llu is too small for %u counters, "
-				    "%u workers and a cache: need at least %llu "
-				    "bytes",
+				    "%u workers and a cache of values up to "
+				    "%llu bytes (%u pages of one largest value "
+				    "each): need at least %llu bytes, or a "
+				    "smaller cache_max_value",
 				    (unsigned long long)g->size, g->counters,
-				    g->workers, (unsigned long long)need);
+				    g->workers,
+				    (unsigned long long)g->cache_max_value,
+				    CACHE_MIN_PAGES, (unsigned long long)need);
 	g->size = align_up(g->size, (uint64_t)sysconf(_SC_PAGESIZE));
 	g->region[REG_CACHE].off = off;
 	g->region[REG_CACHE].size = g->size - off;
@@ -275,7 +285,7 @@ static int validate(struct shmstat *h, uint64_t real_size)
 	h->cache = h->base + rg[REG_CACHE].off;
 	h->cache_size = rg[REG_CACHE].size;
 	int rc = shmstat__cache_validate(h->cache, h->cache_size,
-					 hdr->cache_max_value);
+					 hdr->cache_max_value, &h->cache_geo);
 	if (rc < 0)
 		return shmstat__err(NULL, rc, "segment '%s': the cache region "
 				    "is invalid", n);

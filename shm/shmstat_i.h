@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "cache_i.h"
 #include "layout_i.h"
 #include "shmstat.h"
 
@@ -40,6 +41,7 @@ struct shmstat {
 	struct sync_status *sync;
 	unsigned char *cache;        /* REG_CACHE, cache_size bytes */
 	uint64_t cache_size;
+	struct cache_geo cache_geo;  /* read once at attach (cache.c) */
 	/* Geometry copied from the validated header: never re-read, so a
 	 * process that scribbles on the header cannot make us index out. */
 	uint32_t max_counters;
@@ -147,8 +149,9 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out);
 uint64_t shmstat__counter_total(const struct shmstat *h, uint32_t i);
 int shmstat__name_check_counter(const char *name, size_t len);
 
-/* Glob match on a byte string (fnmatch rules without flags). */
-bool shmstat__glob(const char *pattern, const char *s, size_t len);
+/* fnmatch(3) rules without flags over len bytes (NULs allowed, any
+ * length): the one glob of the tree. NULL pattern matches all. */
+bool shmstat__glob(const char *pattern, const void *s, size_t len);
 
 /* export.c: a JSON string literal of s[0..len) (quotes included, escaped
  * as JSON requires); ISO 8601 UTC with microseconds. */

@@ -4,9 +4,9 @@
  * name hash, glob matching and UTF-8 validation (RFC 3629: the rule every
  * counter and gauge name obeys, so that every document can carry it).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -146,17 +146,124 @@ uint64_t shmstat__hash(const void *data, size_t len)
 	return XXH3_64bits(data, len);
 }
 
-bool shmstat__glob(const char *pattern, const char *s, size_t len)
+/* A [:name:] class at p (after "[:"): 1 ch is in it, 0 not, -1 no such
+ * class; *end after the closing ":]". */
+static int glob_class(const char *p, unsigned char ch, const char **end)
 {
-	char name[SHMSTAT_NAME_MAX + 1];
+	static const struct {
+		const char *name;
+		int (*fn)(int);
+	} cls[] = {
+		{ "alnum", isalnum }, { "alpha", isalpha }, { "blank", isblank },
+		{ "cntrl", iscntrl }, { "digit", isdigit }, { "graph", isgraph },
+		{ "lower", islower }, { "print", isprint }, { "punct", ispunct },
+		{ "space", isspace }, { "upper", isupper }, { "xdigit", isxdigit },
+	};
+	for (size_t i = 0; i < sizeof(cls) / sizeof(cls[0]); i++) {
+		size_t n = strlen(cls[i].name);
+		if (strncmp(p, cls[i].name, n) == 0 && p[n] == ':' &&
+		    p[n + 1] == ']') {
+			*end = p + n + 2;
+			return ch < 128 && cls[i].fn(ch) != 0;
+		}
+	}
+	return -1;
+}
 
-	if (!pattern)
+/* One [...] set at p (after the '['): 1 match, 0 no, -1 not a set. */
+static int glob_set(const char *p, unsigned char ch, const char **end)
+{
+	bool neg = false, ok = false;
+	const char *start;
+
+	if (*p == '!' || *p == '^')
+		neg = true, p++;
+	start = p;
+	while (*p && (*p != ']' || p == start)) {
+		unsigned char lo, hi;
+		if (p[0] == '[' && p[1] == ':') {
+			const char *e;
+			int m = glob_class(p + 2, ch, &e);
+			if (m >= 0) {
+				ok |= m == 1;
+				p = e;
+				continue;
+			}
+		}
+		if (*p == '\\' && p[1])
+			p++;
+		lo = hi = (unsigned char)*p++;
+		if (*p == '-' && p[1] && p[1] != ']') {
+			p++;
+			if (*p == '\\' && p[1])
+				p++;
+			hi = (unsigned char)*p++;
+		}
+		if (ch >= lo && ch <= hi)
+			ok = true;
+	}
+	if (*p != ']')
+		return -1;
+	*end = p + 1;
+	return ok != neg;
+}
+
+/*
+ * fnmatch(3) without flags (* ? [...] [!...] [:class:] and \ escapes),
+ * over a byte string that may hold NUL bytes and be of any length: the
+ * one glob of the tree (counter names, cache keys, the bridge's resets).
+ * A '[' that opens no valid set matches itself; a pattern ending in a
+ * lone backslash matches nothing. Iterative, with one star
+ * to come back to: linear in len for each star, no recursion.
+ */
+bool shmstat__glob(const char *pattern, const void *str, size_t n)
+{
+	const unsigned char *s = str;
+	const char *p = pattern, *star = NULL;
+	size_t i = 0, star_i = 0;
+
+	if (!p)
 		return true;
-	if (len > SHMSTAT_NAME_MAX)
-		len = SHMSTAT_NAME_MAX;
-	memcpy(name, s, len);
-	name[len] = '\0';
-	return fnmatch(pattern, name, 0) == 0;
+	for (;;) {
+		if (*p == '*') {
+			while (*p == '*')
+				p++;
+			star = p;
+			star_i = i;
+			continue;
+		}
+		if (i == n) {
+			if (*p == '\0')
+				return true;
+		} else {
+			const char *np = p + 1;
+			int m;
+			if (*p == '\0')
+				m = 0;
+			else if (*p == '?')
+				m = 1;
+			else if (*p == '[') {
+				m = glob_set(p + 1, s[i], &np);
+				if (m < 0)
+					m = s[i] == '[', np = p + 1;
+			} else if (*p == '\\') {
+				/* A trailing \ matches nothing (as fnmatch). */
+				m = p[1] && s[i] == (unsigned char)p[1];
+				np = p + 2;
+			} else {
+				m = s[i] == (unsigned char)*p;
+			}
+			if (m) {
+				p = np;
+				i++;
+				continue;
+			}
+		}
+		if (!star || star_i >= n)
+			return false;
+		p = star;
+		i = ++star_i;
+	}
 }
 
 size_t shmstat__utf8_seq(const char *s, size_t len)

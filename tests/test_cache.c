@@ -4,12 +4,14 @@
  * patterns, statistics, eviction's hit rate, and the cache header's
  * validation at attach.
  */
+#include <fnmatch.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cache_i.h"
@@ -554,9 +556,10 @@ static void a_corrupt_cache_header_is_refused_at_attach(void **state)
 	memcpy(base + off + 40, &bad, 4);
 	assert_int_equal(shmstat_open(s->name, NULL, &h2), SHMSTAT_ECORRUPT);
 	assert_non_null(strstr(shmstat_errstr(NULL), "cache"));
-	/* The handle already open refuses too, rather than trust it. */
-	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "v", 1, 0, 0),
-			 SHMSTAT_ECORRUPT);
+	/* The handle already open never reads the header again: it goes on
+	 * with the geometry it checked at attach. */
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "v", 1, 0, 0), 0);
+	assert_int_equal(shmstat_cache_exists(s->h, "k", 1), 1);
 	memcpy(base + off + 40, &saved, 4);
 	assert_int_equal(shmstat_open(s->name, NULL, &h2), 0);
 	shmstat_close(&h2);
@@ -669,18 +672,22 @@ static void a_free_that_misses_the_class_lock_leaks_nothing(void **state)
 
 	shmstat__cache_set_lock_timeout(50);
 	assert_int_equal(set_s(h, "k", "abc", 0, 0), 0); /* class 0 */
-	uint64_t classes_off;
-	memcpy(&classes_off, h->cache + 64, 8);
-	pthread_mutex_t *m0 = (void *)(h->cache + classes_off);
+	uint64_t *m0 = shmstat__cache_lock_word(h, 2, 0);
+	assert_non_null(m0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0) {
+	if (pid == 0) { /* holds class 0's lock: its word names this pid */
 		struct timespec ms = { 0, 1000000 };
-		pthread_mutex_lock(m0);
+		uint64_t free_w = 0;
+		while (!__atomic_compare_exchange_n(m0, &free_w,
+						    (uint64_t)getpid(), false,
+						    __ATOMIC_ACQUIRE,
+						    __ATOMIC_RELAXED))
+			free_w = 0;
 		atomic_store(flag, 1);
 		for (int i = 0; i < 10000 && atomic_load(flag) != 2; i++)
 			nanosleep(&ms, NULL);
-		pthread_mutex_unlock(m0);
+		__atomic_store_n(m0, 0, __ATOMIC_RELEASE);
 		_exit(0);
 	}
 	struct timespec ms = { 0, 1000000 };
@@ -825,6 +832,40 @@ static void the_cache_command_does_what_its_help_says(void **state)
 				 "--", "-k", NULL),
 			 0);
 	assert_string_equal(out, "-1\n");
+	/* --ex SECONDS, --px MS, and expire with them. */
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "ex", "1", "--ex", "90", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "ex", NULL),
+			 0);
+	assert_true(atoi(out) > 80000 && atoi(out) <= 90000);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "ex", "--px", "5000", NULL),
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "ex", NULL),
+			 0);
+	assert_true(atoi(out) > 4000 && atoi(out) <= 5000);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "ex", "--ttl=0", NULL), /* 0: never */
+			 0);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "ttl",
+				 "ex", NULL),
+			 0);
+	assert_string_equal(out, "-1\n");
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "nope", "--ex", "1", NULL),
+			 1);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "expire",
+				 "ex", NULL),
+			 64); /* a usage error: no TTL */
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "set",
+				 "ex", "v", "--ex", "1", "--px", "2", NULL),
+			 64);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "del",
+				 "ex", NULL),
+			 0);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache", "keys",
 				 "llm:*", NULL),
 			 0);
@@ -855,8 +896,8 @@ static void the_cache_command_does_what_its_help_says(void **state)
 				 NULL),
 			 0);
 	assert_string_equal(out, "1\n");
-	const char *subs[] = { "get", "set", "del", "ttl", "keys", "clear",
-			       "flush", "stats" };
+	const char *subs[] = { "get", "set", "expire", "del", "ttl", "keys",
+			       "clear", "flush", "stats" };
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		assert_int_equal(tu_tool(out, sizeof(out), "-n", n, "cache",
 					 subs[i], "--help", NULL),
@@ -876,6 +917,255 @@ static void the_cache_command_does_what_its_help_says(void **state)
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", "no-such-seg-x",
 				 "cache", "get", "k", NULL),
 			 2);
+}
+
+/* Threads of one process missing one key at once: one computes. */
+#define LEASE_THREADS 8
+
+struct lease_race {
+	shmstat_t *h;
+	pthread_barrier_t go;
+	_Atomic int leased, refused, other;
+};
+
+static void *fetch_once(void *arg)
+{
+	struct lease_race *lr = arg;
+	char buf[16];
+	size_t n;
+	int out = -1;
+
+	pthread_barrier_wait(&lr->go);
+	int rc = shmstat_cache_fetch(lr->h, "tl", 2, buf, sizeof(buf), &n,
+				     10000, 0, &out);
+	if (rc == 0 && out == SHMSTAT_CACHE_LEASED)
+		atomic_fetch_add(&lr->leased, 1);
+	else if (rc == SHMSTAT_ELEASE)
+		atomic_fetch_add(&lr->refused, 1);
+	else
+		atomic_fetch_add(&lr->other, 1);
+	/* Stay alive until all have asked: a lease whose thread is gone is
+	 * free again. */
+	pthread_barrier_wait(&lr->go);
+	return NULL;
+}
+
+static void threads_of_one_process_lease_a_miss_once(void **state)
+{
+	struct lease_race lr = { .h = H(state) };
+	pthread_t t[LEASE_THREADS];
+
+	pthread_barrier_init(&lr.go, NULL, LEASE_THREADS);
+	for (int i = 0; i < LEASE_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, fetch_once, &lr), 0);
+	for (int i = 0; i < LEASE_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	pthread_barrier_destroy(&lr.go);
+	assert_int_equal(atomic_load(&lr.leased), 1);
+	assert_int_equal(atomic_load(&lr.refused), LEASE_THREADS - 1);
+	assert_int_equal(atomic_load(&lr.other), 0);
+	/* The holder is a thread that is gone now: the lease is free. */
+	int out = -1;
+	char buf[16];
+	size_t n;
+	assert_int_equal(shmstat_cache_fetch(H(state), "tl", 2, buf,
+					     sizeof(buf), &n, 10000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	assert_int_equal(shmstat_cache_lease_release(H(state), "tl", 2), 0);
+}
+
+/*
+ * The geometry is read once, at attach: a process that keeps rewriting
+ * the header's page count (to 0, to huge, back) while another uses the
+ * cache cannot make it read out of the region. (Before: the header was
+ * checked, then read again, and stats crashed.) In a child, so that a
+ * crash is a failed assertion rather than a dead test run.
+ */
+struct flipper {
+	unsigned char *at;
+	_Atomic int stop;
+};
+
+static void *flip_npages(void *arg)
+{
+	struct flipper *f = arg;
+	uint32_t orig, v[3] = { 0, 0x7fffffffu, 0 };
+
+	memcpy(&orig, f->at, 4);
+	v[2] = orig;
+	for (uint32_t i = 0; i < 50000000u && !atomic_load(&f->stop); i++)
+		__atomic_store_n((uint32_t *)(void *)f->at, v[i % 3],
+				 __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)(void *)f->at, orig, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void a_header_rewritten_after_attach_is_never_trusted(void **state)
+{
+	shmstat_t *h = H(state);
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct flipper f = { h->cache + 52, 0 }; /* npages */
+		pthread_t t;
+		shmstat_cache_stats_t st;
+		shmstat_info_t in;
+		char key[16], buf[64];
+		size_t n;
+		int bad = 0;
+		if (pthread_create(&t, NULL, flip_npages, &f))
+			_exit(2);
+		for (int i = 0; i < 3000; i++) {
+			int kl = snprintf(key, sizeof(key), "hr%d", i % 300);
+			bad += shmstat_cache_set(h, key, (size_t)kl, "v", 1, 0,
+						 0) != 0;
+			bad += shmstat_cache_get(h, key, (size_t)kl, buf,
+						 sizeof(buf), &n) != 0;
+			if (i % 10 == 0) {
+				bad += shmstat_cache_stats(h, &st) != 0;
+				bad += shmstat_info(h, &in) != 0;
+			}
+		}
+		atomic_store(&f.stop, 1);
+		pthread_join(t, NULL);
+		_exit(bad ? 1 : 0);
+	}
+	assert_int_equal(tu_wait(pid, 60000), 0);
+}
+
+/*
+ * A large maximum value does not make every page that large: in a 32 MiB
+ * segment with 16 MiB values, a thousand small entries and a 1000-byte
+ * one all stay (before: one page, and the 1000-byte set evicted the
+ * thousand), a 16 MiB value fits too, and the statistics count entries.
+ * Impossible sizes are refused with numbers that make sense.
+ */
+static void a_large_max_value_leaves_the_memory_usable(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .size = 32u << 20, .max_counters = 16,
+				.max_workers = 4, .cache_max_value = 16u << 20 };
+	shmstat_cache_stats_t st;
+	char key[16];
+
+	tu_seg_create(&s, "large", &o);
+	for (int i = 0; i < 1000; i++) {
+		int kl = snprintf(key, sizeof(key), "sm%d", i);
+		assert_int_equal(shmstat_cache_set(s.h, key, (size_t)kl, "v", 1,
+						   0, 0),
+				 0);
+	}
+	char *mid = calloc(1, 1000);
+	assert_int_equal(shmstat_cache_set(s.h, "mid", 3, mid, 1000, 0, 0), 0);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.entries, 1001);
+	size_t big_n = 16u << 20, n;
+	unsigned char *big = malloc(big_n), *back = malloc(big_n);
+	for (size_t i = 0; i < big_n; i++)
+		big[i] = (unsigned char)(i * 31 + 7);
+	assert_int_equal(shmstat_cache_set(s.h, "big", 3, big, big_n, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(s.h, "big", 3, back, big_n, &n), 0);
+	assert_int_equal(n, big_n);
+	assert_memory_equal(back, big, big_n);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.entries, 1002);
+	assert_true(st.bytes_used >= big_n);
+	/* A second one replaces the first (one fits), then goes itself. */
+	big[0] ^= 1;
+	assert_int_equal(shmstat_cache_set(s.h, "big", 3, big, big_n, 0, 0), 0);
+	assert_int_equal(shmstat_cache_get(s.h, "big", 3, back, big_n, &n), 0);
+	assert_memory_equal(back, big, big_n);
+	assert_int_equal(shmstat_cache_delete(s.h, "big", 3), 0);
+	assert_int_equal(shmstat_cache_flush(s.h, NULL), 0);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes_used, 0);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+
+	/* Impossible sizes: said plainly. */
+	shmstat_t *h = NULL;
+	char name[64];
+	snprintf(name, sizeof(name), "t%d-imp", (int)getpid());
+	shmstat_options_t bad = { .flags = SHMSTAT_O_CREATE, .size = 32u << 20,
+				  .cache_max_value = (size_t)3 << 30 };
+	assert_int_equal(shmstat_open(name, &bad, &h), SHMSTAT_EINVAL);
+	assert_non_null(strstr(shmstat_errstr(NULL), "above the limit"));
+	bad.cache_max_value = (size_t)1 << 30;
+	assert_int_equal(shmstat_open(name, &bad, &h), SHMSTAT_EINVAL);
+	const char *e = strstr(shmstat_errstr(NULL), "need at least ");
+	assert_non_null(e);
+	unsigned long long need = strtoull(e + 14, NULL, 10);
+	assert_true(need > (1ull << 30) && need < (3ull << 30));
+	free(mid);
+	free(big);
+	free(back);
+}
+
+/* A lease holder killed and not yet reaped holds nothing: the next
+ * caller gets the lease at once. */
+static void a_lease_of_a_killed_unreaped_process_is_free(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+	size_t n;
+	int out = -1;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int o = -1;
+		int rc = shmstat_cache_fetch(h, "zl", 2, buf, sizeof(buf), &n,
+					     60000, 0, &o);
+		_exit(rc == 0 && o == SHMSTAT_CACHE_LEASED ? 0 : 1);
+	}
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	assert_int_equal(si.si_status, 0);
+	assert_int_equal(shmstat_cache_fetch(h, "zl", 2, buf, sizeof(buf), &n,
+					     60000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	assert_int_equal(tu_wait(pid, 10000), 0);
+}
+
+/* The one glob of the tree (util.c) gives fnmatch(3)'s answer on text,
+ * without flags, on the patterns counter names and cache keys use. */
+static void the_glob_agrees_with_fnmatch_on_text(void **state)
+{
+	(void)state;
+	static const char *const pats[] = {
+		"*", "a*", "*b", "a?c", "[abc]x", "[!a]x", "[^a]x", "[a-c]*",
+		"\\*", "\\a", "x[[:digit:]]y", "*[[:alpha:]]", "[]]", "[]a]*",
+		"[!]]", "a[", "[a", "*a*b*c", "**", "?*?", "llm:*", "a\\",
+		"[a-]", "[-a]z", "[[:upper:][:digit:]]",
+	};
+	static const char *const strs[] = {
+		"", "a", "b", "ab", "abc", "ax", "bx", "cx", "*", "x5y", "xay",
+		"]", "]q", "[", "a[", "[a", "aXbYc", "abcabc", "z", "-z", "A",
+		"5", "a\\", "llm:", "llm:q", "-",
+	};
+	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+		for (size_t j = 0; j < sizeof(strs) / sizeof(strs[0]); j++) {
+			bool f = fnmatch(pats[i], strs[j], 0) == 0;
+			bool g = shmstat__glob(pats[i], strs[j], strlen(strs[j]));
+			if (f != g)
+				print_message("'%s' on '%s': fnmatch %d, glob %d\n",
+					      pats[i], strs[j], f, g);
+			assert_true(f == g);
+		}
+	/* Bytes past a NUL count, and no length limit applies. */
+	assert_true(shmstat__glob("a*z", "a\0b\0z", 5));
+	assert_false(shmstat__glob("a", "a\0", 2));
+	char longk[600];
+	memset(longk, 'k', sizeof(longk));
+	longk[599] = 'z';
+	assert_true(shmstat__glob("k*z", longk, sizeof(longk)));
 }
 
 int main(void)
@@ -904,6 +1194,11 @@ int main(void)
 		T(threads_sharing_a_handle_lose_no_statistics),
 		T(a_huge_ttl_is_clamped_and_never_negative),
 		T(fallback_statistics_stay_with_their_segment),
+		T(threads_of_one_process_lease_a_miss_once),
+		T(a_header_rewritten_after_attach_is_never_trusted),
+		T(a_large_max_value_leaves_the_memory_usable),
+		T(a_lease_of_a_killed_unreaped_process_is_free),
+		T(the_glob_agrees_with_fnmatch_on_text),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

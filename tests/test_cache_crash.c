@@ -225,6 +225,181 @@ static void a_stopped_writer_makes_nobody_wait_past_the_bound(void **state)
 }
 
 /*
+ * A lock held by a stopped process: a child stores its pid in the lock
+ * word (what holding it means) and stops itself. Returns its pid; the
+ * caller kills it (a dead holder: the next caller takes the lock over).
+ */
+static pid_t stopped_holder(shmstat_t *h, int kind, uint32_t first,
+			    uint32_t last)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (uint32_t i = first; i <= last; i++) {
+			uint64_t *w = shmstat__cache_lock_word(h, kind, i);
+			uint64_t free_w = 0;
+			if (!w)
+				continue;
+			for (int t = 0; t < 100000 &&
+					!__atomic_compare_exchange_n(
+						w, &free_w, (uint64_t)getpid(),
+						false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED);
+			     t++)
+				free_w = 0;
+		}
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(st));
+	return pid;
+}
+
+static void end_holder(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait(pid, 10000), 128 + SIGKILL);
+}
+
+static uint64_t live_entries(shmstat_t *h)
+{
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	return st.entries;
+}
+
+/*
+ * A stopped holder of one stripe: flush and clear wait for it once (the
+ * call's deadline), skip its stripe, do all the rest, and say so: EBUSY
+ * with the count of what they removed. (Before: 100 ms per non-empty
+ * bucket of that stripe, seconds in all.)
+ */
+static void a_stopped_stripe_holder_bounds_flush_and_clear(void **state)
+{
+	struct tu_seg *s = *state;
+	char key[16];
+	uint64_t n = 0, total = 3000;
+
+	for (uint32_t i = 0; i < total; i++) {
+		int kl = snprintf(key, sizeof(key), "s%u", i);
+		assert_int_equal(shmstat_cache_set(s->h, key, (size_t)kl, "v",
+						   1, 0, 0),
+				 0);
+	}
+	pid_t pid = stopped_holder(s->h, 1, 0, 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shmstat_cache_clear(s->h, "s1*", &n), SHMSTAT_EBUSY);
+	uint64_t t1 = now_ms();
+	assert_non_null(strstr(shmstat_errstr(s->h), "skipped"));
+	assert_true(n > 0 && n < 1111);
+	assert_int_equal(shmstat_cache_flush(s->h, &n), SHMSTAT_EBUSY);
+	uint64_t t2 = now_ms();
+	print_message("stopped stripe holder: clear %llu ms, flush %llu ms "
+		      "(bound %u ms)\n",
+		      (unsigned long long)(t1 - t0),
+		      (unsigned long long)(t2 - t1), BOUND_MS);
+	assert_true(t1 - t0 < 10 * BOUND_MS);
+	assert_true(t2 - t1 < 10 * BOUND_MS);
+	uint64_t left = live_entries(s->h);
+	assert_true(n > 0 && left > 0 && left < total / 16);
+	end_holder(pid);
+	assert_int_equal(shmstat_cache_flush(s->h, &n), 0);
+	assert_int_equal(n, left);
+	nothing_leaked(s->h);
+}
+
+/*
+ * A stopped holder of a size class's lock: a flush waits for it once,
+ * removes every entry (their blocks stay in use until the holder goes)
+ * and says EBUSY (before: 100 ms per entry, 10 s for these 100, and 0).
+ * A set that must steal a page from that class gives up at once instead
+ * of waiting on each of the page's blocks (before: past 20 s).
+ */
+static void a_stopped_class_holder_bounds_flush_and_a_page_stealing_set(
+	void **state)
+{
+	struct tu_seg *s = *state;
+	char key[16];
+	uint64_t n = 0;
+	shmstat_cache_stats_t st;
+
+	for (uint32_t i = 0; i < 100; i++) {
+		int kl = snprintf(key, sizeof(key), "c%u", i);
+		assert_int_equal(shmstat_cache_set(s->h, key, (size_t)kl, "abc",
+						   3, 0, 0),
+				 0);
+	}
+	pid_t pid = stopped_holder(s->h, 2, 0, 0); /* the class of "abc" */
+	uint64_t t0 = now_ms();
+	assert_int_equal(shmstat_cache_flush(s->h, &n), SHMSTAT_EBUSY);
+	uint64_t t1 = now_ms();
+	assert_int_equal(n, 100);
+	assert_int_equal(live_entries(s->h), 0);
+	assert_true(t1 - t0 < 10 * BOUND_MS);
+	end_holder(pid);
+	assert_int_equal(shmstat_cache_flush(s->h, &n), 0);
+	nothing_leaked(s->h);
+
+	/* Every page to one class of large values... */
+	unsigned char big[900];
+	memset(big, 'b', sizeof(big));
+	for (uint32_t i = 0; i < 20000; i++) {
+		int kl = snprintf(key, sizeof(key), "b%u", i);
+		assert_int_equal(shmstat_cache_set(s->h, key, (size_t)kl, big,
+						   sizeof(big), 0, 0),
+				 0);
+		if (i % 500 == 499) {
+			assert_int_equal(shmstat_cache_stats(s->h, &st), 0);
+			if (st.evictions > 0)
+				break;
+		}
+	}
+	assert_true(st.evictions > 0);
+	/* ... whose lock (every class but the small one) a stopped process
+	 * holds: a small value needs a page, and none can be emptied. */
+	pid = stopped_holder(s->h, 2, 1, 63);
+	t0 = now_ms();
+	int rc = shmstat_cache_set(s->h, "small", 5, "x", 1, 0, 0);
+	t1 = now_ms();
+	print_message("page-stealing set with a stopped class holder: %d "
+		      "after %llu ms\n",
+		      rc, (unsigned long long)(t1 - t0));
+	assert_true(rc == SHMSTAT_EFULL || rc == SHMSTAT_EBUSY);
+	assert_true(t1 - t0 < 10 * BOUND_MS);
+	end_holder(pid);
+	assert_int_equal(shmstat_cache_set(s->h, "small", 5, "x", 1, 0, 0), 0);
+	nothing_leaked(s->h);
+}
+
+/*
+ * A holder killed and not yet reaped by its parent (a zombie, as in a
+ * prefork master between SIGKILL and waitpid) is dead: its lock is taken
+ * over at once, not waited for until the deadline.
+ */
+static void a_killed_holder_not_yet_reaped_is_taken_over(void **state)
+{
+	struct tu_seg *s = *state;
+
+	pid_t pid = stopped_holder(s->h, 1, 0, 63); /* every stripe */
+	kill(pid, SIGKILL);
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shmstat_cache_set(s->h, "z", 1, "v", 1, 0, 0), 0);
+	uint64_t t1 = now_ms();
+	print_message("set over a zombie holder: %llu ms\n",
+		      (unsigned long long)(t1 - t0));
+	assert_true(t1 - t0 < BOUND_MS / 2);
+	assert_int_equal(tu_wait(pid, 10000), 128 + SIGKILL);
+	assert_int_equal(shmstat_cache_exists(s->h, "z", 1), 1);
+	assert_int_equal(shmstat_cache_set(s->h, "k", 1, "v", 1, 0, 0), 0);
+	get_is(s->h, "v");
+	nothing_leaked(s->h);
+}
+
+/*
  * Writers killed at random moments, over and over, while they set and
  * delete (inside the allocator's locks too): afterwards every entry
  * verifies and removing them all leaves no block in use.
@@ -304,6 +479,94 @@ static void writers_killed_at_random_leak_nothing(void **state)
 	tu_shared_free(progress, sizeof(uint64_t) * 4);
 }
 
+/* A value of one size class that proves itself: key, version, and bytes
+ * derived from both. */
+static void fixed_value(unsigned char *v, uint32_t key, uint32_t ver)
+{
+	memcpy(v, &key, 4);
+	memcpy(v + 4, &ver, 4);
+	for (int i = 8; i < 64; i++)
+		v[i] = (unsigned char)(key * 31 + ver * 17 + (uint32_t)i);
+}
+
+static bool fixed_ok(const unsigned char *v, size_t n, uint32_t key)
+{
+	uint32_t k, ver;
+	unsigned char want[64];
+	if (n != 64)
+		return false;
+	memcpy(&k, v, 4);
+	memcpy(&ver, v + 4, 4);
+	fixed_value(want, key, ver);
+	return k == key && memcmp(v, want, 64) == 0;
+}
+
+/*
+ * The same storm with every value of one size class, so that overwrites
+ * go through the stripes' spare blocks: killed anywhere in there, a key
+ * still reads one whole version of its own, and nothing leaks.
+ */
+static void overwriters_of_one_class_killed_at_random_leak_nothing(
+	void **state)
+{
+	struct tu_seg *s = *state;
+	_Atomic uint64_t *progress = tu_shared(sizeof(uint64_t) * 4);
+	uint32_t seed = 777;
+
+	for (int round = 0; round < 12; round++) {
+		pid_t pid[4];
+		for (int w = 0; w < 4; w++) {
+			atomic_store(&progress[w], 0);
+			pid[w] = fork();
+			assert_true(pid[w] >= 0);
+			if (pid[w] == 0) {
+				shmstat_t *h = NULL;
+				char key[16];
+				unsigned char val[64];
+				if (shmstat_open(s->name, NULL, &h))
+					_exit(2);
+				for (uint32_t i = 0; i < 2000000; i++) {
+					uint32_t k = (i * 7 + (uint32_t)w) % 300;
+					int kl = snprintf(key, sizeof(key),
+							  "f%u", k);
+					fixed_value(val, k, i * 4 + (uint32_t)w);
+					shmstat_cache_set(h, key, (size_t)kl,
+							  val, 64, 0, 0);
+					atomic_store(&progress[w], i + 1);
+				}
+				_exit(0);
+			}
+		}
+		seed = seed * 1664525u + 1013904223u;
+		uint64_t want = 200 + seed % 3000;
+		struct timespec ms = { 0, 1000000 };
+		for (int w = 0; w < 4; w++) {
+			for (int i = 0; i < 20000 &&
+					atomic_load(&progress[w]) < want;
+			     i++)
+				nanosleep(&ms, NULL);
+			kill(pid[w], SIGKILL);
+		}
+		for (int w = 0; w < 4; w++)
+			assert_int_equal(tu_wait(pid[w], 10000), 128 + SIGKILL);
+	}
+	char key[16];
+	unsigned char buf[64];
+	int present = 0;
+	for (uint32_t k = 0; k < 300; k++) {
+		size_t n;
+		int kl = snprintf(key, sizeof(key), "f%u", k);
+		if (shmstat_cache_get(s->h, key, (size_t)kl, buf, sizeof(buf),
+				      &n) != 0)
+			continue;
+		present++;
+		assert_true(fixed_ok(buf, n, k));
+	}
+	assert_true(present > 0);
+	nothing_leaked(s->h);
+	tu_shared_free(progress, sizeof(uint64_t) * 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +577,10 @@ int main(void)
 		T(a_repairer_killed_while_repairing_leaks_nothing),
 		T(a_stopped_writer_makes_nobody_wait_past_the_bound),
 		T(writers_killed_at_random_leak_nothing),
+		T(a_stopped_stripe_holder_bounds_flush_and_clear),
+		T(a_killed_holder_not_yet_reaped_is_taken_over),
+		T(overwriters_of_one_class_killed_at_random_leak_nothing),
+		T(a_stopped_class_holder_bounds_flush_and_a_page_stealing_set),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

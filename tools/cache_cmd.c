@@ -23,6 +23,9 @@ const char usage_cache[] =
 	"                     TIME (250ms, 1.5s, 2m, 1h; a bare number is\n"
 	"                     seconds; 0: never); default: never; --nx: only if\n"
 	"                     absent, --xx: only if present (exit 1 when not)\n"
+	"  expire KEY (--ex SECONDS | --px MS | --ttl TIME)\n"
+	"                     give a present key a new TTL from now (--ttl 0:\n"
+	"                     never expires); exit 1 when absent\n"
 	"  del KEY            remove KEY; exit 1 when it was absent\n"
 	"  ttl KEY            remaining milliseconds, -1 for no TTL; exit 1 when\n"
 	"                     absent\n"
@@ -99,6 +102,7 @@ struct args {
 	const char *pos[4];
 	int npos;
 	uint64_t ttl;
+	bool has_ttl;
 	int mode;
 	bool json;
 };
@@ -119,8 +123,13 @@ static int parse(int argc, char **argv, bool set_opts, bool j_opt,
 				v++;
 			else if (i + 1 < argc)
 				v = argv[++i];
+			if (a->has_ttl)
+				return usage_err("%s: one of --ex, --px and "
+						 "--ttl",
+						 s);
 			if (ttl_parse(s, v ? v : "", &a->ttl) != 0)
 				return TOOL_USAGE;
+			a->has_ttl = true;
 		} else if (opts && set_opts && strcmp(s, "--nx") == 0) {
 			if (a->mode == SHMSTAT_CACHE_XX)
 				return usage_err("%s: --nx and --xx exclude "
@@ -231,6 +240,7 @@ struct sub {
 
 static const struct sub subs[] = {
 	{ "get", 1, 1, false, false },  { "set", 2, 2, true, false },
+	{ "expire", 1, 1, true, false },
 	{ "del", 1, 1, false, false },  { "ttl", 1, 1, false, false },
 	{ "keys", 0, 1, false, false }, { "clear", 1, 1, false, false },
 	{ "flush", 0, 0, false, false }, { "stats", 0, 0, false, true },
@@ -259,6 +269,10 @@ int do_cache(const char *seg, int argc, char **argv)
 		return rc;
 	if (a.npos < sub->min || a.npos > sub->max)
 		return usage_err("%s: wrong number of arguments", sub->name);
+	if (strcmp(sub->name, "expire") == 0 && (a.mode || !a.has_ttl))
+		return usage_err("%s: takes one of --ex, --px and --ttl, and "
+				 "no --nx or --xx",
+				 "expire");
 	if ((rc = shmstat_open(seg, NULL, &h)) < 0) {
 		tool_err("%s", shmstat_errstr(NULL));
 		return tool_status(rc);
@@ -279,6 +293,11 @@ int do_cache(const char *seg, int argc, char **argv)
 		} else {
 			rc = rc < 0 ? lib_err(h, rc) : 0;
 		}
+	} else if (strcmp(sub->name, "expire") == 0) {
+		rc = shmstat_cache_expire(h, k, strlen(k), a.ttl);
+		rc = rc == SHMSTAT_ENOTFOUND ? TOOL_NOTFOUND
+		     : rc < 0		    ? lib_err(h, rc)
+					    : 0;
 	} else if (strcmp(sub->name, "del") == 0) {
 		rc = shmstat_cache_delete(h, k, strlen(k));
 		rc = rc == SHMSTAT_ENOTFOUND ? 1 : rc < 0 ? lib_err(h, rc) : 0;

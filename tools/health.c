@@ -20,9 +20,10 @@ const char usage_health[] =
 	"  --no-bridge  do not require a running, connected bridge\n"
 	"\n"
 	"exit status: 0 healthy; 1 degraded (no bridge, bridge disconnected or\n"
-	"not pushing, cache value memory 95% full, directory 90% full, a process\n"
-	"found no free row); 2 broken (segment missing or invalid); 3 the\n"
-	"output could not be written; 64 usage error.\n";
+	"not pushing, 1% or more of the cache's calls failed (a full cache that\n"
+	"evicts is healthy), directory 90% full, a process found no free row);\n"
+	"2 broken (segment missing or invalid); 3 the output could not be\n"
+	"written; 64 usage error.\n";
 
 int do_health(const char *seg, int argc, char **argv)
 {
