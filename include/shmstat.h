@@ -299,6 +299,7 @@ typedef struct shmstat_info {
 	uint64_t cache_max_value;
 	uint32_t nregions;
 	shmstat_region_info_t region[SHMSTAT_MAX_REGIONS];
+	uint64_t source_nonce;     /* random, made at creation; 0: older segment */
 } shmstat_info_t;
 
 /* Fill *out; checks liveness of each claimed row's process. */
@@ -343,6 +344,13 @@ typedef struct shmstat_sync_status {
 	uint64_t host_id;        /* host id the bridge pushes as */
 	char last_error[256];    /* "" when none; never holds a password */
 	char redis_addr[128];    /* host:port/db or unix socket path */
+	char source[40];         /* source id: host id, segment, nonce */
+	char meta_prefix[64];    /* prefix of the bookkeeping it pushed to */
+	uint64_t refused_keys;   /* keys Redis refused (they stay pending) */
+	uint64_t reserved_names; /* names never written: key under the meta
+				    prefix */
+	char refused_key[128];   /* one refused key, "" when none */
+	char reserved_name[128]; /* one reserved name, "" when none */
 } shmstat_sync_status_t;
 
 /*

@@ -409,6 +409,12 @@ int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out)
 				s.last_error[0] ? ": " : "", s.last_error);
 		else if (shmstat_sync_fresh(h, 0) != 1)
 			DEGRADE(bridge, "no successful push recently");
+		else if (s.refused_keys)
+			DEGRADE(bridge,
+				"Redis refuses %" PRIu64 " key%s (e.g. '%s'): "
+				"their counts stay pending",
+				s.refused_keys, s.refused_keys == 1 ? "" : "s",
+				s.refused_key);
 	} else {
 		snprintf(out->bridge, sizeof(out->bridge), "not checked");
 	}

@@ -79,7 +79,11 @@ struct seg_header {
 	_Atomic uint32_t workers_hwm;   /* slots ever claimed: readers sum these */
 	_Atomic uint32_t counters_used; /* directory entries in use */
 	_Atomic uint64_t row_overflows; /* claims that found no free row */
-	uint64_t reserved_a[4];
+	/* Layout 1.1 reserved bytes given meaning: a random number made at
+	 * creation, so each incarnation of a segment is its own sync source
+	 * (0 in a segment made before it: the bridge derives one). */
+	uint64_t source_nonce;
+	uint64_t reserved_a[3];
 	struct seg_region region[SHMSTAT_MAX_REGIONS];
 	char host_name[64];
 	uint8_t reserved[SEG_HDR_SIZE - 320];
@@ -204,11 +208,21 @@ struct sync_status {
 	_Atomic uint64_t reset_done_count; /* names it reset */
 	_Atomic int64_t reset_done_rc;   /* 0, or a negative SHMSTAT_E* */
 	char reset_glob[256];            /* NUL-terminated */
-	uint8_t reserved[4096 - 800];
+	/* Layout 1.1 reserved bytes given meaning by the sync protocol v2
+	 * (inside the seqlock, like the fields above reset_state): */
+	char source[40];           /* source id the bridge pushes as */
+	char meta_prefix[64];      /* meta prefix its bookkeeping lives under */
+	uint64_t refused_keys;     /* keys Redis refused in the last push */
+	uint64_t reserved_names;   /* names whose key is under the meta prefix */
+	char refused_key[128];     /* one of them */
+	char reserved_name[128];   /* one of them */
+	uint8_t reserved[4096 - 800 - 376];
 };
 _Static_assert(sizeof(struct sync_status) == 4096, "sync status size");
 _Static_assert(offsetof(struct sync_status, seq_acked) == 480, "sync status");
 _Static_assert(offsetof(struct sync_status, reset_glob) == 544,
 	       "sync status reset request");
+_Static_assert(offsetof(struct sync_status, source) == 800,
+	       "sync status v2 fields");
 
 #endif /* SHMSTAT_LAYOUT_I_H */

@@ -98,6 +98,15 @@ int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out)
 		out->host_id = LD(s->host_id);
 		copy_in(out->last_error, s->last_error, sizeof(out->last_error));
 		copy_in(out->redis_addr, s->redis_addr, sizeof(out->redis_addr));
+		copy_in(out->source, s->source, sizeof(out->source));
+		copy_in(out->meta_prefix, s->meta_prefix,
+			sizeof(out->meta_prefix));
+		out->refused_keys = LD(s->refused_keys);
+		out->reserved_names = LD(s->reserved_names);
+		copy_in(out->refused_key, s->refused_key,
+			sizeof(out->refused_key));
+		copy_in(out->reserved_name, s->reserved_name,
+			sizeof(out->reserved_name));
 		/* Order the copies before the re-check of seq. */
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1)
@@ -142,6 +151,13 @@ int shmstat_sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st)
 	ST(s->host_id, st->host_id);
 	copy_out(s->last_error, st->last_error, sizeof(s->last_error));
 	copy_out(s->redis_addr, st->redis_addr, sizeof(s->redis_addr));
+	copy_out(s->source, st->source, sizeof(s->source));
+	copy_out(s->meta_prefix, st->meta_prefix, sizeof(s->meta_prefix));
+	ST(s->refused_keys, st->refused_keys);
+	ST(s->reserved_names, st->reserved_names);
+	copy_out(s->refused_key, st->refused_key, sizeof(s->refused_key));
+	copy_out(s->reserved_name, st->reserved_name,
+		 sizeof(s->reserved_name));
 	/* Fields before the even seq that tells readers they are whole. */
 	atomic_store_explicit(&s->seq, seq + 1, memory_order_release);
 	return 0;

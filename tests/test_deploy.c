@@ -77,7 +77,7 @@ static void the_shipped_redis_conf_serves_the_bridge_through_its_acl_user(void *
 	shmstat_unlink(s.name);
 }
 
-/* A reset that Redis refuses (here: an ACL without SSCAN) ends with a
+/* A reset that Redis refuses (here: an ACL without ZSCAN) ends with a
  * clear error, and the bridge goes on pushing: nothing else stops. */
 static void a_refused_global_reset_fails_clearly_and_pushing_goes_on(void **state)
 {
@@ -90,8 +90,11 @@ static void a_refused_global_reset_fails_clearly_and_pushing_goes_on(void **stat
 	ru_start(&r);
 	redisReply *rep = ru_cmd(&r, "ACL SETUSER narrow on >pw ~* -@all +auth "
 				     "+hello +ping +select +info +evalsha +eval "
-				     "+script|load +get +set +incrby +hget +hmget "
-				     "+hset +sadd +smembers +time");
+				     "+script|load +get +mget +set +incr +incrby "
+				     "+hget +hmget +hset +hdel +hgetall +hincrby "
+				     "+sadd +sismember +srem +del +exists +time "
+				     "+watch +unwatch +multi +exec +zadd +zrem "
+				     "+zmscore +zrangebyscore");
 	assert_non_null(rep);
 	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
 	freeReplyObject(rep);

@@ -602,6 +602,7 @@ static void info_table(const shmstat_info_t *in)
 	printf("created:   %s by pid %d\n", ts, in->creator_pid);
 	printf("host:      %s (id %016" PRIx64 ")\n", in->host_name,
 	       in->host_id);
+	printf("source:    %016" PRIx64 "\n", in->source_nonce);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
 	printf("workers:   %u live, %u dead, %u free of %u (%u rows used)\n",
 	       in->workers_live, in->workers_dead, in->workers_free,
@@ -634,12 +635,13 @@ static void info_json(const shmstat_info_t *in)
 	       in->creator_pid);
 	json_str(stdout, in->host_name, strlen(in->host_name));
 	printf(",\n  \"host_id\": \"%016" PRIx64 "\",\n"
+	       "  \"source_nonce\": \"%016" PRIx64 "\",\n"
 	       "  \"counters\": {\"used\": %u, \"max\": %u},\n"
 	       "  \"workers\": {\"live\": %u, \"dead\": %u, \"free\": %u, "
 	       "\"max\": %u, \"rows_used\": %u, \"overflows\": %" PRIu64 "},\n"
 	       "  \"cache_max_value\": %" PRIu64 ",\n  \"regions\": [",
-	       in->host_id, in->counters_used, in->max_counters,
-	       in->workers_live, in->workers_dead, in->workers_free,
+	       in->host_id, in->source_nonce, in->counters_used,
+	       in->max_counters, in->workers_live, in->workers_dead, in->workers_free,
 	       in->max_workers, in->workers_hwm, in->row_overflows,
 	       in->cache_max_value);
 	for (uint32_t r = 0; r < in->nregions; r++)
