@@ -116,18 +116,18 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 		 cf->segment);
 	snprintf(b->k_sources, sizeof(b->k_sources), "%ssources", mp);
 	snprintf(b->k_feed, sizeof(b->k_feed), "%sfeed", mp);
-	snprintf(b->k_ver, sizeof(b->k_ver), "%sver", mp);
+	snprintf(b->k_keys, sizeof(b->k_keys), "%skeys", mp);
 	snprintf(b->k_rgen, sizeof(b->k_rgen), "%srgen", mp);
 	snprintf(b->k_resets, sizeof(b->k_resets), "%sresets", mp);
 	snprintf(b->k_gauges, sizeof(b->k_gauges), "%sgauges", mp);
-	snprintf(b->k_proto, sizeof(b->k_proto), "%sproto", mp);
 
 	b->max_counters = info.max_counters;
 	size_t n = info.max_counters ? info.max_counters : 1;
 	b->st = calloc(n, sizeof(*b->st));
 	b->keys = calloc(n, sizeof(*b->keys));
 	b->keylen = calloc(n, sizeof(*b->keylen));
-	if (!b->st || !b->keys || !b->keylen) {
+	b->idx = calloc(n, sizeof(*b->idx));
+	if (!b->st || !b->keys || !b->keylen || !b->idx) {
 		blog(SHMSTAT_LOG_ERROR, "out of memory");
 		bridge_fini(b);
 		return -1;
@@ -143,6 +143,8 @@ void bridge_fini(struct bridge *b)
 			free(b->keys[i]);
 	free(b->keys);
 	free(b->keylen);
+	free(b->idx);
+	b->idx = NULL;
 	free(b->st);
 	b->keys = NULL;
 	b->keylen = NULL;

@@ -54,14 +54,14 @@ struct bstate {
 	uint8_t refused;           /* Redis refused the key last time */
 	uint8_t reserved_name;     /* key under the meta prefix: never sent */
 	uint8_t in_redis;          /* Redis holds a field for the key */
-	uint8_t pad[3];
+	uint8_t tried;             /* push_no when Redis last refused it */
+	uint8_t pad[2];
 };
 
 struct bridge {
 	struct bconf *cf;
 	shmstat_t *h;
 	redisContext *rc;          /* NULL while disconnected */
-	char feed_sha[41];
 	char reset_sha[41];
 	char withdraw_sha[41];
 	char host_hex[17];
@@ -72,15 +72,15 @@ struct bridge {
 	bool migrate_checked;      /* looked for host-keyed bookkeeping */
 	/* Bookkeeping key names (meta prefix + ...). */
 	char k_src[160], k_tot[160], k_gau[160], k_inc[300];
-	char k_sources[96], k_feed[96], k_ver[96], k_rgen[96];
-	char k_resets[96], k_gauges[96], k_proto[96];
+	char k_sources[96], k_feed[96], k_keys[96], k_rgen[96];
+	char k_resets[96], k_gauges[96];
 	uint32_t max_counters;
 	struct bstate *st;
 	char **keys;               /* per index: key-prefix + name, or NULL */
 	uint32_t *keylen;
 	shmstat_sync_status_t status;
 	uint64_t dirty_since_ns;   /* first unpushed change, 0 when none */
-	uint64_t feed_pos;         /* feed version read up to */
+	uint64_t feed_ms, feed_seq; /* feed entry id read up to */
 	bool feed_known;           /* feed_pos is meaningful */
 	uint64_t rgen_known;       /* reset generation applied up to */
 	bool rgen_valid;
@@ -91,7 +91,10 @@ struct bridge {
 	uint32_t last_refreshed;   /* global values only read back */
 	bool last_full;            /* the last push read every field */
 	bool refused;              /* the source is owned or retired */
-	bool reserved_logged;
+	bool reset_seen;           /* a push learnt of a reset */
+	uint8_t push_no;           /* pushes, modulo 256 */
+	uint32_t *idx;             /* directory indexes in use, in order */
+	uint32_t nidx;
 };
 
 /* log.c */
@@ -141,7 +144,6 @@ void push_account(struct bridge *b);
 int push_withdraw(struct bridge *b);
 
 /* lua.c, generated from lua/ *.lua at build time */
-extern const char feed_lua[];
 extern const char reset_lua[];
 extern const char withdraw_lua[];
 

@@ -156,8 +156,7 @@ int conn_open(struct bridge *b)
 		}
 		freeReplyObject(r);
 	}
-	if (load_script(b, feed_lua, b->feed_sha, "feed") < 0 ||
-	    load_script(b, reset_lua, b->reset_sha, "reset") < 0 ||
+	if (load_script(b, reset_lua, b->reset_sha, "reset") < 0 ||
 	    load_script(b, withdraw_lua, b->withdraw_sha, "withdraw") < 0)
 		goto fail;
 	/* Our knowledge of Redis is void after a reconnect: a call whose

@@ -20,7 +20,10 @@
  *   M g:S        hash: K -> V, the gauge value S contributes to K
  *   M i:H:SEG    string: the current source of segment SEG on host H
  *   M sources    sorted set: S -> lease end (Redis ms)
- *   M feed, ver  sorted set K -> version of its last change; the version
+ *   M feed       stream: one entry per chunk of changed keys (s: the
+ *                source, k: the keys, NUL-separated); trimmed to the
+ *                last FEED_KEEP_MS
+ *   M keys       set of every key any source pushed (a reset's scope)
  *   M rgen       the reset generation (INCR by each reset)
  *   M resets     sorted set K -> generation of its last reset
  *   M gauges     set of keys gauges feed (a reset refuses them)
@@ -39,8 +42,8 @@
  *     the one we wrote last, our knowledge is void (Redis lost writes, or
  *     another bridge withdrew our gauges): forget it and read again.
  *   write (one round trip): MULTI, the lease, INCRBY K delta for every
- *     changed counter, HSET of the new totals, the feed entry (feed.lua:
- *     one version per call), EXEC; then MGET of the keys others changed.
+ *     changed counter, HSET of the new totals, XADD of the feed entry,
+ *     EXEC; then MGET of the keys others changed.
  *     EXEC fails when M s:S or M rgen changed after the WATCH: nothing
  *     was written, the group is read again.
  * A call that times out on a hung Redis and runs later is harmless: its
@@ -56,7 +59,11 @@
 #include <time.h>
 
 #include "bridge_i.h"
+#include "layout_i.h"
 #include "shmstat_i.h"
+
+#define FEED_KEEP_MS 600000u /* feed entries older than this are trimmed */
+#define FEED_MAX "4096"      /* entries read per push; more: read all */
 
 /* A growing array of argv strings for one command. Strings we format
  * live in blocks that never move (one allocation per ~64 KiB, not one per
@@ -284,15 +291,57 @@ static void count_pending(struct bridge *b, const struct snap *sn)
 		b->status.refused_key[0] = '\0';
 }
 
+/*
+ * The snapshot: every counter's total and every gauge's value, read once;
+ * it keeps those that need sending (all others are what Redis holds).
+ * The directory is walked (names, keys) only when it holds a name we have
+ * not seen: entries never move or go, so otherwise the totals are read by
+ * index, without touching the names.
+ */
 static int collect(struct bridge *b, struct snap *sn)
 {
-	sn->b = b;
-	int rc = shmstat_iter(b->h, NULL, collect_one, sn);
+	struct shmstat *h = b->h;
+	uint32_t used = atomic_load_explicit(&h->hdr->counters_used,
+					     memory_order_acquire);
 
-	if (rc < 0) {
-		bridge_error(b, SHMSTAT_LOG_ERROR, "reading the segment: %s",
-			     shmstat_errstr(b->h));
-		return -1;
+	sn->b = b;
+	if (used != b->nidx || !b->nidx) {
+		int rc = shmstat_iter(h, NULL, collect_one, sn);
+		if (rc < 0) {
+			bridge_error(b, SHMSTAT_LOG_ERROR,
+				     "reading the segment: %s",
+				     shmstat_errstr(h));
+			return -1;
+		}
+		size_t k = 0;
+		for (size_t i = 0; i < sn->n; i++) {
+			b->idx[i] = sn->v[i].index;
+			if (pending_one(b, &sn->v[i]))
+				sn->v[k++] = sn->v[i];
+		}
+		b->nidx = (uint32_t)sn->n;
+		sn->n = k;
+	} else {
+		sn->v = malloc(b->nidx * sizeof(*sn->v));
+		if (!sn->v) {
+			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+			return -1;
+		}
+		sn->cap = b->nidx;
+		size_t k = 0;
+		for (uint32_t i = 0; i < b->nidx; i++) {
+			uint32_t x = b->idx[i];
+			struct item *it = &sn->v[k];
+			it->index = x;
+			it->kind = b->st[x].kind;
+			it->total = it->kind == SHMSTAT_KIND_GAUGE
+					    ? atomic_load_explicit(&h->dir[x].gauge,
+								   memory_order_relaxed)
+					    : (int64_t)shmstat__counter_total(h, x);
+			if (pending_one(b, it))
+				k++;
+		}
+		sn->n = k;
 	}
 	count_pending(b, sn);
 	return 0;
@@ -403,10 +452,12 @@ static int64_t index_of_key(struct bridge *b, const char *k, size_t len)
 		return -1;
 	memcpy(name, k + kpl, len - kpl);
 	name[len - kpl] = '\0';
-	if (shmstat_stat_get(b->h, name, &st) < 0 ||
-	    st.index >= b->max_counters || !b->keys[st.index])
+	uint32_t x;
+	(void)st;
+	if (shmstat__dir_lookup(b->h, name, len - kpl, 0, false, &x) < 0 ||
+	    x >= b->max_counters || !b->keys[x])
 		return -1;
-	return st.index;
+	return x;
 }
 
 /* ------------------------------------------------------------- resetting */
@@ -449,7 +500,7 @@ static redisReply *run_script(struct bridge *b, const char *sha,
 
 /*
  * Run a pending `shmstat reset --global` request: the keys are every key
- * in the feed (every key any source ever pushed) under our key prefix
+ * any source ever pushed (M keys) under our key prefix
  * whose name matches the glob; reset.lua resets them in one call, so the
  * request is applied once (idempotent by request id) and ordered by Redis.
  */
@@ -469,18 +520,18 @@ static int run_reset(struct bridge *b)
 
 	snprintf(idbuf, sizeof(idbuf), "%" PRIu64, id);
 	rc = args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0) |
-	     args_push(&a, "6", 1) | args_str(&a, b->k_rgen) |
+	     args_push(&a, "5", 1) | args_str(&a, b->k_rgen) |
 	     args_str(&a, b->k_resets) | args_str(&a, b->k_feed) |
-	     args_str(&a, b->k_ver) | args_str(&a, b->k_gauges) |
-	     args_str(&a, b->k_src) | args_str(&a, idbuf);
+	     args_str(&a, b->k_gauges) | args_str(&a, b->k_src) |
+	     args_str(&a, idbuf);
 	for (int round = 0; round < 1000000 && rc == 0; round++) {
-		const char *argv[] = { "ZSCAN", b->k_feed, cursor, "COUNT",
+		const char *argv[] = { "SSCAN", b->k_keys, cursor, "COUNT",
 				       "1000" };
 		redisReply *r = redisCommandArgv(b->rc, 5, argv, NULL);
 		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING) {
 			bridge_error(b, SHMSTAT_LOG_WARNING,
-				     "global reset '%s': ZSCAN failed: %s",
+				     "global reset '%s': SSCAN failed: %s",
 				     glob, conn_errtext(b, r));
 			ret = reset_refused(b, id, r);
 			if (r)
@@ -489,7 +540,7 @@ static int run_reset(struct bridge *b)
 		}
 		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
 		redisReply *set = r->element[1];
-		for (size_t i = 0; i + 1 < set->elements; i += 2) {
+		for (size_t i = 0; i < set->elements; i++) {
 			redisReply *e = set->element[i];
 			if (e->type != REDIS_REPLY_STRING || e->len < kpl ||
 			    memcmp(e->str, kp, kpl) != 0 ||
@@ -635,6 +686,7 @@ static void refused_key(struct bridge *b, uint32_t x, const char *why)
 			     "pending)",
 			     b->keys[x], b->cf->addr, why);
 	b->st[x].refused = 1;
+	b->st[x].tried = b->push_no;
 	snprintf(b->status.refused_key, sizeof(b->status.refused_key),
 		 "%.127s", b->keys[x]);
 }
@@ -680,10 +732,10 @@ static int retire(struct bridge *b, const char *o, uint64_t now)
 
 	snprintf(cut, sizeof(cut), "%" PRIu64, now);
 	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
-	rc |= args_push(&a, "6", 1);
+	rc |= args_push(&a, "5", 1);
 	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
 	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
-	rc |= args_str(&a, b->k_ver) | args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_fmt(&a, "%st:%s", mp, o);
 	rc |= args_str(&a, o) | args_str(&a, "retire") | args_str(&a, cut);
 	if (rc) {
 		args_free(&a);
@@ -717,10 +769,10 @@ static int withdraw_expired(struct bridge *b, const char *o, uint64_t cut)
 
 	snprintf(cb, sizeof(cb), "%" PRIu64, cut);
 	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
-	rc |= args_push(&a, "6", 1);
+	rc |= args_push(&a, "5", 1);
 	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
 	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
-	rc |= args_str(&a, b->k_ver) | args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_fmt(&a, "%st:%s", mp, o);
 	rc |= args_str(&a, o) | args_str(&a, "expired") | args_str(&a, cb);
 	if (rc) {
 		args_free(&a);
@@ -747,10 +799,10 @@ int push_withdraw(struct bridge *b)
 	if (!b->rc)
 		return -1;
 	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
-	rc |= args_push(&a, "6", 1) | args_str(&a, b->k_gau);
+	rc |= args_push(&a, "5", 1) | args_str(&a, b->k_gau);
 	rc |= args_str(&a, b->k_src) | args_str(&a, b->k_sources);
-	rc |= args_str(&a, b->k_feed) | args_str(&a, b->k_ver);
-	rc |= args_str(&a, b->k_tot) | args_str(&a, b->source);
+	rc |= args_str(&a, b->k_feed) | args_str(&a, b->k_tot);
+	rc |= args_str(&a, b->source);
 	rc |= args_str(&a, "stop") | args_str(&a, "0");
 	if (rc) {
 		args_free(&a);
@@ -851,6 +903,91 @@ static int undo_refused(struct bridge *b, const struct txn *t,
 }
 
 
+/* ------------------------------------------------------------------ feed */
+
+/* A stream entry id "ms-seq". */
+static bool parse_fid(const redisReply *e, uint64_t *ms, uint64_t *seq)
+{
+	unsigned long long a, c;
+
+	if (e->type != REDIS_REPLY_STRING ||
+	    sscanf(e->str, "%llu-%llu", &a, &c) != 2)
+		return false;
+	*ms = a;
+	*seq = c;
+	return true;
+}
+
+static bool fid_after(uint64_t ms, uint64_t seq, uint64_t ms2, uint64_t seq2)
+{
+	return ms > ms2 || (ms == ms2 && seq > seq2);
+}
+
+/* The feed entry of keys k[0..n): XADD M feed MINID ~ cut * s S k
+ * "k1\0k2...". */
+static int build_xadd(struct bridge *b, struct args *a, const uint32_t *k,
+		      size_t n, uint64_t now)
+{
+	size_t len = 0;
+	char cut[24];
+	int rc = 0;
+
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 now > FEED_KEEP_MS ? now - FEED_KEEP_MS : 0);
+	rc |= args_push(a, "XADD", 4) | args_str(a, b->k_feed);
+	rc |= args_push(a, "MINID", 5) | args_push(a, "~", 1);
+	rc |= args_str(a, cut) | args_push(a, "*", 1);
+	rc |= args_push(a, "s", 1) | args_str(a, b->source);
+	rc |= args_push(a, "k", 1);
+	for (size_t i = 0; i < n; i++)
+		len += b->keylen[k[i]] + (i > 0);
+	char *p = args_room(a, len);
+	if (rc || !p)
+		return -1;
+	char *q = p;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*q++ = '\0';
+		memcpy(q, b->keys[k[i]], b->keylen[k[i]]);
+		q += b->keylen[k[i]];
+	}
+	return args_commit(a, p, len);
+}
+
+/* The keys of one feed entry, unless it is ours: refresh those we have. */
+static int feed_entry(struct bridge *b, const redisReply *fields,
+		      struct refresh *rf)
+{
+	const redisReply *src = NULL, *keys = NULL;
+
+	if (fields->type != REDIS_REPLY_ARRAY)
+		return 0;
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *f = fields->element[i];
+		if (f->type != REDIS_REPLY_STRING || f->len != 1)
+			continue;
+		if (f->str[0] == 's')
+			src = fields->element[i + 1];
+		else if (f->str[0] == 'k')
+			keys = fields->element[i + 1];
+	}
+	if (!keys || keys->type != REDIS_REPLY_STRING)
+		return 0;
+	if (src && src->type == REDIS_REPLY_STRING &&
+	    strcmp(src->str, b->source) == 0)
+		return 0;
+	const char *p = keys->str, *end = keys->str + keys->len;
+	while (p < end) {
+		const char *z = memchr(p, '\0', (size_t)(end - p));
+		size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
+		int64_t x = index_of_key(b, p, l);
+		if (x >= 0 && refresh_add(rf, (uint32_t)x) < 0)
+			return -1;
+		p += l + 1;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------- upgrade */
 
 /*
@@ -918,9 +1055,7 @@ static int migrate(struct bridge *b)
 	rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
 	rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
 	rc |= args_push(&sg, "SADD", 4) | args_str(&sg, b->k_gauges);
-	rc |= args_push(&fd, "EVAL", 4) | args_str(&fd, feed_lua);
-	rc |= args_push(&fd, "2", 1) | args_str(&fd, b->k_feed);
-	rc |= args_str(&fd, b->k_ver);
+	rc |= args_push(&fd, "SADD", 4) | args_str(&fd, b->k_keys);
 	const char *kp = b->cf->key_prefix;
 	size_t kpl = strlen(kp);
 	size_t moved = 0;
@@ -980,9 +1115,8 @@ static int migrate(struct bridge *b)
 	const char *exec[] = { "EXEC" };
 	rc = append_cmd(b, &nrep, 1, multi);
 	struct args *all[] = { &ht, &hg, &sg, &fd };
-	int min[] = { 2, 2, 2, 5 };
 	for (int i = 0; i < 4; i++) {
-		if (rc == 0 && all[i]->n > min[i])
+		if (rc == 0 && all[i]->n > 2)
 			rc = append(b, all[i], &nrep);
 		else
 			args_free(all[i]);
@@ -1074,16 +1208,17 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	const char *hm[] = { "HMGET", b->k_src, "owner", "owner_exp", "seq" };
 	const char *tm[] = { "TIME" };
 	const char *grg[] = { "GET", b->k_rgen };
-	const char *gv[] = { "GET", b->k_ver };
+	const char *xl[] = { "XREVRANGE", b->k_feed, "+", "-", "COUNT", "1" };
+	const char *xo[] = { "XRANGE", b->k_feed, "-", "+", "COUNT", "1" };
 	const char *gi[] = { "GET", b->k_inc };
 	snprintf(rg, sizeof(rg), "(%" PRIu64, b->rgen_known);
-	snprintf(fp, sizeof(fp), "(%" PRIu64, b->feed_pos);
+	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, b->feed_ms,
+		 b->feed_seq);
 	snprintf(cut, sizeof(cut), "%" PRIu64,
 		 read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
 	const char *zr[] = { "ZRANGEBYSCORE", b->k_resets, rg, "+inf",
 			     "WITHSCORES" };
-	const char *zf[] = { "ZRANGEBYSCORE", b->k_feed, fp, "+inf",
-			     "WITHSCORES" };
+	const char *xr[] = { "XRANGE", b->k_feed, fp, "+", "COUNT", FEED_MAX };
 	const char *ze[] = { "ZRANGEBYSCORE", b->k_sources, "-inf", cut,
 			     "LIMIT", "0", "4" };
 	int rc = append_cmd(b, &nrep, 3, watch);
@@ -1092,10 +1227,13 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	rc |= append_cmd(b, &nrep, 2, grg);
 	if (read_resets)
 		rc |= append_cmd(b, &nrep, 5, zr);
+	/* The feed: its newest entry (where to read from, after reading
+	 * every value), or its oldest (was it trimmed past where we read?)
+	 * and what came after our position. */
 	if (t->first)
-		rc |= append_cmd(b, &nrep, 2, gv);
+		rc |= append_cmd(b, &nrep, 6, b->feed_known ? xo : xl);
 	if (read_feed)
-		rc |= append_cmd(b, &nrep, 5, zf);
+		rc |= append_cmd(b, &nrep, 6, xr);
 	if (read_inc)
 		rc |= append_cmd(b, &nrep, 2, gi);
 	if (read_exp)
@@ -1119,7 +1257,8 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	}
 
 	redisReply *r;
-	uint64_t now = 0, seq = 0, rgen = 0, ver = 0;
+	uint64_t now = 0, seq = 0, rgen = 0;
+	uint64_t pos_ms = b->feed_ms, pos_seq = b->feed_seq;
 	bool refused = false, missing = false;
 	char owner[80] = "", inc[80] = "";
 	int64_t owner_exp = 0;
@@ -1187,8 +1326,10 @@ static int run_txn(struct bridge *b, const struct txn *t)
 				    !parse_u64(r->element[i + 1], &g))
 					continue;
 				int64_t x = index_of_key(b, k->str, k->len);
-				if (x >= 0 && g > b->st[x].rgen)
+				if (x >= 0 && g > b->st[x].rgen) {
 					b->st[x].rgen = g;
+					b->reset_seen = true;
+				}
 			}
 		freeReplyObject(r);
 	}
@@ -1199,10 +1340,19 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			goto out;
 		}
 		got++;
-		if (!parse_u64(r, &ver))
-			ver = 0;
-		if (b->feed_known && ver < b->feed_pos)
-			feed_back = true; /* the feed went back: read all */
+		uint64_t ms = 0, sq = 0;
+		bool one = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+			   r->element[0]->type == REDIS_REPLY_ARRAY &&
+			   r->element[0]->elements == 2 &&
+			   parse_fid(r->element[0]->element[0], &ms, &sq);
+		if (!b->feed_known) {
+			pos_ms = one ? ms : 0;
+			pos_seq = one ? sq : 0;
+		} else if (one && fid_after(ms, sq, b->feed_ms, b->feed_seq)) {
+			/* Trimmed past our position (or a new feed): what
+			 * we missed is unknown, read every value. */
+			feed_back = true;
+		}
 		freeReplyObject(r);
 	}
 	if (read_feed) {
@@ -1211,19 +1361,27 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			goto out;
 		}
 		got++;
-		if (r->type == REDIS_REPLY_ARRAY && !feed_back)
-			for (size_t i = 0; i + 1 < r->elements; i += 2) {
-				uint64_t v = 0;
-				redisReply *k = r->element[i];
-				if (k->type != REDIS_REPLY_STRING)
+		if (r->type == REDIS_REPLY_ARRAY) {
+			if (r->elements >= (size_t)atoi(FEED_MAX))
+				feed_back = true;
+			for (size_t i = 0; i < r->elements; i++) {
+				redisReply *e = r->element[i];
+				uint64_t ms, sq;
+				if (e->type != REDIS_REPLY_ARRAY ||
+				    e->elements != 2 ||
+				    !parse_fid(e->element[0], &ms, &sq))
 					continue;
-				parse_u64(r->element[i + 1], &v);
-				if (v > ver)
-					ver = v;
-				int64_t x = index_of_key(b, k->str, k->len);
-				if (x >= 0 && refresh_add(&rf, (uint32_t)x) < 0)
+				if (fid_after(ms, sq, pos_ms, pos_seq)) {
+					pos_ms = ms;
+					pos_seq = sq;
+				}
+				if (!feed_back &&
+				    feed_entry(b, e->element[1], &rf) < 0)
 					feed_back = true;
 			}
+		} else {
+			feed_back = true;
+		}
 		freeReplyObject(r);
 	}
 	if (read_inc) {
@@ -1450,6 +1608,11 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	for (size_t off = 0; off < ng && rc == 0; off += BRIDGE_CHUNK) {
 		size_t n = ng - off < BRIDGE_CHUNK ? ng - off : BRIDGE_CHUNK;
 		struct args ht = { 0 }, hg = { 0 }, fd = { 0 }, sg = { 0 };
+		struct args sk = { 0 };
+		uint32_t *ch = malloc(n * sizeof(*ch));
+		size_t nch = 0;
+		if (!ch)
+			rc = -1;
 		for (size_t i = off; i < off + n && rc == 0; i++) {
 			const struct plan *p = &pl[i];
 			uint32_t x = sn->v[t->grp[i]].index;
@@ -1469,11 +1632,8 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		}
 		rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
 		rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
-		rc |= args_push(&fd, "EVAL", 4);
-		rc |= args_push(&fd, feed_lua, strlen(feed_lua));
-		rc |= args_push(&fd, "2", 1) | args_str(&fd, b->k_feed);
-		rc |= args_str(&fd, b->k_ver);
 		rc |= args_push(&sg, "SADD", 4) | args_str(&sg, b->k_gauges);
+		rc |= args_push(&sk, "SADD", 4) | args_str(&sk, b->k_keys);
 		for (size_t i = off; i < off + n && rc == 0; i++) {
 			const struct plan *p = &pl[i];
 			const struct item *it = &sn->v[t->grp[i]];
@@ -1495,14 +1655,18 @@ static int run_txn(struct bridge *b, const struct txn *t)
 						       it->total, p->base,
 						       p->gen);
 			}
-			if (p->delta)
-				rc |= args_pushk(&fd, b, it->index);
+			if (!b->st[it->index].in_redis)
+				rc |= args_pushk(&sk, b, it->index);
+			if (p->delta && ch)
+				ch[nch++] = it->index;
 		}
-		struct args *cmds[] = { &ht, &hg, &sg, &fd };
-		int min[] = { 2, 2, 2, 5 };
-		for (int c = 0; c < 4; c++) {
-			if (rc == 0 && cmds[c]->n > min[c]) {
-				ops[nops++].kind = c == 3 ? OP_FEED : OP_OTHER;
+		if (nch && rc == 0)
+			rc = build_xadd(b, &fd, ch, nch, now);
+		free(ch);
+		struct args *cmds[] = { &ht, &hg, &sg, &sk, &fd };
+		for (int c = 0; c < 5; c++) {
+			if (rc == 0 && cmds[c]->n > 2) {
+				ops[nops++].kind = c == 4 ? OP_FEED : OP_OTHER;
 				rc = append(b, cmds[c], &wrep);
 			} else {
 				args_free(cmds[c]);
@@ -1516,8 +1680,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	if (t->first) {
 		if (all) {
 			rf.n = 0;
-			for (size_t i = 0; i < sn->n; i++)
-				if (refresh_add(&rf, sn->v[i].index) < 0)
+			for (uint32_t i = 0; i < b->nidx; i++)
+				if (!b->st[b->idx[i]].reserved_name &&
+				    refresh_add(&rf, b->idx[i]) < 0)
 					rc = -1;
 		}
 		for (size_t off = 0; off < rf.n && rc == 0; off += BRIDGE_CHUNK) {
@@ -1593,17 +1758,8 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	if (set_inc)
 		b->started = true;
 	bool any_bad = false;
-	uint64_t fmin = 0, fmax = 0;
 	for (size_t k = 0; k < nops; k++) {
 		redisReply *e = ex->element[k];
-		if (ops[k].kind == OP_FEED && e->type == REDIS_REPLY_INTEGER) {
-			uint64_t v = (uint64_t)e->integer;
-			if (!fmin || v < fmin)
-				fmin = v;
-			if (v > fmax)
-				fmax = v;
-			continue;
-		}
 		if (ops[k].kind == OP_INCRBY) {
 			uint32_t i = ops[k].item;
 			uint32_t x = sn->v[t->grp[i]].index;
@@ -1679,14 +1835,10 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		freeReplyObject(r);
 	}
 	if (t->first) {
-		b->feed_pos = ver;
+		b->feed_ms = pos_ms;
+		b->feed_seq = pos_seq;
 		b->feed_known = true;
 	}
-	/* Our own feed entries: one transaction's versions are consecutive;
-	 * when they follow the position read, nobody else's are between,
-	 * and we need not read our own changes back. */
-	if (b->feed_known && fmin && fmin == b->feed_pos + 1)
-		b->feed_pos = fmax;
 	if (t->first)
 		b->last_refreshed = (uint32_t)rf.n;
 	goto out;
@@ -1722,6 +1874,7 @@ int push_all(struct bridge *b)
 		return -1;
 	if (b->refused)
 		return -1;
+	b->push_no++;
 	if (run_reset(b) < 0)
 		goto io;
 	if (collect(b, &sn) < 0)
@@ -1735,66 +1888,70 @@ int push_all(struct bridge *b)
 	}
 	if (b->status.pending && !b->dirty_since_ns)
 		b->dirty_since_ns = shmstat__now_realtime_ns();
-	grp = malloc((sn.n < BRIDGE_GROUP ? sn.n + 1 : BRIDGE_GROUP) *
-		     sizeof(*grp));
+	grp = malloc(BRIDGE_GROUP * sizeof(*grp));
 	if (!grp) {
 		bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
 		goto failed;
 	}
 	/*
-	 * Groups of at most BRIDGE_GROUP counters that need work: the first
-	 * also reads the feed and refreshes what others changed (it goes
-	 * even with nothing to send: it renews the lease and checks the
-	 * sequence). A group read again (rc 1) is retried a bounded number
-	 * of times.
+	 * Groups of at most BRIDGE_GROUP counters that need work (the
+	 * snapshot holds only those): the first also reads the feed and
+	 * refreshes what others changed (it goes even with nothing to send:
+	 * it renews the lease and checks the sequence). When a group finds
+	 * our knowledge void (rc 1), or learns of a reset that makes other
+	 * counters pending, the snapshot is taken again and the groups run
+	 * again; bounded.
 	 */
 	bool first = true, full = false;
-	size_t cursor = 0, sent = 0;
-	int retries = 0, passes = 0;
+	size_t sent = 0;
+	int retries = 0, rounds = 0;
 	for (;;) {
-		size_t ng = 0, scan = cursor;
-		while (scan < sn.n && ng < BRIDGE_GROUP) {
-			const struct item *it = &sn.v[scan++];
-			if (pending_one(b, it) && (!passes || !b->st[it->index].refused))
-				grp[ng++] = (uint32_t)(it - sn.v);
-		}
-		if (!ng && !first) {
-			/* A reset learnt while reading may have made counters
-			 * of earlier groups pending: one more pass. */
-			bool more = false;
-			for (size_t i = 0; i < sn.n && !more; i++)
-				more = pending_one(b, &sn.v[i]) &&
-				       !b->st[sn.v[i].index].refused;
-			if (!more || ++passes > 2)
-				break;
-			cursor = 0;
-			continue;
-		}
-		if (first && !b->feed_known)
-			full = true;
-		struct txn t = { &sn, grp, ng, first };
-		int rc = run_txn(b, &t);
-		if (rc < 0)
-			goto io;
-		if (rc == 2)
-			goto failed;
-		if (rc == 1) {
-			if (++retries > 8) {
-				bridge_error(b, SHMSTAT_LOG_WARNING,
-					     "push to Redis %s: the "
-					     "transaction was aborted %d "
-					     "times (resets or withdrawals "
-					     "running)",
-					     b->cf->addr, retries);
-				goto failed;
+		bool again = false;
+		size_t cursor = 0;
+		b->reset_seen = false;
+		for (;;) {
+			size_t ng = 0, scan = cursor;
+			while (scan < sn.n && ng < BRIDGE_GROUP) {
+				const struct item *it = &sn.v[scan++];
+				const struct bstate *x = &b->st[it->index];
+				if (pending_one(b, it) &&
+				    !(x->refused && x->tried == b->push_no))
+					grp[ng++] = (uint32_t)(it - sn.v);
 			}
-			first = true;
-			cursor = 0;
-			continue;
+			if (!ng && !first)
+				break;
+			if (first && !b->feed_known)
+				full = true;
+			struct txn t = { &sn, grp, ng, first };
+			int rc = run_txn(b, &t);
+			if (rc < 0)
+				goto io;
+			if (rc == 2)
+				goto failed;
+			if (rc == 1) {
+				if (++retries > 8) {
+					bridge_error(b, SHMSTAT_LOG_WARNING,
+						     "push to Redis %s: the "
+						     "transaction was aborted "
+						     "%d times (resets or "
+						     "withdrawals running)",
+						     b->cf->addr, retries);
+					goto failed;
+				}
+				first = true;
+				again = true;
+				break;
+			}
+			sent += ng;
+			first = false;
+			cursor = scan;
 		}
-		sent += ng;
-		first = false;
-		cursor = scan;
+		if ((!again && !b->reset_seen) || ++rounds > 10)
+			break;
+		free(sn.v);
+		memset(&sn, 0, sizeof(sn));
+		if (collect(b, &sn) < 0)
+			goto failed;
 	}
 	b->last_sent = (uint32_t)sent;
 	b->last_full = full;

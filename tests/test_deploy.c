@@ -77,7 +77,7 @@ static void the_shipped_redis_conf_serves_the_bridge_through_its_acl_user(void *
 	shmstat_unlink(s.name);
 }
 
-/* A reset that Redis refuses (here: an ACL without ZSCAN) ends with a
+/* A reset that Redis refuses (here: an ACL without SSCAN) ends with a
  * clear error, and the bridge goes on pushing: nothing else stops. */
 static void a_refused_global_reset_fails_clearly_and_pushing_goes_on(void **state)
 {
@@ -94,7 +94,8 @@ static void a_refused_global_reset_fails_clearly_and_pushing_goes_on(void **stat
 				     "+hget +hmget +hset +hdel +hgetall +hincrby "
 				     "+sadd +sismember +srem +del +exists +time "
 				     "+watch +unwatch +multi +exec +zadd +zrem "
-				     "+zmscore +zrangebyscore");
+				     "+zmscore +zrangebyscore +xadd +xrange "
+				     "+xrevrange");
 	assert_non_null(rep);
 	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
 	freeReplyObject(rep);
