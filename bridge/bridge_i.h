@@ -47,6 +47,7 @@ struct bconf {
 struct bstate {
 	int64_t acked;             /* T: total (gauge: value) Redis holds */
 	int64_t base;              /* B: total when the last reset applied */
+	int64_t mbase;             /* B as mirrored in the segment */
 	uint64_t gen;              /* G: that reset's generation in Redis */
 	uint64_t rgen;             /* newest reset of the key we know of */
 	uint8_t known;             /* acked/base/gen mirror Redis */

@@ -1491,12 +1491,14 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			}
 			parse_u64(rz->element[i], &s->rgen);
 			/* The reset base mirrored in the segment survives
-			 * a Redis that lost it. */
+			 * a Redis that lost it (restarted empty, restored
+			 * from before the reset). */
 			int64_t mb = 0;
 			uint64_t tag = 0;
+			s->mbase = 0;
 			if (!g && shmstat_sync_rbase_get(b->h, x, &mb, &tag) == 0 &&
-			    tag == key_tag(b, x) && mb > s->base)
-				s->base = mb;
+			    tag == key_tag(b, x))
+				s->mbase = mb;
 			s->known = 1;
 		}
 		freeReplyObject(rt);
@@ -1557,6 +1559,10 @@ static int run_txn(struct bridge *b, const struct txn *t)
 					p->base = s->acked;
 				p->gen = s->rgen;
 			}
+			/* Totals only grow: the higher base is the later
+			 * reset. */
+			if (s->mbase > p->base)
+				p->base = s->mbase;
 			int64_t cnew;
 			if (__builtin_sub_overflow(it->total, p->base, &cnew) ||
 			    __builtin_sub_overflow(cnew, cold, &p->delta)) {
@@ -1792,11 +1798,11 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			s->acked = it->total;
 			s->in_redis = 1;
 			if (it->kind != SHMSTAT_KIND_GAUGE) {
-				if (p->base != s->base)
+				if (p->base != s->mbase)
 					shmstat_sync_rbase_set(b->h, it->index,
 							       p->base,
 							       key_tag(b, it->index));
-				s->base = p->base;
+				s->base = s->mbase = p->base;
 				s->gen = p->gen;
 			}
 		}
