@@ -620,9 +620,15 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
 /* "redis" when the bridge reconciled the values recently, else "local". */
 const char *shmstat_source(shmstat_t *h);
 
-/* The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
- * value}, "gauges": {name: value}}. */
+/* The live-stats JSON: {"timestamp", "scope": "local", "source": "local",
+ * "segment", "counters": {name: value}, "gauges": {name: value}}: this
+ * segment's own values. */
 int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f);
+/* The same with each counter's and gauge's cluster-wide value as the bridge
+ * last read it from Redis (null when never read): "scope": "global",
+ * "source": "redis" when the bridge reconciled them recently, else
+ * "stale". */
+int shmstat_export_json_global(shmstat_t *h, const char *pattern, FILE *f);
 
 /*
  * The Prometheus text exposition (format 0.0.4): counters as

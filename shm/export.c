@@ -59,6 +59,7 @@ struct json_ctx {
 	FILE *f;
 	int kind;
 	int n;
+	bool global;
 };
 
 static int json_member(const shmstat_stat_t *st, void *priv)
@@ -69,22 +70,33 @@ static int json_member(const shmstat_stat_t *st, void *priv)
 		return 0;
 	fputs(c->n++ ? ",\n    " : "\n    ", c->f);
 	shmstat__json_str(c->f, st->name, st->name_len);
-	fprintf(c->f, ": %" PRId64, st->value);
+	if (!c->global)
+		fprintf(c->f, ": %" PRId64, st->value);
+	else if (st->global_ns)
+		fprintf(c->f, ": %" PRId64, st->global);
+	else
+		fputs(": null", c->f); /* never read back from Redis */
 	return 0;
 }
 
-int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
+/* The live-stats JSON, local values or (global) the cluster-wide ones the
+ * bridge wrote back: source "redis" only when those are fresh. */
+static int export_json(shmstat_t *h, const char *pattern, bool global,
+		       FILE *f)
 {
-	struct json_ctx c = { .f = f, .kind = SHMSTAT_KIND_COUNTER };
+	struct json_ctx c = { .f = f, .kind = SHMSTAT_KIND_COUNTER,
+			      .global = global };
 	char ts[64];
 	int rc;
 
 	if (!h || !f)
 		return SHMSTAT_EINVAL;
 	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
-	fprintf(f, "{\n  \"timestamp\": \"%s\",\n  \"source\": \"%s\",\n"
-		   "  \"segment\": ",
-		ts, shmstat_source(h));
+	fprintf(f, "{\n  \"timestamp\": \"%s\",\n  \"scope\": \"%s\",\n"
+		   "  \"source\": \"%s\",\n  \"segment\": ",
+		ts, global ? "global" : "local",
+		!global ? "local"
+		: shmstat_sync_fresh(h, 0) == 1 ? "redis" : "stale");
 	shmstat__json_str(f, h->name, strlen(h->name));
 	fputs(",\n  \"counters\": {", f);
 	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
@@ -96,6 +108,16 @@ int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
 		return rc;
 	fputs(c.n ? "\n  }\n}\n" : "}\n}\n", f);
 	return ferror(f) ? shmstat__err(h, SHMSTAT_ESYS, "write failed") : 0;
+}
+
+int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
+{
+	return export_json(h, pattern, false, f);
+}
+
+int shmstat_export_json_global(shmstat_t *h, const char *pattern, FILE *f)
+{
+	return export_json(h, pattern, true, f);
 }
 
 /* ---------------------------------------------------------- Prometheus */

@@ -96,7 +96,15 @@ static void keys_are_plain_integers_equal_to_the_totals(void **state)
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "list",
 				 "-j", NULL),
 			 0);
+	/* The plain document is this segment's: local, and says so. */
+	assert_non_null(strstr(out, "\"scope\": \"local\""));
+	assert_non_null(strstr(out, "\"source\": \"local\""));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "list",
+				 "-j", "--global", NULL),
+			 0);
+	assert_non_null(strstr(out, "\"scope\": \"global\""));
 	assert_non_null(strstr(out, "\"source\": \"redis\""));
+	assert_non_null(strstr(out, "\"filter_stats:ml_confident\": 15"));
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "get",
 				 "-j", "filter_stats:rejected", NULL),
 			 0);
@@ -111,12 +119,12 @@ static void keys_are_plain_integers_equal_to_the_totals(void **state)
 			 0);
 	assert_non_null(strstr(out, "bridge:    connected"));
 
-	/* Stopped bridge: values are local again. */
+	/* Stopped bridge: the global values are stale. */
 	assert_int_equal(ru_bridge_stop(p), 0);
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "list",
-				 "-j", NULL),
+				 "-j", "--global", NULL),
 			 0);
-	assert_non_null(strstr(out, "\"source\": \"local\""));
+	assert_non_null(strstr(out, "\"source\": \"stale\""));
 	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->a.name, "info",
 				 NULL),
 			 0);
@@ -332,6 +340,10 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 	struct fx *f = *state;
 
 	/* The bridge restarted at once, the old lease still running. */
+	char before[4096], after[4096];
+	assert_int_equal(tu_tool(before, sizeof(before), "-n", f->a.name,
+				 "info", "-j", NULL),
+			 0);
 	add(f->a.h, "req", 1000);
 	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
 			    "10ms", "--owner-ttl", "3s", NULL);
@@ -340,6 +352,15 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 	kill(p, SIGKILL);
 	assert_int_equal(tu_wait(p, 10000), 128 + SIGKILL);
 	reboot(f, &f->a);
+	/* A new incarnation: another nonce, so another source. */
+	assert_int_equal(tu_tool(after, sizeof(after), "-n", f->a.name,
+				 "info", "-j", NULL),
+			 0);
+	const char *nb = strstr(before, "\"source_nonce\"");
+	const char *na = strstr(after, "\"source_nonce\"");
+	assert_non_null(nb);
+	assert_non_null(na);
+	assert_memory_not_equal(nb, na, 38);
 	add(f->a.h, "req", 5);
 	p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i", "10ms",
 		      "--owner-ttl", "3s", NULL);

@@ -50,6 +50,12 @@ static void the_status_written_is_the_status_read(void **state)
 	struct tu_seg *s = *state;
 	shmstat_sync_status_t in = live_status(), out;
 
+	snprintf(in.source, sizeof(in.source), "0000000000001234.00000000000000ab");
+	snprintf(in.meta_prefix, sizeof(in.meta_prefix), "m:");
+	in.refused_keys = 2;
+	snprintf(in.refused_key, sizeof(in.refused_key), "bad");
+	in.reserved_names = 1;
+	snprintf(in.reserved_name, sizeof(in.reserved_name), "m:x");
 	assert_int_equal(shmstat_sync_status_write(s->h, &in), 0);
 	assert_int_equal(shmstat_sync_status_read(s->h, &out), 0);
 	assert_true(out.alive);
@@ -57,6 +63,12 @@ static void the_status_written_is_the_status_read(void **state)
 	assert_int_equal(out.host_id, 0x1234);
 	assert_string_equal(out.last_error, "boom");
 	assert_string_equal(out.redis_addr, "unix:/x/0");
+	assert_string_equal(out.source, in.source);
+	assert_string_equal(out.meta_prefix, "m:");
+	assert_int_equal(out.refused_keys, 2);
+	assert_string_equal(out.refused_key, "bad");
+	assert_int_equal(out.reserved_names, 1);
+	assert_string_equal(out.reserved_name, "m:x");
 	assert_int_equal(shmstat_sync_fresh(s->h, 0), 1);
 }
 

@@ -41,7 +41,7 @@ static const char usage_main[] =
 	"         [--max-value BYTES] [--mode OCTAL]\n"
 	"                     create the segment\n"
 	"  destroy            remove the segment's name\n"
-	"  list [-f GLOB] [-j | -p | -w [SECS]]\n"
+	"  list [-f GLOB] [-j [--global] | -p | -w [SECS]]\n"
 	"                     counters and gauges: table, JSON, Prometheus,\n"
 	"                     live view\n"
 	"  get [-j] [--global] NAME\n"
@@ -273,7 +273,7 @@ static int do_destroy(const char *seg, int argc, char **argv)
 /* -------------------------------------------------------------------- list */
 
 static const char usage_list[] =
-	"usage: shmstat [-n NAME] list [-f GLOB] [-j | -p | -w [SECONDS] [-c COUNT] [-H]]\n"
+	"usage: shmstat [-n NAME] list [-f GLOB] [-j [--global] | -p | -w [SECONDS] [-c COUNT] [-H]]\n"
 	"\n"
 	"Print every counter and gauge (or those matching GLOB) with its value.\n"
 	"  -f GLOB     only names matching GLOB (fnmatch rules, e.g. 'filter_stats:*')\n"
@@ -285,9 +285,12 @@ static const char usage_list[] =
 	"              0.05) with each counter's rate per second; q or Ctrl-C quits\n"
 	"  -c COUNT    with -w: stop after COUNT refreshes\n"
 	"  -H          with -w: humanize large numbers (1.23M)\n"
-	"  -j       JSON: {\"timestamp\", \"source\", \"segment\", \"counters\": {...},\n"
-	"           \"gauges\": {...}}; source is \"redis\" when the bridge has\n"
-	"           reconciled the values recently, else \"local\"\n";
+	"  -j       JSON: {\"timestamp\", \"scope\", \"source\", \"segment\",\n"
+	"           \"counters\": {...}, \"gauges\": {...}}: this segment's values\n"
+	"           (scope and source \"local\")\n"
+	"  --global with -j: each one's cluster-wide value from Redis (scope\n"
+	"           \"global\"; source \"redis\" when the bridge reconciled them\n"
+	"           recently, else \"stale\"; null when never read)\n";
 
 struct list_ctx {
 	FILE *f;
@@ -309,9 +312,11 @@ static int do_list(const char *seg, int argc, char **argv)
 	const char *pattern = NULL;
 	static const struct option lo[] = {
 		{ "prometheus", no_argument, NULL, 'p' },
+		{ "global", no_argument, NULL, 'g' },
 		{ 0, 0, 0, 0 },
 	};
 	bool json = false, watch = false, human = false, prom = false;
+	bool global = false;
 	double interval = 1;
 	long count = 0;
 	int c, rc;
@@ -326,6 +331,9 @@ static int do_list(const char *seg, int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'g':
+			global = true;
 			break;
 		case 'w':
 			watch = true;
@@ -369,6 +377,10 @@ static int do_list(const char *seg, int argc, char **argv)
 		tool_err("list: choose one of -j, -p and -w");
 		return EXIT_USAGE;
 	}
+	if (global && !json) {
+		tool_err("list: --global goes with -j");
+		return EXIT_USAGE;
+	}
 	shmstat_t *h;
 	if ((rc = attach(seg, &h)))
 		return rc;
@@ -380,7 +392,8 @@ static int do_list(const char *seg, int argc, char **argv)
 	if (prom) {
 		rc = shmstat_export_prometheus(h, pattern, stdout);
 	} else if (json) {
-		rc = shmstat_export_json(h, pattern, stdout);
+		rc = global ? shmstat_export_json_global(h, pattern, stdout)
+			    : shmstat_export_json(h, pattern, stdout);
 	} else {
 		struct list_ctx lc = { .f = stdout };
 		rc = shmstat_iter(h, pattern, list_table, &lc);
@@ -602,7 +615,8 @@ static void info_table(const shmstat_info_t *in)
 	printf("created:   %s by pid %d\n", ts, in->creator_pid);
 	printf("host:      %s (id %016" PRIx64 ")\n", in->host_name,
 	       in->host_id);
-	printf("source:    %016" PRIx64 "\n", in->source_nonce);
+	printf("nonce:     %016" PRIx64 " (this incarnation, for the bridge)\n",
+	       in->source_nonce);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
 	printf("workers:   %u live, %u dead, %u free of %u (%u rows used)\n",
 	       in->workers_live, in->workers_dead, in->workers_free,
