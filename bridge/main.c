@@ -22,6 +22,7 @@
 
 #include "bridge_i.h"
 #include "shmstat_i.h"
+#include "sync_i.h"
 
 #define EXIT_USAGE 1
 #define EXIT_SEGMENT 2
@@ -125,7 +126,7 @@ static void status_write(struct bridge *b)
 				   now > b->dirty_since_ns
 			   ? (now - b->dirty_since_ns) / 1000000u
 			   : 0;
-	shmstat_sync_status_write(b->h, &b->status);
+	shmstat__sync_status_write(b->h, &b->status);
 }
 
 static uint64_t backoff(const struct bconf *cf, unsigned attempt)

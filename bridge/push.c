@@ -61,6 +61,7 @@
 #include "bridge_i.h"
 #include "layout_i.h"
 #include "shmstat_i.h"
+#include "sync_i.h"
 
 #define FEED_KEEP_MS 600000u /* feed entries older than this are trimmed */
 #define FEED_MAX "4096"      /* entries read per push; more: read all */
@@ -466,7 +467,7 @@ static int reset_refused(struct bridge *b, uint64_t id, const redisReply *r)
 {
 	if (!r)
 		return -1;
-	shmstat_sync_reset_done(b->h, id, 0,
+	shmstat__sync_reset_done(b->h, id, 0,
 				r->type == REDIS_REPLY_ERROR &&
 						strncmp(r->str, "NOPERM", 6) == 0
 					? SHMSTAT_EPERM
@@ -508,7 +509,7 @@ static int run_reset(struct bridge *b)
 {
 	char glob[256], idbuf[32];
 	uint64_t id, epoch;
-	int rc = shmstat_sync_reset_take(b->h, glob, sizeof(glob), &id, &epoch);
+	int rc = shmstat__sync_reset_take(b->h, glob, sizeof(glob), &id, &epoch);
 
 	if (rc <= 0)
 		return 0;
@@ -579,7 +580,7 @@ static int run_reset(struct bridge *b)
 		     "global reset '%s': %lld gauge%s left alone (a gauge is "
 		     "a level each source sets: reset it where it is set)",
 		     glob, skipped, skipped == 1 ? "" : "s");
-	shmstat_sync_reset_done(b->h, id, (uint64_t)n, 0);
+	shmstat__sync_reset_done(b->h, id, (uint64_t)n, 0);
 	blog(SHMSTAT_LOG_INFO, "global reset '%s': %lld keys set to 0", glob,
 	     n);
 out:
@@ -673,9 +674,9 @@ static void set_global(struct bridge *b, uint32_t x, const redisReply *e,
 	int64_t v;
 
 	if (e->type == REDIS_REPLY_NIL)
-		shmstat_sync_global_set(b->h, x, 0, now);
+		shmstat__sync_global_set(b->h, x, 0, now);
 	else if (reply_i64(e, &v))
-		shmstat_sync_global_set(b->h, x, v, now);
+		shmstat__sync_global_set(b->h, x, v, now);
 }
 
 static void refused_key(struct bridge *b, uint32_t x, const char *why)
@@ -1496,7 +1497,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			int64_t mb = 0;
 			uint64_t tag = 0;
 			s->mbase = 0;
-			if (!g && shmstat_sync_rbase_get(b->h, x, &mb, &tag) == 0 &&
+			if (!g && shmstat__sync_rbase_get(b->h, x, &mb, &tag) == 0 &&
 			    tag == key_tag(b, x))
 				s->mbase = mb;
 			s->known = 1;
@@ -1770,7 +1771,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			uint32_t i = ops[k].item;
 			uint32_t x = sn->v[t->grp[i]].index;
 			if (e->type == REDIS_REPLY_INTEGER) {
-				shmstat_sync_global_set(b->h, x, e->integer, ns);
+				shmstat__sync_global_set(b->h, x, e->integer, ns);
 			} else {
 				bad[i] = true;
 				any_bad = true;
@@ -1799,7 +1800,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			s->in_redis = 1;
 			if (it->kind != SHMSTAT_KIND_GAUGE) {
 				if (p->base != s->mbase)
-					shmstat_sync_rbase_set(b->h, it->index,
+					shmstat__sync_rbase_set(b->h, it->index,
 							       p->base,
 							       key_tag(b, it->index));
 				s->base = s->mbase = p->base;

@@ -166,8 +166,8 @@ struct dir_entry {
 	_Atomic int64_t gauge;   /* gauges: the value */
 	_Atomic int64_t global;  /* cluster-wide value from the bridge */
 	_Atomic uint64_t global_ns;
-	/* reserved[0..1]: sync.c's reset base and global-reset epoch (ms)
-	 * of this counter, written by the bridge only. */
+	/* reserved[0..1]: sync.c's reset base of this counter and a tag of
+	 * the Redis key it was made for, written by the bridge only. */
 	uint64_t reserved[8];
 	char name[SHMSTAT_NAME_MAX]; /* not NUL-terminated: name_len bytes */
 };

@@ -22,6 +22,7 @@
 #include "bridge_i.h"
 #include "redisutil.h"
 #include "shmstat_i.h"
+#include "sync_i.h"
 #include "testutil.h"
 
 #define NCOLD 50
@@ -76,7 +77,7 @@ static void host_fini(struct host *x)
 /* The bridge writes its status to the segment, as the daemon does. */
 static void status_save(struct host *x)
 {
-	assert_int_equal(shmstat_sync_status_write(x->s.h, &x->b.status), 0);
+	assert_int_equal(shmstat__sync_status_write(x->s.h, &x->b.status), 0);
 }
 
 static int setup(void **state)
@@ -365,7 +366,7 @@ static void a_reset_by_another_host_reaches_counters_not_sent(void **state)
 	uint64_t tag;
 	shmstat_stat_t st;
 	assert_int_equal(shmstat_stat_get(f->a.s.h, "jobs", &st), 0);
-	assert_int_equal(shmstat_sync_rbase_get(f->a.s.h, st.index, &base,
+	assert_int_equal(shmstat__sync_rbase_get(f->a.s.h, st.index, &base,
 						&tag),
 			 0);
 	assert_int_equal(base, 10);
