@@ -18,6 +18,8 @@
  *                                interval while another source changes
  *                                1,000 of its own: Redis' and this
  *                                bridge's CPU per interval
+ *   sync_steady_100k_1pct_alone  the same, the other source changing
+ *                                nothing
  *   bridge_rss_100k_counters     the daemon's memory at 100,000 counters
  *   baseline_incrby_10k_pipelined  10,000 plain INCRBYs, pipelined: the
  *                                floor the push is compared with
@@ -327,7 +329,7 @@ SHIM_BENCH(sync_push_1k_changed)(shim_state_t *st)
  * Bridge CPU (this thread's) and Redis CPU per interval are of our push
  * only, as in sync_push_1k_changed: the ratio is the issue's bound.
  */
-SHIM_BENCH(sync_steady_100k_1pct)(shim_state_t *st)
+static void steady(shim_state_t *st, int others)
 {
 	static struct bconf cfa, cfb;
 	static struct bridge ba, bb;
@@ -368,7 +370,7 @@ SHIM_BENCH(sync_steady_100k_1pct)(shim_state_t *st)
 	uint64_t refreshed = 0;
 	while (shim_run_batch(st, 1)) {
 		shim_pause_timing(st);
-		for (int i = 0; i < STEADY_CHANGED; i++) {
+		for (int i = 0; i < others; i++) {
 			shmstat_counter_add(cb[nb], 1);
 			nb = (nb + 1) % STEADY_N;
 		}
@@ -558,6 +560,18 @@ SHIM_BENCH(bridge_cpu_1000_counters_1s)(shim_state_t *st)
 	}
 	shim_counter(st, "cpu_ms_per_s", cpu_ms_per_s);
 	seg_destroy(&h, seg);
+}
+
+SHIM_BENCH(sync_steady_100k_1pct)(shim_state_t *st)
+{
+	steady(st, STEADY_CHANGED);
+}
+
+/* The same push of 1,000 changed counters of 100,000, the other source
+ * changing nothing: what reading others' changes adds is the difference. */
+SHIM_BENCH(sync_steady_100k_1pct_alone)(shim_state_t *st)
+{
+	steady(st, 0);
 }
 
 /* kB of a /proc/<pid>/status field, -1 when missing. */

@@ -127,7 +127,10 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 	b->keys = calloc(n, sizeof(*b->keys));
 	b->keylen = calloc(n, sizeof(*b->keylen));
 	b->idx = calloc(n, sizeof(*b->idx));
-	if (!b->st || !b->keys || !b->keylen || !b->idx) {
+	b->ack = calloc(n, sizeof(*b->ack));
+	b->flag = calloc(n, sizeof(*b->flag));
+	if (!b->st || !b->keys || !b->keylen || !b->idx || !b->ack ||
+	    !b->flag) {
 		blog(SHMSTAT_LOG_ERROR, "out of memory");
 		bridge_fini(b);
 		return -1;
@@ -144,7 +147,11 @@ void bridge_fini(struct bridge *b)
 	free(b->keys);
 	free(b->keylen);
 	free(b->idx);
+	free(b->ack);
+	free(b->flag);
 	b->idx = NULL;
+	b->ack = NULL;
+	b->flag = NULL;
 	free(b->st);
 	b->keys = NULL;
 	b->keylen = NULL;

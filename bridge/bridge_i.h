@@ -94,6 +94,12 @@ struct bridge {
 	bool refused;              /* the source is owned or retired */
 	bool reset_seen;           /* a push learnt of a reset */
 	uint8_t push_no;           /* pushes, modulo 256 */
+	/* What the snapshot compares with, compact: a counter is in step
+	 * with Redis when (flag & FL_CLEAN) and its total is ack[]; FL_SKIP:
+	 * never sent (reserved name); FL_GAUGE: a gauge. Kept by settle()
+	 * in push.c from struct bstate. */
+	int64_t *ack;
+	uint8_t *flag;
 	uint32_t *idx;             /* directory indexes in use, in order */
 	uint32_t nidx;
 };
@@ -143,6 +149,8 @@ int push_all(struct bridge *b);
 void push_account(struct bridge *b);
 /* Clean stop: withdraw this source's gauges from the sums. 0 or -1. */
 int push_withdraw(struct bridge *b);
+/* Forget what Redis holds (after a reconnect): everything is read again. */
+void push_forget(struct bridge *b);
 
 /* lua.c, generated from lua/ *.lua at build time */
 extern const char reset_lua[];

@@ -161,10 +161,7 @@ int conn_open(struct bridge *b)
 		goto fail;
 	/* Our knowledge of Redis is void after a reconnect: a call whose
 	 * reply we did not read may have run. */
-	for (uint32_t i = 0; i < b->max_counters && b->st; i++)
-		b->st[i].known = 0;
-	b->feed_known = false;
-	b->rgen_valid = false;
+	push_forget(b);
 	check_policy(b);
 	if (b->rc->err)
 		goto fail;

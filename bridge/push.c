@@ -206,6 +206,26 @@ struct snap {
 	int err;
 };
 
+#define FL_CLEAN 1u
+#define FL_SKIP 2u
+#define FL_GAUGE 4u
+
+/* Bring the compact copy (flag, ack) of counter x's state up to date:
+ * after every change of b->st[x]. */
+static void settle(struct bridge *b, uint32_t x)
+{
+	const struct bstate *s = &b->st[x];
+	uint8_t f = s->kind == SHMSTAT_KIND_GAUGE ? FL_GAUGE : 0;
+
+	if (s->reserved_name)
+		f |= FL_SKIP;
+	else if (s->known && (f & FL_GAUGE ? s->in_redis != 0
+					   : s->rgen <= s->gen))
+		f |= FL_CLEAN;
+	b->flag[x] = f;
+	b->ack[x] = s->in_redis ? s->acked : 0;
+}
+
 static bool is_reserved(const struct bridge *b, const char *key, size_t len)
 {
 	size_t ml = strlen(b->cf->meta_prefix);
@@ -259,6 +279,7 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 	it->total = st->kind == SHMSTAT_KIND_GAUGE ? st->value
 						   : (int64_t)st->total;
 	b->st[x].kind = it->kind;
+	settle(b, x);
 	return 0;
 }
 
@@ -332,15 +353,19 @@ static int collect(struct bridge *b, struct snap *sn)
 		size_t k = 0;
 		for (uint32_t i = 0; i < b->nidx; i++) {
 			uint32_t x = b->idx[i];
-			struct item *it = &sn->v[k];
+			uint8_t f = b->flag[x];
+			if (f & FL_SKIP)
+				continue;
+			int64_t total = f & FL_GAUGE
+						? atomic_load_explicit(&h->dir[x].gauge,
+								       memory_order_relaxed)
+						: (int64_t)shmstat__counter_total(h, x);
+			if ((f & FL_CLEAN) && total == b->ack[x])
+				continue;
+			struct item *it = &sn->v[k++];
 			it->index = x;
 			it->kind = b->st[x].kind;
-			it->total = it->kind == SHMSTAT_KIND_GAUGE
-					    ? atomic_load_explicit(&h->dir[x].gauge,
-								   memory_order_relaxed)
-					    : (int64_t)shmstat__counter_total(h, x);
-			if (pending_one(b, it))
-				k++;
+			it->total = total;
 		}
 		sn->n = k;
 	}
@@ -360,10 +385,18 @@ void push_account(struct bridge *b)
 /* Forget what Redis holds: every counter is read again. */
 static void forget_all(struct bridge *b)
 {
-	for (uint32_t i = 0; i < b->max_counters; i++)
+	for (uint32_t i = 0; i < b->max_counters; i++) {
 		b->st[i].known = 0;
+		settle(b, i);
+	}
 	b->feed_known = false;
 	b->rgen_valid = false;
+}
+
+void push_forget(struct bridge *b)
+{
+	if (b->st)
+		forget_all(b);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -827,8 +860,10 @@ int push_withdraw(struct bridge *b)
 		forget_all(b);
 	freeReplyObject(r);
 	for (uint32_t i = 0; i < b->max_counters; i++)
-		if (b->st[i].kind == SHMSTAT_KIND_GAUGE)
+		if (b->st[i].kind == SHMSTAT_KIND_GAUGE) {
 			b->st[i].known = 0;
+			settle(b, i);
+		}
 	return 0;
 }
 
@@ -1329,6 +1364,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 				int64_t x = index_of_key(b, k->str, k->len);
 				if (x >= 0 && g > b->st[x].rgen) {
 					b->st[x].rgen = g;
+					settle(b, (uint32_t)x);
 					b->reset_seen = true;
 				}
 			}
@@ -1501,6 +1537,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			    tag == key_tag(b, x))
 				s->mbase = mb;
 			s->known = 1;
+			settle(b, x);
 		}
 		freeReplyObject(rt);
 		freeReplyObject(rgz);
@@ -1809,6 +1846,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		}
 		if (s->rgen < s->gen)
 			s->rgen = s->gen;
+		settle(b, it->index);
 	}
 	if (any_bad && undo_refused(b, t, bad) < 0) {
 		ret = -1;
