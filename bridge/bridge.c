@@ -128,9 +128,14 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 	b->keylen = calloc(n, sizeof(*b->keylen));
 	b->idx = calloc(n, sizeof(*b->idx));
 	b->ack = calloc(n, sizeof(*b->ack));
+	size_t slots = 16;
+	while (slots < 2 * n)
+		slots *= 2;
+	b->kmap = calloc(slots, sizeof(*b->kmap));
+	b->kmask = (uint32_t)(slots - 1);
 	b->flag = calloc(n, sizeof(*b->flag));
 	if (!b->st || !b->keys || !b->keylen || !b->idx || !b->ack ||
-	    !b->flag) {
+	    !b->flag || !b->kmap) {
 		blog(SHMSTAT_LOG_ERROR, "out of memory");
 		bridge_fini(b);
 		return -1;
@@ -149,6 +154,8 @@ void bridge_fini(struct bridge *b)
 	free(b->idx);
 	free(b->ack);
 	free(b->flag);
+	free(b->kmap);
+	b->kmap = NULL;
 	b->idx = NULL;
 	b->ack = NULL;
 	b->flag = NULL;

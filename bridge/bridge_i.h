@@ -101,6 +101,8 @@ struct bridge {
 	int64_t *ack;
 	uint8_t *flag;
 	uint32_t *idx;             /* directory indexes in use, in order */
+	uint32_t *kmap;            /* Redis key -> index + 1 (open addressing) */
+	uint32_t kmask;            /* kmap slots - 1 */
 	uint32_t nidx;
 };
 

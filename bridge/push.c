@@ -226,6 +226,31 @@ static void settle(struct bridge *b, uint32_t x)
 	b->ack[x] = s->in_redis ? s->acked : 0;
 }
 
+/* The key map: our counters by Redis key, to find what a feed entry
+ * names without a directory lookup. Keys are added once, never removed. */
+static void kmap_add(struct bridge *b, uint32_t x)
+{
+	uint32_t i = (uint32_t)shmstat__hash(b->keys[x], b->keylen[x]) &
+		     b->kmask;
+
+	while (b->kmap[i])
+		i = (i + 1) & b->kmask;
+	b->kmap[i] = x + 1;
+}
+
+static int64_t kmap_find(const struct bridge *b, const char *k, size_t len)
+{
+	uint32_t i = (uint32_t)shmstat__hash(k, len) & b->kmask;
+
+	for (uint32_t n = 0; n <= b->kmask && b->kmap[i]; n++) {
+		uint32_t x = b->kmap[i] - 1;
+		if (b->keylen[x] == len && memcmp(b->keys[x], k, len) == 0)
+			return x;
+		i = (i + 1) & b->kmask;
+	}
+	return -1;
+}
+
 static bool is_reserved(const struct bridge *b, const char *key, size_t len)
 {
 	size_t ml = strlen(b->cf->meta_prefix);
@@ -260,6 +285,7 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 		k[kpl + st->name_len] = '\0';
 		b->keys[x] = k;
 		b->keylen[x] = (uint32_t)(kpl + st->name_len);
+		kmap_add(b, x);
 		if (is_reserved(b, k, b->keylen[x])) {
 			b->st[x].reserved_name = 1;
 			b->status.reserved_names++;
@@ -476,22 +502,7 @@ static bool parse_field(const redisReply *e, int64_t *t, int64_t *bs,
 /* Index of our counter with Redis key k, or -1. */
 static int64_t index_of_key(struct bridge *b, const char *k, size_t len)
 {
-	const char *kp = b->cf->key_prefix;
-	size_t kpl = strlen(kp);
-	char name[SHMSTAT_NAME_MAX + 1];
-	shmstat_stat_t st;
-
-	if (len < kpl || memcmp(k, kp, kpl) != 0 ||
-	    len - kpl > SHMSTAT_NAME_MAX)
-		return -1;
-	memcpy(name, k + kpl, len - kpl);
-	name[len - kpl] = '\0';
-	uint32_t x;
-	(void)st;
-	if (shmstat__dir_lookup(b->h, name, len - kpl, 0, false, &x) < 0 ||
-	    x >= b->max_counters || !b->keys[x])
-		return -1;
-	return x;
+	return kmap_find(b, k, len);
 }
 
 /* ------------------------------------------------------------- resetting */
@@ -1538,6 +1549,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 				s->mbase = mb;
 			s->known = 1;
 			settle(b, x);
+			/* Its global value, whether or not we send it. */
+			if (t->first && refresh_add(&rf, x) < 0)
+				feed_back = true;
 		}
 		freeReplyObject(rt);
 		freeReplyObject(rgz);
