@@ -8,7 +8,7 @@ packages=(
 	gcc g++ clang pkg-config meson ninja-build
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
-	redis-server redis-tools
+	redis-server redis-tools faketime
 )
 
 missing=()

@@ -191,6 +191,23 @@ static void error_replies_are_logged_and_nothing_is_lost(void **state)
 	for (int i = 0; i < 500 && ru_get(&f->r, "good") != 6; i++)
 		ru_sleep_ms(10);
 	assert_int_equal(ru_get(&f->r, "good"), 6);
+	/* The refused key stays pending, its lag grows, and health is
+	 * degraded naming it, while pushes succeed. */
+	shmstat_sync_status_t st;
+	for (int i = 0; i < 500; i++) {
+		assert_int_equal(shmstat_sync_status_read(f->a.h, &st), 0);
+		if (st.lag_ms >= 200 && st.refused_keys == 1)
+			break;
+		ru_sleep_ms(10);
+	}
+	assert_int_equal(st.pending, 1);
+	assert_int_equal(st.refused_keys, 1);
+	assert_string_equal(st.refused_key, "bad");
+	assert_true(st.lag_ms >= 200);
+	shmstat_health_t hs;
+	assert_int_equal(shmstat_health(f->a.h, 0, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_DEGRADED);
+	assert_non_null(strstr(hs.reason, "'bad'"));
 	rep = ru_cmd(&f->r, "DEL bad");
 	freeReplyObject(rep);
 	assert_true(ru_wait_synced(f->a.h, 10000));
