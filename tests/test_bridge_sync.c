@@ -346,7 +346,7 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 			 0);
 	add(f->a.h, "req", 1000);
 	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
-			    "10ms", "--owner-ttl", "3s", NULL);
+			    "10ms", "--owner-ttl", "1s", NULL);
 	assert_true(ru_wait_synced(f->a.h, 10000));
 	assert_int_equal(ru_get(&f->r, "req"), 1000);
 	kill(p, SIGKILL);
@@ -363,7 +363,7 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 	assert_memory_not_equal(nb, na, 38);
 	add(f->a.h, "req", 5);
 	p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i", "10ms",
-		      "--owner-ttl", "3s", NULL);
+		      "--owner-ttl", "1s", NULL);
 	assert_true(ru_wait_synced(f->a.h, 10000));
 	assert_int_equal(ru_get(&f->r, "req"), 1005);
 	assert_int_equal(global_of(f->a.h, "req"), 1005);
@@ -373,9 +373,9 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 	assert_int_equal(tu_wait(p, 10000), 128 + SIGKILL);
 	reboot(f, &f->a);
 	add(f->a.h, "req", 7);
-	ru_sleep_ms(3200);
+	ru_sleep_ms(1200);
 	p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i", "10ms",
-		      "--owner-ttl", "3s", NULL);
+		      "--owner-ttl", "1s", NULL);
 	assert_true(ru_wait_synced(f->a.h, 10000));
 	assert_int_equal(ru_get(&f->r, "req"), 1012);
 	assert_false(ru_file_has(f->log, "another live bridge"));
