@@ -36,8 +36,9 @@
  * A push, per group of at most BRIDGE_GROUP counters:
  *   read (one round trip): WATCH M s:S and M rgen; S's owner, lease and
  *     seq; Redis' clock; the resets since the generation we applied; the
- *     feed since the version we read (first group only); the bookkeeping
- *     of the counters we do not know (after a start or any doubt).
+ *     feed after the entry we read last (first group only); the
+ *     bookkeeping of the counters we do not know (after a start or any
+ *     doubt).
  *   decide: refused when another bridge holds S's lease; when seq is not
  *     the one we wrote last, our knowledge is void (Redis lost writes, or
  *     another bridge withdrew our gauges): forget it and read again.
@@ -50,8 +51,8 @@
  * deltas and totals land together, and our next push reads the totals
  * again (the connection was dropped, so everything is unknown).
  */
-#include <inttypes.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
