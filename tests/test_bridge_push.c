@@ -784,7 +784,7 @@ static void bookkeeping_stays_bounded_over_1000_recreations(void **state)
 {
 	struct fx *f = *state;
 	static const shmstat_options_t o = {
-		.size = 4u << 20, .max_counters = 1024, .max_workers = 4,
+		.size = 3u << 19, .max_counters = 1024, .max_workers = 2,
 	};
 	struct host x;
 	char name[32];
