@@ -196,8 +196,13 @@ static void two_hosts_sum_and_each_sees_the_sum(void **state)
 	assert_non_null(rep);
 	assert_string_equal(rep->str, "101");
 	freeReplyObject(rep);
-	assert_int_equal(ru_bridge_stop(pa), 0);
+	/* B stops cleanly: its gauge leaves the sum, its counts stay. */
 	assert_int_equal(ru_bridge_stop(pb), 0);
+	assert_int_equal(ru_get(&f->r, "conns"), 10);
+	assert_int_equal(ru_get(&f->r, "req"), 126);
+	assert_true(ru_file_has(f->log, "gauges withdrawn"));
+	assert_int_equal(ru_bridge_stop(pa), 0);
+	assert_int_equal(ru_get(&f->r, "conns"), 0);
 }
 
 static void a_global_reset_counts_every_host_from_zero(void **state)
