@@ -1617,7 +1617,10 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			if (s->mbase > p->base)
 				p->base = s->mbase;
 			int64_t cnew;
-			if (__builtin_sub_overflow(it->total, p->base, &cnew) ||
+			/* A counter's total is never negative: below 0 it is
+			 * a sum beyond 2^63 - 1 read as signed. */
+			if (it->total < 0 ||
+			    __builtin_sub_overflow(it->total, p->base, &cnew) ||
 			    __builtin_sub_overflow(cnew, cold, &p->delta)) {
 				p->bad = true;
 				refused_key(b, it->index,

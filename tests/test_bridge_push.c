@@ -650,6 +650,11 @@ static void totals_are_exact_to_int64_max(void **state)
 	assert_int_equal(push_all(&f->b.b), 0);
 	assert_int_equal(f->b.b.status.pending, 1);
 	assert_int_equal(ru_get(&f->r, "max"), INT64_MAX);
+	/* One source's own total beyond it: refused too, never wrapped. */
+	add(&f->a, "max", 1);
+	assert_int_equal(push_all(&f->a.b), 0);
+	assert_int_equal(ru_get(&f->r, "max"), INT64_MAX);
+	assert_int_equal(f->a.b.status.refused_keys, 1);
 }
 
 static void a_refused_key_stays_pending_and_degrades_health(void **state)
