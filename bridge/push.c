@@ -377,16 +377,30 @@ static int collect(struct bridge *b, struct snap *sn)
 			return -1;
 		}
 		sn->cap = b->nidx;
+		/* The rows' cells, found once: a total is their sum. */
+		uint32_t hwm = shmstat__hwm(h);
+		const uint64_t *one = hwm ? shmstat__row_cells(h, 0) : NULL;
 		size_t k = 0;
 		for (uint32_t i = 0; i < b->nidx; i++) {
 			uint32_t x = b->idx[i];
 			uint8_t f = b->flag[x];
 			if (f & FL_SKIP)
 				continue;
-			int64_t total = f & FL_GAUGE
-						? atomic_load_explicit(&h->dir[x].gauge,
-								       memory_order_relaxed)
-						: (int64_t)shmstat__counter_total(h, x);
+			int64_t total;
+			if (f & FL_GAUGE) {
+				total = atomic_load_explicit(&h->dir[x].gauge,
+							     memory_order_relaxed);
+			} else if (hwm == 1) {
+				total = (int64_t)__atomic_load_n(&one[x],
+								 __ATOMIC_RELAXED);
+			} else {
+				uint64_t sum = 0;
+				for (uint32_t w = 0; w < hwm; w++)
+					sum += __atomic_load_n(
+						&shmstat__row_cells(h, w)[x],
+						__ATOMIC_RELAXED);
+				total = (int64_t)sum;
+			}
 			if ((f & FL_CLEAN) && total == b->ack[x])
 				continue;
 			struct item *it = &sn->v[k++];
