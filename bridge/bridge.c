@@ -93,6 +93,18 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 		b->refused = true;
 		return -1;
 	}
+	if (s->seq_acked && !s->source[0] && s->host_id &&
+	    s->host_id != host_id) {
+		/* Pushed by the previous release, as another host id. */
+		blog(SHMSTAT_LOG_ERROR,
+		     "segment '%s' was pushed as host id %016" PRIx64
+		     "; this bridge would push it as %s and count its totals "
+		     "twice. Start it with --host-id %" PRIx64 " (or without "
+		     "--host-id if that was the default)",
+		     cf->segment, s->host_id, b->host_hex, s->host_id);
+		b->refused = true;
+		return -1;
+	}
 	if (s->seq_acked && s->meta_prefix[0] &&
 	    strcmp(s->meta_prefix, mp) != 0) {
 		blog(SHMSTAT_LOG_ERROR,
