@@ -889,6 +889,32 @@ static void old_host_bookkeeping_is_migrated(void **state)
 	assert_int_equal(ru_get(&f->r, "jobs"), 18);
 }
 
+/* The previous release's status recorded the host id only: another one
+ * is refused, the same one is not. */
+static void a_segment_of_the_previous_release_keeps_its_host_id(void **state)
+{
+	struct fx *f = *state;
+	shmstat_sync_status_t st;
+	struct bconf cf;
+	struct bridge b;
+
+	assert_int_equal(shmstat_sync_status_read(f->b.s.h, &st), 0);
+	memset(st.source, 0, sizeof(st.source));
+	memset(st.meta_prefix, 0, sizeof(st.meta_prefix));
+	st.seq_acked = 9;
+	st.host_id = 0xb2;
+	assert_int_equal(shmstat__sync_status_write(f->b.s.h, &st), 0);
+	bconf_defaults(&cf);
+	cf.segment = f->b.s.name;
+	cf.host_id = 0xb3;
+	cf.host_id_set = true;
+	assert_int_equal(bridge_init(&b, &cf, f->b.s.h), -1);
+	assert_true(b.refused);
+	cf.host_id = 0xb2;
+	assert_int_equal(bridge_init(&b, &cf, f->b.s.h), 0);
+	bridge_fini(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -909,6 +935,7 @@ int main(void)
 		T(gauges_are_not_reset_and_are_withdrawn),
 		T(bookkeeping_stays_bounded_over_1000_recreations),
 		T(old_host_bookkeeping_is_migrated),
+		T(a_segment_of_the_previous_release_keeps_its_host_id),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
