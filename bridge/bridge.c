@@ -116,6 +116,9 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 		b->refused = true;
 		return -1;
 	}
+	/* Counted again by this bridge as it meets them. */
+	s->refused_keys = s->reserved_names = 0;
+	s->refused_key[0] = s->reserved_name[0] = '\0';
 	snprintf(s->source, sizeof(s->source), "%s", b->source);
 	snprintf(s->meta_prefix, sizeof(s->meta_prefix), "%s", mp);
 	s->host_id = host_id;

@@ -393,10 +393,6 @@ int main(int argc, char **argv)
 	b.status.bridge_start = shmstat__proc_start(getpid());
 	b.status.connected = 0;
 	b.status.pending = 0;
-	b.status.refused_keys = 0;
-	b.status.reserved_names = 0;
-	b.status.refused_key[0] = '\0';
-	b.status.reserved_name[0] = '\0';
 	b.status.last_error[0] = '\0';
 	snprintf(b.status.redis_addr, sizeof(b.status.redis_addr), "%.127s",
 		 cf.addr);
