@@ -1203,6 +1203,10 @@ static int migrate(struct bridge *b)
 		else
 			freeReplyObject(x);
 	}
+	if (!ex) {
+		ret = -1;
+		goto out;
+	}
 	if (ex->type == REDIS_REPLY_ARRAY) {
 		blog(SHMSTAT_LOG_INFO,
 		     "upgraded the bookkeeping of host %s (%zu names) to "
@@ -1809,6 +1813,10 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		freeReplyObject(r);
 	}
 	b->redis_ms = now;
+	if (!ex) {
+		ret = -1;
+		goto out;
+	}
 	if (ex->type == REDIS_REPLY_NIL) {
 		/* A reset, or a withdrawal of our gauges, ran since the
 		 * WATCH: nothing was written; read again. */
