@@ -155,6 +155,8 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 		bridge_fini(b);
 		return -1;
 	}
+	/* No counter anywhere until the snapshot meets it. */
+	memset(b->flag, 2 /* FL_SKIP */, n);
 	return 0;
 }
 

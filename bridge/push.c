@@ -218,8 +218,8 @@ static void settle(struct bridge *b, uint32_t x)
 	const struct bstate *s = &b->st[x];
 	uint8_t f = s->kind == SHMSTAT_KIND_GAUGE ? FL_GAUGE : 0;
 
-	if (s->reserved_name)
-		f |= FL_SKIP;
+	if (s->reserved_name || !b->keys[x])
+		f |= FL_SKIP; /* reserved, or no counter at x (yet) */
 	else if (s->known && (f & FL_GAUGE ? s->in_redis != 0
 					   : s->rgen <= s->gen))
 		f |= FL_CLEAN;
@@ -371,18 +371,13 @@ static int collect(struct bridge *b, struct snap *sn)
 		b->nidx = (uint32_t)sn->n;
 		sn->n = k;
 	} else {
-		sn->v = malloc(b->nidx * sizeof(*sn->v));
-		if (!sn->v) {
-			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
-			return -1;
-		}
-		sn->cap = b->nidx;
-		/* The rows' cells, found once: a total is their sum. */
+		/* The rows' cells, found once: a total is their sum. Every
+		 * array is walked in index order; entries without a counter
+		 * are FL_SKIP. */
 		uint32_t hwm = shmstat__hwm(h);
 		const uint64_t *one = hwm ? shmstat__row_cells(h, 0) : NULL;
 		size_t k = 0;
-		for (uint32_t i = 0; i < b->nidx; i++) {
-			uint32_t x = b->idx[i];
+		for (uint32_t x = 0; x < b->max_counters; x++) {
 			uint8_t f = b->flag[x];
 			if (f & FL_SKIP)
 				continue;
@@ -403,6 +398,17 @@ static int collect(struct bridge *b, struct snap *sn)
 			}
 			if ((f & FL_CLEAN) && total == b->ack[x])
 				continue;
+			if (k == sn->cap) {
+				size_t cap = sn->cap ? sn->cap * 2 : 1024;
+				struct item *v = realloc(sn->v, cap * sizeof(*v));
+				if (!v) {
+					bridge_error(b, SHMSTAT_LOG_ERROR,
+						     "out of memory");
+					return -1;
+				}
+				sn->v = v;
+				sn->cap = cap;
+			}
 			struct item *it = &sn->v[k++];
 			it->index = x;
 			it->kind = b->st[x].kind;
