@@ -63,7 +63,7 @@ cat "$tmp/prefork.out"
 if [ -n "$redis" ]; then
 	# Wait (bounded) until the bridge has pushed what the workers did.
 	for _ in $(seq 50); do
-		$shmstat list -j | grep -q '"source": "redis"' && break
+		$shmstat list -j --global | grep -q '"source": "redis"' && break
 		sleep 0.1
 	done
 	sleep 0.5

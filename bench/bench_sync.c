@@ -12,6 +12,15 @@
  *   sync_push_10k_unchanged      one push of 10,000 counters, none changed
  *                                (the sequence check and the refresh of the
  *                                global values)
+ *   sync_push_1k_changed         one push of 1,000 counters, all changed:
+ *                                the reference of sync_steady_100k_1pct
+ *   sync_steady_100k_1pct        100,000 counters, 1,000 changed per
+ *                                interval while another source changes
+ *                                1,000 of its own: Redis' and this
+ *                                bridge's CPU per interval
+ *   sync_steady_100k_1pct_alone  the same, the other source changing
+ *                                nothing
+ *   bridge_rss_100k_counters     the daemon's memory at 100,000 counters
  *   baseline_incrby_10k_pipelined  10,000 plain INCRBYs, pipelined: the
  *                                floor the push is compared with
  *   bridge_cpu_1000_counters_1s  shmstat-bridge (the real daemon) at a 1 s
@@ -39,11 +48,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../bridge/bridge_i.h"
+#include "bridge_i.h"
 #include "shim.h"
 #include "shmstat.h"
 
 #define PUSH_N 10000
+#define STEADY_N 100000
+#define STEADY_CHANGED 1000
 #define CPU_N 1000
 #define CPU_WINDOW_S 5
 #define BATCH 1000
@@ -131,13 +142,14 @@ static int redis_start(void)
 	return -1;
 }
 
-static shmstat_t *seg_create(char *name, size_t len, uint32_t counters)
+static shmstat_t *seg_create_size(char *name, size_t len, uint32_t counters,
+				  size_t size)
 {
 	static unsigned seq;
 	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL,
 				.max_counters = counters,
 				.max_workers = 8,
-				.size = 24u << 20 };
+				.size = size };
 	shmstat_t *h;
 
 	snprintf(name, len, "bench-sync-%d-%u", (int)getpid(), seq++);
@@ -146,6 +158,11 @@ static shmstat_t *seg_create(char *name, size_t len, uint32_t counters)
 		return NULL;
 	}
 	return h;
+}
+
+static shmstat_t *seg_create(char *name, size_t len, uint32_t counters)
+{
+	return seg_create_size(name, len, counters, 24u << 20);
 }
 
 static void seg_destroy(shmstat_t **h, const char *name)
@@ -172,9 +189,19 @@ static int make_counters(shmstat_t *h, shmstat_counter_t *c, int n)
  * ms; -1 when unknown. */
 static double redis_cpu_ms(void)
 {
-	redisContext *rc = redisConnectUnix(rs.sock);
+	/* One connection kept open: connecting would cost Redis CPU. */
+	static redisContext *rc;
+	static pid_t for_pid;
 	double ms = -1;
 
+	if (rc && (rc->err || for_pid != rs.pid)) {
+		redisFree(rc);
+		rc = NULL;
+	}
+	if (!rc) {
+		rc = redisConnectUnix(rs.sock);
+		for_pid = rs.pid;
+	}
 	if (rc && !rc->err) {
 		redisReply *r = redisCommand(rc, "INFO cpu");
 		if (r && r->type == REDIS_REPLY_STRING) {
@@ -186,14 +213,34 @@ static double redis_cpu_ms(void)
 		if (r)
 			freeReplyObject(r);
 	}
-	if (rc)
-		redisFree(rc);
 	return ms;
+}
+
+/* A bridge in process on segment h, set up as the daemon sets it up. */
+static int bridge_open(struct bconf *cf, struct bridge *b, shmstat_t *h,
+		       const char *seg)
+{
+	bconf_defaults(cf);
+	cf->segment = seg;
+	snprintf(cf->redis.path, sizeof(cf->redis.path), "%s", rs.sock);
+	snprintf(cf->addr, sizeof(cf->addr), "%s", rs.url);
+	cf->connect_timeout_ms = cf->command_timeout_ms = 5000;
+	cf->owner_ttl_ms = 60000;
+	if (bridge_init(b, cf, h) < 0)
+		return -1;
+	return conn_open(b);
+}
+
+static double thread_cpu_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* One push of PUSH_N counters of which `changed` changed since the last
  * push (a different `changed` of them each time). */
-static void push_bench(shim_state_t *st, int changed)
+static void push_bench(shim_state_t *st, int n_counters, int changed)
 {
 	static shmstat_counter_t c[PUSH_N];
 	static struct bconf cf;
@@ -205,51 +252,46 @@ static void push_bench(shim_state_t *st, int changed)
 		return;
 	}
 	shmstat_t *h = seg_create(seg, sizeof(seg), 16384);
-	if (!h || make_counters(h, c, PUSH_N) < 0) {
+	if (!h || make_counters(h, c, n_counters) < 0) {
 		shim_skip(st, "segment");
 		return;
 	}
 	log_level = SHMSTAT_LOG_ERROR;
-	memset(&cf, 0, sizeof(cf));
-	memset(&b, 0, sizeof(b));
-	redis_conf_init(&cf.redis);
-	snprintf(cf.redis.path, sizeof(cf.redis.path), "%s", rs.sock);
-	snprintf(cf.addr, sizeof(cf.addr), "%s", rs.url);
-	cf.key_prefix = "";
-	cf.meta_prefix = "_shmstat:";
-	cf.interval_ms = 1000;
-	cf.connect_timeout_ms = cf.command_timeout_ms = 5000;
-	cf.owner_ttl_ms = 60000;
-	b.cf = &cf;
-	b.h = h;
-	b.max_counters = 16384;
-	b.st = calloc(16384, sizeof(*b.st));
-	snprintf(b.host_hex, sizeof(b.host_hex), "%016x", (unsigned)getpid());
-	snprintf(b.host_name, sizeof(b.host_name), "bench");
-	snprintf(b.token, sizeof(b.token), "bench%d", (int)getpid());
-	if (!b.st || conn_open(&b) < 0 || push_all(&b) < 0) {
+	if (bridge_open(&cf, &b, h, seg) < 0 || push_all(&b) < 0) {
 		shim_skip(st, "first push failed");
 		goto out;
 	}
 	int failed = 0, next = 0;
-	double cpu0 = redis_cpu_ms();
+	double redis = 0, own = 0;
+	/* Redis' and our CPU around each push alone, measured the same way
+	 * as in sync_steady_100k_1pct (INFO on a connection kept open,
+	 * outside the timed part). */
 	while (shim_run_batch(st, 1)) {
+		shim_pause_timing(st);
 		for (int i = 0; i < changed; i++) {
 			shmstat_counter_add(c[next], 1);
-			next = (next + 1) % PUSH_N;
+			next = (next + 1) % n_counters;
 		}
+		double r0 = redis_cpu_ms(), o0 = thread_cpu_ms();
+		shim_resume_timing(st);
 		if (push_all(&b) < 0 || b.status.pending != 0)
 			failed++;
+		shim_pause_timing(st);
+		double o1 = thread_cpu_ms(), r1 = redis_cpu_ms();
+		redis += r1 - r0;
+		own += o1 - o0;
+		shim_resume_timing(st);
 	}
-	double cpu1 = redis_cpu_ms();
-	shim_set_items(st, shim_iterations(st) * PUSH_N);
-	if (cpu0 >= 0 && cpu1 >= 0 && shim_iterations(st) > 0)
+	shim_set_items(st, shim_iterations(st) * (uint64_t)n_counters);
+	if (shim_iterations(st) > 0) {
 		shim_counter(st, "redis_cpu_ms_per_push",
-			     (cpu1 - cpu0) / (double)shim_iterations(st));
+			     redis / (double)shim_iterations(st));
+		shim_counter(st, "bridge_cpu_ms_per_push",
+			     own / (double)shim_iterations(st));
+	}
 	shim_counter(st, "failed", failed);
 out:
-	conn_close(&b);
-	free(b.st);
+	bridge_fini(&b);
 	seg_destroy(&h, seg);
 	redisContext *rc = redisConnectUnix(rs.sock);
 	if (rc && !rc->err)
@@ -260,17 +302,117 @@ out:
 
 SHIM_BENCH(sync_push_10k_changed)(shim_state_t *st)
 {
-	push_bench(st, PUSH_N);
+	push_bench(st, PUSH_N, PUSH_N);
 }
 
 SHIM_BENCH(sync_push_10k_1pct_changed)(shim_state_t *st)
 {
-	push_bench(st, PUSH_N / 100);
+	push_bench(st, PUSH_N, PUSH_N / 100);
 }
 
 SHIM_BENCH(sync_push_10k_unchanged)(shim_state_t *st)
 {
-	push_bench(st, 0);
+	push_bench(st, PUSH_N, 0);
+}
+
+/* The reference of sync_steady_100k_1pct: a segment of 1,000 counters,
+ * all changed every push. */
+SHIM_BENCH(sync_push_1k_changed)(shim_state_t *st)
+{
+	push_bench(st, STEADY_CHANGED, STEADY_CHANGED);
+}
+
+/*
+ * 100,000 counters of which 1,000 change per interval, while another
+ * source (another segment with the same 100,000 names) changes 1,000 of
+ * its own: per iteration the other pushes (not measured), then ours does.
+ * Bridge CPU (this thread's) and Redis CPU per interval are of our push
+ * only, as in sync_push_1k_changed: the ratio is the issue's bound.
+ */
+static void steady(shim_state_t *st, int others)
+{
+	static struct bconf cfa, cfb;
+	static struct bridge ba, bb;
+	char sa[64], sb[64], name[64];
+	shmstat_counter_t *ca = calloc(STEADY_N, sizeof(*ca));
+	shmstat_counter_t *cb = calloc(STEADY_N, sizeof(*cb));
+	shmstat_t *ha = NULL, *hb = NULL;
+
+	if (!ca || !cb || redis_start() < 0) {
+		shim_skip(st, "redis-server did not start");
+		goto out;
+	}
+	ha = seg_create_size(sa, sizeof(sa), STEADY_N + 1024, 96u << 20);
+	hb = seg_create_size(sb, sizeof(sb), STEADY_N + 1024, 96u << 20);
+	if (!ha || !hb) {
+		shim_skip(st, "segment");
+		goto out;
+	}
+	for (int i = 0; i < STEADY_N; i++) {
+		snprintf(name, sizeof(name), "bench:steady:%06d", i);
+		if (shmstat_counter_open(ha, name, &ca[i]) < 0 ||
+		    shmstat_counter_open(hb, name, &cb[i]) < 0) {
+			shim_skip(st, "counters");
+			goto out;
+		}
+		shmstat_counter_add(ca[i], 1);
+		shmstat_counter_add(cb[i], 1);
+	}
+	log_level = SHMSTAT_LOG_ERROR;
+	if (bridge_open(&cfa, &ba, ha, sa) < 0 ||
+	    bridge_open(&cfb, &bb, hb, sb) < 0 || push_all(&ba) < 0 ||
+	    push_all(&bb) < 0 || push_all(&ba) < 0) {
+		shim_skip(st, "first push failed");
+		goto out;
+	}
+	int failed = 0, na = 0, nb = STEADY_N / 2;
+	double redis = 0, own = 0;
+	uint64_t refreshed = 0;
+	while (shim_run_batch(st, 1)) {
+		shim_pause_timing(st);
+		for (int i = 0; i < others; i++) {
+			shmstat_counter_add(cb[nb], 1);
+			nb = (nb + 1) % STEADY_N;
+		}
+		if (push_all(&bb) < 0)
+			failed++;
+		for (int i = 0; i < STEADY_CHANGED; i++) {
+			shmstat_counter_add(ca[na], 1);
+			na = (na + 1) % STEADY_N;
+		}
+		double r0 = redis_cpu_ms(), o0 = thread_cpu_ms();
+		shim_resume_timing(st);
+		if (push_all(&ba) < 0 || ba.status.pending != 0)
+			failed++;
+		shim_pause_timing(st);
+		double o1 = thread_cpu_ms(), r1 = redis_cpu_ms();
+		redis += r1 - r0;
+		own += o1 - o0;
+		refreshed += ba.last_refreshed;
+		shim_resume_timing(st);
+	}
+	uint64_t it = shim_iterations(st);
+	if (it) {
+		shim_counter(st, "redis_cpu_ms_per_interval", redis / (double)it);
+		shim_counter(st, "bridge_cpu_ms_per_interval", own / (double)it);
+		shim_counter(st, "keys_read_back_per_interval",
+			     (double)refreshed / (double)it);
+	}
+	shim_counter(st, "failed", failed);
+out:
+	bridge_fini(&ba);
+	bridge_fini(&bb);
+	if (ha)
+		seg_destroy(&ha, sa);
+	if (hb)
+		seg_destroy(&hb, sb);
+	free(ca);
+	free(cb);
+	redisContext *rc = redisConnectUnix(rs.sock);
+	if (rc && !rc->err)
+		freeReplyObject(redisCommand(rc, "FLUSHALL"));
+	if (rc)
+		redisFree(rc);
 }
 
 SHIM_BENCH(baseline_incrby_10k_pipelined)(shim_state_t *st)
@@ -287,8 +429,11 @@ SHIM_BENCH(baseline_incrby_10k_pipelined)(shim_state_t *st)
 		return;
 	}
 	char key[64];
-	double cpu0 = redis_cpu_ms();
+	double redis = 0;
 	while (shim_run_batch(st, 1)) {
+		shim_pause_timing(st);
+		double r0 = redis_cpu_ms();
+		shim_resume_timing(st);
 		for (int i = 0; i < PUSH_N; i++) {
 			snprintf(key, sizeof(key), "bench:incr:%05d", i);
 			redisAppendCommand(rc, "INCRBY %s 1", key);
@@ -298,12 +443,14 @@ SHIM_BENCH(baseline_incrby_10k_pipelined)(shim_state_t *st)
 			if (redisGetReply(rc, &r) == REDIS_OK)
 				freeReplyObject(r);
 		}
+		shim_pause_timing(st);
+		redis += redis_cpu_ms() - r0;
+		shim_resume_timing(st);
 	}
-	double cpu1 = redis_cpu_ms();
 	shim_set_items(st, shim_iterations(st) * PUSH_N);
-	if (cpu0 >= 0 && cpu1 >= 0 && shim_iterations(st) > 0)
+	if (shim_iterations(st) > 0)
 		shim_counter(st, "redis_cpu_ms_per_push",
-			     (cpu1 - cpu0) / (double)shim_iterations(st));
+			     redis / (double)shim_iterations(st));
 	freeReplyObject(redisCommand(rc, "FLUSHALL"));
 	redisFree(rc);
 }
@@ -331,22 +478,19 @@ static pid_t bridge_spawn(const char *seg, const char *interval)
 {
 	static unsigned spawned;
 	const char *bin = bridge_path();
-	char pidfile[256], host_id[32];
+	char pidfile[256];
 
 	if (!bin)
 		return -1;
 	snprintf(pidfile, sizeof(pidfile), "%s/bridge.%s.pid", rs.dir, seg);
-	/* Every segment of this benchmark is on one host: give each bridge
-	 * its own host id, or Redis refuses the second as a duplicate. */
-	snprintf(host_id, sizeof(host_id), "%x%04x", (unsigned)getpid(),
-		 ++spawned);
+	/* Several segments on one host: each is its own source. */
+	spawned++;
 	pid_t pid = fork();
 	if (pid == 0) {
 		int fd = open("/dev/null", O_RDWR);
 		dup2(fd, 2);
 		execl(bin, bin, "-n", seg, "-u", rs.url, "-i", interval,
 		      "--pidfile", pidfile, "--backoff-max", "200ms", "-q",
-		      "--host-id", host_id,
 		      (char *)NULL);
 		_exit(127);
 	}
@@ -415,6 +559,92 @@ SHIM_BENCH(bridge_cpu_1000_counters_1s)(shim_state_t *st)
 		cpu_ms_per_s = cpu / secs;
 	}
 	shim_counter(st, "cpu_ms_per_s", cpu_ms_per_s);
+	seg_destroy(&h, seg);
+}
+
+SHIM_BENCH(sync_steady_100k_1pct)(shim_state_t *st)
+{
+	steady(st, STEADY_CHANGED);
+}
+
+/* The same push of 1,000 changed counters of 100,000, the other source
+ * changing nothing: what reading others' changes adds is the difference. */
+SHIM_BENCH(sync_steady_100k_1pct_alone)(shim_state_t *st)
+{
+	steady(st, 0);
+}
+
+/* kB of a /proc/<pid>/status field, -1 when missing. */
+static double proc_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	double v = -1;
+	size_t fl = strlen(field);
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+			v = atof(line + fl + 1);
+	fclose(f);
+	return v;
+}
+
+/*
+ * shmstat-bridge (the daemon) at 100 ms on 100,000 counters, 1% of them
+ * changing per interval: its memory after its first full push and a few
+ * steady ones. rss_private_mb is its own memory (RssAnon + RssFile);
+ * rss_shmem_mb the pages of the segment it mapped (shared with every
+ * worker, not the bridge's); hwm_mb the peak of both.
+ */
+SHIM_BENCH(bridge_rss_100k_counters)(shim_state_t *st)
+{
+	char seg[64], name[64];
+	shmstat_counter_t c;
+
+	if (redis_start() < 0 || !bridge_path()) {
+		shim_skip(st, "no redis-server or no shmstat-bridge");
+		return;
+	}
+	shmstat_t *h = seg_create_size(seg, sizeof(seg), STEADY_N + 1024,
+				       96u << 20);
+	if (!h) {
+		shim_skip(st, "segment");
+		return;
+	}
+	for (int i = 0; i < STEADY_N; i++) {
+		snprintf(name, sizeof(name), "bench:rss:%06d", i);
+		if (shmstat_counter_open(h, name, &c) < 0) {
+			shim_skip(st, "counters");
+			seg_destroy(&h, seg);
+			return;
+		}
+		shmstat_counter_add(c, 1);
+	}
+	double priv = 0, shm = 0, hwm = 0;
+	while (shim_run_batch(st, 1)) {
+		pid_t b = bridge_spawn(seg, "100ms");
+		bridge_wait_pushed(h, 20000);
+		for (int round = 0; round < 20; round++) {
+			for (int i = 0; i < STEADY_CHANGED; i++) {
+				snprintf(name, sizeof(name), "bench:rss:%06d",
+					 (round * STEADY_CHANGED + i) % STEADY_N);
+				shmstat_counter_add_by_name(h, name, 1);
+			}
+			msleep(100);
+		}
+		priv = (proc_kb(b, "RssAnon") + proc_kb(b, "RssFile")) / 1024;
+		shm = proc_kb(b, "RssShmem") / 1024;
+		hwm = proc_kb(b, "VmHWM") / 1024;
+		kill(b, SIGTERM);
+		int status;
+		waitpid(b, &status, 0);
+	}
+	shim_counter(st, "rss_private_mb", priv);
+	shim_counter(st, "rss_shmem_mb", shm);
+	shim_counter(st, "hwm_mb", hwm);
 	seg_destroy(&h, seg);
 }
 

@@ -36,6 +36,16 @@ extern "C" void shim_skip(shim_state_t *st, const char *why)
 	st->s->SkipWithError(why);
 }
 
+extern "C" void shim_pause_timing(shim_state_t *st)
+{
+	st->s->PauseTiming();
+}
+
+extern "C" void shim_resume_timing(shim_state_t *st)
+{
+	st->s->ResumeTiming();
+}
+
 extern "C" int64_t shim_iterations(const shim_state_t *st)
 {
 	return static_cast<int64_t>(st->s->iterations());

@@ -39,6 +39,9 @@ void shim_counter(shim_state_t *st, const char *name, double value);
 void shim_skip(shim_state_t *st, const char *why);
 /* Total iterations so far. */
 int64_t shim_iterations(const shim_state_t *st);
+/* Leave set-up inside the loop out of the measured time. */
+void shim_pause_timing(shim_state_t *st);
+void shim_resume_timing(shim_state_t *st);
 
 /* Keep the compiler from dropping a computed value or a store. */
 static inline void shim_keep(const void *p)

@@ -1,7 +1,9 @@
 /*
  * bridge_i.h — what the files of shmstat-bridge share: its configuration,
  * its state, logging, the Redis connection (conn.c) and the sync protocol
- * (push.c). Everything runs in one thread.
+ * (push.c). Everything runs in one thread. The daemon (main.c), its tests
+ * and bench/bench_sync.c set a bridge up with bridge_init() and tear it
+ * down with bridge_fini().
  */
 #ifndef SHMSTAT_BRIDGE_I_H
 #define SHMSTAT_BRIDGE_I_H
@@ -15,7 +17,8 @@
 #include "redisconf.h"
 #include "shmstat.h"
 
-#define BRIDGE_CHUNK 1000 /* counters per script call: keeps each short */
+#define BRIDGE_CHUNK 1000  /* keys per command: keeps each short */
+#define BRIDGE_GROUP 10000 /* counters per transaction: bounds memory */
 
 struct bconf {
 	const char *segment;
@@ -29,7 +32,9 @@ struct bconf {
 	uint64_t command_timeout_ms;
 	uint64_t backoff_min_ms;
 	uint64_t backoff_max_ms;
-	uint64_t owner_ttl_ms;     /* lease on the host id in Redis */
+	uint64_t owner_ttl_ms;     /* lease on the source in Redis */
+	uint64_t gauge_expiry_ms;  /* withdraw gauges of sources whose lease
+				      expired that long ago (300 s) */
 	uint64_t host_id;          /* 0: the segment's */
 	bool host_id_set;
 	int log_level;             /* SHMSTAT_LOG_* */
@@ -37,37 +42,68 @@ struct bconf {
 	const char *http;          /* --http [HOST:]PORT, NULL: off */
 };
 
-/* Per counter, indexed by directory index: what Redis last accepted. A
- * counter is sent to the push script only while !known or its total
- * differs from acked; otherwise its global value is only read back. */
+/* Per counter, indexed by directory index: what this source's bookkeeping
+ * in Redis holds for the counter's key (struct in push.c's comment). */
 struct bstate {
-	int64_t acked;             /* total Redis last acknowledged */
-	bool known;                /* acked is meaningful */
+	int64_t acked;             /* T: total (gauge: value) Redis holds */
+	int64_t base;              /* B: total when the last reset applied */
+	int64_t mbase;             /* B as mirrored in the segment */
+	uint64_t gen;              /* G: that reset's generation in Redis */
+	uint64_t rgen;             /* newest reset of the key we know of */
+	uint8_t known;             /* acked/base/gen mirror Redis */
+	uint8_t kind;              /* SHMSTAT_KIND_* at the last snapshot */
+	uint8_t refused;           /* Redis refused the key last time */
+	uint8_t reserved_name;     /* key under the meta prefix: never sent */
+	uint8_t in_redis;          /* Redis holds a field for the key */
+	uint8_t tried;             /* push_no when Redis last refused it */
+	uint8_t pad[2];
 };
 
 struct bridge {
 	struct bconf *cf;
 	shmstat_t *h;
 	redisContext *rc;          /* NULL while disconnected */
-	char push_sha[41];
 	char reset_sha[41];
+	char withdraw_sha[41];
 	char host_hex[17];
 	char host_name[64];
-	char token[33];            /* owner token of this segment's bridge */
+	char source[40];           /* "<host id>.<nonce>", both 16 hex */
+	char token[33];            /* owner token of this source's bridge */
+	char old_token[33];        /* what the host-keyed protocol used */
+	bool migrate_checked;      /* looked for host-keyed bookkeeping */
+	/* Bookkeeping key names (meta prefix + ...). */
+	char k_src[160], k_tot[160], k_gau[160], k_inc[300];
+	char k_sources[96], k_feed[96], k_keys[96], k_rgen[96];
+	char k_resets[96], k_gauges[96];
 	uint32_t max_counters;
 	struct bstate *st;
+	char **keys;               /* per index: key-prefix + name, or NULL */
+	uint32_t *keylen;
 	shmstat_sync_status_t status;
 	uint64_t dirty_since_ns;   /* first unpushed change, 0 when none */
-	bool full_push;            /* Redis lost data: push everything */
-	uint64_t fence;            /* last push fence sent (see push.c) */
-	int64_t reset_gen;         /* Redis' global-reset generation ... */
-	bool reset_gen_known;      /* ... as of our last full push */
+	uint64_t feed_ms, feed_seq; /* feed entry id read up to */
+	bool feed_known;           /* feed_pos is meaningful */
+	uint64_t rgen_known;       /* reset generation applied up to */
+	bool rgen_valid;
+	uint64_t redis_ms;         /* Redis' clock at the last push */
+	bool started;              /* the incarnation check ran */
 	bool no_mget;              /* MGET refused (ACL): refresh with GET */
 	uint32_t last_sent;        /* counters sent by the last push */
 	uint32_t last_refreshed;   /* global values only read back */
-	bool last_full;            /* the last push sent every counter */
-	bool refused;              /* host id owned by another bridge */
-	uint64_t last_policy_warn_ns;
+	bool last_full;            /* the last push read every field */
+	bool refused;              /* the source is owned or retired */
+	bool reset_seen;           /* a push learnt of a reset */
+	uint8_t push_no;           /* pushes, modulo 256 */
+	/* What the snapshot compares with, compact: a counter is in step
+	 * with Redis when (flag & FL_CLEAN) and its total is ack[]; FL_SKIP:
+	 * never sent (reserved name); FL_GAUGE: a gauge. Kept by settle()
+	 * in push.c from struct bstate. */
+	int64_t *ack;
+	uint8_t *flag;
+	uint32_t *idx;             /* directory indexes in use, in order */
+	uint32_t *kmap;            /* Redis key -> index + 1 (open addressing) */
+	uint32_t kmask;            /* kmap slots - 1 */
+	uint32_t nidx;
 };
 
 /* log.c */
@@ -80,9 +116,21 @@ void bridge_error(struct bridge *b, int level, const char *fmt, ...)
 /* main.c */
 extern volatile sig_atomic_t bridge_stop;
 
+/* bridge.c */
+/* Defaults of every option (what the daemon uses without flags). */
+void bconf_defaults(struct bconf *cf);
+/* Set up b for segment h with configuration cf (kept by pointer): the
+ * source id, owner token, key names, per-counter state, the status read
+ * from the segment. 0, or -1 with a message logged; b->refused when the
+ * segment's status shows the configuration changed in a way that would
+ * double-count (see push.c). */
+int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h);
+void bridge_fini(struct bridge *b);
+
 /* conn.c */
 /* Connect, AUTH, SELECT, load the scripts, check maxmemory-policy. 0 or -1
- * (error recorded, context freed). */
+ * (error recorded, context freed). The one place that knows the transport
+ * (TCP or unix socket; TLS, Sentinel and Cluster would go here). */
 int conn_open(struct bridge *b);
 void conn_close(struct bridge *b);
 /* Text of an error: hiredis I/O error or an error reply. */
@@ -95,13 +143,19 @@ void http_stop(void);
 void http_record_push(double seconds, bool ok);
 
 /* push.c */
-/* Run pending global resets, push the counters Redis has not acknowledged
- * (all of them after a loss), read back the global values of the others.
- * 0 or -1 (on an I/O error the connection is closed). */
+/* Run pending global resets, push what Redis has not acknowledged, read
+ * back the global values of what other sources changed. 0 or -1 (on an
+ * I/O error the connection is closed). */
 int push_all(struct bridge *b);
 /* Update the pending count only, for a bridge that cannot push now. */
 void push_account(struct bridge *b);
-extern const char push_lua[];
+/* Clean stop: withdraw this source's gauges from the sums. 0 or -1. */
+int push_withdraw(struct bridge *b);
+/* Forget what Redis holds (after a reconnect): everything is read again. */
+void push_forget(struct bridge *b);
+
+/* lua.c, generated from lua/ *.lua at build time */
 extern const char reset_lua[];
+extern const char withdraw_lua[];
 
 #endif

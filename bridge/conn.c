@@ -156,9 +156,12 @@ int conn_open(struct bridge *b)
 		}
 		freeReplyObject(r);
 	}
-	if (load_script(b, push_lua, b->push_sha, "push") < 0 ||
-	    load_script(b, reset_lua, b->reset_sha, "reset") < 0)
+	if (load_script(b, reset_lua, b->reset_sha, "reset") < 0 ||
+	    load_script(b, withdraw_lua, b->withdraw_sha, "withdraw") < 0)
 		goto fail;
+	/* Our knowledge of Redis is void after a reconnect: a call whose
+	 * reply we did not read may have run. */
+	push_forget(b);
 	check_policy(b);
 	if (b->rc->err)
 		goto fail;

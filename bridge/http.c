@@ -5,7 +5,8 @@
  *                  `shmstat list -p`) plus the bridge's own push metrics
  *   GET /health    the health JSON of `shmstat health -j`; 200 when
  *                  healthy or degraded, 503 when broken
- *   GET /stats     the live-stats JSON of `shmstat list -j`
+ *   GET /stats     the live-stats JSON of `shmstat list -j`; with
+ *                  ?scope=global that of `shmstat list -j --global`
  *   anything else  404 (405 for a method other than GET or HEAD)
  *
  * libmicrohttpd serves them from one internal thread of its own, so a slow
@@ -163,7 +164,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		if (rc == 0)
 			bridge_metrics(f, http_h->name);
 	} else if (strcmp(url, "/stats") == 0) {
-		rc = shmstat_export_json(http_h, NULL, f);
+		const char *scope = MHD_lookup_connection_value(
+			c, MHD_GET_ARGUMENT_KIND, "scope");
+		if (scope && strcmp(scope, "global") == 0)
+			rc = shmstat_export_json_global(http_h, NULL, f);
+		else if (!scope || strcmp(scope, "local") == 0)
+			rc = shmstat_export_json(http_h, NULL, f);
+		else {
+			code = MHD_HTTP_BAD_REQUEST;
+			type = "text/plain; charset=utf-8";
+			fputs("scope is local or global\n", f);
+		}
 	} else if (strcmp(url, "/health") == 0) {
 		shmstat_health_t hs;
 		if (shmstat_health(http_h, 0, &hs) < 0) {

@@ -1,7 +1,7 @@
 /*
- * shmstat-bridge — one daemon per host and segment: every interval it
- * pushes every counter's absolute total to Redis (push.c) and writes the
- * cluster-wide values back into the segment. Workers never wait on it:
+ * shmstat-bridge — one daemon per segment: every interval it pushes what
+ * changed to Redis (push.c) and writes the cluster-wide values back into
+ * the segment. Workers never wait on it:
  * when Redis is down the engine works as before and the bridge catches up
  * when Redis returns.
  *
@@ -22,6 +22,7 @@
 
 #include "bridge_i.h"
 #include "shmstat_i.h"
+#include "sync_i.h"
 
 #define EXIT_USAGE 1
 #define EXIT_SEGMENT 2
@@ -53,11 +54,13 @@ static const char usage[] =
 	"none)\n"
 	"  --meta-prefix STR      prefix of the bridge's bookkeeping keys\n"
 	"                         (default '_shmstat:')\n"
-	"  --host-id HEX          push as this host id (default: the "
-	"segment's)\n"
-	"  --owner-ttl TIME       lease on the host id in Redis (default:\n"
+	"  --host-id HEX          host part of the source id (default: the\n"
+	"                         segment's, from /etc/machine-id)\n"
+	"  --owner-ttl TIME       lease on the source in Redis (default:\n"
 	"                         3 intervals + the command timeout, at least "
 	"2s)\n"
+	"  --gauge-expiry TIME    withdraw the gauges of a source whose lease\n"
+	"                         ended that long ago (default 300s)\n"
 	"  --pidfile PATH         default $RUNTIME_DIRECTORY, else\n"
 	"                         $XDG_RUNTIME_DIR, else /tmp:\n"
 	"                         shmstat-bridge.NAME.pid\n"
@@ -71,11 +74,12 @@ static const char usage[] =
 	"                         info, debug; default info)\n"
 	"  -h, --help             this help;  -V  the version\n"
 	"\n"
-	"TIME is a number with ms or s (a bare number is milliseconds).\n"
+	"TIME is " SHMSTAT_DURATION_SYNTAX ".\n"
 	"SIGTERM and SIGINT push once more and exit 0.\n"
 	"exit status: 0 stopped by a signal (or --once pushed), 1 usage or\n"
 	"configuration error, 2 segment missing or invalid, 3 refused (another\n"
-	"bridge serves the segment, or the host id is in use on Redis).\n";
+	"bridge serves the segment, or the options would count its totals\n"
+	"twice: see the message).\n";
 
 static void on_signal(int sig)
 {
@@ -83,26 +87,16 @@ static void on_signal(int sig)
 	bridge_stop = 1;
 }
 
+/* A TIME option in the tool's one syntax (shmstat__parse_duration), as
+ * whole milliseconds from min to a day. */
 static bool parse_time(const char *s, uint64_t min, uint64_t *out)
 {
-	char *end;
+	uint64_t ns;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (shmstat__parse_duration(s, min * 1000000u, 86400000000000ull,
+				    &ns) != SHMSTAT_PARSE_OK)
 		return false;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return false;
-	if (strcmp(end, "s") == 0) {
-		if (v > UINT64_MAX / 1000)
-			return false;
-		v *= 1000;
-	} else if (*end && strcmp(end, "ms") != 0) {
-		return false;
-	}
-	if (v < min || v > 86400000ull)
-		return false;
-	*out = v;
+	*out = ns / 1000000u;
 	return true;
 }
 
@@ -122,7 +116,7 @@ static void status_write(struct bridge *b)
 				   now > b->dirty_since_ns
 			   ? (now - b->dirty_since_ns) / 1000000u
 			   : 0;
-	shmstat_sync_status_write(b->h, &b->status);
+	shmstat__sync_status_write(b->h, &b->status);
 }
 
 static uint64_t backoff(const struct bconf *cf, unsigned attempt)
@@ -145,6 +139,7 @@ enum {
 	OPT_META_PREFIX,
 	OPT_HOST_ID,
 	OPT_OWNER_TTL,
+	OPT_GAUGE_EXPIRY,
 	OPT_PIDFILE,
 	OPT_ONCE,
 	OPT_HTTP,
@@ -162,6 +157,7 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		{ "meta-prefix", required_argument, NULL, OPT_META_PREFIX },
 		{ "host-id", required_argument, NULL, OPT_HOST_ID },
 		{ "owner-ttl", required_argument, NULL, OPT_OWNER_TTL },
+		{ "gauge-expiry", required_argument, NULL, OPT_GAUGE_EXPIRY },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "once", no_argument, NULL, OPT_ONCE },
 		{ "http", required_argument, NULL, OPT_HTTP },
@@ -172,17 +168,10 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 	const char *url = NULL;
 	int c;
 
+	bconf_defaults(cf);
 	cf->segment = getenv("SHMSTAT_NAME");
 	if (!cf->segment || !*cf->segment)
 		cf->segment = "default";
-	cf->key_prefix = "";
-	cf->meta_prefix = "_shmstat:";
-	cf->interval_ms = 1000;
-	cf->connect_timeout_ms = 2000;
-	cf->command_timeout_ms = 2000;
-	cf->backoff_min_ms = 50;
-	cf->backoff_max_ms = 5000;
-	redis_conf_init(&cf->redis);
 
 	while ((c = getopt_long(argc, argv, "n:u:i:vqhV", lo, NULL)) != -1) {
 		uint64_t *t = NULL, min = 1;
@@ -208,6 +197,9 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			break;
 		case OPT_OWNER_TTL:
 			t = &cf->owner_ttl_ms;
+			break;
+		case OPT_GAUGE_EXPIRY:
+			t = &cf->gauge_expiry_ms;
 			break;
 		case OPT_KEY_PREFIX:
 			cf->key_prefix = optarg;
@@ -262,8 +254,7 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			fputs(usage, stdout);
 			exit(0);
 		case 'V':
-			printf("shmstat-bridge %d.%d\n", SHMSTAT_VERSION_MAJOR,
-			       SHMSTAT_VERSION_MINOR);
+			printf("shmstat-bridge %s\n", SHMSTAT_VERSION_STRING);
 			exit(0);
 		default:
 			fputs(usage, stderr);
@@ -271,8 +262,8 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		}
 		if (t && !parse_time(optarg, min, t)) {
 			blog(SHMSTAT_LOG_ERROR,
-			     "bad time '%s' for --%s (a number with ms or s, at "
-			     "least %" PRIu64 " ms)",
+			     "bad time '%s' for --%s (" SHMSTAT_DURATION_SYNTAX
+			     "; at least %" PRIu64 " ms)",
 			     optarg, c == 'i' ? "interval" : "timeout", min);
 			return EXIT_USAGE;
 		}
@@ -344,7 +335,7 @@ int main(int argc, char **argv)
 	static struct bridge b;
 	char pidpath[PATH_MAX];
 	int status = 0;
-	shmstat_info_t info;
+	shmstat_t *h = NULL;
 
 	if ((status = parse_args(&cf, argc, argv)))
 		return status;
@@ -360,17 +351,14 @@ int main(int argc, char **argv)
 	 * not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
-	b.cf = &cf;
-	int rc = shmstat_open(cf.segment, NULL, &b.h);
+	int rc = shmstat_open(cf.segment, NULL, &h);
 	if (rc < 0) {
 		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(NULL));
 		pidfile_remove(pf);
 		return EXIT_SEGMENT;
 	}
-	if (shmstat_info(b.h, &info) < 0 ||
-	    shmstat_sync_status_read(b.h, &b.status) < 0) {
-		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(b.h));
-		status = EXIT_SEGMENT;
+	if (bridge_init(&b, &cf, h) < 0) {
+		status = b.refused ? EXIT_REFUSED : EXIT_SEGMENT;
 		goto out;
 	}
 	if (b.status.alive && b.status.bridge_pid != (int32_t)getpid()) {
@@ -388,43 +376,20 @@ int main(int argc, char **argv)
 	}
 	srandom((unsigned)(getpid() ^ shmstat__now_mono_ns()));
 
-	uint64_t host_id = cf.host_id_set ? cf.host_id : info.host_id;
-	snprintf(b.host_hex, sizeof(b.host_hex), "%016" PRIx64, host_id);
-	snprintf(b.host_name, sizeof(b.host_name), "%s", info.host_name);
-	/* The owner token names this segment, so a restarted bridge takes
-	 * the host id back at once, and another host with the same id (a
-	 * different segment) is refused while the lease lasts. */
-	char seed[256];
-	int sn = snprintf(seed, sizeof(seed), "%s|%" PRIu64 "|%d|%s",
-			  cf.segment, info.created_ns, info.creator_pid,
-			  info.host_name);
-	snprintf(b.token, sizeof(b.token), "%016" PRIx64 "%016" PRIx64,
-		 shmstat__hash(seed, (size_t)sn),
-		 shmstat__hash(seed, (size_t)sn / 2));
-	b.max_counters = info.max_counters;
-	b.st = calloc(info.max_counters ? info.max_counters : 1,
-		      sizeof(*b.st));
-	if (!b.st) {
-		blog(SHMSTAT_LOG_ERROR, "out of memory");
-		status = EXIT_USAGE;
-		goto out;
-	}
-	/* Keep seq_acked, epoch and the push counts of the previous bridge:
-	 * the sequence is how we notice that Redis lost pushes. */
+	/* Keep seq_acked and the push counts of the previous bridge: the
+	 * sequence is how we notice that Redis lost pushes. */
 	b.status.bridge_pid = (int32_t)getpid();
 	b.status.bridge_start = shmstat__proc_start(getpid());
 	b.status.connected = 0;
-	b.status.interval_ms = cf.interval_ms;
-	b.status.host_id = host_id;
 	b.status.pending = 0;
 	b.status.last_error[0] = '\0';
 	snprintf(b.status.redis_addr, sizeof(b.status.redis_addr), "%.127s",
 		 cf.addr);
 	status_write(&b);
 	blog(SHMSTAT_LOG_INFO,
-	     "segment '%s', host %s (id %s), Redis %s, interval %" PRIu64
+	     "segment '%s', host %s, source %s, Redis %s, interval %" PRIu64
 	     " ms",
-	     cf.segment, b.host_name, b.host_hex, cf.addr, cf.interval_ms);
+	     cf.segment, b.host_name, b.source, cf.addr, cf.interval_ms);
 
 	unsigned attempt = 0;
 	uint64_t next_connect = 0;
@@ -476,11 +441,13 @@ int main(int argc, char **argv)
 			sleep_ms(wait - spent);
 	}
 	if (bridge_stop && !b.refused) {
-		/* Push once more, so a clean stop leaves Redis up to date. */
+		/* Push once more, so a clean stop leaves Redis up to date,
+		 * then take this source's gauges out of the sums. */
 		if (!b.rc)
 			conn_open(&b);
-		if (b.rc && push_all(&b) == 0)
-			blog(SHMSTAT_LOG_INFO, "final push done; exiting");
+		if (b.rc && push_all(&b) == 0 && push_withdraw(&b) == 0)
+			blog(SHMSTAT_LOG_INFO, "final push done, gauges "
+					       "withdrawn; exiting");
 		else
 			blog(SHMSTAT_LOG_WARNING,
 			     "final push failed (%" PRIu64
@@ -494,8 +461,8 @@ int main(int argc, char **argv)
 	status_write(&b);
 out:
 	http_stop();
-	free(b.st);
-	shmstat_close(&b.h);
+	bridge_fini(&b);
+	shmstat_close(&h);
 	pidfile_remove(pf);
 	return status;
 }

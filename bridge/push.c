@@ -1,198 +1,71 @@
 /*
- * push.c — the sync protocol. The bridge sends counters' ABSOLUTE totals
- * (never deltas) to one Lua script per chunk, which keeps, per host, the
- * last total it accepted and adds the difference to the plain global key.
- * Re-sending after any crash adds zero, so no count is lost or doubled.
+ * push.c — the sync protocol (v2). What syncs is a SOURCE: one
+ * incarnation of one segment (host id, segment name, the random nonce
+ * made at its creation; bridge.c). The bridge knows what Redis accepted
+ * from its source for every key, computes each delta itself and sends
+ * plain INCRBYs with an HSET of the new totals in one WATCHed MULTI/EXEC
+ * transaction. No arithmetic on totals happens in Redis' Lua: exact to
+ * 2^63 - 1.
  *
- * Keys (M = --meta-prefix, default "_shmstat:"; H = host id in hex):
- *   <key-prefix><name>  the global value: a plain integer (INCRBY)
- *   M m:H   hash: owner token and lease, push sequence, fence, host name
- *   M h:H   hash: name -> total accepted from host H
- *   M r:H   hash: name -> "R E": H's total when global reset E applied
- *   M hosts set of host ids;  M names set of counter names
- *   M resets hash: name -> epoch of the newest global reset
- *   M gen   count of reset-script calls that reset something
- * Invariant, for every name: global = Σ_H (h:H[name] − R of r:H[name]).
- * A push keeps it (adds new − old contribution); a global reset keeps it
- * (sets the key to 0 and every host's R to its accepted total). Every
- * write of one script call lands in the same snapshot, so a Redis restored
- * from an older RDB still satisfies it; each host then repairs its own
- * contribution by pushing its totals again.
+ * Keys (M = --meta-prefix, default "_shmstat:"; S = source id; K = a
+ * counter's Redis key, --key-prefix + name). doc/bridge.md has the table
+ * with each key's one writer and when it is reclaimed.
+ *   K            the cluster-wide value: a plain integer
+ *   M s:S        hash: owner token, owner_exp (lease end, Redis ms), seq
+ *                (bumped by every write to S's bookkeeping), host,
+ *                segment, kp (key prefix), pushed_ms, reset_done
+ *   M t:S        hash: K -> "T" or "T B G": S's counter total Redis
+ *                accepted (T), its total when the reset of generation G
+ *                applied (B); S contributes T - B to K
+ *   M g:S        hash: K -> V, the gauge value S contributes to K
+ *   M i:H:SEG    string: the current source of segment SEG on host H
+ *   M sources    sorted set: S -> lease end (Redis ms)
+ *   M feed       stream: one entry per chunk of changed keys (s: the
+ *                source, k: the keys, NUL-separated); trimmed to the
+ *                last FEED_KEEP_MS
+ *   M keys       set of every key any source pushed (a reset's scope)
+ *   M rgen       the reset generation (INCR by each reset)
+ *   M resets     sorted set K -> generation of its last reset
+ *   M gauges     set of keys gauges feed (a reset refuses them)
+ * Invariant, for every K: K = sum over sources S of S's contribution, a
+ * counter's contribution being T - B, or 0 when K's last reset is newer
+ * than G. One transaction writes a source's deltas and its new T (and B,
+ * G) together, so every snapshot of Redis (an RDB, a lagging replica)
+ * satisfies it too.
  *
- * What a push sends: only the counters whose total differs from the one
- * Redis last acknowledged (struct bstate), or that it never acknowledged;
- * the global values of the others are read back with MGET (GET when the
- * ACL refuses MGET) in the same pipeline, so they follow other hosts
- * within one interval. The script call goes every interval even with
- * nothing to send. Our knowledge of what Redis holds is forgotten, and the
- * same push sends every counter again, when:
- *   - the per-host push sequence in m:H is below the acknowledged one
- *     (Redis lost pushes: restarted empty, older snapshot);
- *   - M gen changed since our last full push (a global reset, maybe run
- *     by another host, changed reset bases we must mirror);
- *   - a call was refused as stale (below);
- *   - a call's outcome is unknown (I/O error, replies not read): also
- *     every push after a reconnect or a bridge restart is a full one.
- * Fence: every call carries a number above all earlier calls of this
- * bridge (the wall clock in ms, or one more); the script refuses a call
- * whose fence is below the stored one. A call that timed out on a hung
- * Redis and runs after a newer one therefore changes nothing, instead of
- * writing an older total that no later push would correct.
- * Reset bases are mirrored in the segment (dir_entry), so a Redis that
- * comes back empty gets them back from the hosts (newest epoch wins).
- *
- * XXX Lua numbers are doubles: totals and deltas are exact up to 2^53.
- * XXX Keys are computed inside the reset script: not Redis Cluster-safe.
+ * A push, per group of at most BRIDGE_GROUP counters:
+ *   read (one round trip): WATCH M s:S and M rgen; S's owner, lease and
+ *     seq; Redis' clock; the resets since the generation we applied; the
+ *     feed after the entry we read last (first group only); the
+ *     bookkeeping of the counters we do not know (after a start or any
+ *     doubt).
+ *   decide: refused when another bridge holds S's lease; when seq is not
+ *     the one we wrote last, our knowledge is void (Redis lost writes, or
+ *     another bridge withdrew our gauges): forget it and read again.
+ *   write (one round trip): MULTI, the lease, INCRBY K delta for every
+ *     changed counter, HSET of the new totals, XADD of the feed entry,
+ *     EXEC; then MGET of the keys others changed.
+ *     EXEC fails when M s:S or M rgen changed after the WATCH: nothing
+ *     was written, the group is read again.
+ * A call that times out on a hung Redis and runs later is harmless: its
+ * deltas and totals land together, and our next push reads the totals
+ * again (the connection was dropped, so everything is unknown).
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "bridge_i.h"
+#include "layout_i.h"
 #include "shmstat_i.h"
+#include "sync_i.h"
 
-/*
- * KEYS: 1 m:H, 2 h:H, 3 r:H, 4 hosts, 5 names, 6 gen, 6+i counter i's key.
- * ARGV: 1 owner token, 2 lease ms, 3 sequence acknowledged, 4 host id,
- * 5 host name, 6 fence, 7 "" (this layout), 8 m, 9 "1" when the names
- * follow, "0" when each name is its key (empty key prefix); then m
- * triples i, R, E: the reset base and epoch of counter i, only for the
- * counters that have one in the segment's mirror (the others: 0 0); then
- * the n names (when ARGV[9] is "1"); then the n totals. (ARGV[7] keeps
- * a place for a future layout: a call where it is not "" is refused.)
- * Reply: {1, seq, lost, globals, changed bases "i R E", errors {i, text},
- * gen}; {0, owner, ms left} when another bridge holds the host id; {2,
- * fence} when a call with a higher fence already ran (this one did
- * nothing). Globals are integers, or strings for a key only read.
- * Cost per counter: one INCRBY (GET when the difference is 0), a field of
- * each HMGET, a field of the HSET. Only commands the bridge's ACL user
- * of deploy/redis.conf may run (no HLEN, EXISTS, HGETALL).
- */
-const char push_lua[] =
-	"if ARGV[7] and ARGV[7] ~= '' then\n"
-	"  return redis.error_reply('shmstat: unknown push layout')\n"
-	"end\n"
-	"local t = redis.call('TIME')\n"
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local m = redis.call('HMGET', KEYS[1], 'owner', 'owner_exp', 'seq',\n"
-	"  'fence')\n"
-	"if m[1] and m[1] ~= ARGV[1] and tonumber(m[2] or '0') > now then\n"
-	"  return {0, m[1], string.format('%d', tonumber(m[2]) - now)}\n"
-	"end\n"
-	"if m[4] and tonumber(m[4]) > tonumber(ARGV[6]) then\n"
-	"  return {2, m[4]}\n"
-	"end\n"
-	"local seq = tonumber(m[3] or '0')\n"
-	"local lost = 0\n"
-	"if seq < tonumber(ARGV[3]) then lost = 1 end\n"
-	"seq = seq + 1\n"
-	"redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'owner_exp',\n"
-	"  string.format('%d', now + tonumber(ARGV[2])), 'seq',\n"
-	"  string.format('%d', seq), 'fence', ARGV[6], 'name', ARGV[5],\n"
-	"  'pushed_ms', string.format('%d', now))\n"
-	"redis.call('SADD', KEYS[4], ARGV[4])\n"
-	"local gen = redis.call('GET', KEYS[6]) or '0'\n"
-	"local n = #KEYS - 6\n"
-	"local g, ch, errs = {}, {}, {}\n"
-	"if n > 0 then\n"
-	"  local NA, no, ns, to, ts = ARGV, 0, 1, 0, 1\n"
-	"  local mr, me, nm = {}, {}, 0\n"
-	"  nm = tonumber(ARGV[8])\n"
-	"  for k = 10, 9 + 3 * nm, 3 do\n"
-	"    local i = tonumber(ARGV[k])\n"
-	"    mr[i], me[i] = tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])\n"
-	"  end\n"
-	"  no = 9 + 3 * nm\n"
-	"  if ARGV[9] == '0' then NA, to = KEYS, no; no = 6 else to = no + n end\n"
-	"  local names = {}\n"
-	"  for i = 1, n do names[i] = NA[no + ns * i] end\n"
-	"  local acc = redis.call('HMGET', KEYS[2], unpack(names))\n"
-	"  local rs = redis.call('HMGET', KEYS[3], unpack(names))\n"
-	"  local hset, rset, newn = {}, {}, {}\n"
-	"  local nh, nr, nn, nc, ne = 0, 0, 0, 0, 0\n"
-	"  for i = 1, n do\n"
-	"    local name, tot = names[i], ARGV[to + ts * i]\n"
-	"    local a = acc[i]\n"
-	"    local r, e, sr, se = 0, 0, 0, 0\n"
-	"    local s = rs[i]\n"
-	"    if s then\n"
-	"      local x, y = string.match(s, '^(-?%d+) (%d+)$')\n"
-	"      sr, se = tonumber(x or '0'), tonumber(y or '0')\n"
-	"      r, e = sr, se\n"
-	"    end\n"
-	"    local hr, he = 0, 0\n"
-	"    if nm > 0 then\n"
-	"      hr, he = mr[i] or 0, me[i] or 0\n"
-	"      if he > se then r, e = hr, he end\n"
-	"    end\n"
-	"    local d = tonumber(tot) - r\n"
-	"    if a then d = d - (tonumber(a) - sr) end\n"
-	"    local v\n"
-	"    if d ~= 0 then\n"
-	"      v = redis.pcall('INCRBY', KEYS[6 + i], string.format('%d', d))\n"
-	"    else\n"
-	"      v = redis.pcall('GET', KEYS[6 + i]) or 0\n"
-	"    end\n"
-	"    if type(v) == 'table' then\n"
-	"      g[i] = ''\n"
-	"      errs[ne + 1] = i\n"
-	"      errs[ne + 2] = v.err or 'error'\n"
-	"      ne = ne + 2\n"
-	"    else\n"
-	"      g[i] = v\n"
-	"      if a ~= tot then\n"
-	"        hset[nh + 1] = name\n"
-	"        hset[nh + 2] = tot\n"
-	"        nh = nh + 2\n"
-	"      end\n"
-	"      if not a then\n"
-	"        nn = nn + 1\n"
-	"        newn[nn] = name\n"
-	"      end\n"
-	"      if e ~= se then\n"
-	"        rset[nr + 1] = name\n"
-	"        rset[nr + 2] = string.format('%d %d', r, e)\n"
-	"        nr = nr + 2\n"
-	"      end\n"
-	"      if e ~= he or r ~= hr then\n"
-	"        nc = nc + 1\n"
-	"        ch[nc] = string.format('%d %d %d', i, r, e)\n"
-	"      end\n"
-	"    end\n"
-	"  end\n"
-	"  if nh > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end\n"
-	"  if nr > 0 then redis.call('HSET', KEYS[3], unpack(rset)) end\n"
-	"  if nn > 0 then redis.call('SADD', KEYS[5], unpack(newn)) end\n"
-	"end\n"
-	"return {1, string.format('%d', seq), lost, g, ch, errs, gen}\n";
-
-/* KEYS[1] hosts set, KEYS[2] resets hash, KEYS[3] gen; ARGV[1] meta
- * prefix, ARGV[2] key prefix, ARGV[3] epoch, ARGV[4..] names. Idempotent
- * per epoch. gen counts the calls that reset something: a bridge that sees
- * it change pushes every counter, to learn its new reset bases. */
-const char reset_lua[] =
-	"local hosts = redis.call('SMEMBERS', KEYS[1])\n"
-	"local ep = ARGV[3]\n"
-	"local n = 0\n"
-	"for i = 4, #ARGV do\n"
-	"  local name = ARGV[i]\n"
-	"  local done = redis.call('HGET', KEYS[2], name)\n"
-	"  if not done or tonumber(done) < tonumber(ep) then\n"
-	"    for _, h in ipairs(hosts) do\n"
-	"      local a = redis.call('HGET', ARGV[1] .. 'h:' .. h, name)\n"
-	"      if a then\n"
-	"        redis.call('HSET', ARGV[1] .. 'r:' .. h, name, a .. ' ' .. ep)\n"
-	"      end\n"
-	"    end\n"
-	"    redis.call('SET', ARGV[2] .. name, '0')\n"
-	"    redis.call('HSET', KEYS[2], name, ep)\n"
-	"    n = n + 1\n"
-	"  end\n"
-	"end\n"
-	"if n > 0 then redis.call('INCRBY', KEYS[3], 1) end\n"
-	"return n\n";
+#define FEED_KEEP_MS 600000u /* feed entries older than this are trimmed */
+#define FEED_MAX "4096"      /* entries read per push; more: read all */
 
 /* A growing array of argv strings for one command. Strings we format
  * live in blocks that never move (one allocation per ~64 KiB, not one per
@@ -314,56 +187,352 @@ static void args_free(struct args *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* ------------------------------------------------------------ collecting */
+static int args_pushk(struct args *a, const struct bridge *b, uint32_t x)
+{
+	return args_push(a, b->keys[x], b->keylen[x]);
+}
+
+/* ------------------------------------------------------------- snapshot */
 
 struct item {
 	uint32_t index;
-	int kind;
-	int64_t total;
-	char name[SHMSTAT_NAME_MAX + 1];
-	uint32_t name_len;
+	uint8_t kind;
+	int64_t total; /* counter: total since creation; gauge: value */
 };
 
-struct items {
+struct snap {
 	struct item *v;
 	size_t n, cap;
+	struct bridge *b;
+	int err;
 };
+
+#define FL_CLEAN 1u
+#define FL_SKIP 2u
+#define FL_GAUGE 4u
+
+/* Bring the compact copy (flag, ack) of counter x's state up to date:
+ * after every change of b->st[x]. */
+static void settle(struct bridge *b, uint32_t x)
+{
+	const struct bstate *s = &b->st[x];
+	uint8_t f = s->kind == SHMSTAT_KIND_GAUGE ? FL_GAUGE : 0;
+
+	if (s->reserved_name || !b->keys[x])
+		f |= FL_SKIP; /* reserved, or no counter at x (yet) */
+	else if (s->known && (f & FL_GAUGE ? s->in_redis != 0
+					   : s->rgen <= s->gen))
+		f |= FL_CLEAN;
+	b->flag[x] = f;
+	b->ack[x] = s->in_redis ? s->acked : 0;
+}
+
+/* The key map: our counters by Redis key, to find what a feed entry
+ * names without a directory lookup. Keys are added once, never removed. */
+static void kmap_add(struct bridge *b, uint32_t x)
+{
+	uint32_t i = (uint32_t)shmstat__hash(b->keys[x], b->keylen[x]) &
+		     b->kmask;
+
+	while (b->kmap[i])
+		i = (i + 1) & b->kmask;
+	b->kmap[i] = x + 1;
+}
+
+static int64_t kmap_find(const struct bridge *b, const char *k, size_t len)
+{
+	uint32_t i = (uint32_t)shmstat__hash(k, len) & b->kmask;
+
+	for (uint32_t n = 0; n <= b->kmask && b->kmap[i]; n++) {
+		uint32_t x = b->kmap[i] - 1;
+		if (b->keylen[x] == len && memcmp(b->keys[x], k, len) == 0)
+			return x;
+		i = (i + 1) & b->kmask;
+	}
+	return -1;
+}
+
+static bool is_reserved(const struct bridge *b, const char *key, size_t len)
+{
+	size_t ml = strlen(b->cf->meta_prefix);
+	return len >= ml && memcmp(key, b->cf->meta_prefix, ml) == 0;
+}
 
 static int collect_one(const shmstat_stat_t *st, void *priv)
 {
-	struct items *it = priv;
+	struct snap *sn = priv;
+	struct bridge *b = sn->b;
 
-	if (it->n == it->cap) {
-		size_t cap = it->cap ? it->cap * 2 : 256;
-		struct item *v = realloc(it->v, cap * sizeof(*v));
+	if (st->index >= b->max_counters)
+		return 0;
+	if (sn->n == sn->cap) {
+		size_t cap = sn->cap ? sn->cap * 2 : 256;
+		struct item *v = realloc(sn->v, cap * sizeof(*v));
 		if (!v)
 			return SHMSTAT_ENOMEM;
-		it->v = v;
-		it->cap = cap;
+		sn->v = v;
+		sn->cap = cap;
 	}
-	struct item *x = &it->v[it->n++];
-	x->index = st->index;
-	x->kind = st->kind;
-	x->total = st->kind == SHMSTAT_KIND_GAUGE ? st->value
-						  : (int64_t)st->total;
-	memcpy(x->name, st->name, st->name_len + 1);
-	x->name_len = st->name_len;
+	uint32_t x = st->index;
+	if (!b->keys[x]) {
+		/* A directory entry never changes its name: build its key
+		 * once. */
+		size_t kpl = strlen(b->cf->key_prefix);
+		char *k = malloc(kpl + st->name_len + 1);
+		if (!k)
+			return SHMSTAT_ENOMEM;
+		memcpy(k, b->cf->key_prefix, kpl);
+		memcpy(k + kpl, st->name, st->name_len);
+		k[kpl + st->name_len] = '\0';
+		b->keys[x] = k;
+		b->keylen[x] = (uint32_t)(kpl + st->name_len);
+		kmap_add(b, x);
+		if (is_reserved(b, k, b->keylen[x])) {
+			b->st[x].reserved_name = 1;
+			b->status.reserved_names++;
+			snprintf(b->status.reserved_name,
+				 sizeof(b->status.reserved_name), "%.127s",
+				 st->name);
+			blog(SHMSTAT_LOG_WARNING,
+			     "counter '%s' is never pushed: its key '%s' is "
+			     "under the meta prefix '%s' (the bridge's "
+			     "bookkeeping); rename it",
+			     st->name, k, b->cf->meta_prefix);
+		}
+	}
+	struct item *it = &sn->v[sn->n++];
+	it->index = x;
+	it->kind = (uint8_t)st->kind;
+	it->total = st->kind == SHMSTAT_KIND_GAUGE ? st->value
+						   : (int64_t)st->total;
+	b->st[x].kind = it->kind;
+	settle(b, x);
 	return 0;
+}
+
+static bool pending_one(const struct bridge *b, const struct item *it)
+{
+	const struct bstate *s = &b->st[it->index];
+
+	if (s->reserved_name)
+		return false;
+	if (!s->known)
+		return true;
+	if (it->kind == SHMSTAT_KIND_GAUGE)
+		return !s->in_redis || s->acked != it->total;
+	return s->acked != it->total || s->rgen > s->gen ||
+	       (!s->in_redis && it->total != 0);
+}
+
+static void count_pending(struct bridge *b, const struct snap *sn)
+{
+	uint64_t pending = 0, refused = 0;
+
+	for (size_t i = 0; i < sn->n; i++) {
+		if (pending_one(b, &sn->v[i]))
+			pending++;
+		if (b->st[sn->v[i].index].refused)
+			refused++;
+	}
+	b->status.pending = pending;
+	b->status.refused_keys = refused;
+	if (!refused)
+		b->status.refused_key[0] = '\0';
+}
+
+/*
+ * The snapshot: every counter's total and every gauge's value, read once;
+ * it keeps those that need sending (all others are what Redis holds).
+ * The directory is walked (names, keys) only when it holds a name we have
+ * not seen: entries never move or go, so otherwise the totals are read by
+ * index, without touching the names.
+ */
+static int collect(struct bridge *b, struct snap *sn)
+{
+	struct shmstat *h = b->h;
+	uint32_t used = atomic_load_explicit(&h->hdr->counters_used,
+					     memory_order_acquire);
+
+	sn->b = b;
+	if (used != b->nidx || !b->nidx) {
+		int rc = shmstat_iter(h, NULL, collect_one, sn);
+		if (rc < 0) {
+			bridge_error(b, SHMSTAT_LOG_ERROR,
+				     "reading the segment: %s",
+				     shmstat_errstr(h));
+			return -1;
+		}
+		size_t k = 0;
+		for (size_t i = 0; i < sn->n; i++) {
+			b->idx[i] = sn->v[i].index;
+			if (pending_one(b, &sn->v[i]))
+				sn->v[k++] = sn->v[i];
+		}
+		b->nidx = (uint32_t)sn->n;
+		sn->n = k;
+	} else {
+		/* The rows' cells, found once: a total is their sum. Every
+		 * array is walked in index order; entries without a counter
+		 * are FL_SKIP. */
+		uint32_t hwm = shmstat__hwm(h);
+		const uint64_t *one = hwm ? shmstat__row_cells(h, 0) : NULL;
+		size_t k = 0;
+		for (uint32_t x = 0; x < b->max_counters; x++) {
+			uint8_t f = b->flag[x];
+			if (f & FL_SKIP)
+				continue;
+			int64_t total;
+			if (f & FL_GAUGE) {
+				total = atomic_load_explicit(&h->dir[x].gauge,
+							     memory_order_relaxed);
+			} else if (hwm == 1) {
+				total = (int64_t)__atomic_load_n(&one[x],
+								 __ATOMIC_RELAXED);
+			} else {
+				uint64_t sum = 0;
+				for (uint32_t w = 0; w < hwm; w++)
+					sum += __atomic_load_n(
+						&shmstat__row_cells(h, w)[x],
+						__ATOMIC_RELAXED);
+				total = (int64_t)sum;
+			}
+			if ((f & FL_CLEAN) && total == b->ack[x])
+				continue;
+			if (k == sn->cap) {
+				size_t cap = sn->cap ? sn->cap * 2 : 1024;
+				struct item *v = realloc(sn->v, cap * sizeof(*v));
+				if (!v) {
+					bridge_error(b, SHMSTAT_LOG_ERROR,
+						     "out of memory");
+					return -1;
+				}
+				sn->v = v;
+				sn->cap = cap;
+			}
+			struct item *it = &sn->v[k++];
+			it->index = x;
+			it->kind = b->st[x].kind;
+			it->total = total;
+		}
+		sn->n = k;
+	}
+	count_pending(b, sn);
+	return 0;
+}
+
+void push_account(struct bridge *b)
+{
+	struct snap sn = { 0 };
+
+	if (collect(b, &sn) == 0 && b->status.pending && !b->dirty_since_ns)
+		b->dirty_since_ns = shmstat__now_realtime_ns();
+	free(sn.v);
+}
+
+/* Forget what Redis holds: every counter is read again. */
+static void forget_all(struct bridge *b)
+{
+	for (uint32_t i = 0; i < b->max_counters; i++) {
+		b->st[i].known = 0;
+		settle(b, i);
+	}
+	b->feed_known = false;
+	b->rgen_valid = false;
+}
+
+void push_forget(struct bridge *b)
+{
+	if (b->st)
+		forget_all(b);
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static bool parse_i64(const char *s, size_t len, int64_t *out)
+{
+	char buf[32], *end;
+
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (*end || errno)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_u64(const redisReply *e, uint64_t *out)
+{
+	int64_t v;
+
+	if (e->type == REDIS_REPLY_INTEGER) {
+		*out = e->integer < 0 ? 0 : (uint64_t)e->integer;
+		return true;
+	}
+	if (e->type != REDIS_REPLY_STRING)
+		return false;
+	/* Sorted-set scores come back as doubles ("12" or "1.2e+1"). */
+	if (parse_i64(e->str, e->len, &v)) {
+		*out = v < 0 ? 0 : (uint64_t)v;
+		return true;
+	}
+	double d = strtod(e->str, NULL);
+	*out = d < 0 ? 0 : (uint64_t)d;
+	return true;
+}
+
+static bool reply_i64(const redisReply *e, int64_t *out)
+{
+	if (e->type == REDIS_REPLY_INTEGER) {
+		*out = e->integer;
+		return true;
+	}
+	return e->type == REDIS_REPLY_STRING && parse_i64(e->str, e->len, out);
+}
+
+/* A counter field: "T" or "T B G". */
+static bool parse_field(const redisReply *e, int64_t *t, int64_t *bs,
+			uint64_t *g)
+{
+	char buf[80];
+	long long a, c;
+	unsigned long long d;
+
+	if (e->type != REDIS_REPLY_STRING || e->len >= sizeof(buf))
+		return false;
+	memcpy(buf, e->str, e->len);
+	buf[e->len] = '\0';
+	int n = sscanf(buf, "%lld %lld %llu", &a, &c, &d);
+	if (n == 1) {
+		*t = a;
+		*bs = 0;
+		*g = 0;
+		return true;
+	}
+	if (n != 3)
+		return false;
+	*t = a;
+	*bs = c;
+	*g = d;
+	return true;
+}
+
+/* Index of our counter with Redis key k, or -1. */
+static int64_t index_of_key(struct bridge *b, const char *k, size_t len)
+{
+	return kmap_find(b, k, len);
 }
 
 /* ------------------------------------------------------------- resetting */
 
-/*
- * A reset that Redis refused with an error reply (NOPERM from an ACL, a
- * script error): end the request with an error so `shmstat reset --global`
- * says so, and go on pushing; the connection is still good. Only an I/O
- * error (no reply) makes run_reset() fail and the connection be dropped.
- */
 static int reset_refused(struct bridge *b, uint64_t id, const redisReply *r)
 {
 	if (!r)
 		return -1;
-	shmstat_sync_reset_done(b->h, id, 0,
+	shmstat__sync_reset_done(b->h, id, 0,
 				r->type == REDIS_REPLY_ERROR &&
 						strncmp(r->str, "NOPERM", 6) == 0
 					? SHMSTAT_EPERM
@@ -371,29 +540,58 @@ static int reset_refused(struct bridge *b, uint64_t id, const redisReply *r)
 	return 0;
 }
 
-/* Run a pending `shmstat reset --global` request. */
+static redisReply *run_script(struct bridge *b, const char *sha,
+			      const char *src, struct args *a)
+{
+	a->v[0] = "EVALSHA";
+	a->len[0] = 7;
+	a->v[1] = sha;
+	a->len[1] = 40;
+	redisReply *r = redisCommandArgv(b->rc, a->n, a->v, a->len);
+	if (r && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
+		freeReplyObject(r);
+		blog(SHMSTAT_LOG_INFO,
+		     "Redis %s forgot a script (NOSCRIPT): sending it with "
+		     "EVAL",
+		     b->cf->addr);
+		a->v[0] = "EVAL";
+		a->len[0] = 4;
+		a->v[1] = src;
+		a->len[1] = strlen(src);
+		r = redisCommandArgv(b->rc, a->n, a->v, a->len);
+	}
+	return r;
+}
+
+/*
+ * Run a pending `shmstat reset --global` request: the keys are every key
+ * any source ever pushed (M keys) under our key prefix
+ * whose name matches the glob; reset.lua resets them in one call, so the
+ * request is applied once (idempotent by request id) and ordered by Redis.
+ */
 static int run_reset(struct bridge *b)
 {
-	char glob[256];
+	char glob[256], idbuf[32];
 	uint64_t id, epoch;
-	int rc = shmstat_sync_reset_take(b->h, glob, sizeof(glob), &id, &epoch);
+	int rc = shmstat__sync_reset_take(b->h, glob, sizeof(glob), &id, &epoch);
 
 	if (rc <= 0)
 		return 0;
-	const char *mp = b->cf->meta_prefix;
-	char names_key[512], resets_key[512], hosts_key[512], gen_key[512];
-	snprintf(names_key, sizeof(names_key), "%snames", mp);
-	snprintf(resets_key, sizeof(resets_key), "%sresets", mp);
-	snprintf(hosts_key, sizeof(hosts_key), "%shosts", mp);
-	snprintf(gen_key, sizeof(gen_key), "%sgen", mp);
-
-	/* Which names exist cluster-wide: SSCAN the names set, match with
-	 * the engine's own glob rules. Bounded by the set's size. */
-	struct args match = { 0 };
+	const char *kp = b->cf->key_prefix;
+	size_t kpl = strlen(kp);
+	struct args a = { 0 };
 	char cursor[32] = "0";
 	int ret = 0;
-	for (int round = 0; round < 1000000; round++) {
-		const char *argv[] = { "SSCAN", names_key, cursor, "COUNT",
+
+	snprintf(idbuf, sizeof(idbuf), "%" PRIu64, id);
+	rc = args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0) |
+	     args_push(&a, "5", 1) | args_str(&a, b->k_rgen) |
+	     args_str(&a, b->k_resets) | args_str(&a, b->k_feed) |
+	     args_str(&a, b->k_gauges) | args_str(&a, b->k_src) |
+	     args_str(&a, idbuf);
+	for (int round = 0; round < 1000000 && rc == 0; round++) {
+		const char *argv[] = { "SSCAN", b->k_keys, cursor, "COUNT",
 				       "1000" };
 		redisReply *r = redisCommandArgv(b->rc, 5, argv, NULL);
 		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -410,670 +608,1466 @@ static int run_reset(struct bridge *b)
 		redisReply *set = r->element[1];
 		for (size_t i = 0; i < set->elements; i++) {
 			redisReply *e = set->element[i];
-			if (e->type != REDIS_REPLY_STRING ||
-			    !shmstat__glob(glob, e->str, e->len))
+			if (e->type != REDIS_REPLY_STRING || e->len < kpl ||
+			    memcmp(e->str, kp, kpl) != 0 ||
+			    is_reserved(b, e->str, e->len) ||
+			    !shmstat__glob(glob, e->str + kpl, e->len - kpl))
 				continue;
-			if (args_cat(&match, e->str, e->len, "", 0) < 0) {
-				freeReplyObject(r);
-				ret = -1;
-				goto out;
-			}
+			rc |= args_cat(&a, e->str, e->len, "", 0);
 		}
 		freeReplyObject(r);
 		if (strcmp(cursor, "0") == 0)
 			break;
 	}
-	uint64_t count = 0;
-	char ep[32];
-	snprintf(ep, sizeof(ep), "%" PRIu64, epoch);
-	for (int off = 0; off < match.n || off == 0; off += 500) {
-		struct args a = { 0 };
-		int n = match.n - off < 500 ? match.n - off : 500;
-		if (args_push(&a, "EVALSHA", 7) < 0 ||
-		    args_push(&a, b->reset_sha, 40) < 0 ||
-		    args_push(&a, "3", 1) < 0 ||
-		    args_push(&a, hosts_key, strlen(hosts_key)) < 0 ||
-		    args_push(&a, resets_key, strlen(resets_key)) < 0 ||
-		    args_push(&a, gen_key, strlen(gen_key)) < 0 ||
-		    args_push(&a, mp, strlen(mp)) < 0 ||
-		    args_push(&a, b->cf->key_prefix,
-			      strlen(b->cf->key_prefix)) < 0 ||
-		    args_push(&a, ep, strlen(ep)) < 0) {
-			args_free(&a);
-			ret = -1;
-			goto out;
-		}
-		int rc = 0;
-		for (int i = 0; i < n; i++)
-			rc |= args_push(&a, match.v[off + i],
-					match.len[off + i]);
-		if (rc) {
-			args_free(&a);
-			ret = -1;
-			goto out;
-		}
-		redisReply *r = redisCommandArgv(b->rc, a.n, a.v, a.len);
-		if (r && r->type == REDIS_REPLY_ERROR &&
-		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
-			freeReplyObject(r);
-			a.v[0] = "EVAL";
-			a.len[0] = 4;
-			a.v[1] = reset_lua;
-			a.len[1] = strlen(reset_lua);
-			r = redisCommandArgv(b->rc, a.n, a.v, a.len);
-		}
-		args_free(&a);
-		if (!r || r->type != REDIS_REPLY_INTEGER) {
-			bridge_error(b, SHMSTAT_LOG_WARNING,
-				     "global reset '%s' failed: %s", glob,
-				     conn_errtext(b, r));
-			ret = reset_refused(b, id, r);
-			if (r)
-				freeReplyObject(r);
-			goto out;
-		}
-		count += (uint64_t)r->integer;
-		freeReplyObject(r);
-		if (n == 0)
-			break;
+	if (rc) {
+		bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+		ret = -1;
+		goto out;
 	}
-	if (epoch > b->status.epoch)
-		b->status.epoch = epoch;
-	shmstat_sync_reset_done(b->h, id, count, 0);
-	blog(SHMSTAT_LOG_INFO, "global reset '%s' (epoch %" PRIu64
-	     "): %" PRIu64 " keys set to 0", glob, epoch, count);
+	redisReply *r = run_script(b, b->reset_sha, reset_lua, &a);
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "global reset '%s' failed: %s", glob,
+			     conn_errtext(b, r));
+		ret = reset_refused(b, id, r);
+		if (r)
+			freeReplyObject(r);
+		goto out;
+	}
+	long long n = r->element[0]->integer;
+	long long skipped = r->element[1]->integer;
+	freeReplyObject(r);
+	if (n < 0)
+		n = 0; /* this request already ran (the bridge restarted) */
+	if (skipped)
+		blog(SHMSTAT_LOG_WARNING,
+		     "global reset '%s': %lld gauge%s left alone (a gauge is "
+		     "a level each source sets: reset it where it is set)",
+		     glob, skipped, skipped == 1 ? "" : "s");
+	shmstat__sync_reset_done(b->h, id, (uint64_t)n, 0);
+	blog(SHMSTAT_LOG_INFO, "global reset '%s': %lld keys set to 0", glob,
+	     n);
 out:
-	args_free(&match);
+	args_free(&a);
 	return ret;
 }
 
-/* --------------------------------------------------------------- pushing */
+/* ---------------------------------------------------------------- pushing */
 
-/* Build the script call for the n items idx[0..n). */
-static int build_push(struct bridge *b, const struct items *it,
-		      const uint32_t *idx, size_t n, bool sha, struct args *a)
-{
-	const char *mp = b->cf->meta_prefix;
-	const char *kp = b->cf->key_prefix;
-	size_t kpl = strlen(kp);
-	int rc = 0;
+/* One queued command of the write transaction and what it is about. */
+enum op_kind { OP_OTHER, OP_INCRBY, OP_FEED };
 
-	rc |= args_push(a, sha ? "EVALSHA" : "EVAL", sha ? 7 : 4);
-	rc |= sha ? args_push(a, b->push_sha, 40)
-		  : args_push(a, push_lua, strlen(push_lua));
-	rc |= args_i64(a, (int64_t)n + 6);
-	rc |= args_fmt(a, "%sm:%s", mp, b->host_hex);
-	rc |= args_fmt(a, "%sh:%s", mp, b->host_hex);
-	rc |= args_fmt(a, "%sr:%s", mp, b->host_hex);
-	rc |= args_fmt(a, "%shosts", mp);
-	rc |= args_fmt(a, "%snames", mp);
-	rc |= args_fmt(a, "%sgen", mp);
-	for (size_t i = 0; i < n; i++) {
-		const struct item *x = &it->v[idx[i]];
-		rc |= args_cat(a, kp, kpl, x->name, x->name_len);
-	}
-	rc |= args_str(a, b->token);
-	rc |= args_i64(a, (int64_t)b->cf->owner_ttl_ms);
-	rc |= args_i64(a, (int64_t)b->status.seq_acked);
-	rc |= args_str(a, b->host_hex);
-	rc |= args_str(a, b->host_name);
-	rc |= args_i64(a, (int64_t)b->fence);
-	/* ARGV 7..9, then the reset bases the mirror holds (m is known
-	 * once they are counted), the names unless they are the keys, the
-	 * totals. */
-	rc |= args_push(a, "", 0);
-	int mpos = a->n;
-	rc |= args_push(a, "0", 1);
-	rc |= args_push(a, kpl ? "1" : "0", 1);
-	int64_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct item *x = &it->v[idx[i]];
-		int64_t rb = 0;
-		uint64_t ep = 0;
-		shmstat_sync_rbase_get(b->h, x->index, &rb, &ep);
-		if (rb == 0 && ep == 0)
-			continue;
-		rc |= args_i64(a, (int64_t)i + 1);
-		rc |= args_i64(a, rb);
-		rc |= args_i64(a, (int64_t)ep);
-		m++;
-	}
-	if (m && !rc) {
-		char buf[24];
-		int l = snprintf(buf, sizeof(buf), "%" PRId64, m);
-		char *p = args_room(a, (size_t)l);
-		if (!p)
-			return -1;
-		memcpy(p, buf, (size_t)l);
-		p[l] = '\0';
-		a->blk->used += (size_t)l + 1;
-		a->v[mpos] = p;
-		a->len[mpos] = (size_t)l;
-	}
-	for (size_t i = 0; i < n && kpl; i++) {
-		const struct item *x = &it->v[idx[i]];
-		rc |= args_push(a, x->name, x->name_len);
-	}
-	for (size_t i = 0; i < n; i++)
-		rc |= args_i64(a, it->v[idx[i]].total);
-	return rc ? -1 : 0;
-}
-
-/* MGET of the keys of idx[0..n): their global values only. */
-static int build_refresh(struct bridge *b, const struct items *it,
-			 const uint32_t *idx, size_t n, struct args *a)
-{
-	const char *kp = b->cf->key_prefix;
-	size_t kpl = strlen(kp);
-	int rc = args_push(a, "MGET", 4);
-
-	for (size_t i = 0; i < n; i++) {
-		const struct item *x = &it->v[idx[i]];
-		rc |= args_cat(a, kp, kpl, x->name, x->name_len);
-	}
-	return rc ? -1 : 0;
-}
-
-static bool parse_i64(const char *s, size_t len, int64_t *out)
-{
-	char buf[32], *end;
-
-	if (len == 0 || len >= sizeof(buf))
-		return false;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	long long v = strtoll(buf, &end, 10);
-	if (*end)
-		return false;
-	*out = v;
-	return true;
-}
-
-/* An integer reply, or a string holding one. */
-static bool reply_i64(const redisReply *e, int64_t *out)
-{
-	if (e->type == REDIS_REPLY_INTEGER) {
-		*out = e->integer;
-		return true;
-	}
-	return e->type == REDIS_REPLY_STRING && parse_i64(e->str, e->len, out);
-}
-
-/* What the replies of one pass said, beyond each counter's own result. */
-struct pass {
-	int failed;          /* calls that failed (nothing to redo now) */
-	bool lost;           /* Redis' sequence was below ours */
-	bool stale;          /* a call with a higher fence had run */
-	uint64_t stale_fence;
-	bool gen_seen;       /* some call returned the reset generation */
-	bool gen_diff;       /* ... and not all the same */
-	int64_t gen_min;
-	uint64_t seq;        /* highest sequence a call returned, 0: none */
+struct op {
+	uint8_t kind;
+	uint32_t item; /* OP_INCRBY: index into the group */
 };
 
-/* Forget what Redis accepted: every counter goes in the next pass. */
-static void forget_all(struct bridge *b)
+/* What a group decides for one counter. */
+struct plan {
+	int64_t delta;
+	int64_t base;
+	uint64_t gen;
+	bool write;  /* its field changes */
+	bool bad;    /* out of range: not sent */
+	bool newg;   /* a gauge key Redis does not hold yet */
+};
+
+struct txn {
+	const struct snap *sn;
+	const uint32_t *grp; /* indexes into sn->v */
+	size_t ng;
+	bool first;          /* also read the feed and refresh */
+};
+
+static int flush_out(struct bridge *b)
 {
-	for (uint32_t i = 0; i < b->max_counters; i++)
-		b->st[i].known = false;
+	int done = 0;
+
+	while (!done)
+		if (redisBufferWrite(b->rc, &done) != REDIS_OK)
+			return -1;
+	return 0;
 }
 
-static void forget(struct bridge *b, const struct items *it,
-		   const uint32_t *idx, size_t n)
+static int append(struct bridge *b, struct args *a, int *nrep)
 {
-	for (size_t i = 0; i < n; i++) {
-		uint32_t x = it->v[idx[i]].index;
-		if (x < b->max_counters)
-			b->st[x].known = false;
-	}
+	int rc = redisAppendCommandArgv(b->rc, a->n, a->v, a->len);
+	args_free(a);
+	if (rc != REDIS_OK)
+		return -1;
+	(*nrep)++;
+	/* Keep hiredis' output buffer small: write as we go. */
+	if (sdslen(b->rc->obuf) > (1u << 20))
+		return flush_out(b);
+	return 0;
 }
 
-/* Apply one script reply for idx[0..n). */
-static void apply_push(struct bridge *b, const struct items *it,
-		       const uint32_t *idx, size_t n, redisReply *r,
-		       uint64_t now, struct pass *p)
+static int append_cmd(struct bridge *b, int *nrep, int argc,
+		      const char **argv)
 {
-	if (r->type == REDIS_REPLY_ERROR) {
-		/* The script did not run (OOM, BUSY, NOPERM, ...). */
-		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "push to Redis %s: error reply: %s", b->cf->addr,
-			     r->str);
-		forget(b, it, idx, n);
-		p->failed++;
-		return;
-	}
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER) {
-		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "push: unexpected reply type %d from Redis %s",
-			     r->type, b->cf->addr);
-		forget(b, it, idx, n);
-		p->failed++;
-		return;
-	}
-	if (r->element[0]->integer == 0) {
-		b->refused = true;
-		bridge_error(b, SHMSTAT_LOG_ERROR,
-			     "host id %s is in use on Redis %s by another live "
-			     "bridge (two hosts configured with the same host "
-			     "id? see --host-id); refusing to push",
-			     b->host_hex, b->cf->addr);
-		p->failed++;
-		return;
-	}
-	if (r->element[0]->integer == 2) {
-		/* A call of ours that timed out ran later than a newer one,
-		 * or a previous bridge's clock was ahead: this call did
-		 * nothing. Take a higher fence and push everything. */
-		int64_t f;
-		if (reply_i64(r->element[1], &f) && f > 0 &&
-		    (uint64_t)f > p->stale_fence)
-			p->stale_fence = (uint64_t)f;
-		p->stale = true;
-		return;
-	}
-	int64_t seq, gen;
-	if (r->elements != 7 || r->element[3]->type != REDIS_REPLY_ARRAY ||
-	    r->element[3]->elements != n ||
-	    r->element[4]->type != REDIS_REPLY_ARRAY ||
-	    r->element[5]->type != REDIS_REPLY_ARRAY ||
-	    !reply_i64(r->element[6], &gen)) {
-		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "push: malformed reply from Redis %s",
-			     b->cf->addr);
-		forget(b, it, idx, n);
-		p->failed++;
-		return;
-	}
-	if (!reply_i64(r->element[1], &seq))
-		seq = 0;
-	if (r->element[2]->integer == 1)
-		p->lost = true;
-	if (seq > 0 && (uint64_t)seq > p->seq)
-		p->seq = (uint64_t)seq;
-	if (p->gen_seen && gen != p->gen_min)
-		p->gen_diff = true;
-	if (!p->gen_seen || gen < p->gen_min)
-		p->gen_min = gen;
-	p->gen_seen = true;
-	/* Counters whose key Redis refused (e.g. not an integer). */
-	redisReply *errs = r->element[5];
-	bool *bad = calloc(n ? n : 1, sizeof(bool));
-	if (!bad) {
-		forget(b, it, idx, n);
-		p->failed++;
-		return;
-	}
-	for (size_t i = 0; i + 1 < errs->elements; i += 2) {
-		int64_t k;
-		if (!reply_i64(errs->element[i], &k) || k < 1 ||
-		    (size_t)k > n)
-			continue;
-		bad[k - 1] = true;
-		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "key '%s%s' on Redis %s: %s (its count stays "
-			     "pending)",
-			     b->cf->key_prefix, it->v[idx[k - 1]].name,
-			     b->cf->addr,
-			     errs->element[i + 1]->type == REDIS_REPLY_STRING
-				     ? errs->element[i + 1]->str
-				     : "error");
-	}
-	redisReply *g = r->element[3];
-	for (size_t i = 0; i < n; i++) {
-		const struct item *x = &it->v[idx[i]];
-		int64_t v;
-		if (bad[i])
-			continue;
-		if (reply_i64(g->element[i], &v))
-			shmstat_sync_global_set(b->h, x->index, v, now);
-		if (x->index < b->max_counters) {
-			b->st[x->index].acked = x->total;
-			b->st[x->index].known = true;
-		}
-	}
-	free(bad);
-	redisReply *ch = r->element[4];
-	for (size_t i = 0; i < ch->elements; i++) {
-		long long k, rb;
-		unsigned long long ep;
-		if (ch->element[i]->type != REDIS_REPLY_STRING ||
-		    sscanf(ch->element[i]->str, "%lld %lld %llu", &k, &rb,
-			   &ep) != 3 ||
-		    k < 1 || (size_t)k > n)
-			continue;
-		shmstat_sync_rbase_set(b->h, it->v[idx[k - 1]].index, rb, ep);
-		if (ep > b->status.epoch)
-			b->status.epoch = ep;
-	}
+	if (redisAppendCommandArgv(b->rc, argc, argv, NULL) != REDIS_OK)
+		return -1;
+	(*nrep)++;
+	return 0;
 }
 
-/* One global value read back (MGET element or GET reply). A missing key
- * reads as 0, as in the script. */
-static void apply_value(struct bridge *b, const struct item *x,
-			const redisReply *e, uint64_t now)
+static redisReply *get_reply(struct bridge *b)
+{
+	void *r = NULL;
+
+	if (redisGetReply(b->rc, &r) != REDIS_OK)
+		return NULL;
+	return r;
+}
+
+/* Read and drop n replies; -1 on I/O error. */
+static int drain(struct bridge *b, int n)
+{
+	for (int i = 0; i < n; i++) {
+		redisReply *r = get_reply(b);
+		if (!r)
+			return -1;
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
+static void set_global(struct bridge *b, uint32_t x, const redisReply *e,
+		       uint64_t now)
 {
 	int64_t v;
 
 	if (e->type == REDIS_REPLY_NIL)
-		shmstat_sync_global_set(b->h, x->index, 0, now);
+		shmstat__sync_global_set(b->h, x, 0, now);
 	else if (reply_i64(e, &v))
-		shmstat_sync_global_set(b->h, x->index, v, now);
+		shmstat__sync_global_set(b->h, x, v, now);
 }
 
-static void count_pending(struct bridge *b, struct items *it)
+static void refused_key(struct bridge *b, uint32_t x, const char *why)
 {
-	uint64_t pending = 0;
-
-	for (size_t i = 0; i < it->n; i++) {
-		uint32_t x = it->v[i].index;
-		if (x >= b->max_counters || !b->st[x].known ||
-		    b->st[x].acked != it->v[i].total)
-			pending++;
-	}
-	b->status.pending = pending;
+	if (!b->st[x].refused)
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "key '%s' on Redis %s: %s (its count stays "
+			     "pending)",
+			     b->keys[x], b->cf->addr, why);
+	b->st[x].refused = 1;
+	b->st[x].tried = b->push_no;
+	snprintf(b->status.refused_key, sizeof(b->status.refused_key),
+		 "%.127s", b->keys[x]);
 }
 
-static int collect(struct bridge *b, struct items *it)
+static uint64_t key_tag(const struct bridge *b, uint32_t x)
 {
-	int rc = shmstat_iter(b->h, NULL, collect_one, it);
+	return shmstat__hash(b->keys[x], b->keylen[x]) | 1u;
+}
 
-	if (rc < 0) {
-		bridge_error(b, SHMSTAT_LOG_ERROR, "reading the segment: %s",
-			     shmstat_errstr(b->h));
-		return -1;
+/* The MGET of keys others changed (or of all ours when the feed is not
+ * known): appended after EXEC, in chunks. */
+struct refresh {
+	uint32_t *x;
+	size_t n, cap;
+};
+
+static int refresh_add(struct refresh *f, uint32_t x)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 256;
+		uint32_t *v = realloc(f->x, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		f->x = v;
+		f->cap = cap;
 	}
-	count_pending(b, it);
+	f->x[f->n++] = x;
 	return 0;
 }
 
-void push_account(struct bridge *b)
+/*
+ * Retire the previous incarnation O of this segment (the segment was
+ * recreated: a reboot, `shmstat destroy` and `create`): its counts stay
+ * in the keys, its gauges are withdrawn, its bookkeeping is dropped. Only
+ * once O's lease has ended. 1 done, 0 not yet, -1 I/O error.
+ */
+static int retire(struct bridge *b, const char *o, uint64_t now)
 {
-	struct items it = { 0 };
+	const char *mp = b->cf->meta_prefix;
+	struct args a = { 0 };
+	char cut[24];
+	int rc = 0;
 
-	if (collect(b, &it) == 0 && b->status.pending && !b->dirty_since_ns)
-		b->dirty_since_ns = shmstat__now_realtime_ns();
-	free(it.v);
+	snprintf(cut, sizeof(cut), "%" PRIu64, now);
+	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
+	rc |= args_push(&a, "5", 1);
+	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
+	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
+	rc |= args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_str(&a, o) | args_str(&a, "retire") | args_str(&a, cut);
+	if (rc) {
+		args_free(&a);
+		return 0;
+	}
+	redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
+	args_free(&a);
+	if (!r)
+		return -1;
+	int done = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+	if (done)
+		blog(SHMSTAT_LOG_INFO,
+		     "segment '%s' was recreated: retired its previous "
+		     "source %s (its counts stay in the keys)",
+		     b->cf->segment, o);
+	else if (r->type == REDIS_REPLY_ERROR)
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "retiring source %s on Redis %s: %s", o,
+			     b->cf->addr, r->str);
+	freeReplyObject(r);
+	return done;
 }
 
-/* One call of a pass: a script chunk, or a refresh (one MGET, or n GETs
- * when the ACL refuses MGET). */
-struct call {
-	enum { CALL_PUSH, CALL_MGET, CALL_GET } kind;
-	size_t off, n;
-	bool noscript; /* answered NOSCRIPT: send with EVAL after the rest */
-};
-
-/* The counters to send go first in idx: those Redis has not acknowledged
- * with their current total. The others follow. Returns how many to send. */
-static size_t select_items(struct bridge *b, const struct items *it,
-			   uint32_t *idx)
+/* Withdraw the gauges of a source whose lease ended long ago. */
+static int withdraw_expired(struct bridge *b, const char *o, uint64_t cut)
 {
-	size_t ns = 0, nf = it->n;
+	const char *mp = b->cf->meta_prefix;
+	struct args a = { 0 };
+	char cb[24];
+	int rc = 0;
 
-	for (size_t i = 0; i < it->n; i++) {
-		uint32_t x = it->v[i].index;
-		if (x >= b->max_counters || !b->st[x].known ||
-		    b->st[x].acked != it->v[i].total)
-			idx[ns++] = (uint32_t)i;
-		else
-			idx[--nf] = (uint32_t)i;
+	snprintf(cb, sizeof(cb), "%" PRIu64, cut);
+	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
+	rc |= args_push(&a, "5", 1);
+	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
+	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
+	rc |= args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_str(&a, o) | args_str(&a, "expired") | args_str(&a, cb);
+	if (rc) {
+		args_free(&a);
+		return 0;
 	}
-	return ns;
+	redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
+	args_free(&a);
+	if (!r)
+		return -1;
+	if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+		blog(SHMSTAT_LOG_INFO,
+		     "source %s: lease ended over %" PRIu64 " ms ago; its "
+		     "gauges are withdrawn from the sums",
+		     o, b->cf->gauge_expiry_ms);
+	freeReplyObject(r);
+	return 0;
+}
+
+int push_withdraw(struct bridge *b)
+{
+	struct args a = { 0 };
+	int rc = 0;
+
+	if (!b->rc)
+		return -1;
+	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
+	rc |= args_push(&a, "5", 1) | args_str(&a, b->k_gau);
+	rc |= args_str(&a, b->k_src) | args_str(&a, b->k_sources);
+	rc |= args_str(&a, b->k_feed) | args_str(&a, b->k_tot);
+	rc |= args_str(&a, b->source);
+	rc |= args_str(&a, "stop") | args_str(&a, "0");
+	if (rc) {
+		args_free(&a);
+		return -1;
+	}
+	redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
+	args_free(&a);
+	if (!r || r->type != REDIS_REPLY_INTEGER) {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "withdrawing the gauges on Redis %s: %s",
+			     b->cf->addr, conn_errtext(b, r));
+		if (r)
+			freeReplyObject(r);
+		else
+			conn_close(b);
+		return -1;
+	}
+	if (r->integer > 0 && b->status.seq_acked + 1 == (uint64_t)r->integer)
+		b->status.seq_acked = (uint64_t)r->integer;
+	else
+		forget_all(b);
+	freeReplyObject(r);
+	for (uint32_t i = 0; i < b->max_counters; i++)
+		if (b->st[i].kind == SHMSTAT_KIND_GAUGE) {
+			b->st[i].known = 0;
+			settle(b, i);
+		}
+	return 0;
+}
+
+/* Undo the bookkeeping of keys whose INCRBY Redis refused in the
+ * transaction that just ran (its HSET of their totals did run). */
+static int undo_refused(struct bridge *b, const struct txn *t,
+			const bool *bad)
+{
+	struct args ht = { 0 }, hg = { 0 }, dt = { 0 }, dg = { 0 };
+	int rc = 0, nrep = 0;
+	size_t n = 0;
+
+	rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
+	rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
+	rc |= args_push(&dt, "HDEL", 4) | args_str(&dt, b->k_tot);
+	rc |= args_push(&dg, "HDEL", 4) | args_str(&dg, b->k_gau);
+	for (size_t i = 0; i < t->ng; i++) {
+		if (!bad[i])
+			continue;
+		const struct item *it = &t->sn->v[t->grp[i]];
+		const struct bstate *s = &b->st[it->index];
+		bool g = it->kind == SHMSTAT_KIND_GAUGE;
+		n++;
+		if (!s->in_redis) {
+			rc |= args_pushk(g ? &dg : &dt, b, it->index);
+			continue;
+		}
+		struct args *h = g ? &hg : &ht;
+		rc |= args_pushk(h, b, it->index);
+		if (g || (s->base == 0 && s->gen == 0))
+			rc |= args_i64(h, s->acked);
+		else
+			rc |= args_fmt(h, "%" PRId64 " %" PRId64 " %" PRIu64,
+				       s->acked, s->base, s->gen);
+	}
+	if (!n || rc) {
+		args_free(&ht);
+		args_free(&hg);
+		args_free(&dt);
+		args_free(&dg);
+		return rc ? -1 : 0;
+	}
+	const char *multi[] = { "MULTI" };
+	const char *exec[] = { "EXEC" };
+	const char *bump[] = { "HINCRBY", b->k_src, "seq", "1" };
+	rc = append_cmd(b, &nrep, 1, multi);
+	struct args *all[] = { &ht, &hg, &dt, &dg };
+	for (int i = 0; i < 4; i++) {
+		if (all[i]->n > 2 && rc == 0)
+			rc = append(b, all[i], &nrep);
+		else
+			args_free(all[i]);
+	}
+	if (rc == 0)
+		rc = append_cmd(b, &nrep, 4, bump);
+	if (rc == 0)
+		rc = append_cmd(b, &nrep, 1, exec);
+	if (rc < 0)
+		return -1;
+	for (int i = 0; i < nrep; i++) {
+		redisReply *r = get_reply(b);
+		if (!r)
+			return -1;
+		if (i == nrep - 1 && r->type == REDIS_REPLY_ARRAY &&
+		    r->elements > 0) {
+			redisReply *e = r->element[r->elements - 1];
+			if (e->type == REDIS_REPLY_INTEGER)
+				b->status.seq_acked = (uint64_t)e->integer;
+		}
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
+
+/* ------------------------------------------------------------------ feed */
+
+/* A stream entry id "ms-seq". */
+static bool parse_fid(const redisReply *e, uint64_t *ms, uint64_t *seq)
+{
+	unsigned long long a, c;
+
+	if (e->type != REDIS_REPLY_STRING ||
+	    sscanf(e->str, "%llu-%llu", &a, &c) != 2)
+		return false;
+	*ms = a;
+	*seq = c;
+	return true;
+}
+
+static bool fid_after(uint64_t ms, uint64_t seq, uint64_t ms2, uint64_t seq2)
+{
+	return ms > ms2 || (ms == ms2 && seq > seq2);
+}
+
+/* The feed entry of keys k[0..n): XADD M feed MINID ~ cut * s S k
+ * "k1\0k2...". */
+static int build_xadd(struct bridge *b, struct args *a, const uint32_t *k,
+		      size_t n, uint64_t now)
+{
+	size_t len = 0;
+	char cut[24];
+	int rc = 0;
+
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 now > FEED_KEEP_MS ? now - FEED_KEEP_MS : 0);
+	rc |= args_push(a, "XADD", 4) | args_str(a, b->k_feed);
+	rc |= args_push(a, "MINID", 5) | args_push(a, "~", 1);
+	rc |= args_str(a, cut) | args_push(a, "*", 1);
+	rc |= args_push(a, "s", 1) | args_str(a, b->source);
+	rc |= args_push(a, "k", 1);
+	for (size_t i = 0; i < n; i++)
+		len += b->keylen[k[i]] + (i > 0);
+	char *p = args_room(a, len);
+	if (rc || !p)
+		return -1;
+	char *q = p;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*q++ = '\0';
+		memcpy(q, b->keys[k[i]], b->keylen[k[i]]);
+		q += b->keylen[k[i]];
+	}
+	return args_commit(a, p, len);
+}
+
+/* The keys of one feed entry, unless it is ours: refresh those we have. */
+static int feed_entry(struct bridge *b, const redisReply *fields,
+		      struct refresh *rf)
+{
+	const redisReply *src = NULL, *keys = NULL;
+
+	if (fields->type != REDIS_REPLY_ARRAY)
+		return 0;
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *f = fields->element[i];
+		if (f->type != REDIS_REPLY_STRING || f->len != 1)
+			continue;
+		if (f->str[0] == 's')
+			src = fields->element[i + 1];
+		else if (f->str[0] == 'k')
+			keys = fields->element[i + 1];
+	}
+	if (!keys || keys->type != REDIS_REPLY_STRING)
+		return 0;
+	if (src && src->type == REDIS_REPLY_STRING &&
+	    strcmp(src->str, b->source) == 0)
+		return 0;
+	const char *p = keys->str, *end = keys->str + keys->len;
+	while (p < end) {
+		const char *z = memchr(p, '\0', (size_t)(end - p));
+		size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
+		int64_t x = index_of_key(b, p, l);
+		if (x >= 0 && refresh_add(rf, (uint32_t)x) < 0)
+			return -1;
+		p += l + 1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- upgrade */
+
+/*
+ * The previous release kept, per host id H, M m:H (owner token, lease,
+ * sequence), M h:H (name -> total accepted) and M r:H (name -> "R E":
+ * reset base and epoch). When m:H's owner token is the one that release
+ * gave THIS segment, its bookkeeping is this source's: it moves, in one
+ * transaction, into M t:S / M g:S (counter "T R 0", gauge T - R), so the
+ * keys are neither lowered nor counted twice. Another host's (another
+ * token) is left for its own bridge to migrate. 0 done or nothing to do,
+ * 2 refused (logged), -1 I/O error.
+ */
+static int migrate(struct bridge *b)
+{
+	const char *mp = b->cf->meta_prefix;
+	char km[200], kh[200], kr[200], khosts[100];
+	int ret = 0;
+
+	snprintf(km, sizeof(km), "%sm:%s", mp, b->host_hex);
+	snprintf(kh, sizeof(kh), "%sh:%s", mp, b->host_hex);
+	snprintf(kr, sizeof(kr), "%sr:%s", mp, b->host_hex);
+	snprintf(khosts, sizeof(khosts), "%shosts", mp);
+	const char *w[] = { "WATCH", km, kh, kr, b->k_src };
+	const char *g1[] = { "HGET", km, "owner" };
+	const char *g2[] = { "HGETALL", kh };
+	const char *g3[] = { "HGETALL", kr };
+	const char *g4[] = { "EXISTS", b->k_src };
+	int n = 0;
+	if (append_cmd(b, &n, 5, w) || append_cmd(b, &n, 3, g1) ||
+	    append_cmd(b, &n, 2, g2) || append_cmd(b, &n, 2, g3) ||
+	    append_cmd(b, &n, 2, g4))
+		return -1;
+	redisReply *r[5] = { 0 };
+	for (int i = 0; i < 5; i++)
+		if (!(r[i] = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+	bool ours = r[1]->type == REDIS_REPLY_STRING &&
+		    strcmp(r[1]->str, b->old_token) == 0;
+	if (!ours || r[2]->type != REDIS_REPLY_ARRAY ||
+	    r[3]->type != REDIS_REPLY_ARRAY || r[4]->type != REDIS_REPLY_INTEGER) {
+		if (r[1]->type == REDIS_REPLY_STRING && !ours)
+			blog(SHMSTAT_LOG_INFO,
+			     "host-keyed bookkeeping of host %s belongs to "
+			     "another segment (another owner); left alone",
+			     b->host_hex);
+		goto unwatch;
+	}
+	if (r[4]->integer == 1) {
+		b->refused = true;
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "Redis %s holds both this segment's host-keyed "
+			     "bookkeeping (%s) and its source's (%s): was an "
+			     "older bridge started after this one? Stop every "
+			     "shmstat-bridge of this segment, delete %s, %s "
+			     "and %s (their counts are in the keys already) "
+			     "and start this bridge again",
+			     b->cf->addr, kh, b->k_src, km, kh, kr);
+		ret = 2;
+		goto unwatch;
+	}
+	struct args ht = { 0 }, hg = { 0 }, sg = { 0 }, fd = { 0 };
+	int rc = 0, nrep = 0;
+	rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
+	rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
+	rc |= args_push(&sg, "SADD", 4) | args_str(&sg, b->k_gauges);
+	rc |= args_push(&fd, "SADD", 4) | args_str(&fd, b->k_keys);
+	const char *kp = b->cf->key_prefix;
+	size_t kpl = strlen(kp);
+	size_t moved = 0;
+	for (size_t i = 0; i + 1 < r[2]->elements && !rc; i += 2) {
+		redisReply *name = r[2]->element[i], *tv = r[2]->element[i + 1];
+		int64_t t, rb = 0;
+		if (name->type != REDIS_REPLY_STRING || !reply_i64(tv, &t))
+			continue;
+		for (size_t j = 0; j + 1 < r[3]->elements; j += 2)
+			if (r[3]->element[j]->len == name->len &&
+			    memcmp(r[3]->element[j]->str, name->str,
+				   name->len) == 0) {
+				long long x;
+				if (sscanf(r[3]->element[j + 1]->str, "%lld",
+					   &x) == 1)
+					rb = x;
+				break;
+			}
+		char key[400];
+		if (kpl + name->len >= sizeof(key))
+			continue;
+		memcpy(key, kp, kpl);
+		memcpy(key + kpl, name->str, name->len);
+		key[kpl + name->len] = '\0';
+		size_t kl = kpl + name->len;
+		shmstat_stat_t st;
+		bool gauge = shmstat_stat_read(b->h, key + kpl, &st) == 0 &&
+			     st.kind == SHMSTAT_KIND_GAUGE;
+		if (gauge) {
+			int64_t v;
+			if (__builtin_sub_overflow(t, rb, &v))
+				continue;
+			rc |= args_cat(&hg, key, kl, "", 0) | args_i64(&hg, v);
+			rc |= args_cat(&sg, key, kl, "", 0);
+		} else if (rb) {
+			rc |= args_cat(&ht, key, kl, "", 0);
+			rc |= args_fmt(&ht, "%" PRId64 " %" PRId64 " 0", t, rb);
+		} else {
+			rc |= args_cat(&ht, key, kl, "", 0) | args_i64(&ht, t);
+		}
+		rc |= args_cat(&fd, key, kl, "", 0);
+		moved++;
+	}
+	if (rc) {
+		args_free(&ht);
+		args_free(&hg);
+		args_free(&sg);
+		args_free(&fd);
+		ret = 2;
+		goto unwatch;
+	}
+	const char *multi[] = { "MULTI" };
+	const char *del[] = { "DEL", km, kh, kr };
+	const char *srem[] = { "SREM", khosts, b->host_hex };
+	const char *hs[] = { "HSET", b->k_src, "seq", "1", "owner", b->token,
+			     "owner_exp", "0", "migrated_from", b->host_hex };
+	const char *exec[] = { "EXEC" };
+	rc = append_cmd(b, &nrep, 1, multi);
+	struct args *all[] = { &ht, &hg, &sg, &fd };
+	for (int i = 0; i < 4; i++) {
+		if (rc == 0 && all[i]->n > 2)
+			rc = append(b, all[i], &nrep);
+		else
+			args_free(all[i]);
+	}
+	rc |= append_cmd(b, &nrep, 4, del);
+	rc |= append_cmd(b, &nrep, 3, srem);
+	rc |= append_cmd(b, &nrep, 10, hs);
+	rc |= append_cmd(b, &nrep, 1, exec);
+	if (rc) {
+		ret = -1;
+		goto out;
+	}
+	redisReply *ex = NULL;
+	for (int i = 0; i < nrep; i++) {
+		redisReply *x = get_reply(b);
+		if (!x) {
+			ret = -1;
+			goto out;
+		}
+		if (i == nrep - 1)
+			ex = x;
+		else
+			freeReplyObject(x);
+	}
+	if (!ex) {
+		ret = -1;
+		goto out;
+	}
+	if (ex->type == REDIS_REPLY_ARRAY) {
+		blog(SHMSTAT_LOG_INFO,
+		     "upgraded the bookkeeping of host %s (%zu names) to "
+		     "source %s",
+		     b->host_hex, moved, b->source);
+		b->status.seq_acked = 1;
+		forget_all(b);
+		b->migrate_checked = true;
+	} else {
+		ret = 2; /* changed meanwhile: look again next push */
+	}
+	freeReplyObject(ex);
+	goto out;
+unwatch:
+	b->migrate_checked = ret == 0;
+	{
+		const char *uw[] = { "UNWATCH" };
+		redisReply *u = redisCommandArgv(b->rc, 1, uw, NULL);
+		if (!u)
+			ret = -1;
+		else
+			freeReplyObject(u);
+	}
+out:
+	for (int i = 0; i < 5; i++)
+		if (r[i])
+			freeReplyObject(r[i]);
+	return ret;
 }
 
 /*
- * One pass: the script for idx[0..nsend) in chunks, the refresh of
- * idx[nsend..it->n), all pipelined in one round trip. 0, 1 when a call
- * could not be built (the context is still in step), -1 on an I/O error.
+ * One group: read, decide, write. 0 done; 1 read again (our knowledge was
+ * void, or EXEC was aborted); 2 refused or failed (logged); -1 I/O error.
  */
-static int run_pass(struct bridge *b, const struct items *it,
-		    const uint32_t *idx, size_t nsend, struct pass *p)
+static int run_txn(struct bridge *b, const struct txn *t)
 {
-	size_t nfresh = it->n - nsend;
-	size_t npush = nsend ? (nsend + BRIDGE_CHUNK - 1) / BRIDGE_CHUNK : 1;
-	size_t nref = (nfresh + BRIDGE_CHUNK - 1) / BRIDGE_CHUNK;
-	struct call *calls = calloc(npush + nref, sizeof(*calls));
-	size_t ncalls = 0, sent = 0;
-	int ret = 0;
+	const size_t ng = t->ng;
+	const struct snap *sn = t->sn;
+	int nrep = 0, ret = 0;
+	struct args a = { 0 };
+	struct plan *pl = NULL;
+	struct op *ops = NULL;
+	bool *bad = NULL;
+	size_t nops = 0;
+	struct refresh rf = { 0 };
+	char rg[32], fp[32], cut[32];
+	uint32_t *unk = NULL;
+	size_t nunk = 0;
+	bool read_resets = b->rgen_valid, read_feed = t->first && b->feed_known;
+	bool read_inc = !b->started;
+	bool read_exp = t->first && b->redis_ms > b->cf->gauge_expiry_ms;
 
-	if (!calls)
-		return 1;
-	uint64_t ms = shmstat__now_realtime_ns() / 1000000u;
-	b->fence = ms > b->fence ? ms : b->fence + 1;
-	for (size_t c = 0; c < npush; c++) {
-		size_t off = c * BRIDGE_CHUNK;
-		calls[ncalls++] = (struct call){
-			CALL_PUSH, off,
-			nsend - off < BRIDGE_CHUNK ? nsend - off : BRIDGE_CHUNK,
-			false
-		};
+	unk = malloc((ng ? ng : 1) * sizeof(*unk));
+	pl = calloc(ng ? ng : 1, sizeof(*pl));
+	if (!unk || !pl) {
+		ret = 2;
+		goto out;
 	}
-	for (size_t c = 0; c < nref; c++) {
-		size_t off = nsend + c * BRIDGE_CHUNK;
-		calls[ncalls++] = (struct call){
-			b->no_mget ? CALL_GET : CALL_MGET, off,
-			it->n - off < BRIDGE_CHUNK ? it->n - off : BRIDGE_CHUNK,
-			false
-		};
+	for (size_t i = 0; i < ng; i++)
+		if (!b->st[sn->v[t->grp[i]].index].known)
+			unk[nunk++] = sn->v[t->grp[i]].index;
+
+	/* ---- read */
+	const char *watch[] = { "WATCH", b->k_src, b->k_rgen };
+	const char *hm[] = { "HMGET", b->k_src, "owner", "owner_exp", "seq" };
+	const char *tm[] = { "TIME" };
+	const char *grg[] = { "GET", b->k_rgen };
+	const char *xl[] = { "XREVRANGE", b->k_feed, "+", "-", "COUNT", "1" };
+	const char *xo[] = { "XRANGE", b->k_feed, "-", "+", "COUNT", "1" };
+	const char *gi[] = { "GET", b->k_inc };
+	snprintf(rg, sizeof(rg), "(%" PRIu64, b->rgen_known);
+	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, b->feed_ms,
+		 b->feed_seq);
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
+	const char *zr[] = { "ZRANGEBYSCORE", b->k_resets, rg, "+inf",
+			     "WITHSCORES" };
+	const char *xr[] = { "XRANGE", b->k_feed, fp, "+", "COUNT", FEED_MAX };
+	const char *ze[] = { "ZRANGEBYSCORE", b->k_sources, "-inf", cut,
+			     "LIMIT", "0", "4" };
+	int rc = append_cmd(b, &nrep, 3, watch);
+	rc |= append_cmd(b, &nrep, 5, hm);
+	rc |= append_cmd(b, &nrep, 1, tm);
+	rc |= append_cmd(b, &nrep, 2, grg);
+	if (read_resets)
+		rc |= append_cmd(b, &nrep, 5, zr);
+	/* The feed: its newest entry (where to read from, after reading
+	 * every value), or its oldest (was it trimmed past where we read?)
+	 * and what came after our position. */
+	if (t->first)
+		rc |= append_cmd(b, &nrep, 6, b->feed_known ? xo : xl);
+	if (read_feed)
+		rc |= append_cmd(b, &nrep, 6, xr);
+	if (read_inc)
+		rc |= append_cmd(b, &nrep, 2, gi);
+	if (read_exp)
+		rc |= append_cmd(b, &nrep, 7, ze);
+	for (size_t off = 0; off < nunk && rc == 0; off += BRIDGE_CHUNK) {
+		size_t n = nunk - off < BRIDGE_CHUNK ? nunk - off : BRIDGE_CHUNK;
+		const char *what[3][2] = { { "HMGET", b->k_tot },
+					   { "HMGET", b->k_gau },
+					   { "ZMSCORE", b->k_resets } };
+		for (int w = 0; w < 3 && rc == 0; w++) {
+			rc |= args_push(&a, what[w][0], strlen(what[w][0]));
+			rc |= args_str(&a, what[w][1]);
+			for (size_t i = 0; i < n; i++)
+				rc |= args_pushk(&a, b, unk[off + i]);
+			rc = rc ? -1 : append(b, &a, &nrep);
+		}
 	}
-	for (size_t c = 0; c < ncalls; c++) {
-		struct call *k = &calls[c];
-		struct args a = { 0 };
-		int rc = k->kind == CALL_PUSH
-				 ? build_push(b, it, idx + k->off, k->n, true, &a)
-				 : build_refresh(b, it, idx + k->off, k->n, &a);
-		if (rc < 0) {
-			args_free(&a);
-			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
-			ret = 1;
-			break;
-		}
-		if (k->kind == CALL_GET) {
-			for (int i = 1; i < a.n && rc == REDIS_OK; i++) {
-				const char *v[2] = { "GET", a.v[i] };
-				size_t l[2] = { 3, a.len[i] };
-				rc = redisAppendCommandArgv(b->rc, 2, v, l);
-			}
-		} else {
-			rc = redisAppendCommandArgv(b->rc, a.n, a.v, a.len);
-		}
-		args_free(&a);
-		if (rc != REDIS_OK) {
+	if (rc) {
+		ret = -1;
+		goto out;
+	}
+
+	redisReply *r;
+	uint64_t now = 0, seq = 0, rgen = 0;
+	uint64_t pos_ms = b->feed_ms, pos_seq = b->feed_seq;
+	bool refused = false, missing = false;
+	char owner[80] = "", inc[80] = "";
+	int64_t owner_exp = 0;
+	int got = 0;
+	for (int i = 0; i < 4; i++, got++) {
+		if (!(r = get_reply(b))) {
 			ret = -1;
-			break;
+			goto out;
 		}
-		sent++;
-	}
-	uint64_t now = shmstat__now_realtime_ns();
-	for (size_t c = 0; c < sent && ret >= 0; c++) {
-		struct call *k = &calls[c];
-		size_t nrep = k->kind == CALL_GET ? k->n : 1;
-		for (size_t i = 0; i < nrep; i++) {
-			void *rv = NULL;
-			if (redisGetReply(b->rc, &rv) != REDIS_OK || !rv) {
-				ret = -1;
-				break;
-			}
-			redisReply *r = rv;
-			const uint32_t *ix = idx + k->off;
-			if (k->kind == CALL_PUSH && r->type == REDIS_REPLY_ERROR &&
-			    strncmp(r->str, "NOSCRIPT", 8) == 0)
-				k->noscript = true;
-			else if (k->kind == CALL_PUSH)
-				apply_push(b, it, ix, k->n, r, now, p);
-			else if (k->kind == CALL_GET)
-				apply_value(b, &it->v[ix[i]], r, now);
-			else if (r->type == REDIS_REPLY_ARRAY &&
-				 r->elements == k->n)
-				for (size_t j = 0; j < k->n; j++)
-					apply_value(b, &it->v[ix[j]],
-						    r->element[j], now);
-			else if (r->type == REDIS_REPLY_ERROR &&
-				 strncmp(r->str, "NOPERM", 6) == 0 &&
-				 !b->no_mget) {
-				blog(SHMSTAT_LOG_WARNING,
-				     "Redis %s refuses MGET (%s): reading the "
-				     "global values with GET instead; allow "
-				     "+mget for the bridge's ACL user",
-				     b->cf->addr, r->str);
-				b->no_mget = true;
-			}
-			freeReplyObject(r);
+		if (i == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+			redisReply **e = r->element;
+			if (e[0]->type == REDIS_REPLY_STRING)
+				snprintf(owner, sizeof(owner), "%s", e[0]->str);
+			if (!reply_i64(e[1], &owner_exp))
+				owner_exp = 0;
+			if (!parse_u64(e[2], &seq))
+				missing = e[0]->type == REDIS_REPLY_NIL;
+		} else if (i == 1 || (i == 0 && r->type == REDIS_REPLY_ERROR)) {
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "push to Redis %s: %s", b->cf->addr,
+				     conn_errtext(b, r));
+			refused = true;
+		} else if (i == 2 && r->type == REDIS_REPLY_ARRAY &&
+			   r->elements == 2) {
+			uint64_t s = 0, us = 0;
+			parse_u64(r->element[0], &s);
+			parse_u64(r->element[1], &us);
+			now = s * 1000 + us / 1000;
+		} else if (i == 3) {
+			if (r->type == REDIS_REPLY_ERROR)
+				refused = true;
+			else if (!parse_u64(r, &rgen))
+				rgen = 0;
 		}
-	}
-	/* Script cache flushed or Redis restarted: those calls did not run;
-	 * send their source (which caches it), now that every pipelined
-	 * reply is read. */
-	for (size_t c = 0; c < sent && ret >= 0; c++) {
-		struct call *k = &calls[c];
-		if (!k->noscript)
-			continue;
-		blog(SHMSTAT_LOG_INFO,
-		     "Redis %s forgot the push script (NOSCRIPT): sending it "
-		     "with EVAL",
-		     b->cf->addr);
-		struct args a = { 0 };
-		if (build_push(b, it, idx + k->off, k->n, false, &a) < 0) {
-			args_free(&a);
-			forget(b, it, idx + k->off, k->n);
-			p->failed++;
-			continue;
-		}
-		redisReply *r = redisCommandArgv(b->rc, a.n, a.v, a.len);
-		args_free(&a);
-		if (!r) {
-			ret = -1;
-			break;
-		}
-		apply_push(b, it, idx + k->off, k->n, r, now, p);
 		freeReplyObject(r);
 	}
-	if (ret == 1) {
-		/* Read the replies of what was sent, so the context stays in
-		 * step; their outcome is not applied, so forget it. */
-		for (size_t c = 0; c < sent; c++) {
-			size_t nrep = calls[c].kind == CALL_GET ? calls[c].n : 1;
-			for (size_t i = 0; i < nrep; i++) {
-				void *rv = NULL;
-				if (redisGetReply(b->rc, &rv) != REDIS_OK) {
-					ret = -1;
-					break;
+	if (refused) {
+		ret = 2;
+		goto drain_out;
+	}
+	if (owner[0] && strcmp(owner, b->token) != 0 && owner_exp > 0 &&
+	    (uint64_t)owner_exp > now) {
+		b->refused = true;
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "source %s (segment '%s') is in use on Redis %s by "
+			     "another live bridge (its lease ends in %" PRIu64
+			     " ms); refusing to push",
+			     b->source, b->cf->segment, b->cf->addr,
+			     (uint64_t)owner_exp - now);
+		ret = 2;
+		goto drain_out;
+	}
+	/* Resets since the generation we applied. */
+	if (read_resets) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		got++;
+		if (r->type == REDIS_REPLY_ARRAY)
+			for (size_t i = 0; i + 1 < r->elements; i += 2) {
+				uint64_t g = 0;
+				redisReply *k = r->element[i];
+				if (k->type != REDIS_REPLY_STRING ||
+				    !parse_u64(r->element[i + 1], &g))
+					continue;
+				int64_t x = index_of_key(b, k->str, k->len);
+				if (x >= 0 && g > b->st[x].rgen) {
+					b->st[x].rgen = g;
+					settle(b, (uint32_t)x);
+					b->reset_seen = true;
 				}
-				freeReplyObject(rv);
+			}
+		freeReplyObject(r);
+	}
+	bool feed_back = false;
+	if (t->first) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		got++;
+		uint64_t ms = 0, sq = 0;
+		bool one = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+			   r->element[0]->type == REDIS_REPLY_ARRAY &&
+			   r->element[0]->elements == 2 &&
+			   parse_fid(r->element[0]->element[0], &ms, &sq);
+		if (!b->feed_known) {
+			pos_ms = one ? ms : 0;
+			pos_seq = one ? sq : 0;
+		} else if (one && fid_after(ms, sq, b->feed_ms, b->feed_seq)) {
+			/* Trimmed past our position (or a new feed): what
+			 * we missed is unknown, read every value. */
+			feed_back = true;
+		}
+		freeReplyObject(r);
+	}
+	if (read_feed) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		got++;
+		if (r->type == REDIS_REPLY_ARRAY) {
+			if (r->elements >= (size_t)atoi(FEED_MAX))
+				feed_back = true;
+			for (size_t i = 0; i < r->elements; i++) {
+				redisReply *e = r->element[i];
+				uint64_t ms, sq;
+				if (e->type != REDIS_REPLY_ARRAY ||
+				    e->elements != 2 ||
+				    !parse_fid(e->element[0], &ms, &sq))
+					continue;
+				if (fid_after(ms, sq, pos_ms, pos_seq)) {
+					pos_ms = ms;
+					pos_seq = sq;
+				}
+				if (!feed_back &&
+				    feed_entry(b, e->element[1], &rf) < 0)
+					feed_back = true;
+			}
+		} else {
+			feed_back = true;
+		}
+		freeReplyObject(r);
+	}
+	if (read_inc) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		got++;
+		if (r->type == REDIS_REPLY_STRING)
+			snprintf(inc, sizeof(inc), "%s", r->str);
+		freeReplyObject(r);
+	}
+	char expired[4][80];
+	int nexp = 0;
+	if (read_exp) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		got++;
+		if (r->type == REDIS_REPLY_ARRAY)
+			for (size_t i = 0; i < r->elements && nexp < 4; i++)
+				if (r->element[i]->type == REDIS_REPLY_STRING &&
+				    strcmp(r->element[i]->str, b->source))
+					snprintf(expired[nexp++], 80, "%s",
+						 r->element[i]->str);
+		freeReplyObject(r);
+	}
+
+	/* Is what we know of our bookkeeping still what Redis holds? */
+	if (missing && b->status.seq_acked && inc[0] &&
+	    strcmp(inc, b->source) != 0) {
+		b->refused = true;
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "source %s was retired: segment '%s' on host %s "
+			     "was recreated since (now source %s), and this "
+			     "segment's counts are in Redis already; refusing "
+			     "to push them again",
+			     b->source, b->cf->segment, b->host_hex, inc);
+		ret = 2;
+		goto drain_out;
+	}
+	if (seq != b->status.seq_acked) {
+		if (seq < b->status.seq_acked)
+			blog(SHMSTAT_LOG_WARNING,
+			     "Redis %s lost pushes (the sequence of source %s "
+			     "is %" PRIu64 ", below the %" PRIu64
+			     " it acknowledged: restarted empty or restored "
+			     "from an older snapshot); reading its bookkeeping "
+			     "again",
+			     b->cf->addr, b->source, seq,
+			     b->status.seq_acked);
+		b->status.seq_acked = seq;
+		forget_all(b);
+		ret = 1;
+		goto drain_out;
+	}
+
+	/* The bookkeeping of the counters we did not know. */
+	for (size_t off = 0; off < nunk; off += BRIDGE_CHUNK) {
+		size_t n = nunk - off < BRIDGE_CHUNK ? nunk - off : BRIDGE_CHUNK;
+		redisReply *rt = get_reply(b), *rgz = NULL, *rz = NULL;
+		if (rt)
+			got++, rgz = get_reply(b);
+		if (rgz)
+			got++, rz = get_reply(b);
+		if (rz)
+			got++;
+		if (!rt || !rgz || !rz) {
+			if (rt)
+				freeReplyObject(rt);
+			if (rgz)
+				freeReplyObject(rgz);
+			ret = -1;
+			goto out;
+		}
+		bool ok = rt->type == REDIS_REPLY_ARRAY && rt->elements == n &&
+			  rgz->type == REDIS_REPLY_ARRAY &&
+			  rgz->elements == n && rz->type == REDIS_REPLY_ARRAY &&
+			  rz->elements == n;
+		if (!ok) {
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "reading the bookkeeping on Redis %s: %s",
+				     b->cf->addr,
+				     conn_errtext(b, rt->type == REDIS_REPLY_ERROR
+							     ? rt
+							     : rz));
+			ret = 2;
+		}
+		for (size_t i = 0; i < n && ok; i++) {
+			uint32_t x = unk[off + i];
+			struct bstate *s = &b->st[x];
+			bool g = s->kind == SHMSTAT_KIND_GAUGE;
+			redisReply *e = g ? rgz->element[i] : rt->element[i];
+			s->acked = s->base = 0;
+			s->gen = s->rgen = 0;
+			s->in_redis = 0;
+			if (e->type == REDIS_REPLY_STRING) {
+				if (g ? !reply_i64(e, &s->acked)
+				      : !parse_field(e, &s->acked, &s->base,
+						     &s->gen)) {
+					refused_key(b, x, "its bookkeeping "
+							  "field is not ours");
+					continue;
+				}
+				s->in_redis = 1;
+			}
+			parse_u64(rz->element[i], &s->rgen);
+			/* The reset base mirrored in the segment survives
+			 * a Redis that lost it (restarted empty, restored
+			 * from before the reset). */
+			int64_t mb = 0;
+			uint64_t tag = 0;
+			s->mbase = 0;
+			if (!g && shmstat__sync_rbase_get(b->h, x, &mb, &tag) == 0 &&
+			    tag == key_tag(b, x))
+				s->mbase = mb;
+			s->known = 1;
+			settle(b, x);
+			/* Its global value, whether or not we send it. */
+			if (t->first && refresh_add(&rf, x) < 0)
+				feed_back = true;
+		}
+		freeReplyObject(rt);
+		freeReplyObject(rgz);
+		freeReplyObject(rz);
+	}
+	if (ret)
+		goto out;
+	if (!b->rgen_valid || rgen >= b->rgen_known) {
+		b->rgen_known = rgen;
+		b->rgen_valid = true;
+	}
+
+	/* Others' business before ours: a previous incarnation, sources
+	 * whose lease ended long ago. */
+	bool set_inc = false;
+	if (read_inc) {
+		if (!inc[0] || strcmp(inc, b->source) == 0) {
+			set_inc = !inc[0];
+			b->started = !set_inc;
+		} else {
+			int d = retire(b, inc, now);
+			if (d < 0) {
+				ret = -1;
+				goto out;
+			}
+			set_inc = d == 1;
+		}
+	}
+	for (int i = 0; i < nexp; i++)
+		if (withdraw_expired(b, expired[i],
+				     now - b->cf->gauge_expiry_ms) < 0) {
+			ret = -1;
+			goto out;
+		}
+
+	/* ---- decide */
+	size_t nwrite = 0;
+	for (size_t i = 0; i < ng; i++) {
+		const struct item *it = &sn->v[t->grp[i]];
+		struct bstate *s = &b->st[it->index];
+		struct plan *p = &pl[i];
+		if (it->kind == SHMSTAT_KIND_GAUGE) {
+			int64_t old = s->in_redis ? s->acked : 0;
+			p->newg = !s->in_redis;
+			if (__builtin_sub_overflow(it->total, old, &p->delta)) {
+				p->bad = true;
+				continue;
+			}
+			p->write = !s->in_redis || s->acked != it->total;
+		} else {
+			int64_t cold = s->in_redis ? s->acked - s->base : 0;
+			p->base = s->base;
+			p->gen = s->gen;
+			if (s->rgen > s->gen) {
+				cold = 0;
+				if (s->in_redis && s->acked > p->base)
+					p->base = s->acked;
+				p->gen = s->rgen;
+			}
+			/* Totals only grow: the higher base is the later
+			 * reset. */
+			if (s->mbase > p->base)
+				p->base = s->mbase;
+			int64_t cnew;
+			/* A counter's total is never negative: below 0 it is
+			 * a sum beyond 2^63 - 1 read as signed. */
+			if (it->total < 0 ||
+			    __builtin_sub_overflow(it->total, p->base, &cnew) ||
+			    __builtin_sub_overflow(cnew, cold, &p->delta)) {
+				p->bad = true;
+				refused_key(b, it->index,
+					    "the change is beyond the range of "
+					    "a 64-bit integer");
+				continue;
+			}
+			p->write = !s->in_redis || s->acked != it->total ||
+				   p->base != s->base || p->gen != s->gen;
+			if (!s->in_redis && it->total == 0 && p->base == 0)
+				p->write = false; /* nothing to say yet */
+		}
+		if (p->write)
+			nwrite++;
+	}
+
+	/* ---- write */
+	ops = calloc(ng + 64 + ng / BRIDGE_CHUNK * 8, sizeof(*ops));
+	bad = calloc(ng ? ng : 1, sizeof(*bad));
+	if (!ops || !bad) {
+		ret = 2;
+		goto out;
+	}
+	int wrep = 0;
+	char exp_s[24], now_s[24], seq_s[24];
+	snprintf(exp_s, sizeof(exp_s), "%" PRIu64, now + b->cf->owner_ttl_ms);
+	snprintf(now_s, sizeof(now_s), "%" PRIu64, now);
+	snprintf(seq_s, sizeof(seq_s), "%" PRIu64, seq + 1);
+	const char *multi[] = { "MULTI" };
+	const char *exec[] = { "EXEC" };
+	const char *hs[] = { "HSET", b->k_src, "owner", b->token, "owner_exp",
+			     exp_s, "seq", seq_s, "host", b->host_name,
+			     "segment", b->cf->segment, "kp",
+			     b->cf->key_prefix, "pushed_ms", now_s, "proto",
+			     "2" };
+	const char *zs[] = { "ZADD", b->k_sources, exp_s, b->source };
+	const char *si[] = { "SET", b->k_inc, b->source };
+	rc = append_cmd(b, &wrep, 1, multi);
+	rc |= append_cmd(b, &wrep, 18, hs);
+	ops[nops++].kind = OP_OTHER;
+	rc |= append_cmd(b, &wrep, 4, zs);
+	ops[nops++].kind = OP_OTHER;
+	if (set_inc) {
+		rc |= append_cmd(b, &wrep, 3, si);
+		ops[nops++].kind = OP_OTHER;
+	}
+	for (size_t off = 0; off < ng && rc == 0; off += BRIDGE_CHUNK) {
+		size_t n = ng - off < BRIDGE_CHUNK ? ng - off : BRIDGE_CHUNK;
+		struct args ht = { 0 }, hg = { 0 }, fd = { 0 }, sg = { 0 };
+		struct args sk = { 0 };
+		uint32_t *ch = malloc(n * sizeof(*ch));
+		size_t nch = 0;
+		if (!ch)
+			rc = -1;
+		for (size_t i = off; i < off + n && rc == 0; i++) {
+			const struct plan *p = &pl[i];
+			uint32_t x = sn->v[t->grp[i]].index;
+			if (p->bad || !p->delta)
+				continue;
+			const char *v[3] = { "INCRBY", b->keys[x], NULL };
+			size_t l[3] = { 6, b->keylen[x], 0 };
+			char d[24];
+			int dl = snprintf(d, sizeof(d), "%" PRId64, p->delta);
+			v[2] = d;
+			l[2] = (size_t)dl;
+			if (redisAppendCommandArgv(b->rc, 3, v, l) != REDIS_OK)
+				rc = -1;
+			wrep++;
+			ops[nops].kind = OP_INCRBY;
+			ops[nops++].item = (uint32_t)i;
+		}
+		rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
+		rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
+		rc |= args_push(&sg, "SADD", 4) | args_str(&sg, b->k_gauges);
+		rc |= args_push(&sk, "SADD", 4) | args_str(&sk, b->k_keys);
+		for (size_t i = off; i < off + n && rc == 0; i++) {
+			const struct plan *p = &pl[i];
+			const struct item *it = &sn->v[t->grp[i]];
+			if (p->bad || !p->write)
+				continue;
+			if (it->kind == SHMSTAT_KIND_GAUGE) {
+				rc |= args_pushk(&hg, b, it->index);
+				rc |= args_i64(&hg, it->total);
+				if (p->newg)
+					rc |= args_pushk(&sg, b, it->index);
+			} else {
+				rc |= args_pushk(&ht, b, it->index);
+				if (p->base == 0 && p->gen == 0)
+					rc |= args_i64(&ht, it->total);
+				else
+					rc |= args_fmt(&ht,
+						       "%" PRId64 " %" PRId64
+						       " %" PRIu64,
+						       it->total, p->base,
+						       p->gen);
+			}
+			if (!b->st[it->index].in_redis)
+				rc |= args_pushk(&sk, b, it->index);
+			if (p->delta && ch)
+				ch[nch++] = it->index;
+		}
+		if (nch && rc == 0)
+			rc = build_xadd(b, &fd, ch, nch, now);
+		free(ch);
+		struct args *cmds[] = { &ht, &hg, &sg, &sk, &fd };
+		for (int c = 0; c < 5; c++) {
+			if (rc == 0 && cmds[c]->n > 2) {
+				ops[nops++].kind = c == 4 ? OP_FEED : OP_OTHER;
+				rc = append(b, cmds[c], &wrep);
+			} else {
+				args_free(cmds[c]);
 			}
 		}
-		forget_all(b);
 	}
-	if (ret < 0) {
+	rc |= append_cmd(b, &wrep, 1, exec);
+	/* The global values of what others changed, after EXEC. */
+	bool all = !b->feed_known || feed_back;
+	size_t nref = 0;
+	if (t->first) {
+		if (all) {
+			rf.n = 0;
+			for (uint32_t i = 0; i < b->nidx; i++)
+				if (!b->st[b->idx[i]].reserved_name &&
+				    refresh_add(&rf, b->idx[i]) < 0)
+					rc = -1;
+		}
+		for (size_t off = 0; off < rf.n && rc == 0; off += BRIDGE_CHUNK) {
+			size_t n = rf.n - off < BRIDGE_CHUNK ? rf.n - off
+							     : BRIDGE_CHUNK;
+			if (b->no_mget) {
+				for (size_t i = 0; i < n && rc == 0; i++) {
+					const char *v[2] = { "GET",
+							     b->keys[rf.x[off + i]] };
+					size_t l[2] = { 3, b->keylen[rf.x[off + i]] };
+					if (redisAppendCommandArgv(b->rc, 2, v,
+								   l) != REDIS_OK)
+						rc = -1;
+					nref++;
+				}
+				continue;
+			}
+			rc |= args_push(&a, "MGET", 4);
+			for (size_t i = 0; i < n; i++)
+				rc |= args_pushk(&a, b, rf.x[off + i]);
+			int dummy = 0;
+			rc = rc ? -1 : append(b, &a, &dummy);
+			nref++;
+		}
+	}
+	if (rc) {
+		ret = -1;
+		goto out;
+	}
+
+	/* ---- apply */
+	uint64_t ns = shmstat__now_realtime_ns();
+	redisReply *ex = NULL;
+	char qerr[200] = "";
+	for (int i = 0; i < wrep; i++) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		if (i == wrep - 1) {
+			ex = r;
+			continue;
+		}
+		/* A command refused while queued (OOM, NOPERM) makes EXEC
+		 * discard the transaction: say why. */
+		if (r->type == REDIS_REPLY_ERROR && !qerr[0])
+			snprintf(qerr, sizeof(qerr), "%s", r->str);
+		freeReplyObject(r);
+	}
+	b->redis_ms = now;
+	if (!ex) {
+		ret = -1;
+		goto out;
+	}
+	if (ex->type == REDIS_REPLY_NIL) {
+		/* A reset, or a withdrawal of our gauges, ran since the
+		 * WATCH: nothing was written; read again. */
+		freeReplyObject(ex);
+		ret = 1;
+		if (drain(b, (int)nref) < 0)
+			ret = -1;
+		goto out;
+	}
+	if (ex->type != REDIS_REPLY_ARRAY || ex->elements != nops) {
 		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "push to Redis %s failed: %s", b->cf->addr,
-			     conn_errtext(b, NULL));
-		/* Calls may have run without our seeing their replies. */
+			     "push to Redis %s: the transaction failed: %s%s%s",
+			     b->cf->addr, conn_errtext(b, ex), qerr[0] ? ": " : "",
+			     qerr);
+		freeReplyObject(ex);
 		forget_all(b);
+		ret = 2;
+		if (drain(b, (int)nref) < 0)
+			ret = -1;
+		goto out;
 	}
-	free(calls);
+	b->status.seq_acked = seq + 1;
+	if (set_inc)
+		b->started = true;
+	bool any_bad = false;
+	for (size_t k = 0; k < nops; k++) {
+		redisReply *e = ex->element[k];
+		if (ops[k].kind == OP_INCRBY) {
+			uint32_t i = ops[k].item;
+			uint32_t x = sn->v[t->grp[i]].index;
+			if (e->type == REDIS_REPLY_INTEGER) {
+				shmstat__sync_global_set(b->h, x, e->integer, ns);
+			} else {
+				bad[i] = true;
+				any_bad = true;
+				refused_key(b, x,
+					    e->type == REDIS_REPLY_ERROR ? e->str
+									 : "error");
+			}
+		} else if (e->type == REDIS_REPLY_ERROR) {
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "push to Redis %s: %s", b->cf->addr,
+				     e->str);
+			forget_all(b);
+			ret = 2;
+		}
+	}
+	freeReplyObject(ex);
+	for (size_t i = 0; i < ng; i++) {
+		const struct item *it = &sn->v[t->grp[i]];
+		struct bstate *s = &b->st[it->index];
+		const struct plan *p = &pl[i];
+		if (p->bad || bad[i])
+			continue;
+		s->refused = 0;
+		if (p->write) {
+			s->acked = it->total;
+			s->in_redis = 1;
+			if (it->kind != SHMSTAT_KIND_GAUGE) {
+				if (p->base != s->mbase)
+					shmstat__sync_rbase_set(b->h, it->index,
+							       p->base,
+							       key_tag(b, it->index));
+				s->base = s->mbase = p->base;
+				s->gen = p->gen;
+			}
+		}
+		if (s->rgen < s->gen)
+			s->rgen = s->gen;
+		settle(b, it->index);
+	}
+	if (any_bad && undo_refused(b, t, bad) < 0) {
+		ret = -1;
+		goto out;
+	}
+	/* Refresh replies. */
+	size_t pos = 0;
+	for (size_t c = 0; c < nref; c++) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		if (b->no_mget) {
+			if (pos < rf.n)
+				set_global(b, rf.x[pos++], r, ns);
+		} else if (r->type == REDIS_REPLY_ARRAY) {
+			for (size_t j = 0; j < r->elements && pos < rf.n; j++)
+				set_global(b, rf.x[pos++], r->element[j], ns);
+		} else if (r->type == REDIS_REPLY_ERROR &&
+			   strncmp(r->str, "NOPERM", 6) == 0) {
+			blog(SHMSTAT_LOG_WARNING,
+			     "Redis %s refuses MGET (%s): reading the global "
+			     "values with GET instead; allow +mget for the "
+			     "bridge's ACL user",
+			     b->cf->addr, r->str);
+			b->no_mget = true;
+			b->feed_known = false;
+			freeReplyObject(r);
+			goto out;
+		}
+		freeReplyObject(r);
+	}
+	if (t->first) {
+		b->feed_ms = pos_ms;
+		b->feed_seq = pos_seq;
+		b->feed_known = true;
+	}
+	if (t->first)
+		b->last_refreshed = (uint32_t)rf.n;
+	goto out;
+
+drain_out:
+	if (drain(b, nrep - got) < 0)
+		ret = -1;
+	else {
+		const char *uw[] = { "UNWATCH" };
+		redisReply *u = redisCommandArgv(b->rc, 1, uw, NULL);
+		if (!u)
+			ret = -1;
+		else
+			freeReplyObject(u);
+	}
+out:
+	args_free(&a);
+	free(unk);
+	free(pl);
+	free(ops);
+	free(bad);
+	free(rf.x);
 	return ret;
 }
 
 int push_all(struct bridge *b)
 {
-	struct items it = { 0 };
-	uint32_t *idx = NULL;
+	struct snap sn = { 0 };
+	uint32_t *grp = NULL;
 	int ret = -1;
-	struct pass p = { 0 };
 
 	if (!b->rc)
 		return -1;
+	if (b->refused)
+		return -1;
+	b->push_no++;
 	if (run_reset(b) < 0)
 		goto io;
-	if (collect(b, &it) < 0)
-		goto out;
+	if (collect(b, &sn) < 0)
+		goto failed;
+	if (!b->migrate_checked) {
+		int m = migrate(b);
+		if (m < 0)
+			goto io;
+		if (m == 2)
+			goto failed;
+	}
 	if (b->status.pending && !b->dirty_since_ns)
 		b->dirty_since_ns = shmstat__now_realtime_ns();
-	idx = malloc((it.n ? it.n : 1) * sizeof(*idx));
-	if (!idx) {
+	grp = malloc(BRIDGE_GROUP * sizeof(*grp));
+	if (!grp) {
 		bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
 		goto failed;
 	}
-
 	/*
-	 * Send only what Redis has not acknowledged; read the others' global
-	 * values back. The script call goes even with nothing to send: it
-	 * checks the sequence. When the replies show that our knowledge of
-	 * Redis is void (it lost pushes, a stale call, a global reset we did
-	 * not push through), forget it and push everything again at once.
+	 * Groups of at most BRIDGE_GROUP counters that need work (the
+	 * snapshot holds only those): the first also reads the feed and
+	 * refreshes what others changed (it goes even with nothing to send:
+	 * it renews the lease and checks the sequence). When a group finds
+	 * our knowledge void (rc 1), or learns of a reset that makes other
+	 * counters pending, the snapshot is taken again and the groups run
+	 * again; bounded.
 	 */
-	bool logged = false;
-	for (int pass = 0; pass < 2; pass++) {
-		memset(&p, 0, sizeof(p));
-		size_t nsend = select_items(b, &it, idx);
-		bool full = nsend == it.n;
-		int rc = run_pass(b, &it, idx, nsend, &p);
-		b->last_sent = (uint32_t)nsend;
-		b->last_refreshed = (uint32_t)(it.n - nsend);
-		b->last_full = full;
-		if (rc < 0)
-			goto io;
-		if (rc > 0 || b->refused)
-			goto failed;
-		/* What Redis holds now, even when lower than before (it lost
-		 * pushes): the next push compares with that. */
-		if (p.seq)
-			b->status.seq_acked = p.seq;
-		bool redo = false;
-		if (p.stale) {
-			b->fence = p.stale_fence;
-			forget_all(b);
-			redo = true;
-		}
-		if (p.lost && !logged) {
-			blog(SHMSTAT_LOG_WARNING,
-			     "Redis %s lost pushes (its sequence for host %s "
-			     "is below what it acknowledged: restarted empty or "
-			     "restored from an older snapshot); pushing every "
-			     "total again",
-			     b->cf->addr, b->host_hex);
-			logged = true;
-		}
-		if (p.lost && !full) {
-			forget_all(b);
-			redo = true;
-		}
-		if (p.gen_seen && !p.stale) {
-			if (full) {
-				b->reset_gen = p.gen_min;
-				b->reset_gen_known = true;
-			} else if (!b->reset_gen_known || p.gen_diff ||
-				   p.gen_min != b->reset_gen) {
-				/* A global reset ran: learn the new reset
-				 * bases of the counters we did not send. */
-				forget_all(b);
-				redo = true;
+	bool first = true, full = false;
+	size_t sent = 0;
+	int retries = 0, rounds = 0;
+	for (;;) {
+		bool again = false;
+		size_t cursor = 0;
+		b->reset_seen = false;
+		for (;;) {
+			size_t ng = 0, scan = cursor;
+			while (scan < sn.n && ng < BRIDGE_GROUP) {
+				const struct item *it = &sn.v[scan++];
+				const struct bstate *x = &b->st[it->index];
+				if (pending_one(b, it) &&
+				    !(x->refused && x->tried == b->push_no))
+					grp[ng++] = (uint32_t)(it - sn.v);
 			}
+			if (!ng && !first)
+				break;
+			if (first && !b->feed_known)
+				full = true;
+			struct txn t = { &sn, grp, ng, first };
+			int rc = run_txn(b, &t);
+			if (rc < 0)
+				goto io;
+			if (rc == 2)
+				goto failed;
+			if (rc == 1) {
+				if (++retries > 8) {
+					bridge_error(b, SHMSTAT_LOG_WARNING,
+						     "push to Redis %s: the "
+						     "transaction was aborted "
+						     "%d times (resets or "
+						     "withdrawals running)",
+						     b->cf->addr, retries);
+					goto failed;
+				}
+				first = true;
+				again = true;
+				break;
+			}
+			sent += ng;
+			first = false;
+			cursor = scan;
 		}
-		if (!redo)
+		if ((!again && !b->reset_seen) || ++rounds > 10)
 			break;
+		free(sn.v);
+		memset(&sn, 0, sizeof(sn));
+		if (collect(b, &sn) < 0)
+			goto failed;
 	}
-	b->full_push = b->last_full;
-	count_pending(b, &it);
-	if (p.failed || p.stale)
-		goto failed;
+	b->last_sent = (uint32_t)sent;
+	b->last_full = full;
+	count_pending(b, &sn);
 	uint64_t now = shmstat__now_realtime_ns();
 	b->status.pushes_ok++;
 	b->status.last_push_ns = now;
-	b->dirty_since_ns = b->status.pending ? now : 0;
+	b->dirty_since_ns = b->status.pending ? b->dirty_since_ns : 0;
+	if (b->status.pending && !b->dirty_since_ns)
+		b->dirty_since_ns = now;
 	ret = 0;
 	goto out;
 failed:
 	b->status.pushes_failed++;
+	if (sn.v)
+		count_pending(b, &sn);
 	goto out;
 io:
+	bridge_error(b, SHMSTAT_LOG_WARNING, "push to Redis %s failed: %s",
+		     b->cf->addr, conn_errtext(b, NULL));
 	b->status.pushes_failed++;
 	forget_all(b);
 	conn_close(b);
 out:
-	free(idx);
-	free(it.v);
+	free(grp);
+	free(sn.v);
 	return ret;
 }

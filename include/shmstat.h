@@ -504,6 +504,7 @@ typedef struct shmstat_info {
 	int read_only;             /* this handle was opened SHMSTAT_O_RDONLY */
 	int32_t handle_row;        /* this handle's row, or SHMSTAT_ROW_* */
 	uint32_t dir_dead;         /* directory entries lost to dead inserts */
+	uint64_t source_nonce;     /* random, made at creation: the sync source */
 	uint64_t reserved_[8];
 } shmstat_info_t;
 
@@ -555,6 +556,13 @@ typedef struct shmstat_sync_status {
 	uint64_t host_id;        /* host id the bridge pushes as */
 	char last_error[256];    /* "" when none; never holds a password */
 	char redis_addr[128];    /* host:port/db or unix socket path */
+	char source[40];         /* source id: host id, segment, nonce */
+	char meta_prefix[64];    /* prefix of the bookkeeping it pushed to */
+	uint64_t refused_keys;   /* keys Redis refused (they stay pending) */
+	uint64_t reserved_names; /* names never written: key under the meta
+				    prefix */
+	char refused_key[128];   /* one refused key, "" when none */
+	char reserved_name[128]; /* one reserved name, "" when none */
 } shmstat_sync_status_t;
 
 /*
@@ -565,12 +573,6 @@ typedef struct shmstat_sync_status {
  */
 int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out);
 
-/*
- * Write the whole status (the `alive` field is ignored). For the one
- * bridge of the segment only: two concurrent writers would corrupt the
- * sequence lock. Readers see either the old or the new status, whole.
- */
-int shmstat_sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st);
 
 /*
  * 1 when the bridge is alive, connected, and pushed (and so reconciled the
@@ -579,25 +581,6 @@ int shmstat_sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st);
  */
 int shmstat_sync_fresh(shmstat_t *h, uint64_t max_age_ms);
 
-/*
- * Store the cluster-wide value of counter or gauge `index` and when it was
- * read (CLOCK_REALTIME ns, not 0). Bridge only. A reader that sees the new
- * global_ns (acquire) sees the value that goes with it.
- */
-int shmstat_sync_global_set(shmstat_t *h, uint32_t index, int64_t value,
-			    uint64_t ns);
-
-/*
- * The reset base and epoch of counter `index`: its total (as pushed) when
- * the newest global reset the bridge has seen applied to it, and that
- * reset's epoch (0, 0 when never reset). Set by the bridge only; read by
- * the bridge (another reader may see the two fields from different
- * writes).
- */
-int shmstat_sync_rbase_get(shmstat_t *h, uint32_t index, int64_t *base,
-			   uint64_t *epoch_ms);
-int shmstat_sync_rbase_set(shmstat_t *h, uint32_t index, int64_t base,
-			   uint64_t epoch_ms);
 
 /*
  * Ask the bridge to reset, in Redis, every counter whose name matches the
@@ -617,17 +600,6 @@ int shmstat_sync_reset_request(shmstat_t *h, const char *glob,
 int shmstat_sync_reset_wait(shmstat_t *h, uint64_t req_id,
 			    uint32_t timeout_ms, uint64_t *count);
 
-/*
- * Bridge side of the request: 1 and the glob, id and epoch (CLOCK_REALTIME
- * ms of the request, unique per segment) when one is pending, 0 when none.
- * A request stays pending until shmstat_sync_reset_done(), so a bridge that
- * dies while executing it executes it again after restart (the bridge makes
- * that idempotent with the epoch).
- */
-int shmstat_sync_reset_take(shmstat_t *h, char *glob, size_t len,
-			    uint64_t *req_id, uint64_t *epoch_ms);
-int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
-			    int rc);
 
 /* ---------------------------------------------------------------- end sync */
 
@@ -894,8 +866,9 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen);
 const char *shmstat_source(shmstat_t *h);
 
 /*
- * The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
- * value}, "gauges": {name: value}}.
+ * The live-stats JSON: {"timestamp", "scope": "local", "source": "local",
+ * "segment", "counters": {name: value}, "gauges": {name: value}}: this
+ * segment's own values.
  * Concurrency: any, with every other call on the segment; a shmstat_t may
  * be shared (a failure's reason is per handle: shmstat_errstr()).
  * Ordering: each counter and gauge is read once, as shmstat_iter() reads
@@ -907,6 +880,15 @@ const char *shmstat_source(shmstat_t *h);
 int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f);
 int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
 			    size_t len, size_t *needed);
+/*
+ * The same with each counter's and gauge's cluster-wide value as the bridge
+ * last read it from Redis (null when never read): "scope": "global",
+ * "source": "redis" when the bridge reconciled them recently, else
+ * "stale". Concurrency, ordering, killed: as shmstat_export_json().
+ */
+int shmstat_export_json_global(shmstat_t *h, const char *pattern, FILE *f);
+int shmstat_export_json_global_buf(shmstat_t *h, const char *pattern,
+				   char *buf, size_t len, size_t *needed);
 
 /*
  * The Prometheus text exposition (format 0.0.4): the counters and gauges,

@@ -11,6 +11,8 @@ packages=(
 	redis-server redis-tools libncurses-dev
 	# The tests: promtool checks the alert rules, curl follows the tour.
 	prometheus curl
+	# The bridge tests run a bridge and the tool with skewed clocks.
+	faketime
 	# The Debian packages (debian/, .ci/run): dpkg-buildpackage, lintian.
 	debhelper dpkg-dev lintian
 	python3-dev python3-mesonpy python3-pytest gunicorn python3-flask

@@ -234,6 +234,7 @@ struct json_ctx {
 	struct out *o;
 	int kind;
 	int n;
+	bool global;
 };
 
 static int json_member(const shmstat_stat_t *st, void *priv)
@@ -244,20 +245,31 @@ static int json_member(const shmstat_stat_t *st, void *priv)
 		return 0;
 	out_str(c->o, c->n++ ? ",\n    " : "\n    ");
 	put_json_str(c->o, st->name, st->name_len);
-	out_fmt(c->o, ": %" PRId64, st->value);
+	if (!c->global)
+		out_fmt(c->o, ": %" PRId64, st->value);
+	else if (st->global_ns)
+		out_fmt(c->o, ": %" PRId64, st->global);
+	else
+		out_str(c->o, ": null"); /* never read back from Redis */
 	return 0;
 }
 
-static int json_doc(shmstat_t *h, const char *pattern, struct out *o)
+/* The live-stats JSON, local values or (global) the cluster-wide ones the
+ * bridge wrote back: source "redis" only when those are fresh. */
+static int json_doc(shmstat_t *h, const char *pattern, bool global,
+		    struct out *o)
 {
-	struct json_ctx c = { .o = o, .kind = SHMSTAT_KIND_COUNTER };
+	struct json_ctx c = { .o = o, .kind = SHMSTAT_KIND_COUNTER,
+			      .global = global };
 	char ts[64];
 	int rc;
 
 	shmstat__iso8601(ts, sizeof(ts), shmstat__now_realtime_ns());
-	out_fmt(o, "{\n  \"timestamp\": \"%s\",\n  \"source\": \"%s\",\n"
-		   "  \"segment\": ",
-		ts, shmstat_source(h));
+	out_fmt(o, "{\n  \"timestamp\": \"%s\",\n  \"scope\": \"%s\",\n"
+		   "  \"source\": \"%s\",\n  \"segment\": ",
+		ts, global ? "global" : "local",
+		!global ? "local"
+		: shmstat_sync_fresh(h, 0) == 1 ? "redis" : "stale");
 	put_json_str(o, h->name, strlen(h->name));
 	out_str(o, ",\n  \"counters\": {");
 	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
@@ -271,25 +283,48 @@ static int json_doc(shmstat_t *h, const char *pattern, struct out *o)
 	return 0;
 }
 
-int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
+static int json_stream(shmstat_t *h, const char *pattern, bool global,
+		       FILE *f)
 {
 	if (!h || !f)
 		return SHMSTAT_EINVAL;
 	struct out o = out_stream(f);
-	int rc = json_doc(h, pattern, &o);
+	int rc = json_doc(h, pattern, global, &o);
 	return rc < 0 ? rc : out_end(h, &o, NULL);
 }
 
-int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
-			    size_t len, size_t *needed)
+static int json_buf(shmstat_t *h, const char *pattern, bool global, char *buf,
+		    size_t len, size_t *needed)
 {
 	if (needed)
 		*needed = 0;
 	if (!h || (!buf && len))
 		return SHMSTAT_EINVAL;
 	struct out o = out_buffer(buf, len);
-	int rc = json_doc(h, pattern, &o);
+	int rc = json_doc(h, pattern, global, &o);
 	return rc < 0 ? rc : out_end(h, &o, needed);
+}
+
+int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
+{
+	return json_stream(h, pattern, false, f);
+}
+
+int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
+			    size_t len, size_t *needed)
+{
+	return json_buf(h, pattern, false, buf, len, needed);
+}
+
+int shmstat_export_json_global(shmstat_t *h, const char *pattern, FILE *f)
+{
+	return json_stream(h, pattern, true, f);
+}
+
+int shmstat_export_json_global_buf(shmstat_t *h, const char *pattern,
+				   char *buf, size_t len, size_t *needed)
+{
+	return json_buf(h, pattern, true, buf, len, needed);
 }
 
 /* ---------------------------------------------------------- Prometheus */
@@ -745,6 +780,12 @@ int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out)
 				s.last_error[0] ? ": " : "", s.last_error);
 		else if (shmstat_sync_fresh(h, 0) != 1)
 			DEGRADE(bridge, "no successful push recently");
+		else if (s.refused_keys)
+			DEGRADE(bridge,
+				"Redis refuses %" PRIu64 " key%s (e.g. '%s'): "
+				"their counts stay pending",
+				s.refused_keys, s.refused_keys == 1 ? "" : "s",
+				s.refused_key);
 	} else {
 		snprintf(out->bridge, sizeof(out->bridge), "not checked");
 	}

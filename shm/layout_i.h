@@ -82,7 +82,11 @@ struct seg_header {
 	_Atomic uint32_t workers_hwm;   /* slots ever claimed: readers sum these */
 	_Atomic uint32_t counters_used; /* directory entries in use */
 	_Atomic uint64_t row_overflows; /* claims that found no free row */
-	uint64_t reserved_a[4];
+	/* A random number made at creation, so each incarnation of a
+	 * segment is its own sync source (never 0; the bridge still derives
+	 * one from the creation time if it reads 0). */
+	uint64_t source_nonce;
+	uint64_t reserved_a[3];
 	struct seg_region region[SHMSTAT_MAX_REGIONS];
 	char host_name[64];
 	uint8_t reserved[SEG_HDR_SIZE - 320];
@@ -179,8 +183,8 @@ struct dir_entry {
 	_Atomic int64_t gauge;   /* gauges: the value */
 	_Atomic int64_t global;  /* cluster-wide value from the bridge */
 	_Atomic uint64_t global_ns;
-	/* reserved[0..1]: sync.c's reset base and global-reset epoch (ms)
-	 * of this counter, written by the bridge only.
+	/* reserved[0..1]: sync.c's reset base of this counter and a tag of
+	 * the Redis key it was made for, written by the bridge only.
 	 * reserved[2..3] (layout 2.0): the WRITING writer's pid namespace
 	 * and CLOCK_REALTIME ns of its CAS, stored just after it. */
 	uint64_t reserved[8];
@@ -223,11 +227,21 @@ struct sync_status {
 	_Atomic uint64_t reset_done_count; /* names it reset */
 	_Atomic int64_t reset_done_rc;   /* 0, or a negative SHMSTAT_E* */
 	char reset_glob[256];            /* NUL-terminated */
-	uint8_t reserved[4096 - 800];
+	/* Layout 1.1 reserved bytes given meaning by the sync protocol v2
+	 * (inside the seqlock, like the fields above reset_state): */
+	char source[40];           /* source id the bridge pushes as */
+	char meta_prefix[64];      /* meta prefix its bookkeeping lives under */
+	uint64_t refused_keys;     /* keys Redis refused in the last push */
+	uint64_t reserved_names;   /* names whose key is under the meta prefix */
+	char refused_key[128];     /* one of them */
+	char reserved_name[128];   /* one of them */
+	uint8_t reserved[4096 - 800 - 376];
 };
 _Static_assert(sizeof(struct sync_status) == 4096, "sync status size");
 _Static_assert(offsetof(struct sync_status, seq_acked) == 480, "sync status");
 _Static_assert(offsetof(struct sync_status, reset_glob) == 544,
 	       "sync status reset request");
+_Static_assert(offsetof(struct sync_status, source) == 800,
+	       "sync status v2 fields");
 
 #endif /* SHMSTAT_LAYOUT_I_H */

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -160,6 +161,25 @@ static void host_identity(struct seg_header *hdr)
 					     strlen(hdr->host_name));
 }
 
+/* A random nonce: a recreated segment is a new sync source. Falls back
+ * to a hash of the creation time, pid and host when getrandom fails. */
+static void source_nonce(struct seg_header *hdr)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v) ||
+	    v == 0) {
+		char buf[160];
+		int n = snprintf(buf, sizeof(buf), "%llu|%d|%llu|%s",
+				 (unsigned long long)hdr->created_ns,
+				 (int)hdr->creator_pid,
+				 (unsigned long long)shmstat__now_mono_ns(),
+				 hdr->host_name);
+		v = shmstat__hash(buf, (size_t)n) | 1u;
+	}
+	hdr->source_nonce = v;
+}
+
 /* Build the header and regions in a fresh mapping; publish the magic last. */
 static int build(struct shmstat *h, const struct geometry *g)
 {
@@ -180,6 +200,7 @@ static int build(struct shmstat *h, const struct geometry *g)
 	hdr->cache_max_value = g->cache_max_value;
 	memcpy(hdr->region, g->region, sizeof(g->region));
 	host_identity(hdr);
+	source_nonce(hdr);
 	int rc = shmstat__cache_init(h->base + g->region[REG_CACHE].off,
 				     g->region[REG_CACHE].size,
 				     g->cache_max_value);
@@ -663,6 +684,7 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 	out->created_ns = hdr->created_ns;
 	out->creator_pid = hdr->creator_pid;
 	out->host_id = hdr->host_id;
+	out->source_nonce = hdr->source_nonce;
 	memcpy(out->host_name, hdr->host_name, sizeof(out->host_name) - 1);
 	for (size_t i = 0; i < sizeof(out->host_name) - 1; i++)
 		if (out->host_name[i] && (out->host_name[i] < 0x20 || out->host_name[i] == 0x7f))

@@ -13,8 +13,9 @@
  *     global_ns with release: a reader that acquires global_ns sees the
  *     value written with it (or a newer one).
  *   - dir_entry.reserved[0] is the counter's reset base (its total, as
- *     pushed, when the newest global reset applied to it), reserved[1] that
- *     reset's epoch in ms. Written by the bridge only.
+ *     pushed, when the newest global reset applied to it), reserved[1] a
+ *     tag of the Redis key it was made for (the bridge's choice). Written
+ *     by the bridge only.
  *   - The reset request is written by any process: a CAS takes
  *     reset_state from idle to "being written by <pid>" (a writer that died
  *     there is taken over), the glob and epoch are filled, then the state
@@ -26,13 +27,14 @@
 #include <unistd.h>
 
 #include "shmstat_i.h"
+#include "sync_i.h"
 
 #define SEQ_RETRIES 1000
 #define RESET_IDLE 0u
 #define RESET_WRITING 1u
 #define RESET_PENDING 2u
 #define RESET_RBASE 0
-#define RESET_EPOCH 1
+#define RESET_TAG 1
 
 static inline uint64_t rword(uint32_t st, int32_t pid)
 {
@@ -98,6 +100,15 @@ int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out)
 		out->host_id = LD(s->host_id);
 		copy_in(out->last_error, s->last_error, sizeof(out->last_error));
 		copy_in(out->redis_addr, s->redis_addr, sizeof(out->redis_addr));
+		copy_in(out->source, s->source, sizeof(out->source));
+		copy_in(out->meta_prefix, s->meta_prefix,
+			sizeof(out->meta_prefix));
+		out->refused_keys = LD(s->refused_keys);
+		out->reserved_names = LD(s->reserved_names);
+		copy_in(out->refused_key, s->refused_key,
+			sizeof(out->refused_key));
+		copy_in(out->reserved_name, s->reserved_name,
+			sizeof(out->reserved_name));
 		/* Order the copies before the re-check of seq. */
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1)
@@ -112,7 +123,7 @@ int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out)
 			    "(a bridge stopped mid-write?)");
 }
 
-int shmstat_sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st)
+int shmstat__sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st)
 {
 	if (!h || !st)
 		return SHMSTAT_EINVAL;
@@ -142,6 +153,13 @@ int shmstat_sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st)
 	ST(s->host_id, st->host_id);
 	copy_out(s->last_error, st->last_error, sizeof(s->last_error));
 	copy_out(s->redis_addr, st->redis_addr, sizeof(s->redis_addr));
+	copy_out(s->source, st->source, sizeof(s->source));
+	copy_out(s->meta_prefix, st->meta_prefix, sizeof(s->meta_prefix));
+	ST(s->refused_keys, st->refused_keys);
+	ST(s->reserved_names, st->reserved_names);
+	copy_out(s->refused_key, st->refused_key, sizeof(s->refused_key));
+	copy_out(s->reserved_name, st->reserved_name,
+		 sizeof(s->reserved_name));
 	/* Fields before the even seq that tells readers they are whole. */
 	atomic_store_explicit(&s->seq, seq + 1, memory_order_release);
 	return 0;
@@ -183,7 +201,7 @@ static int entry_check(shmstat_t *h, uint32_t index)
 	return 0;
 }
 
-int shmstat_sync_global_set(shmstat_t *h, uint32_t index, int64_t value,
+int shmstat__sync_global_set(shmstat_t *h, uint32_t index, int64_t value,
 			    uint64_t ns)
 {
 	int rc = entry_check(h, index);
@@ -198,8 +216,8 @@ int shmstat_sync_global_set(shmstat_t *h, uint32_t index, int64_t value,
 	return 0;
 }
 
-int shmstat_sync_rbase_get(shmstat_t *h, uint32_t index, int64_t *base,
-			   uint64_t *epoch_ms)
+int shmstat__sync_rbase_get(shmstat_t *h, uint32_t index, int64_t *base,
+			    uint64_t *tag)
 {
 	int rc = entry_check(h, index);
 
@@ -208,13 +226,13 @@ int shmstat_sync_rbase_get(shmstat_t *h, uint32_t index, int64_t *base,
 	struct dir_entry *e = &h->dir[index];
 	if (base)
 		*base = (int64_t)LD(e->reserved[RESET_RBASE]);
-	if (epoch_ms)
-		*epoch_ms = LD(e->reserved[RESET_EPOCH]);
+	if (tag)
+		*tag = LD(e->reserved[RESET_TAG]);
 	return 0;
 }
 
-int shmstat_sync_rbase_set(shmstat_t *h, uint32_t index, int64_t base,
-			   uint64_t epoch_ms)
+int shmstat__sync_rbase_set(shmstat_t *h, uint32_t index, int64_t base,
+			    uint64_t tag)
 {
 	int rc = entry_check(h, index);
 
@@ -222,7 +240,7 @@ int shmstat_sync_rbase_set(shmstat_t *h, uint32_t index, int64_t base,
 		return rc;
 	struct dir_entry *e = &h->dir[index];
 	ST(e->reserved[RESET_RBASE], (uint64_t)base);
-	ST(e->reserved[RESET_EPOCH], epoch_ms);
+	ST(e->reserved[RESET_TAG], tag);
 	return 0;
 }
 
@@ -319,7 +337,7 @@ int shmstat_sync_reset_wait(shmstat_t *h, uint64_t req_id,
 	}
 }
 
-int shmstat_sync_reset_take(shmstat_t *h, char *glob, size_t len,
+int shmstat__sync_reset_take(shmstat_t *h, char *glob, size_t len,
 			    uint64_t *req_id, uint64_t *epoch_ms)
 {
 	if (!h || !glob || len == 0)
@@ -342,7 +360,7 @@ int shmstat_sync_reset_take(shmstat_t *h, char *glob, size_t len,
 	return 1;
 }
 
-int shmstat_sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
+int shmstat__sync_reset_done(shmstat_t *h, uint64_t req_id, uint64_t count,
 			    int rc)
 {
 	if (!h)

@@ -219,8 +219,15 @@ static void health_and_stats_answer_and_unknown_paths_are_404(void **state)
 	assert_non_null(strstr(r, "\"status\": \"healthy\""));
 	r = http_get(f->port, "/stats");
 	assert_non_null(strstr(r, "HTTP/1.1 200"));
+	assert_non_null(strstr(r, "\"source\": \"local\""));
+	assert_non_null(strstr(r, "\"filter_stats:rejected\": 3"));
+	r = http_get(f->port, "/stats?scope=global");
+	assert_non_null(strstr(r, "HTTP/1.1 200"));
+	assert_non_null(strstr(r, "\"scope\": \"global\""));
 	assert_non_null(strstr(r, "\"source\": \"redis\""));
 	assert_non_null(strstr(r, "\"filter_stats:rejected\": 3"));
+	r = http_get(f->port, "/stats?scope=mars");
+	assert_non_null(strstr(r, "HTTP/1.1 400"));
 	r = http_get(f->port, "/nope");
 	assert_non_null(strstr(r, "HTTP/1.1 404"));
 	r = http_get(f->port, "/metrics/../etc/passwd");

@@ -90,8 +90,12 @@ static void a_refused_global_reset_fails_clearly_and_pushing_goes_on(void **stat
 	ru_start(&r);
 	redisReply *rep = ru_cmd(&r, "ACL SETUSER narrow on >pw ~* -@all +auth "
 				     "+hello +ping +select +info +evalsha +eval "
-				     "+script|load +get +set +incrby +hget +hmget "
-				     "+hset +sadd +smembers +time");
+				     "+script|load +get +mget +set +incr +incrby "
+				     "+hget +hmget +hset +hdel +hgetall +hincrby "
+				     "+sadd +sismember +srem +del +exists +time "
+				     "+watch +unwatch +multi +exec +zadd +zrem "
+				     "+zmscore +zrangebyscore +xadd +xrange "
+				     "+xrevrange");
 	assert_non_null(rep);
 	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
 	freeReplyObject(rep);

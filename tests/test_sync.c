@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "shmstat_i.h"
+#include "sync_i.h"
 #include "testutil.h"
 
 static uint64_t now_ns(void)
@@ -50,13 +51,25 @@ static void the_status_written_is_the_status_read(void **state)
 	struct tu_seg *s = *state;
 	shmstat_sync_status_t in = live_status(), out;
 
-	assert_int_equal(shmstat_sync_status_write(s->h, &in), 0);
+	snprintf(in.source, sizeof(in.source), "0000000000001234.00000000000000ab");
+	snprintf(in.meta_prefix, sizeof(in.meta_prefix), "m:");
+	in.refused_keys = 2;
+	snprintf(in.refused_key, sizeof(in.refused_key), "bad");
+	in.reserved_names = 1;
+	snprintf(in.reserved_name, sizeof(in.reserved_name), "m:x");
+	assert_int_equal(shmstat__sync_status_write(s->h, &in), 0);
 	assert_int_equal(shmstat_sync_status_read(s->h, &out), 0);
 	assert_true(out.alive);
 	assert_int_equal(out.pending, 3);
 	assert_int_equal(out.host_id, 0x1234);
 	assert_string_equal(out.last_error, "boom");
 	assert_string_equal(out.redis_addr, "unix:/x/0");
+	assert_string_equal(out.source, in.source);
+	assert_string_equal(out.meta_prefix, "m:");
+	assert_int_equal(out.refused_keys, 2);
+	assert_string_equal(out.refused_key, "bad");
+	assert_int_equal(out.reserved_names, 1);
+	assert_string_equal(out.reserved_name, "m:x");
 	assert_int_equal(shmstat_sync_fresh(s->h, 0), 1);
 }
 
@@ -67,13 +80,13 @@ static void values_are_local_when_the_push_is_old_or_the_bridge_is_gone(
 	shmstat_sync_status_t st = live_status();
 
 	st.last_push_ns = now_ns() - 10ull * 1000000000u;
-	shmstat_sync_status_write(s->h, &st);
+	shmstat__sync_status_write(s->h, &st);
 	assert_int_equal(shmstat_sync_fresh(s->h, 0), 0);
 	assert_int_equal(shmstat_sync_fresh(s->h, 60000), 1);
 
 	st = live_status();
 	st.connected = 0;
-	shmstat_sync_status_write(s->h, &st);
+	shmstat__sync_status_write(s->h, &st);
 	assert_int_equal(shmstat_sync_fresh(s->h, 0), 0);
 
 	/* A bridge that died: its pid is gone. */
@@ -84,7 +97,7 @@ static void values_are_local_when_the_push_is_old_or_the_bridge_is_gone(
 	st = live_status();
 	st.bridge_pid = pid;
 	st.bridge_start = 0;
-	shmstat_sync_status_write(s->h, &st);
+	shmstat__sync_status_write(s->h, &st);
 	assert_int_equal(shmstat_sync_fresh(s->h, 0), 0);
 }
 
@@ -102,7 +115,7 @@ static void a_reader_never_sees_a_half_written_status(void **state)
 			st.pending = i;
 			st.lag_ms = i;
 			st.pushes_ok = i;
-			shmstat_sync_status_write(h, &st);
+			shmstat__sync_status_write(h, &st);
 		}
 		shmstat_close(&h);
 		_exit(0);
@@ -136,12 +149,12 @@ static void a_bridge_killed_mid_write_does_not_block_the_next(void **state)
 	/* seq left odd: readers give up (bounded) with EBUSY. */
 	atomic_store(&raw->seq, 7);
 	assert_int_equal(shmstat_sync_status_read(s->h, &out), SHMSTAT_EBUSY);
-	assert_int_equal(shmstat_sync_status_write(s->h, &st), 0);
+	assert_int_equal(shmstat__sync_status_write(s->h, &st), 0);
 	assert_int_equal(shmstat_sync_status_read(s->h, &out), 0);
 	assert_int_equal(atomic_load(&raw->seq) & 1, 0);
 }
 
-static void the_global_value_is_readable_through_stat_read(void **state)
+static void the_global_value_is_readable_through_stat_get(void **state)
 {
 	struct tu_seg *s = *state;
 	shmstat_counter_t c;
@@ -151,14 +164,14 @@ static void the_global_value_is_readable_through_stat_read(void **state)
 	shmstat_counter_add(c, 2);
 	assert_int_equal(shmstat_stat_read(s->h, "g:x", &st), 0);
 	assert_int_equal(st.global_ns, 0);
-	assert_int_equal(shmstat_sync_global_set(s->h, c.index_, 99, 123), 0);
+	assert_int_equal(shmstat__sync_global_set(s->h, c.index_, 99, 123), 0);
 	assert_int_equal(shmstat_stat_read(s->h, "g:x", &st), 0);
 	assert_int_equal(st.global, 99);
 	assert_int_equal(st.global_ns, 123);
 	assert_int_equal(st.value, 2);
-	assert_int_equal(shmstat_sync_global_set(s->h, 100000, 1, 1),
+	assert_int_equal(shmstat__sync_global_set(s->h, 100000, 1, 1),
 			 SHMSTAT_EINVAL);
-	assert_int_equal(shmstat_sync_global_set(s->h, (c.index_ + 1) % 4096,
+	assert_int_equal(shmstat__sync_global_set(s->h, (c.index_ + 1) % 4096,
 						 1, 1),
 			 SHMSTAT_ENOTFOUND);
 }
@@ -172,14 +185,14 @@ static void the_reset_base_is_kept_per_counter(void **state)
 
 	assert_int_equal(shmstat_counter_open(s->h, "a", &a), 0);
 	assert_int_equal(shmstat_counter_open(s->h, "b", &b), 0);
-	assert_int_equal(shmstat_sync_rbase_get(s->h, a.index_, &base, &ep), 0);
+	assert_int_equal(shmstat__sync_rbase_get(s->h, a.index_, &base, &ep), 0);
 	assert_int_equal(base, 0);
 	assert_int_equal(ep, 0);
-	assert_int_equal(shmstat_sync_rbase_set(s->h, a.index_, 40, 1700), 0);
-	assert_int_equal(shmstat_sync_rbase_get(s->h, a.index_, &base, &ep), 0);
+	assert_int_equal(shmstat__sync_rbase_set(s->h, a.index_, 40, 1700), 0);
+	assert_int_equal(shmstat__sync_rbase_get(s->h, a.index_, &base, &ep), 0);
 	assert_int_equal(base, 40);
 	assert_int_equal(ep, 1700);
-	assert_int_equal(shmstat_sync_rbase_get(s->h, b.index_, &base, &ep), 0);
+	assert_int_equal(shmstat__sync_rbase_get(s->h, b.index_, &base, &ep), 0);
 	assert_int_equal(base, 0);
 }
 
@@ -189,7 +202,7 @@ static void a_reset_request_is_taken_done_and_waited_for(void **state)
 	char glob[256];
 	uint64_t id, id2, ep, n;
 
-	assert_int_equal(shmstat_sync_reset_take(s->h, glob, sizeof(glob), &id2,
+	assert_int_equal(shmstat__sync_reset_take(s->h, glob, sizeof(glob), &id2,
 						 &ep),
 			 0);
 	assert_int_equal(shmstat_sync_reset_request(s->h, "jobs:*", &id), 0);
@@ -198,31 +211,31 @@ static void a_reset_request_is_taken_done_and_waited_for(void **state)
 			 SHMSTAT_EBUSY);
 	assert_int_equal(shmstat_sync_reset_wait(s->h, id, 20, &n),
 			 SHMSTAT_EBUSY);
-	assert_int_equal(shmstat_sync_reset_take(s->h, glob, sizeof(glob), &id2,
+	assert_int_equal(shmstat__sync_reset_take(s->h, glob, sizeof(glob), &id2,
 						 &ep),
 			 1);
 	assert_string_equal(glob, "jobs:*");
 	assert_int_equal(id2, id);
 	assert_true(ep > 0);
 	/* Taking does not remove it: a bridge that dies runs it again. */
-	assert_int_equal(shmstat_sync_reset_take(s->h, glob, sizeof(glob), &id2,
+	assert_int_equal(shmstat__sync_reset_take(s->h, glob, sizeof(glob), &id2,
 						 &ep),
 			 1);
-	assert_int_equal(shmstat_sync_reset_done(s->h, id, 3, 0), 0);
+	assert_int_equal(shmstat__sync_reset_done(s->h, id, 3, 0), 0);
 	assert_int_equal(shmstat_sync_reset_wait(s->h, id, 20, &n), 0);
 	assert_int_equal(n, 3);
-	assert_int_equal(shmstat_sync_reset_take(s->h, glob, sizeof(glob), &id2,
+	assert_int_equal(shmstat__sync_reset_take(s->h, glob, sizeof(glob), &id2,
 						 &ep),
 			 0);
 	/* The next one gets a later epoch. */
 	uint64_t ep2;
 	assert_int_equal(shmstat_sync_reset_request(s->h, "y", &id2), 0);
 	assert_true(id2 > id);
-	assert_int_equal(shmstat_sync_reset_take(s->h, glob, sizeof(glob), &id2,
+	assert_int_equal(shmstat__sync_reset_take(s->h, glob, sizeof(glob), &id2,
 						 &ep2),
 			 1);
 	assert_true(ep2 > ep);
-	assert_int_equal(shmstat_sync_reset_done(s->h, id2, 0,
+	assert_int_equal(shmstat__sync_reset_done(s->h, id2, 0,
 						 SHMSTAT_ESYS),
 			 0);
 	assert_int_equal(shmstat_sync_reset_wait(s->h, id2, 20, &n),
@@ -261,7 +274,7 @@ int main(void)
 		T(values_are_local_when_the_push_is_old_or_the_bridge_is_gone),
 		T(a_reader_never_sees_a_half_written_status),
 		T(a_bridge_killed_mid_write_does_not_block_the_next),
-		T(the_global_value_is_readable_through_stat_read),
+		T(the_global_value_is_readable_through_stat_get),
 		T(the_reset_base_is_kept_per_counter),
 		T(a_reset_request_is_taken_done_and_waited_for),
 		T(a_requester_that_died_mid_write_is_taken_over),

@@ -48,7 +48,8 @@ static const char usage_main[] =
 	"  destroy            remove the segment's name\n"
 	"  ls [-j]            the host's segments: owner, mode, size, workers,\n"
 	"                     bridge\n"
-	"  list [-f GLOB]... [-X GLOB]... [--sort KEY] [-j | -p | -w [TIME]]\n"
+	"  list [-f GLOB]... [-X GLOB]... [--sort KEY]\n"
+	"       [-j [--global] | -p | -w [TIME]]\n"
 	"       [-o FILE]     counters and gauges: table, JSON, Prometheus,\n"
 	"                     live view\n"
 	"  get [-j] [--global] NAME\n"
@@ -287,7 +288,8 @@ static int do_destroy(const char *seg, int argc, char **argv)
 
 static const char usage_list[] =
 	"usage: shmstat [-n NAME] list [-f GLOB]... [-X GLOB]... [--sort KEY]\n"
-	"                             [-j | -p | -w [TIME] [-c COUNT] [-H]]\n"
+	"                             [-j [--global] | -p |\n"
+	"                              -w [TIME] [-c COUNT] [-H]]\n"
 	"                             [-o FILE]\n"
 	"\n"
 	"Print every counter and gauge (or those the filters pass) with its\n"
@@ -308,9 +310,12 @@ static const char usage_list[] =
 	"              directory, renamed over FILE when complete, so a reader\n"
 	"              never sees a partial file (Debian's node_exporter reads\n"
 	"              /var/lib/prometheus/node-exporter/*.prom)\n"
-	"  -j          JSON: {\"timestamp\", \"source\", \"segment\", \"counters\": {...},\n"
-	"              \"gauges\": {...}}; source is \"redis\" when the bridge has\n"
-	"              reconciled the values recently, else \"local\"\n"
+	"  -j          JSON: {\"timestamp\", \"scope\", \"source\", \"segment\",\n"
+	"              \"counters\": {...}, \"gauges\": {...}}: this segment's\n"
+	"              values (scope and source \"local\")\n"
+	"  --global    with -j: each one's cluster-wide value from Redis (scope\n"
+	"              \"global\"; source \"redis\" when the bridge reconciled\n"
+	"              them recently, else \"stale\"; null when never read)\n"
 	"  -w [TIME]   live view: redraw every TIME (default 1s, 50ms to 1h; a\n"
 	"              bare number is seconds) with each counter's rate per\n"
 	"              second; keys: q quits, arrows/PgUp/PgDn/Home/End scroll,\n"
@@ -381,11 +386,13 @@ static int do_list(const char *seg, int argc, char **argv)
 	static const struct option lo[] = {
 		{ "prometheus", no_argument, NULL, 'p' },
 		{ "sort", required_argument, NULL, 'S' },
+		{ "global", no_argument, NULL, 'g' },
 		{ 0, 0, 0, 0 },
 	};
 	struct tool_filter flt = { 0 };
 	enum tool_sort sort = SORT_NAME;
 	bool json = false, watch = false, human = false, prom = false;
+	bool global = false;
 	const char *outpath = NULL;
 	uint64_t interval_ns = 1000000000ull;
 	long count = 0;
@@ -418,6 +425,9 @@ static int do_list(const char *seg, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'g':
+			global = true;
+			break;
 		case 'w':
 			watch = true;
 			if ((rc = watch_operand(argc, argv, &interval_ns)))
@@ -449,6 +459,10 @@ static int do_list(const char *seg, int argc, char **argv)
 	}
 	if (json + watch + prom > 1) {
 		tool_err("list: choose one of -j, -p and -w");
+		return TOOL_USAGE;
+	}
+	if (global && !json) {
+		tool_err("list: --global goes with -j");
 		return TOOL_USAGE;
 	}
 	if ((json || prom) && (flt.nexc || flt.ninc > 1)) {
@@ -486,7 +500,10 @@ static int do_list(const char *seg, int argc, char **argv)
 	if (prom) {
 		rc = shmstat_export_prometheus(h, tool_filter_simple(&flt), out.f);
 	} else if (json) {
-		rc = shmstat_export_json(h, tool_filter_simple(&flt), out.f);
+		rc = global ? shmstat_export_json_global(
+				      h, tool_filter_simple(&flt), out.f)
+			    : shmstat_export_json(h, tool_filter_simple(&flt),
+						  out.f);
 		/* Did the one glob match anything? */
 		shmstat_stat_t *v;
 		if (rc == 0 && flt.ninc && tool_collect(h, &flt, &v, &shown) == 0)
@@ -739,6 +756,8 @@ static void info_table(const shmstat_info_t *in)
 	       in->host_id);
 	printf("owner:     uid %u, gid %u, mode %04o\n", in->owner_uid,
 	       in->owner_gid, in->mode);
+	printf("nonce:     %016" PRIx64 " (this incarnation, for the bridge)\n",
+	       in->source_nonce);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
 	printf("workers:   %u live, %u dead, %u free of %u (%u rows used)\n",
 	       in->workers_live, in->workers_dead, in->workers_free,
@@ -774,12 +793,13 @@ static void info_json(const shmstat_info_t *in)
 	printf(",\n  \"owner\": {\"uid\": %u, \"gid\": %u, \"mode\": \"%04o\"}",
 	       in->owner_uid, in->owner_gid, in->mode);
 	printf(",\n  \"host_id\": \"%016" PRIx64 "\",\n"
+	       "  \"source_nonce\": \"%016" PRIx64 "\",\n"
 	       "  \"counters\": {\"used\": %u, \"max\": %u},\n"
 	       "  \"workers\": {\"live\": %u, \"dead\": %u, \"free\": %u, "
 	       "\"max\": %u, \"rows_used\": %u, \"overflows\": %" PRIu64 "},\n"
 	       "  \"cache_max_value\": %" PRIu64 ",\n  \"regions\": [",
-	       in->host_id, in->counters_used, in->max_counters,
-	       in->workers_live, in->workers_dead, in->workers_free,
+	       in->host_id, in->source_nonce, in->counters_used,
+	       in->max_counters, in->workers_live, in->workers_dead, in->workers_free,
 	       in->max_workers, in->workers_hwm, in->row_overflows,
 	       in->cache_max_value);
 	for (uint32_t r = 0; r < in->nregions; r++)

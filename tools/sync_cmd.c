@@ -71,9 +71,21 @@ void sync_info(shmstat_t *h, FILE *f, bool json)
 			   " ms\n",
 			push, st.pushes_ok, st.pushes_failed, st.pending,
 			st.lag_ms);
-		fprintf(f, "sync:      host id %016" PRIx64 ", sequence %" PRIu64
-			   ", reset epoch %" PRIu64 ", heartbeat %s\n",
-			st.host_id, st.seq_acked, st.epoch, beat);
+		fprintf(f, "sync:      source %s, sequence %" PRIu64
+			   ", bookkeeping under '%s', heartbeat %s\n",
+			st.source[0] ? st.source : "(none yet)", st.seq_acked,
+			st.meta_prefix, beat);
+		if (st.refused_keys)
+			fprintf(f, "refused:   %" PRIu64 " key%s Redis refuses "
+				   "(e.g. '%s'): their counts stay pending\n",
+				st.refused_keys, st.refused_keys == 1 ? "" : "s",
+				st.refused_key);
+		if (st.reserved_names)
+			fprintf(f, "reserved:  %" PRIu64 " name%s never pushed: "
+				   "the key is under '%s' (e.g. '%s')\n",
+				st.reserved_names,
+				st.reserved_names == 1 ? "" : "s", st.meta_prefix,
+				st.reserved_name);
 		if (st.last_error[0])
 			fprintf(f, "error:     %s: %s\n", err, st.last_error);
 		return;
@@ -85,18 +97,25 @@ void sync_info(shmstat_t *h, FILE *f, bool json)
 		st.connected ? "true" : "false", source);
 	json_str(f, st.redis_addr, strlen(st.redis_addr));
 	fprintf(f, ", \"interval_ms\": %" PRIu64 ", \"host_id\": \"%016" PRIx64
-		   "\",\n    \"last_push\": ",
+		   "\", \"source_id\": ",
 		st.interval_ms, st.host_id);
+	json_str(f, st.source, strlen(st.source));
+	fprintf(f, ", \"refused_keys\": %" PRIu64 ", \"refused_key\": ",
+		st.refused_keys);
+	json_str(f, st.refused_key, strlen(st.refused_key));
+	fprintf(f, ", \"reserved_names\": %" PRIu64 ", \"reserved_name\": ",
+		st.reserved_names);
+	json_str(f, st.reserved_name, strlen(st.reserved_name));
+	fputs(",\n    \"last_push\": ", f);
 	if (st.last_push_ns)
 		fprintf(f, "\"%s\"", push);
 	else
 		fputs("null", f);
 	fprintf(f, ", \"pushes_ok\": %" PRIu64 ", \"pushes_failed\": %" PRIu64
 		   ", \"pending\": %" PRIu64 ", \"lag_ms\": %" PRIu64
-		   ",\n    \"sequence\": %" PRIu64 ", \"reset_epoch\": %" PRIu64
-		   ", \"last_error\": ",
+		   ",\n    \"sequence\": %" PRIu64 ", \"last_error\": ",
 		st.pushes_ok, st.pushes_failed, st.pending, st.lag_ms,
-		st.seq_acked, st.epoch);
+		st.seq_acked);
 	if (st.last_error[0])
 		json_str(f, st.last_error, strlen(st.last_error));
 	else
