@@ -372,7 +372,9 @@ static inline void shmstat_counter_incr(shmstat_counter_t c)
  */
 int shmstat_counter_add_by_name(shmstat_t *h, const char *name, uint64_t n);
 
-/* Kinds of named values. */
+/* Kinds of named values (histograms: see below; shmstat_iter() gives a
+ * histogram's entry as SHMSTAT_KIND_HISTOGRAM, whose value and total are
+ * its sum in millionths, and each bucket as SHMSTAT_KIND_HBUCKET). */
 enum shmstat_kind {
 	SHMSTAT_KIND_COUNTER = 1,
 	SHMSTAT_KIND_GAUGE = 2,
@@ -524,6 +526,8 @@ int shmstat_name_canonical(const char *name, char *out, size_t len);
  */
 #define SHMSTAT_KIND_HISTOGRAM 3 /* a histogram (its entry holds the sum) */
 #define SHMSTAT_KIND_HBUCKET 4   /* one bucket of a histogram */
+/* shmstat_stat_t.name holds the stored form (see labels): the key the
+ * bridge uses. shmstat_name_canonical() turns it into the canonical one. */
 #define SHMSTAT_HIST_BOUNDS_MAX 32
 #define SHMSTAT_HIST_SUM_SCALE 1000000
 /* Request latency in seconds: prometheus_client's default buckets. */
@@ -533,13 +537,20 @@ int shmstat_name_canonical(const char *name, char *out, size_t len);
 #define SHMSTAT_LATENCY_NBOUNDS 14
 
 /* Process-local description of an open histogram: for the inline
- * observe only. */
+ * observe only. tab_ maps a value's exponent and top two mantissa bits
+ * (key0_ first) to the first bucket it can fall in, so that the search
+ * takes a step or two whatever the number of buckets. vbits_: the inline
+ * path takes values whose bits are below it (v >= 0, v < a bound of at
+ * most 4294, so that the sum's add stays below 2^32; not NaN). */
+#define SHMSTAT_HIST_TAB_ 128
 struct shmstat_hist_ {
 	uint32_t n_;                             /* finite bounds */
 	uint32_t sum_;                           /* cell of the sum */
-	double vmax_;                            /* inline path below this */
-	double bound_[SHMSTAT_HIST_BOUNDS_MAX];
+	int64_t key0_;
+	uint64_t vbits_;
+	double bound_[SHMSTAT_HIST_BOUNDS_MAX + 1]; /* +Inf after the last */
 	uint32_t cell_[SHMSTAT_HIST_BOUNDS_MAX + 1]; /* bucket cells, +Inf last */
+	uint8_t tab_[SHMSTAT_HIST_TAB_];
 };
 
 /* A histogram handle: ABI, 16 bytes; valid until shmstat_close() of the
@@ -585,8 +596,8 @@ void shmstat_histogram_observe_slow_(struct shmstat_row_ *row,
 
 /*
  * The hot path: count v into its bucket and add it to the sum: two plain
- * adds into the row for the row's owner thread (a linear search of the
- * bounds first); any other thread, NaN, negative values and values of
+ * adds into the row for the row's owner thread (a table lookup by the
+ * value's exponent and a step or two over the bounds first); any other thread, NaN, negative values and values of
  * 4294 or more take shmstat_histogram_observe_ts(). Threads, signals,
  * saturation: as shmstat_counter_add(). Concurrency: any. Ordering:
  * relaxed: a reader may see the bucket before the sum. Killed: each of the
@@ -596,21 +607,26 @@ static inline void shmstat_histogram_observe(shmstat_histogram_t hg, double v)
 {
 	struct shmstat_row_ *r = hg.row_;
 	const struct shmstat_hist_ *d = hg.d_;
+	uint64_t bits;
+	__builtin_memcpy(&bits, &v, sizeof(bits));
+	/* One unsigned compare: negative values and NaN have larger bits. */
 	if (__builtin_expect(__atomic_load_n(&r->owner_, __ATOMIC_RELAXED) ==
 				     shmstat_thread_token_() &&
-			     v >= 0 && v < d->vmax_,
+			     bits < d->vbits_,
 			     1)) {
-		uint32_t k = 0;
-		while (k < d->n_ && v > d->bound_[k])
+		int64_t j = (int64_t)(bits >> 50) - d->key0_;
+		uint32_t k = d->tab_[j > 0 ? j : 0];
+		while (v > d->bound_[k]) /* bound_[n_] is +Inf */
 			k++;
 		uint64_t *c = r->cells;
 		uint64_t *b = c + d->cell_[k], *s = c + d->sum_;
 		__atomic_store_n(b, __atomic_load_n(b, __ATOMIC_RELAXED) + 1,
 				 __ATOMIC_RELAXED);
+		/* v < 4294: a signed conversion is exact and cheaper. */
 		__atomic_store_n(s,
 				 __atomic_load_n(s, __ATOMIC_RELAXED) +
-					 (uint64_t)(v * SHMSTAT_HIST_SUM_SCALE +
-						    0.5),
+					 (uint64_t)(int64_t)(v * SHMSTAT_HIST_SUM_SCALE +
+							     0.5),
 				 __ATOMIC_RELAXED);
 	} else {
 		shmstat_histogram_observe_slow_(r, d, v);
@@ -1061,7 +1077,9 @@ const char *shmstat_source(shmstat_t *h);
 
 /*
  * The live-stats JSON: {"timestamp", "source", "segment", "counters": {name:
- * value}, "gauges": {name: value}}.
+ * value}, "gauges": {name: value}, "histograms": {name: {"count", "sum",
+ * "buckets": [[le, cumulative count], ..., ["+Inf", count]]}}}; names in
+ * their canonical form.
  * Concurrency: any, with every other call on the segment; a shmstat_t may
  * be shared (a failure's reason is per handle: shmstat_errstr()).
  * Ordering: each counter and gauge is read once, as shmstat_iter() reads
@@ -1075,24 +1093,39 @@ int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
 			    size_t len, size_t *needed);
 
 /*
- * The Prometheus text exposition (format 0.0.4): the counters and gauges,
- * then the segment's own metrics (shmstat_counters_*, shmstat_workers,
- * shmstat_row_overflows_total), the cache's (shmstat_cache_*) and the
- * bridge's (shmstat_bridge_*). Each user series carries segment="..." and
- * name="<the name as stored>". Its family:
+ * The Prometheus text exposition (format 0.0.4): the counters, gauges and
+ * histograms, then the segment's own metrics (shmstat_counters_*,
+ * shmstat_workers, shmstat_row_overflows_total), the cache's
+ * (shmstat_cache_*) and the bridge's (shmstat_bridge_*). A family per name
+ * (its part before the labels); each series carries segment="..." and the
+ * name's labels. The family:
  *   1. "shmstat_" + the name with each character outside [A-Za-z0-9_]
  *      (':' included, a multibyte character counting as one) as '_';
  *   2. a counter's family ends in "_total" (added only when the name does
  *      not already end so: http_requests_total gives
  *      shmstat_http_requests_total); a gauge's never does (trailing
- *      "_total" dropped), so a counter and a gauge never share a family;
+ *      "_total" dropped), so a counter and a gauge never share a family; a
+ *      histogram's is as written, with the series _bucket{le="..."}
+ *      (cumulative, +Inf last), _sum and _count;
  *   3. a family that would be one of shmstat's own metric names
  *      (shmstat_cache_hits_total for a counter "cache:hits") is
  *      "shmstat_user_" + the rest instead (shmstat_user_cache_hits_total);
  *      no own name starts with shmstat_user_;
  *   4. names that give the same family are one family (one HELP and TYPE,
- *      and a comment line saying how many names met), a series per name,
- *      in byte order of the name.
+ *      and a comment line saying how many names met), in byte order of the
+ *      name, then of the labels;
+ *   5. a series carries name="<the name as given>" only when that tells
+ *      something: several names met in the family (rule 4), or the name
+ *      had to be changed (rule 1, or a gauge's dropped "_total"); a user
+ *      label "name" (or "segment") keeps its key and ours is called
+ *      shmstat_name (shmstat_segment) in that series;
+ *   6. one kind per family: when a histogram and a gauge (or a counter
+ *      named to end in "_total") give one family, the first kind in the
+ *      order counter, gauge, histogram is written and the others are left
+ *      out with a comment; so is a gauge whose family is one of a
+ *      histogram's series names;
+ *   7. # HELP is the family's help text (shmstat_help_set()), else
+ *      "shmstat <kind> <name>".
  * Concurrency, Ordering, Killed: as shmstat_export_json().
  */
 int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f);

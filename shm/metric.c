@@ -35,7 +35,7 @@ struct hist_desc {
 };
 
 /* The description failed opens hand out: every observation takes the
- * slow path (vmax_ 0), which drops it on the sink row. */
+ * slow path (vbits_ 0), which drops it on the sink row. */
 static const struct shmstat_hist_ sink_hist;
 extern struct shmstat_row_ shmstat__sink_row;
 
@@ -155,6 +155,36 @@ static int bucket_key(struct shmstat *h, const char *key, size_t klen,
 	return shmstat__name_key(h, name, strlen(name), true, out, olen, &b2);
 }
 
+static uint64_t dbits(double v);
+static double bitsd(uint64_t b);
+
+/* The search table: slot j covers the doubles whose top 14 bits (sign,
+ * exponent, two mantissa bits) are key0_ + j; it holds the bucket of the
+ * slot's smallest value. key0_ is the first bound's slot, so values below
+ * it (negative j, read as slot 0) are in bucket 0. The inline path takes
+ * values below 4294 that the table covers. */
+static void hist_pad(struct shmstat_hist_ *d)
+{
+	double b0 = d->bound_[0] > 0 ? d->bound_[0] : 0;
+
+	d->bound_[d->n_] = INFINITY;
+	d->key0_ = (int64_t)(dbits(b0) >> 50);
+	if (b0 == 0) /* bound 0: slot 0 would hold 0 alone */
+		d->key0_ = (int64_t)(dbits(0x1p-1000) >> 50);
+	for (uint32_t j = 0; j < SHMSTAT_HIST_TAB_; j++) {
+		double v = bitsd((uint64_t)(d->key0_ + j) << 50);
+		uint32_t k = 0;
+		while (k < d->n_ && v > d->bound_[k])
+			k++;
+		d->tab_[j] = (uint8_t)k;
+	}
+	uint64_t end = (uint64_t)(d->key0_ + SHMSTAT_HIST_TAB_) << 50;
+	uint64_t lim = dbits(4294.0);
+	d->vbits_ = end < lim ? end : lim;
+	if (d->bound_[0] <= 0)
+		d->vbits_ = 0; /* a first bound <= 0: the slow path decides */
+}
+
 /* Open (create with bounds, else find) histogram `name` into *d. */
 static int hist_open(struct shmstat *h, const char *name, const double *bounds,
 		     size_t n, struct shmstat_hist_ *d)
@@ -199,7 +229,7 @@ static int hist_open(struct shmstat *h, const char *name, const double *bounds,
 		d->sum_ = i;
 		memcpy(d->bound_, le, sizeof(double) * d->n_);
 		memcpy(d->cell_, cell, sizeof(uint32_t) * nb);
-		d->vmax_ = 4294.0;
+		hist_pad(d);
 		return 0;
 	}
 	if (n < 1 || n > SHMSTAT_HIST_BOUNDS_MAX)
@@ -249,7 +279,7 @@ static int hist_open(struct shmstat *h, const char *name, const double *bounds,
 					    k, name);
 		d->cell_[k] = c;
 	}
-	d->vmax_ = 4294.0; /* below 2^32 millionths: the inline add's limit */
+	hist_pad(d);
 	return 0;
 }
 
