@@ -121,6 +121,13 @@ static void a_two_host_histogram_is_exact_in_redis(void **state)
 				 "--global", NAME, NULL), 0);
 	assert_non_null(strstr(out, "\"count\": 10"));
 	assert_non_null(strstr(out, "[\"+Inf\", 10]"));
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", f->b.name, "list", "-j",
+				 "--global", NULL), 0);
+	assert_non_null(strstr(out, "\"histograms\": {\n    "
+				    "\"http_request_duration_seconds{code=\\\"200\\\","
+				    "route=\\\"/\\\"}\": {\"count\": 10, "));
+	assert_non_null(strstr(out, "\"buckets\": [[0.01, 2], [0.1, 5], [1, 8], "
+				    "[\"+Inf\", 10]]}"));
 
 	/* More observations on one host: the next push adds exactly them. */
 	static const double more[] = { 0.02, 0.02 };

@@ -292,7 +292,7 @@ static int do_destroy(const char *seg, int argc, char **argv)
 
 static const char usage_list[] =
 	"usage: shmstat [-n NAME] list [-f GLOB]... [-X GLOB]... [--sort KEY]\n"
-	"                             [-j | -p | -w [TIME] [-c COUNT] [-H]]\n"
+	"                             [-j [--global] | -p | -w [TIME] [-c COUNT] [-H]]\n"
 	"                             [-o FILE]\n"
 	"\n"
 	"Print every counter, gauge and histogram (or those the filters pass)\n"
@@ -321,8 +321,12 @@ static const char usage_list[] =
 	"              /var/lib/prometheus/node-exporter/*.prom)\n"
 	"  -j          JSON: {\"timestamp\", \"source\", \"segment\", \"counters\": {...},\n"
 	"              \"gauges\": {...}, \"histograms\": {name: {\"count\", \"sum\",\n"
-	"              \"buckets\": [[le, cumulative count], ...]}}}; source is \"redis\" when the bridge has\n"
-	"              reconciled the values recently, else \"local\"\n"
+	"              \"buckets\": [[le, cumulative count], ...]}}}; source is\n"
+	"              \"redis\" when the bridge has reconciled the values\n"
+	"              recently, else \"local\"\n"
+	"  --global    with -j: the cluster-wide values the bridge last wrote\n"
+	"              back (null where no push has reached yet); a histogram's\n"
+	"              are the sum over hosts, bucket by bucket\n"
 	"  -w [TIME]   live view: redraw every TIME (default 1s, 50ms to 1h; a\n"
 	"              bare number is seconds) with each counter's rate per\n"
 	"              second; keys: q quits, arrows/PgUp/PgDn/Home/End scroll,\n"
@@ -430,6 +434,76 @@ static int list_table(shmstat_t *h, const struct tool_filter *flt,
 	return 0;
 }
 
+/* list -j --global: the cluster-wide values the bridge wrote back (null
+ * for a name no push has reached yet), histograms bucket by bucket. */
+static int list_json_global(shmstat_t *h, const char *seg,
+			    const struct tool_filter *flt, FILE *f, size_t *shown)
+{
+	static const int kinds[] = { SHMSTAT_KIND_COUNTER, SHMSTAT_KIND_GAUGE,
+				     SHMSTAT_KIND_HISTOGRAM };
+	static const char *const keys[] = { "counters", "gauges", "histograms" };
+	shmstat_stat_t *v;
+	size_t n;
+	char ts[64], num[40];
+	int rc = tool_collect(h, flt, &v, &n);
+
+	if (rc < 0)
+		return rc;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), by_name);
+	iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
+	fprintf(f, "{\n  \"timestamp\": \"%s\",\n  \"source\": \"redis\",\n"
+		   "  \"segment\": ",
+		ts);
+	json_str(f, seg, strlen(seg));
+	for (int k = 0; k < 3; k++) {
+		fprintf(f, ",\n  \"%s\": {", keys[k]);
+		int m = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].kind != kinds[k])
+				continue;
+			fputs(m++ ? ",\n    " : "\n    ", f);
+			json_str(f, v[i].name, v[i].name_len);
+			if (kinds[k] != SHMSTAT_KIND_HISTOGRAM) {
+				if (v[i].global_ns)
+					fprintf(f, ": %" PRId64, v[i].global);
+				else
+					fputs(": null", f);
+				continue;
+			}
+			shmstat_histogram_stat_t hs;
+			if (shmstat_histogram_read(h, v[i].name, &hs) < 0 ||
+			    !hs.global_ns) {
+				fputs(": null", f);
+				continue;
+			}
+			shmstat__fmt_bound(num, sizeof(num), hs.global_sum);
+			fprintf(f, ": {\"count\": %" PRIu64 ", \"sum\": %s, "
+				   "\"buckets\": [",
+				hs.global_count, num);
+			uint64_t cum = 0;
+			for (uint32_t b = 0; b < hs.nbuckets; b++) {
+				cum += hs.global_buckets[b];
+				if (isinf(hs.le[b]))
+					fprintf(f, "%s[\"+Inf\", %" PRIu64 "]",
+						b ? ", " : "", cum);
+				else {
+					shmstat__fmt_bound(num, sizeof(num),
+							   hs.le[b]);
+					fprintf(f, "%s[%s, %" PRIu64 "]",
+						b ? ", " : "", num, cum);
+				}
+			}
+			fputs("]}", f);
+		}
+		fputs(m ? "\n  }" : "}", f);
+	}
+	fputs("\n}\n", f);
+	*shown = n;
+	free(v);
+	return 0;
+}
+
 /* -w's optional operand: -w, -w 0.5, -w 250ms. */
 static int watch_operand(int argc, char **argv, uint64_t *interval_ns)
 {
@@ -456,11 +530,13 @@ static int do_list(const char *seg, int argc, char **argv)
 	static const struct option lo[] = {
 		{ "prometheus", no_argument, NULL, 'p' },
 		{ "sort", required_argument, NULL, 'S' },
+		{ "global", no_argument, NULL, 'g' },
 		{ 0, 0, 0, 0 },
 	};
 	struct tool_filter flt = { 0 };
 	enum tool_sort sort = SORT_NAME;
 	bool json = false, watch = false, human = false, prom = false;
+	bool global = false;
 	const char *outpath = NULL;
 	uint64_t interval_ns = 1000000000ull;
 	long count = 0;
@@ -470,6 +546,9 @@ static int do_list(const char *seg, int argc, char **argv)
 		switch (c) {
 		case 'p':
 			prom = true;
+			break;
+		case 'g':
+			global = true;
 			break;
 		case 'f':
 		case 'X':
@@ -526,6 +605,10 @@ static int do_list(const char *seg, int argc, char **argv)
 		tool_err("list: choose one of -j, -p and -w");
 		return TOOL_USAGE;
 	}
+	if (global && !json) {
+		tool_err("list: --global is for -j");
+		return TOOL_USAGE;
+	}
 	if ((json || prom) && (flt.nexc || flt.ninc > 1)) {
 		tool_err("list: -j and -p take at most one -f GLOB and no "
 			 "exclusion");
@@ -560,6 +643,8 @@ static int do_list(const char *seg, int argc, char **argv)
 	size_t shown = 1;
 	if (prom) {
 		rc = shmstat_export_prometheus(h, tool_filter_simple(&flt), out.f);
+	} else if (json && global) {
+		rc = list_json_global(h, seg, &flt, out.f, &shown);
 	} else if (json) {
 		rc = shmstat_export_json(h, tool_filter_simple(&flt), out.f);
 		/* Did the one glob match anything? */
