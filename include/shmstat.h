@@ -537,16 +537,15 @@ int shmstat_name_canonical(const char *name, char *out, size_t len);
 #define SHMSTAT_LATENCY_NBOUNDS 14
 
 /* Process-local description of an open histogram: for the inline
- * observe only. tab_ maps a value's exponent and top two mantissa bits
- * (key0_ first) to the first bucket it can fall in, so that the search
+ * observe only. tab_ maps a value's top 14 bits (sign, exponent, two
+ * mantissa bits) to the first bucket it can fall in, so that the search
  * takes a step or two whatever the number of buckets. vbits_: the inline
- * path takes values whose bits are below it (v >= 0, v < a bound of at
- * most 4294, so that the sum's add stays below 2^32; not NaN). */
-#define SHMSTAT_HIST_TAB_ 128
+ * path takes values whose bits are below it (v >= 0 and below 4294, so
+ * that the sum's add stays below 2^32; not NaN). */
+#define SHMSTAT_HIST_TAB_ 8192
 struct shmstat_hist_ {
 	uint32_t n_;                             /* finite bounds */
 	uint32_t sum_;                           /* cell of the sum */
-	int64_t key0_;
 	uint64_t vbits_;
 	double bound_[SHMSTAT_HIST_BOUNDS_MAX + 1]; /* +Inf after the last */
 	uint32_t cell_[SHMSTAT_HIST_BOUNDS_MAX + 1]; /* bucket cells, +Inf last */
@@ -614,8 +613,7 @@ static inline void shmstat_histogram_observe(shmstat_histogram_t hg, double v)
 				     shmstat_thread_token_() &&
 			     bits < d->vbits_,
 			     1)) {
-		int64_t j = (int64_t)(bits >> 50) - d->key0_;
-		uint32_t k = d->tab_[j > 0 ? j : 0];
+		uint32_t k = d->tab_[bits >> 50];
 		while (v > d->bound_[k]) /* bound_[n_] is +Inf */
 			k++;
 		uint64_t *c = r->cells;

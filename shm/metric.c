@@ -159,30 +159,21 @@ static uint64_t dbits(double v);
 static double bitsd(uint64_t b);
 
 /* The search table: slot j covers the doubles whose top 14 bits (sign,
- * exponent, two mantissa bits) are key0_ + j; it holds the bucket of the
- * slot's smallest value. key0_ is the first bound's slot, so values below
- * it (negative j, read as slot 0) are in bucket 0. The inline path takes
- * values below 4294 that the table covers. */
+ * exponent, two mantissa bits) are j; it holds the bucket of the slot's
+ * smallest value. Filled up to the inline path's limit, 4294. */
 static void hist_pad(struct shmstat_hist_ *d)
 {
-	double b0 = d->bound_[0] > 0 ? d->bound_[0] : 0;
+	uint64_t lim = dbits(4294.0);
 
 	d->bound_[d->n_] = INFINITY;
-	d->key0_ = (int64_t)(dbits(b0) >> 50);
-	if (b0 == 0) /* bound 0: slot 0 would hold 0 alone */
-		d->key0_ = (int64_t)(dbits(0x1p-1000) >> 50);
-	for (uint32_t j = 0; j < SHMSTAT_HIST_TAB_; j++) {
-		double v = bitsd((uint64_t)(d->key0_ + j) << 50);
-		uint32_t k = 0;
+	uint32_t k = 0;
+	for (uint64_t j = 0; j <= (lim >> 50) && j < SHMSTAT_HIST_TAB_; j++) {
+		double v = bitsd(j << 50);
 		while (k < d->n_ && v > d->bound_[k])
 			k++;
 		d->tab_[j] = (uint8_t)k;
 	}
-	uint64_t end = (uint64_t)(d->key0_ + SHMSTAT_HIST_TAB_) << 50;
-	uint64_t lim = dbits(4294.0);
-	d->vbits_ = end < lim ? end : lim;
-	if (d->bound_[0] <= 0)
-		d->vbits_ = 0; /* a first bound <= 0: the slow path decides */
+	d->vbits_ = lim;
 }
 
 /* Open (create with bounds, else find) histogram `name` into *d. */
