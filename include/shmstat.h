@@ -614,7 +614,7 @@ static inline void shmstat_histogram_observe(shmstat_histogram_t hg, double v)
 			     bits < d->vbits_,
 			     1)) {
 		uint32_t k = d->tab_[bits >> 50];
-		while (v > d->bound_[k]) /* bound_[n_] is +Inf */
+		while (__builtin_expect(v > d->bound_[k], 0)) /* [n_]: +Inf */
 			k++;
 		uint64_t *c = r->cells;
 		uint64_t *b = c + d->cell_[k], *s = c + d->sum_;
