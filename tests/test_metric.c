@@ -229,6 +229,84 @@ static void a_histogram_counts_each_bucket_and_the_sum(void **state)
 	assert_int_equal(shmstat_buckets_exponential(0, 10, 4, e), SHMSTAT_EINVAL);
 }
 
+/* 2^e and the neighbours of a double, without libm. */
+static double pow2(int e)
+{
+	double r = 1;
+	for (; e > 0; e--)
+		r *= 2;
+	for (; e < 0; e++)
+		r /= 2;
+	return r;
+}
+
+static double beside(double v, int dir)
+{
+	uint64_t u;
+	if (v == 0)
+		return dir > 0 ? 0x1p-1074 : -0x1p-1074;
+	memcpy(&u, &v, sizeof(u));
+	u += (v > 0) == (dir > 0) ? 1 : (uint64_t)-1;
+	memcpy(&v, &u, sizeof(v));
+	return v;
+}
+
+/* The inline path's bucket table agrees with the definition (the first
+ * bound >= v) for random bounds and values: bounds on both sides of
+ * zero, tiny and huge, values exactly on a bound, just beside one,
+ * subnormal, and past the inline path's range. */
+static void every_value_lands_in_the_first_bucket_whose_bound_holds_it(void **state)
+{
+	struct tu_seg *s = *state;
+	unsigned seed = 4242;
+	char name[32];
+
+	for (int round = 0; round < 40; round++) {
+		double b[SHMSTAT_HIST_BOUNDS_MAX];
+		size_t n = 1 + (size_t)rand_r(&seed) % SHMSTAT_HIST_BOUNDS_MAX;
+		double x = round % 5 == 0 ? -1.0 : round % 5 == 1 ? 0.0 :
+			   pow2(rand_r(&seed) % 40 - 30);
+		for (size_t k = 0; k < n; k++) {
+			b[k] = x;
+			x += round % 3 == 0 ? pow2(rand_r(&seed) % 10 - 12)
+					    : x > 0 ? x * (0.01 + (rand_r(&seed) % 300) / 100.0)
+						    : 0.5;
+		}
+		shmstat_histogram_t hg;
+		snprintf(name, sizeof(name), "prop%d", round);
+		assert_int_equal(shmstat_histogram_open(s->h, name, b, n, &hg), 0);
+		shmstat_histogram_stat_t before, after;
+		assert_int_equal(shmstat_histogram_read(s->h, name, &before), 0);
+		for (int i = 0; i < 60; i++) {
+			double v;
+			size_t at = (size_t)rand_r(&seed) % n;
+			switch (rand_r(&seed) % 6) {
+			case 0: v = b[at]; break;
+			case 1: v = beside(b[at], 1); break;
+			case 2: v = beside(b[at], -1); break;
+			case 3: v = (double)rand_r(&seed) * pow2(-(rand_r(&seed) % 60)); break;
+			case 4: v = 4294.0 * (rand_r(&seed) % 3); break;
+			default: v = 0x1p-1070 * (rand_r(&seed) % 4); break; /* subnormal */
+			}
+			double e = v < 0 ? 0 : v; /* negative counts as 0 */
+			size_t want = 0;
+			while (want < n && e > b[want])
+				want++;
+			shmstat_histogram_observe(hg, v);
+			assert_int_equal(shmstat_histogram_read(s->h, name, &after), 0);
+			for (size_t k = 0; k <= n; k++) {
+				uint64_t d = after.buckets[k] - before.buckets[k];
+				if (d != (k == want))
+					fail_msg("bounds %zu from %g, v=%a: bucket %zu "
+						 "changed by %llu, want bucket %zu",
+						 n, b[0], v, k, (unsigned long long)d,
+						 want);
+			}
+			before = after;
+		}
+	}
+}
+
 /* Prometheus' histogram_quantile on data whose answer is known. */
 static void quantiles_are_estimated_as_prometheus_does(void **state)
 {
@@ -489,6 +567,7 @@ int main(void)
 		T(the_redis_key_of_a_labelled_name_hashes_whole),
 		T(label_sets_are_bounded_by_the_directory),
 		T(a_histogram_counts_each_bucket_and_the_sum),
+		T(every_value_lands_in_the_first_bucket_whose_bound_holds_it),
 		T(quantiles_are_estimated_as_prometheus_does),
 		T(reset_clears_a_histogram_like_counters),
 		T(killed_observers_lose_nothing_bucket_by_bucket),
