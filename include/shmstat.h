@@ -1,7 +1,8 @@
 /*
  * shmstat.h — the one public header of libshmstat.
  *
- * libshmstat keeps named counters, gauges and a TTL cache in one POSIX
+ * libshmstat keeps named counters, gauges, histograms (names may carry
+ * labels; families may carry help text) and a TTL cache in one POSIX
  * shared-memory segment per namespace ("/shmstat.<name>"), shared by every
  * process of a host that opens it: prefork workers, the shmstat tool and the
  * shmstat-bridge daemon. doc/segment.md describes the layout and the crash
@@ -14,8 +15,10 @@
  *   - Reads copy out into the caller's memory: no pointer into the segment
  *     ever leaves the library.
  *   - The library never prints; see shmstat_log_set().
- *   - ABI: the counter and gauge handles and the inline increment are ABI
- *     (their size is checked by a test). Version 0.x promises no ABI for
+ *   - ABI: the counter, gauge and histogram handles, struct shmstat_hist_
+ *     (which the inline observe reads) and the inline increment and
+ *     observe are ABI (the handles' sizes are checked by a test). Version
+ *     0.x promises no ABI for
  *     the other structs (options, outputs): rebuild against the header you
  *     run with. They carry reserved space so that they can grow without
  *     changing size.
