@@ -18,10 +18,9 @@
  *   - ABI: the counter, gauge and histogram handles, struct shmstat_hist_
  *     (which the inline observe reads) and the inline increment and
  *     observe are ABI (the handles' sizes are checked by a test). Version
- *     0.x promises no ABI for
- *     the other structs (options, outputs): rebuild against the header you
- *     run with. They carry reserved space so that they can grow without
- *     changing size.
+ *     0.x promises no ABI for the other structs (options, outputs):
+ *     rebuild against the header you run with. They carry reserved space
+ *     so that they can grow without changing size.
  *
  * Every function states, in the same three slots:
  *   Concurrency: who may call it at once (threads sharing a shmstat_t,
