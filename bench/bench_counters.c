@@ -14,6 +14,10 @@
  *   counter_add_threads    4 threads sharing one handle, aggregate ns/op
  *                          (one owner, three atomic on one shared line)
  *   counter_add_by_name    look the name up, then add (setup-style use)
+ *   histogram_observe      shmstat_histogram_observe() by the owner thread
+ *                          (default latency buckets, values spread over
+ *                          them): a bucket search and two plain adds
+ *   histogram_observe_ts   shmstat_histogram_observe_ts(), the exported one
  *   counter_read           sum one counter over 8 rows (8 writers' worth)
  *   baseline_local_plain   a plain increment of a process-local variable
  *   baseline_local_atomic  a relaxed atomic add on a process-local variable
@@ -63,6 +67,42 @@ SHIM_BENCH(counter_add)(shim_state_t *st)
 	while (shim_run_batch(st, BATCH))
 		for (int i = 0; i < BATCH; i++)
 			shmstat_counter_add(c, 1);
+	shim_set_items(st, shim_iterations(st));
+}
+
+/* Latencies spread over the default buckets, as a web service's are. */
+static const double lat[16] = {
+	0.003, 0.012, 0.04, 0.02, 0.09, 0.007, 0.3, 0.015,
+	0.06, 0.004, 0.8, 0.03, 0.011, 2.0, 0.05, 0.2,
+};
+
+SHIM_BENCH(histogram_observe)(shim_state_t *st)
+{
+	static const double b[] = SHMSTAT_LATENCY_BOUNDS;
+	shmstat_histogram_t hg;
+	if (shmstat_histogram_open(bench_seg(), "bench:observe", b,
+				   SHMSTAT_LATENCY_NBOUNDS, &hg) < 0) {
+		shim_skip(st, shmstat_errstr(seg));
+		return;
+	}
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++)
+			shmstat_histogram_observe(hg, lat[i & 15]);
+	shim_set_items(st, shim_iterations(st));
+}
+
+SHIM_BENCH(histogram_observe_ts)(shim_state_t *st)
+{
+	static const double b[] = SHMSTAT_LATENCY_BOUNDS;
+	shmstat_histogram_t hg;
+	if (shmstat_histogram_open(bench_seg(), "bench:observe_ts", b,
+				   SHMSTAT_LATENCY_NBOUNDS, &hg) < 0) {
+		shim_skip(st, shmstat_errstr(seg));
+		return;
+	}
+	while (shim_run_batch(st, BATCH))
+		for (int i = 0; i < BATCH; i++)
+			shmstat_histogram_observe_ts(&hg, lat[i & 15]);
 	shim_set_items(st, shim_iterations(st));
 }
 

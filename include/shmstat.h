@@ -1,7 +1,8 @@
 /*
  * shmstat.h — the one public header of libshmstat.
  *
- * libshmstat keeps named counters, gauges and a TTL cache in one POSIX
+ * libshmstat keeps named counters, gauges, histograms (names may carry
+ * labels; families may carry help text) and a TTL cache in one POSIX
  * shared-memory segment per namespace ("/shmstat.<name>"), shared by every
  * process of a host that opens it: prefork workers, the shmstat tool and the
  * shmstat-bridge daemon. doc/segment.md describes the layout and the crash
@@ -14,11 +15,12 @@
  *   - Reads copy out into the caller's memory: no pointer into the segment
  *     ever leaves the library.
  *   - The library never prints; see shmstat_log_set().
- *   - ABI: the counter and gauge handles and the inline increment are ABI
- *     (their size is checked by a test). Version 0.x promises no ABI for
- *     the other structs (options, outputs): rebuild against the header you
- *     run with. They carry reserved space so that they can grow without
- *     changing size.
+ *   - ABI: the counter, gauge and histogram handles, struct shmstat_hist_
+ *     (which the inline observe reads) and the inline increment and
+ *     observe are ABI (the handles' sizes are checked by a test). Version
+ *     0.x promises no ABI for the other structs (options, outputs):
+ *     rebuild against the header you run with. They carry reserved space
+ *     so that they can grow without changing size.
  *
  * Every function states, in the same three slots:
  *   Concurrency: who may call it at once (threads sharing a shmstat_t,
@@ -372,7 +374,9 @@ static inline void shmstat_counter_incr(shmstat_counter_t c)
  */
 int shmstat_counter_add_by_name(shmstat_t *h, const char *name, uint64_t n);
 
-/* Kinds of named values. */
+/* Kinds of named values (histograms: see below; shmstat_iter() gives a
+ * histogram's entry as SHMSTAT_KIND_HISTOGRAM, whose value and total are
+ * its sum in millionths, and each bucket as SHMSTAT_KIND_HBUCKET). */
 enum shmstat_kind {
 	SHMSTAT_KIND_COUNTER = 1,
 	SHMSTAT_KIND_GAUGE = 2,
@@ -463,6 +467,234 @@ int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out);
 void shmstat_gauge_set(shmstat_gauge_t g, int64_t v);
 void shmstat_gauge_add(shmstat_gauge_t g, int64_t delta);
 int64_t shmstat_gauge_read(shmstat_gauge_t g);
+
+/* ------------------------------------------------------------------ labels
+ *
+ * A name may carry labels: name{key="value",...}. Every call that takes a
+ * counter, gauge or histogram name accepts it; keys may come in any order
+ * and the same metric with its labels in another order is the same metric.
+ *   - name: the part before '{': 1 or more bytes, no '{';
+ *   - key: [A-Za-z_][A-Za-z0-9_]*, not starting with "__" (reserved), each
+ *     key once, at most SHMSTAT_LABELS_MAX keys;
+ *   - value: between double quotes, escaped as in the Prometheus text
+ *     format: \\ for a backslash, \" for a quote, \n for a newline (no
+ *     other escape, no raw control character);
+ *   - pairs separated by ',' (a trailing ',' and spaces after ',' and '{'
+ *     are accepted); "name{}" is "name".
+ * The canonical form has the keys sorted (bytewise) and no spaces:
+ * shmstat_name_canonical() gives it.
+ *
+ * Stored form and Redis keys: the directory (and shmstat_stat_t.name, and
+ * so the key the bridge gives it in Redis) holds a labelled name as
+ * name{}{key="value",...}: the empty "{}" first makes Redis Cluster hash
+ * the whole key (a key's hash tag is what lies between its first '{' and
+ * the next '}', and an empty one counts as none), so series of one label
+ * set are spread over the slots like any other keys. Every call accepts
+ * the stored form as well. SHMSTAT_NAME_MAX bounds the stored form.
+ * Cardinality is bounded by the directory: every label set is one entry
+ * (EFULL when none is left).
+ */
+#define SHMSTAT_LABELS_MAX 16
+
+/*
+ * Write the canonical form of name (either form) into out[0..len): its
+ * length (without the NUL) on success; ENAME (reason in shmstat_errstr())
+ * for a name that is not valid; ERANGE when len is too small (len of
+ * SHMSTAT_NAME_MAX + 1 always suffices). Concurrency: any.
+ */
+int shmstat_name_canonical(const char *name, char *out, size_t len);
+
+/* -------------------------------------------------------------- histograms
+ *
+ * A histogram counts observations (a latency, a size: values >= 0) into
+ * buckets with Prometheus-style upper bounds (an observation v falls in
+ * the first bucket whose bound is >= v; the last bucket, +Inf, takes the
+ * rest) and sums them. Its cells are ordinary counter cells in the rows:
+ * each bucket is a directory entry of its own (counting the observations
+ * of that bucket alone, not cumulated), and the histogram's own entry
+ * counts the sum, as an integer in millionths (SHMSTAT_HIST_SUM_SCALE) of
+ * the observed unit, each observation rounded to the nearest millionth.
+ * The count is the sum of the buckets (so count and +Inf bucket never
+ * disagree). Reads sum rows like counters, dead workers' rows are adopted
+ * like counters, reset works like counters, and the bridge syncs the
+ * buckets and the sum as counters: in Redis the cluster histogram is the
+ * sum over hosts, bucket by bucket, exactly.
+ *
+ * Directory entries: 1 + the number of buckets (the bounds and +Inf). The
+ * bucket of bound X of histogram name{L} is named name{__le="X",L} (stored
+ * as name{}{__le="X",L}; keys sorted as always), X the shortest decimal
+ * that reads back as the bound; "+Inf" for the last one. The sum's key is
+ * the histogram's own name.
+ */
+#define SHMSTAT_KIND_HISTOGRAM 3 /* a histogram (its entry holds the sum) */
+#define SHMSTAT_KIND_HBUCKET 4   /* one bucket of a histogram */
+/* shmstat_stat_t.name holds the stored form (see labels): the key the
+ * bridge uses. shmstat_name_canonical() turns it into the canonical one. */
+#define SHMSTAT_HIST_BOUNDS_MAX 32
+#define SHMSTAT_HIST_SUM_SCALE 1000000
+/* Request latency in seconds: prometheus_client's default buckets. */
+#define SHMSTAT_LATENCY_BOUNDS                                                 \
+	{ 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,    \
+	  5.0, 7.5, 10.0 }
+#define SHMSTAT_LATENCY_NBOUNDS 14
+
+/* Process-local description of an open histogram: for the inline
+ * observe only. tab_ maps a value's top 14 bits (sign, exponent, two
+ * mantissa bits) to the first bucket it can fall in, so that the search
+ * takes a step or two whatever the number of buckets. vbits_: the inline
+ * path takes values whose bits are below it (v >= 0 and below 4294, so
+ * that the sum's add stays below 2^32; not NaN). */
+#define SHMSTAT_HIST_TAB_ 8192
+struct shmstat_hist_ {
+	uint32_t n_;                             /* finite bounds */
+	uint32_t sum_;                           /* cell of the sum */
+	uint64_t vbits_;
+	double bound_[SHMSTAT_HIST_BOUNDS_MAX + 1]; /* +Inf after the last */
+	uint32_t cell_[SHMSTAT_HIST_BOUNDS_MAX + 1]; /* bucket cells, +Inf last */
+	uint8_t tab_[SHMSTAT_HIST_TAB_];
+};
+
+/* A histogram handle: ABI, 16 bytes; valid until shmstat_close() of the
+ * shmstat_t it came from; may be copied and shared by threads. */
+typedef struct shmstat_histogram {
+	struct shmstat_row_ *row_;
+	const struct shmstat_hist_ *d_;
+} shmstat_histogram_t;
+
+/*
+ * Fill out[0..count) with start, start*factor, ... (Prometheus'
+ * ExponentialBuckets). EINVAL unless start > 0, factor > 1 and 1 <= count
+ * <= SHMSTAT_HIST_BOUNDS_MAX. Concurrency: any.
+ */
+int shmstat_buckets_exponential(double start, double factor, size_t count,
+				double *out);
+
+/*
+ * Get a handle to the histogram `name` with the bucket bounds
+ * bounds[0..n) (finite, strictly increasing, 1 <= n <=
+ * SHMSTAT_HIST_BOUNDS_MAX; +Inf is implied), creating it when missing.
+ * bounds NULL (n 0): the bounds of the existing histogram (ENOTFOUND when
+ * there is none). Errors: ENAME (also: the name leaves no room for its
+ * buckets' names, or carries a label "le"), EINVAL (bounds), EKIND (the
+ * name is a counter or gauge, or the histogram exists with other bounds:
+ * the reason says which), EFULL (the directory cannot take its entries;
+ * those made stay, and a later open with room completes them), ERDONLY.
+ * On failure *out is a handle whose observations go nowhere.
+ * Concurrency, ordering: as shmstat_counter_open(). Killed: as for
+ * counters, per entry; a histogram some of whose buckets were never made
+ * reads them as empty until the next open makes them.
+ */
+int shmstat_histogram_open(shmstat_t *h, const char *name,
+			   const double *bounds, size_t n,
+			   shmstat_histogram_t *out);
+
+/* The out-of-line observe (FFI, other threads): thread-safe as
+ * shmstat_counter_add_ts(). NaN is ignored; a negative value counts as 0.
+ * hg may be NULL. */
+void shmstat_histogram_observe_ts(const shmstat_histogram_t *hg, double v);
+void shmstat_histogram_observe_slow_(struct shmstat_row_ *row,
+				     const struct shmstat_hist_ *d, double v);
+
+/*
+ * The hot path: count v into its bucket and add it to the sum: two plain
+ * adds into the row for the row's owner thread (a table lookup by the
+ * value's exponent and a step or two over the bounds first); any other thread, NaN, negative values and values of
+ * 4294 or more take shmstat_histogram_observe_ts(). Threads, signals,
+ * saturation: as shmstat_counter_add(). Concurrency: any. Ordering:
+ * relaxed: a reader may see the bucket before the sum. Killed: each of the
+ * two adds happened or not.
+ */
+static inline void shmstat_histogram_observe(shmstat_histogram_t hg, double v)
+{
+	struct shmstat_row_ *r = hg.row_;
+	const struct shmstat_hist_ *d = hg.d_;
+	uint64_t bits;
+	__builtin_memcpy(&bits, &v, sizeof(bits));
+	/* One unsigned compare: negative values and NaN have larger bits. */
+	if (__builtin_expect(__atomic_load_n(&r->owner_, __ATOMIC_RELAXED) ==
+				     shmstat_thread_token_() &&
+			     bits < d->vbits_,
+			     1)) {
+		uint32_t k = d->tab_[bits >> 50];
+		while (__builtin_expect(v > d->bound_[k], 0)) /* [n_]: +Inf */
+			k++;
+		uint64_t *c = r->cells;
+		uint64_t *b = c + d->cell_[k], *s = c + d->sum_;
+		__atomic_store_n(b, __atomic_load_n(b, __ATOMIC_RELAXED) + 1,
+				 __ATOMIC_RELAXED);
+		/* v < 4294: a signed conversion is exact and cheaper. */
+		__atomic_store_n(s,
+				 __atomic_load_n(s, __ATOMIC_RELAXED) +
+					 (uint64_t)(int64_t)(v * SHMSTAT_HIST_SUM_SCALE +
+							     0.5),
+				 __ATOMIC_RELAXED);
+	} else {
+		shmstat_histogram_observe_slow_(r, d, v);
+	}
+}
+
+/* Look up (or, with bounds, create) by name and observe: for scripts and
+ * the CLI. Errors as shmstat_histogram_open(). */
+int shmstat_histogram_observe_by_name(shmstat_t *h, const char *name,
+				      double v);
+
+/*
+ * A copied-out view of one histogram. buckets[k] counts the observations
+ * of bucket k alone (le[k-1] < v <= le[k]); le[nbuckets - 1] is +Inf.
+ * value view: as counters (rows minus the last reset); global view: what
+ * the bridge last wrote back (global_ns 0: never, or not for every cell).
+ */
+typedef struct shmstat_histogram_stat {
+	char name[SHMSTAT_NAME_MAX + 1]; /* canonical form */
+	uint32_t nbuckets;
+	double le[SHMSTAT_HIST_BOUNDS_MAX + 1];
+	uint64_t buckets[SHMSTAT_HIST_BOUNDS_MAX + 1];
+	uint64_t count;
+	double sum;
+	uint64_t global_buckets[SHMSTAT_HIST_BOUNDS_MAX + 1];
+	uint64_t global_count;
+	double global_sum;
+	uint64_t global_ns;
+	uint64_t reserved_[4];
+} shmstat_histogram_stat_t;
+
+/* Read a histogram by name (either form). ENOTFOUND, EKIND (not a
+ * histogram). Concurrency, ordering: each cell as shmstat_counter_read(). */
+int shmstat_histogram_read(shmstat_t *h, const char *name,
+			   shmstat_histogram_stat_t *out);
+
+/*
+ * Estimate the q-quantile (0 <= q <= 1) of the observations as Prometheus'
+ * histogram_quantile() does: find the bucket the rank q*count falls in and
+ * interpolate linearly within it (between the bucket's lower bound, 0 for
+ * the first, and its upper bound); a rank in the +Inf bucket gives the
+ * highest finite bound. global: use the global view. NaN when there are no
+ * observations. Concurrency: any (reads *st only).
+ */
+double shmstat_histogram_quantile(const shmstat_histogram_stat_t *st,
+				  double q, int global);
+
+/* ---------------------------------------------------------------- help
+ *
+ * Help text per metric family (the name without labels), kept in the
+ * segment and written as the family's # HELP line. Up to
+ * SHMSTAT_HELP_MAX bytes of UTF-8 (newlines and backslashes are escaped on
+ * output, other control characters refused). Setting it again replaces
+ * it. The table holds max_counters / 16 families (at least 8): EFULL past
+ * that. A segment created by layout 2.0 has no table: ENOTSUP.
+ */
+#define SHMSTAT_HELP_MAX 800
+
+/* Set the help of the family of name (labels, if any, are ignored).
+ * Errors: ENAME, EINVAL (text), EFULL, ENOTSUP, ERDONLY, EBUSY (another
+ * writer held the entry past 100 ms). Concurrency: any; concurrent sets of
+ * one family leave one of the texts. Killed: the text may be left
+ * unreadable (the family then shows the default help until set again). */
+int shmstat_help_set(shmstat_t *h, const char *name, const char *text);
+
+/* Copy the help of the family of name into buf[0..len) (NUL-ended): its
+ * length, ENOTFOUND when none is set, ERANGE when len is too small. */
+int shmstat_help_get(shmstat_t *h, const char *name, char *buf, size_t len);
 
 /* ------------------------------------------------------------- inspection */
 
@@ -867,8 +1099,10 @@ const char *shmstat_source(shmstat_t *h);
 
 /*
  * The live-stats JSON: {"timestamp", "scope": "local", "source": "local",
- * "segment", "counters": {name: value}, "gauges": {name: value}}: this
- * segment's own values.
+ * "segment", "counters": {name: value}, "gauges": {name: value},
+ * "histograms": {name: {"count", "sum", "buckets": [[le, cumulative
+ * count], ..., ["+Inf", count]]}}}: this segment's own values; names in
+ * their canonical form.
  * Concurrency: any, with every other call on the segment; a shmstat_t may
  * be shared (a failure's reason is per handle: shmstat_errstr()).
  * Ordering: each counter and gauge is read once, as shmstat_iter() reads
@@ -891,24 +1125,39 @@ int shmstat_export_json_global_buf(shmstat_t *h, const char *pattern,
 				   char *buf, size_t len, size_t *needed);
 
 /*
- * The Prometheus text exposition (format 0.0.4): the counters and gauges,
- * then the segment's own metrics (shmstat_counters_*, shmstat_workers,
- * shmstat_row_overflows_total), the cache's (shmstat_cache_*) and the
- * bridge's (shmstat_bridge_*). Each user series carries segment="..." and
- * name="<the name as stored>". Its family:
+ * The Prometheus text exposition (format 0.0.4): the counters, gauges and
+ * histograms, then the segment's own metrics (shmstat_counters_*,
+ * shmstat_workers, shmstat_row_overflows_total), the cache's
+ * (shmstat_cache_*) and the bridge's (shmstat_bridge_*). A family per name
+ * (its part before the labels); each series carries segment="..." and the
+ * name's labels. The family:
  *   1. "shmstat_" + the name with each character outside [A-Za-z0-9_]
  *      (':' included, a multibyte character counting as one) as '_';
  *   2. a counter's family ends in "_total" (added only when the name does
  *      not already end so: http_requests_total gives
  *      shmstat_http_requests_total); a gauge's never does (trailing
- *      "_total" dropped), so a counter and a gauge never share a family;
+ *      "_total" dropped), so a counter and a gauge never share a family; a
+ *      histogram's is as written, with the series _bucket{le="..."}
+ *      (cumulative, +Inf last), _sum and _count;
  *   3. a family that would be one of shmstat's own metric names
  *      (shmstat_cache_hits_total for a counter "cache:hits") is
  *      "shmstat_user_" + the rest instead (shmstat_user_cache_hits_total);
  *      no own name starts with shmstat_user_;
  *   4. names that give the same family are one family (one HELP and TYPE,
- *      and a comment line saying how many names met), a series per name,
- *      in byte order of the name.
+ *      and a comment line saying how many names met), in byte order of the
+ *      name, then of the labels;
+ *   5. a series carries name="<the name as given>" only when that tells
+ *      something: several names met in the family (rule 4), or the name
+ *      had to be changed (rule 1, or a gauge's dropped "_total"); a user
+ *      label "name" (or "segment") keeps its key and ours is called
+ *      shmstat_name (shmstat_segment) in that series;
+ *   6. one kind per family: when a histogram and a gauge (or a counter
+ *      named to end in "_total") give one family, the first kind in the
+ *      order counter, gauge, histogram is written and the others are left
+ *      out with a comment; so is a gauge whose family is one of a
+ *      histogram's series names;
+ *   7. # HELP is the family's help text (shmstat_help_set()), else
+ *      "shmstat <kind> <name>".
  * Concurrency, Ordering, Killed: as shmstat_export_json().
  */
 int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f);

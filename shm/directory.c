@@ -28,6 +28,7 @@
  * races it is counted either before or after it.
  */
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +102,237 @@ static int name_error(struct shmstat *h, const char *name)
 			    q < at ? "..." : "");
 }
 
+/* ---------------------------------------------------------------- labels */
+
+struct lpair {
+	const char *k, *v; /* v: the escaped text between the quotes */
+	size_t kl, vl;
+};
+
+static int lpair_cmp(const void *a, const void *b)
+{
+	const struct lpair *x = a, *y = b;
+	size_t l = x->kl < y->kl ? x->kl : y->kl;
+	int c = memcmp(x->k, y->k, l);
+	return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
+}
+
+static bool key_start(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool key_char(char c)
+{
+	return key_start(c) || (c >= '0' && c <= '9');
+}
+
+/*
+ * Parse name[0..len) (either form) into its name part and sorted pairs.
+ * 0, or ENAME with the reason on h.
+ */
+static int parse_labels(struct shmstat *h, const char *s, size_t len,
+			bool reserved, size_t *blen, struct lpair *p,
+			size_t *np)
+{
+	const char *brace = memchr(s, '{', len);
+	size_t n = 0;
+
+	*np = 0;
+	if (!brace) {
+		*blen = len;
+		return 0;
+	}
+	size_t i = (size_t)(brace - s);
+	*blen = i;
+	if (i == 0)
+		return shmstat__err(h, SHMSTAT_ENAME,
+				    "name '%.60s' has labels but no name "
+				    "before '{'",
+				    s);
+	i++;
+	/* The stored form: name{}{...}. */
+	if (i + 1 < len && s[i] == '}' && s[i + 1] == '{')
+		i += 2;
+	for (;;) {
+		while (i < len && s[i] == ' ')
+			i++;
+		if (i < len && s[i] == '}')
+			break;
+		if (i >= len || !key_start(s[i]))
+			return shmstat__err(h, SHMSTAT_ENAME,
+					    "labels of '%.60s': a label name "
+					    "([A-Za-z_][A-Za-z0-9_]*) expected "
+					    "at byte offset %zu",
+					    s, i);
+		size_t k0 = i;
+		while (i < len && key_char(s[i]))
+			i++;
+		size_t kl = i - k0;
+		if (!reserved && kl >= 2 && s[k0] == '_' && s[k0 + 1] == '_')
+			return shmstat__err(h, SHMSTAT_ENAME,
+					    "labels of '%.60s': label names "
+					    "starting with '__' are reserved",
+					    s);
+		if (i + 1 >= len || s[i] != '=' || s[i + 1] != '"')
+			return shmstat__err(h, SHMSTAT_ENAME,
+					    "labels of '%.60s': '=\"' expected "
+					    "after label '%.*s'",
+					    s, (int)kl, s + k0);
+		i += 2;
+		size_t v0 = i;
+		while (i < len && s[i] != '"') {
+			if (s[i] == '\\') {
+				if (i + 1 >= len ||
+				    (s[i + 1] != '\\' && s[i + 1] != '"' &&
+				     s[i + 1] != 'n'))
+					return shmstat__err(
+						h, SHMSTAT_ENAME,
+						"labels of '%.60s': only \\\\, "
+						"\\\" and \\n are escapes in a "
+						"label value (byte offset %zu)",
+						s, i);
+				i++;
+			}
+			i++;
+		}
+		if (i >= len)
+			return shmstat__err(h, SHMSTAT_ENAME,
+					    "labels of '%.60s': the value of "
+					    "'%.*s' has no closing quote",
+					    s, (int)kl, s + k0);
+		if (n == SHMSTAT_LABELS_MAX)
+			return shmstat__err(h, SHMSTAT_ENAME,
+					    "'%.60s' has more than %d labels",
+					    s, SHMSTAT_LABELS_MAX);
+		p[n++] = (struct lpair){ s + k0, s + v0, kl, i - v0 };
+		i++;
+		while (i < len && s[i] == ' ')
+			i++;
+		if (i < len && s[i] == ',') {
+			i++;
+			continue;
+		}
+		if (i < len && s[i] == '}')
+			break;
+		return shmstat__err(h, SHMSTAT_ENAME,
+				    "labels of '%.60s': ',' or '}' expected at "
+				    "byte offset %zu",
+				    s, i);
+	}
+	if (i + 1 != len)
+		return shmstat__err(h, SHMSTAT_ENAME,
+				    "'%.60s': nothing may follow the labels' "
+				    "'}'",
+				    s);
+	if (n > 1)
+		qsort(p, n, sizeof(*p), lpair_cmp);
+	for (size_t k = 1; k < n; k++)
+		if (lpair_cmp(&p[k - 1], &p[k]) == 0)
+			return shmstat__err(h, SHMSTAT_ENAME,
+					    "'%.60s': label '%.*s' appears "
+					    "twice",
+					    s, (int)p[k].kl, p[k].k);
+	*np = n;
+	return 0;
+}
+
+/* name part + pairs in the stored form (sep "{}{") or the canonical one
+ * ("{"); the length, or 0 when it does not fit cap bytes with the NUL. */
+static size_t labels_write(char *out, size_t cap, const char *s, size_t blen,
+			   const struct lpair *p, size_t n, const char *open)
+{
+	size_t o = 0;
+#define PUT(ptr, l)                                                            \
+	do {                                                                   \
+		if (o + (l) >= cap)                                            \
+			return 0;                                              \
+		memcpy(out + o, (ptr), (l));                                   \
+		o += (l);                                                      \
+	} while (0)
+	PUT(s, blen);
+	if (n) {
+		PUT(open, strlen(open));
+		for (size_t k = 0; k < n; k++) {
+			if (k)
+				PUT(",", 1);
+			PUT(p[k].k, p[k].kl);
+			PUT("=\"", 2);
+			PUT(p[k].v, p[k].vl);
+			PUT("\"", 1);
+		}
+		PUT("}", 1);
+	}
+#undef PUT
+	out[o] = '\0';
+	return o;
+}
+
+int shmstat__name_key(struct shmstat *h, const char *name, size_t len,
+		      bool reserved, char *out, size_t *olen, size_t *blen)
+{
+	struct lpair p[SHMSTAT_LABELS_MAX];
+	size_t n;
+	int rc;
+
+	/* The bytes as given: UTF-8 without control characters, and not
+	 * over the limit even before "{}" is added. */
+	if (shmstat__name_check_counter(name, len) < 0)
+		return name_error(h, name);
+	if ((rc = parse_labels(h, name, len, reserved, blen, p, &n)) < 0)
+		return rc;
+	size_t o = labels_write(out, SHMSTAT_NAME_MAX + 1, name, *blen, p, n,
+				"{}{");
+	if (o == 0)
+		return shmstat__err(h, SHMSTAT_ENAME,
+				    "'%.60s...' is longer than %d bytes in "
+				    "its stored form (name{}{labels})",
+				    name, SHMSTAT_NAME_MAX);
+	*olen = o;
+	return 0;
+}
+
+size_t shmstat__key_display(const char *key, size_t len, char *out)
+{
+	const char *b = memchr(key, '{', len);
+	size_t o = 0;
+
+	if (b && (size_t)(b - key) + 2 < len && b[1] == '}' && b[2] == '{') {
+		size_t bl = (size_t)(b - key);
+		memmove(out, key, bl);
+		memmove(out + bl, b + 2, len - bl - 2);
+		o = len - 2;
+	} else {
+		memmove(out, key, len);
+		o = len;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+int shmstat_name_canonical(const char *name, char *out, size_t len)
+{
+	struct lpair p[SHMSTAT_LABELS_MAX];
+	char tmp[SHMSTAT_NAME_MAX + 1];
+	size_t n, blen, klen;
+	int rc;
+
+	if (!out)
+		return SHMSTAT_EINVAL;
+	size_t nl = name ? strlen(name) : 0;
+	if ((rc = shmstat__name_key(NULL, name, nl, true, tmp, &klen,
+				    &blen)) < 0)
+		return rc;
+	if ((rc = parse_labels(NULL, tmp, klen, true, &blen, p, &n)) < 0)
+		return rc;
+	size_t o = labels_write(out, len, tmp, blen, p, n, "{");
+	if (o == 0)
+		return shmstat__err(NULL, SHMSTAT_ERANGE,
+				    "the canonical name needs %zu bytes",
+				    klen - (n ? 2 : 0) + 1);
+	return (int)o;
+}
+
 /*
  * A READY entry's length and kind, read once and checked. Another process
  * (a buggy or hostile one) may change them at any time: whatever we use
@@ -108,15 +340,57 @@ static int name_error(struct shmstat *h, const char *name)
  */
 struct entry_view {
 	uint16_t len;
-	uint8_t kind;
+	uint8_t kind; /* the view kind: SHMSTAT_KIND_* */
 };
+
+static int view_kind(uint8_t kind, uint8_t flags)
+{
+	if (kind == SHMSTAT_KIND_GAUGE && flags == 0)
+		return SHMSTAT_KIND_GAUGE;
+	if (kind != SHMSTAT_KIND_COUNTER)
+		return 0;
+	if (flags == 0)
+		return SHMSTAT_KIND_COUNTER;
+	if (flags == DF_HIST)
+		return SHMSTAT_KIND_HISTOGRAM;
+	if (flags == DF_HBUCKET)
+		return SHMSTAT_KIND_HBUCKET;
+	return 0;
+}
 
 static bool entry_read(const struct dir_entry *e, struct entry_view *v)
 {
 	v->len = __atomic_load_n(&e->name_len, __ATOMIC_RELAXED);
-	v->kind = __atomic_load_n(&e->kind, __ATOMIC_RELAXED);
-	return v->len >= 1 && v->len <= SHMSTAT_NAME_MAX &&
-	       (v->kind == SHMSTAT_KIND_COUNTER || v->kind == SHMSTAT_KIND_GAUGE);
+	v->kind = (uint8_t)view_kind(__atomic_load_n(&e->kind, __ATOMIC_RELAXED),
+				     __atomic_load_n(&e->flags, __ATOMIC_RELAXED));
+	return v->len >= 1 && v->len <= SHMSTAT_NAME_MAX && v->kind != 0;
+}
+
+int shmstat__dir_kind(const struct dir_entry *e, uint16_t *len)
+{
+	struct entry_view v;
+
+	if (dstate(atomic_load_explicit(&e->state, memory_order_acquire)) !=
+		    DIR_READY ||
+	    !entry_read(e, &v))
+		return 0;
+	if (len)
+		*len = v.len;
+	return v.kind;
+}
+
+static const char *kind_word(int kind)
+{
+	switch (kind) {
+	case SHMSTAT_KIND_GAUGE:
+		return "gauge";
+	case SHMSTAT_KIND_HISTOGRAM:
+		return "histogram";
+	case SHMSTAT_KIND_HBUCKET:
+		return "histogram bucket";
+	default:
+		return "counter";
+	}
 }
 
 /* The WRITING word for this process. */
@@ -180,7 +454,8 @@ static uint64_t wait_writer(struct dir_entry *e, uint64_t word,
  * bound): the caller then goes on probing.
  */
 static bool fill(struct shmstat *h, struct dir_entry *e, uint64_t word,
-		 const char *name, size_t len, uint64_t hash, int kind)
+		 const char *name, size_t len, uint64_t hash, int kind,
+		 uint64_t r4, uint64_t r5)
 {
 	__atomic_store_n(&e->reserved[DR_PIDNS], shmstat__pidns(),
 			 __ATOMIC_RELAXED);
@@ -188,7 +463,13 @@ static bool fill(struct shmstat *h, struct dir_entry *e, uint64_t word,
 			 __ATOMIC_RELAXED);
 	e->hash = hash;
 	e->name_len = (uint16_t)len;
-	e->kind = (uint8_t)kind;
+	e->kind = (uint8_t)(kind == SHMSTAT_KIND_GAUGE ? SHMSTAT_KIND_GAUGE
+						      : SHMSTAT_KIND_COUNTER);
+	e->flags = (uint8_t)(kind == SHMSTAT_KIND_HISTOGRAM ? DF_HIST
+			     : kind == SHMSTAT_KIND_HBUCKET ? DF_HBUCKET
+							    : 0);
+	__atomic_store_n(&e->reserved[DR_HIST], r4, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->reserved[DR_BOUND], r5, __ATOMIC_RELAXED);
 	memcpy(e->name, name, len);
 	atomic_store_explicit(&e->base, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->gauge, 0, memory_order_relaxed);
@@ -206,6 +487,13 @@ static bool fill(struct shmstat *h, struct dir_entry *e, uint64_t word,
 
 int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 			int kind, bool create, uint32_t *index)
+{
+	return shmstat__dir_lookup_x(h, name, len, kind, create, 0, 0, index);
+}
+
+int shmstat__dir_lookup_x(struct shmstat *h, const char *name, size_t len,
+			  int kind, bool create, uint64_t r4, uint64_t r5,
+			  uint32_t *index)
 {
 	uint64_t hash = shmstat__hash(name, len);
 	uint32_t n = h->max_counters;
@@ -225,7 +513,7 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 				    &e->state, &word, mine,
 				    memory_order_acq_rel, memory_order_acquire))
 				goto again; /* word now holds what won */
-			if (!fill(h, e, mine, name, len, hash, kind))
+			if (!fill(h, e, mine, name, len, hash, kind, r4, r5))
 				continue; /* declared dead while we stalled */
 			*index = i;
 			return 0;
@@ -253,7 +541,7 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 					    memory_order_acq_rel,
 					    memory_order_acquire))
 					goto again;
-				if (!fill(h, e, mine, name, len, hash, kind))
+				if (!fill(h, e, mine, name, len, hash, kind, r4, r5))
 					continue;
 				*index = i;
 				return 0;
@@ -284,13 +572,14 @@ int shmstat__dir_lookup(struct shmstat *h, const char *name, size_t len,
 			if (e->hash != hash || v.len != len ||
 			    memcmp(e->name, name, len) != 0)
 				continue;
-			if (v.kind != kind && kind != 0)
+			if (v.kind != kind && kind != 0) {
+				char d[SHMSTAT_NAME_MAX + 1];
+				size_t dl = shmstat__key_display(name, len, d);
 				return shmstat__err(h, SHMSTAT_EKIND,
-						    "'%.*s' is a %s", (int)len,
-						    name,
-						    v.kind == SHMSTAT_KIND_GAUGE
-							    ? "gauge"
-							    : "counter");
+						    "'%.*s' is a %s",
+						    (int)(dl > 120 ? 120 : dl),
+						    d, kind_word(v.kind));
+			}
 			*index = i;
 			return 0;
 		}
@@ -350,7 +639,7 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out)
 	out->name_len = v.len;
 	out->kind = v.kind;
 	out->index = i;
-	if (v.kind == SHMSTAT_KIND_COUNTER) {
+	if (v.kind != SHMSTAT_KIND_GAUGE) {
 		/* Base first: it only grows and is at most the sum at the time
 		 * it was taken, so value read this way is never negative. */
 		uint64_t base = atomic_load_explicit(&e->base,
@@ -392,10 +681,12 @@ int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out)
 				    "segment '%s' is open read-only: cannot "
 				    "count",
 				    h->name);
-	size_t len = name ? strlen(name) : 0;
-	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
-	rc = shmstat__dir_lookup(h, name, len, SHMSTAT_KIND_COUNTER, true, &i);
+	char key[SHMSTAT_NAME_MAX + 1];
+	size_t len, blen;
+	if ((rc = shmstat__name_key(h, name, name ? strlen(name) : 0, false,
+				    key, &len, &blen)) < 0)
+		return rc;
+	rc = shmstat__dir_lookup(h, key, len, SHMSTAT_KIND_COUNTER, true, &i);
 	if (rc < 0)
 		return rc;
 	/* The first open of a handle claims its row (a slot, or the shared
@@ -438,10 +729,12 @@ int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out)
 
 	if (!h || !out)
 		return SHMSTAT_EINVAL;
-	size_t len = name ? strlen(name) : 0;
-	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
-	rc = shmstat__dir_lookup(h, name, len, 0, false, &i);
+	char key[SHMSTAT_NAME_MAX + 1];
+	size_t len, blen;
+	if ((rc = shmstat__name_key(h, name, name ? strlen(name) : 0, true,
+				    key, &len, &blen)) < 0)
+		return rc;
+	rc = shmstat__dir_lookup(h, key, len, 0, false, &i);
 	if (rc == SHMSTAT_ENOTFOUND)
 		return shmstat__err(h, rc, "no counter or gauge '%.80s'", name);
 	if (rc < 0)
@@ -462,13 +755,32 @@ int shmstat_iter(shmstat_t *h, const char *pattern, shmstat_stat_fn fn,
 			continue;
 		if (rc < 0)
 			return rc;
-		if (!shmstat__glob(pattern, st.name, st.name_len))
-			continue;
+		if (pattern) {
+			char d[SHMSTAT_NAME_MAX + 1];
+			size_t dl = shmstat__key_display(st.name, st.name_len, d);
+			if (!shmstat__glob(pattern, d, dl))
+				continue;
+		}
 		rc = fn(&st, priv);
 		if (rc != 0)
 			return rc;
 	}
 	return 0;
+}
+
+void shmstat__dir_reset_one(struct shmstat *h, uint32_t i)
+{
+	struct dir_entry *e = &h->dir[i];
+	uint64_t total = shmstat__counter_total(h, i);
+	uint64_t old = atomic_load_explicit(&e->base, memory_order_relaxed);
+
+	/* Only raise the base: a slower concurrent reset must not bring
+	 * back counts a faster one cleared. */
+	while (old < total &&
+	       !atomic_compare_exchange_weak_explicit(&e->base, &old, total,
+						      memory_order_release,
+						      memory_order_relaxed))
+		;
 }
 
 int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
@@ -490,23 +802,28 @@ int shmstat_reset(shmstat_t *h, const char *pattern, uint64_t *count)
 		if (!entry_read(e, &v))
 			return shmstat__err(h, SHMSTAT_ECORRUPT,
 					    "directory entry %u is corrupt", i);
-		if (!shmstat__glob(pattern, e->name, v.len))
+		/* Buckets go with their histogram, never alone. */
+		if (v.kind == SHMSTAT_KIND_HBUCKET)
+			continue;
+		char d[SHMSTAT_NAME_MAX + 1];
+		memcpy(d, e->name, SHMSTAT_NAME_MAX);
+		size_t dl = shmstat__key_display(d, v.len, d);
+		if (!shmstat__glob(pattern, d, dl))
 			continue;
 		if (v.kind == SHMSTAT_KIND_GAUGE) {
 			atomic_store_explicit(&e->gauge, 0,
 					      memory_order_relaxed);
 		} else {
-			uint64_t total = shmstat__counter_total(h, i);
-			uint64_t old = atomic_load_explicit(
-				&e->base, memory_order_relaxed);
-			/* Only raise the base: a slower concurrent reset
-			 * must not bring back counts a faster one cleared. */
-			while (old < total &&
-			       !atomic_compare_exchange_weak_explicit(
-				       &e->base, &old, total,
-				       memory_order_release,
-				       memory_order_relaxed))
-				;
+			shmstat__dir_reset_one(h, i);
+		}
+		if (v.kind == SHMSTAT_KIND_HISTOGRAM) {
+			for (uint32_t b = 0; b < h->max_counters; b++)
+				if (shmstat__dir_kind(&h->dir[b], NULL) ==
+					    SHMSTAT_KIND_HBUCKET &&
+				    (uint32_t)__atomic_load_n(
+					    &h->dir[b].reserved[DR_HIST],
+					    __ATOMIC_RELAXED) == i)
+					shmstat__dir_reset_one(h, b);
 		}
 		n++;
 	}
@@ -529,10 +846,12 @@ int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 	if (h->rdonly)
 		return shmstat__err(h, SHMSTAT_ERDONLY,
 				    "segment '%s' is open read-only", h->name);
-	size_t len = name ? strlen(name) : 0;
-	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
-	rc = shmstat__dir_lookup(h, name, len, SHMSTAT_KIND_GAUGE, true, &i);
+	char key[SHMSTAT_NAME_MAX + 1];
+	size_t len, blen;
+	if ((rc = shmstat__name_key(h, name, name ? strlen(name) : 0, false,
+				    key, &len, &blen)) < 0)
+		return rc;
+	rc = shmstat__dir_lookup(h, key, len, SHMSTAT_KIND_GAUGE, true, &i);
 	if (rc < 0)
 		return rc;
 	*out = (shmstat_gauge_t){ .cell_ = (int64_t *)(void *)&h->dir[i].gauge,

@@ -36,6 +36,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,26 +232,66 @@ const char *shmstat_source(shmstat_t *h)
 /* ---------------------------------------------------------- live stats */
 
 struct json_ctx {
+	shmstat_t *h;
 	struct out *o;
 	int kind;
 	int n;
 	bool global;
 };
 
+static void put_json_double(struct out *o, double v)
+{
+	char b[40];
+	if (!isfinite(v)) {
+		out_str(o, "null");
+		return;
+	}
+	shmstat__fmt_bound(b, sizeof(b), v);
+	out_str(o, b);
+}
+
 static int json_member(const shmstat_stat_t *st, void *priv)
 {
 	struct json_ctx *c = priv;
+	char d[SHMSTAT_NAME_MAX + 1];
 
 	if (st->kind != c->kind)
 		return 0;
+	size_t dl = shmstat__key_display(st->name, st->name_len, d);
 	out_str(c->o, c->n++ ? ",\n    " : "\n    ");
-	put_json_str(c->o, st->name, st->name_len);
-	if (!c->global)
-		out_fmt(c->o, ": %" PRId64, st->value);
-	else if (st->global_ns)
-		out_fmt(c->o, ": %" PRId64, st->global);
-	else
-		out_str(c->o, ": null"); /* never read back from Redis */
+	put_json_str(c->o, d, dl);
+	if (st->kind != SHMSTAT_KIND_HISTOGRAM) {
+		if (!c->global)
+			out_fmt(c->o, ": %" PRId64, st->value);
+		else if (st->global_ns)
+			out_fmt(c->o, ": %" PRId64, st->global);
+		else
+			out_str(c->o, ": null"); /* never read back from Redis */
+		return 0;
+	}
+	shmstat_histogram_stat_t hs;
+	if (shmstat__hist_stat(c->h, st->index, &hs) < 0 ||
+	    (c->global && !hs.global_ns)) {
+		out_str(c->o, ": null");
+		return 0;
+	}
+	/* Cluster-wide: every bucket and the sum as the bridge read them
+	 * back, each a counter to it. */
+	out_fmt(c->o, ": {\"count\": %" PRIu64 ", \"sum\": ",
+		c->global ? hs.global_count : hs.count);
+	put_json_double(c->o, c->global ? hs.global_sum : hs.sum);
+	out_str(c->o, ", \"buckets\": [");
+	uint64_t cum = 0;
+	for (uint32_t k = 0; k < hs.nbuckets; k++) {
+		cum += c->global ? hs.global_buckets[k] : hs.buckets[k];
+		out_str(c->o, k ? ", [" : "[");
+		if (isinf(hs.le[k]))
+			out_str(c->o, "\"+Inf\"");
+		else
+			put_json_double(c->o, hs.le[k]);
+		out_fmt(c->o, ", %" PRIu64 "]", cum);
+	}
+	out_str(c->o, "]}");
 	return 0;
 }
 
@@ -259,7 +300,7 @@ static int json_member(const shmstat_stat_t *st, void *priv)
 static int json_doc(shmstat_t *h, const char *pattern, bool global,
 		    struct out *o)
 {
-	struct json_ctx c = { .o = o, .kind = SHMSTAT_KIND_COUNTER,
+	struct json_ctx c = { .h = h, .o = o, .kind = SHMSTAT_KIND_COUNTER,
 			      .global = global };
 	char ts[64];
 	int rc;
@@ -276,6 +317,12 @@ static int json_doc(shmstat_t *h, const char *pattern, bool global,
 		return rc;
 	out_str(o, c.n ? "\n  },\n  \"gauges\": {" : "},\n  \"gauges\": {");
 	c.kind = SHMSTAT_KIND_GAUGE;
+	c.n = 0;
+	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
+		return rc;
+	out_str(o, c.n ? "\n  },\n  \"histograms\": {"
+		       : "},\n  \"histograms\": {");
+	c.kind = SHMSTAT_KIND_HISTOGRAM;
 	c.n = 0;
 	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
 		return rc;
@@ -397,14 +444,16 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
 }
 
 /*
- * The family of a user name (rules 1-3 at the top). out holds
- * PROM_FAMILY_MAX bytes; *moved tells whether rule 3 applied.
+ * The family of a user name part (rules 1-3 at the top). out holds
+ * PROM_FAMILY_MAX bytes; *moved tells whether rule 3 applied, *changed
+ * whether a character was replaced.
  */
 static void prom_family(char *out, const char *name, size_t name_len,
-			int kind, bool *moved)
+			int kind, bool *moved, bool *changed)
 {
 	size_t o = sizeof(PROM_OWN_PREFIX) - 1;
 
+	*changed = false;
 	memcpy(out, PROM_OWN_PREFIX, o);
 	for (size_t i = 0; i < name_len;) {
 		unsigned char c = (unsigned char)name[i];
@@ -412,6 +461,7 @@ static void prom_family(char *out, const char *name, size_t name_len,
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '_';
 		out[o++] = ok ? (char)c : '_';
+		*changed |= !ok;
 		i += n ? n : 1; /* one '_' per character, or per bad byte */
 	}
 	if (kind == SHMSTAT_KIND_COUNTER) {
@@ -419,9 +469,11 @@ static void prom_family(char *out, const char *name, size_t name_len,
 			memcpy(out + o, "_total", 6);
 			o += 6;
 		}
-	} else {
-		while (ends_with(out, o, "_total"))
+	} else if (kind == SHMSTAT_KIND_GAUGE) {
+		while (ends_with(out, o, "_total")) {
 			o -= 6;
+			*changed = true; /* the name label says what it was */
+		}
 	}
 	out[o] = '\0';
 	*moved = shmstat__prom_own(out);
@@ -436,21 +488,35 @@ static void prom_family(char *out, const char *name, size_t name_len,
 
 struct series {
 	char family[PROM_FAMILY_MAX];
-	bool moved;
+	bool moved, changed;
+	size_t blen;      /* the name part of st.name */
+	size_t lab;       /* user labels in exposition form: st.name + lab */
+	size_t llen;
+	bool has_name;    /* the user labels have a key "name" */
+	bool has_segment; /* ... or "segment" */
 	shmstat_stat_t st;
+	shmstat_histogram_stat_t *hs; /* histograms */
 };
 
 struct collect {
+	shmstat_t *h;
 	struct series *v;
 	size_t n, cap;
 	size_t skipped; /* names the library would not accept */
+	int rc;
 };
 
 static int collect_one(const shmstat_stat_t *st, void *priv)
 {
 	struct collect *c = priv;
+	char key[SHMSTAT_NAME_MAX + 1];
+	size_t klen, blen;
 
-	if (shmstat__name_check_counter(st->name, st->name_len) < 0) {
+	if (st->kind == SHMSTAT_KIND_HBUCKET)
+		return 0; /* written with their histogram */
+	if (shmstat__name_key(NULL, st->name, st->name_len, true, key, &klen,
+			      &blen) < 0 ||
+	    klen != st->name_len || memcmp(key, st->name, klen) != 0) {
 		c->skipped++;
 		return 0;
 	}
@@ -462,19 +528,56 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 		c->v = v;
 		c->cap = cap;
 	}
-	struct series *s = &c->v[c->n++];
+	struct series *s = &c->v[c->n];
 	s->st = *st;
-	prom_family(s->family, st->name, st->name_len, st->kind, &s->moved);
+	s->hs = NULL;
+	if (st->kind == SHMSTAT_KIND_HISTOGRAM) {
+		if (!(s->hs = malloc(sizeof(*s->hs))))
+			return SHMSTAT_ENOMEM;
+		if (shmstat__hist_stat(c->h, st->index, s->hs) < 0) {
+			free(s->hs);
+			return 0; /* gone meanwhile: cannot happen */
+		}
+	}
+	c->n++;
+	s->blen = blen;
+	/* Stored form: name{}{labels}: the labels are s->st.name[blen+3..len-1). */
+	s->lab = klen > blen ? blen + 3 : klen;
+	s->llen = klen > blen ? klen - blen - 4 : 0;
+	s->has_name = s->has_segment = false;
+	/* Keys sit at the start or after a ',' outside a value; a value's
+	 * bytes cannot fake one: quotes in it are escaped. */
+	bool in_value = false;
+	for (size_t k = 0; k < s->llen; k++) {
+		const char *p = s->st.name + s->lab + k;
+		if (in_value) {
+			if (*p == '\\')
+				k++; /* an escape: skip what it escapes */
+			else if (*p == '"')
+				in_value = false;
+			continue;
+		}
+		if (*p == '"') {
+			in_value = true;
+			continue;
+		}
+		if (k && p[-1] != ',')
+			continue;
+		if (s->llen - k >= 6 && memcmp(p, "name=\"", 6) == 0)
+			s->has_name = true;
+		if (s->llen - k >= 9 && memcmp(p, "segment=\"", 9) == 0)
+			s->has_segment = true;
+	}
+	prom_family(s->family, st->name, blen, st->kind, &s->moved,
+		    &s->changed);
 	return 0;
 }
 
-static int name_cmp(const shmstat_stat_t *a, const shmstat_stat_t *b)
+static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 {
-	size_t l = a->name_len < b->name_len ? a->name_len : b->name_len;
-	int c = memcmp(a->name, b->name, l);
-	if (c)
-		return c;
-	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+	size_t l = al < bl ? al : bl;
+	int c = memcmp(a, b, l);
+	return c ? c : (al > bl) - (al < bl);
 }
 
 static int by_family(const void *a, const void *b)
@@ -482,7 +585,12 @@ static int by_family(const void *a, const void *b)
 	const struct series *x = a, *y = b;
 	int c = strcmp(x->family, y->family);
 	if (c == 0)
-		c = name_cmp(&x->st, &y->st);
+		c = (x->st.kind > y->st.kind) - (x->st.kind < y->st.kind);
+	if (c == 0)
+		c = bytes_cmp(x->st.name, x->blen, y->st.name, y->blen);
+	if (c == 0)
+		c = bytes_cmp(x->st.name + x->lab, x->llen, y->st.name + y->lab,
+			      y->llen);
 	/* A name twice (another program's bytes): the first entry first. */
 	return c ? c : (x->st.index > y->st.index) - (x->st.index < y->st.index);
 }
@@ -513,48 +621,145 @@ static void own_series(struct out *o, const char *family, const char *seg,
 		extra ? extra : "");
 }
 
-/* A user family's HELP and TYPE lines; v[0..n) are its series. */
-static void user_family(struct out *o, const struct series *v, size_t n)
+static const char *type_word(int kind)
 {
-	bool counter = v[0].st.kind == SHMSTAT_KIND_COUNTER;
-	size_t names = 1;
-	bool moved = v[0].moved;
+	return kind == SHMSTAT_KIND_COUNTER ? "counter"
+	       : kind == SHMSTAT_KIND_GAUGE ? "gauge"
+					    : "histogram";
+}
 
-	for (size_t k = 1; k < n; k++) {
-		if (name_cmp(&v[k].st, &v[k - 1].st) != 0)
-			names++;
+/* A user family's HELP and TYPE lines; v[0..n) are its series. */
+static void user_family(shmstat_t *h, struct out *o, const struct series *v,
+			size_t n, size_t names)
+{
+	bool moved = false;
+	char help[SHMSTAT_HELP_MAX + 1];
+	int hl = SHMSTAT_ENOTFOUND;
+
+	for (size_t k = 0; k < n; k++) {
 		moved |= v[k].moved;
+		if (hl < 0 && (k == 0 || bytes_cmp(v[k].st.name, v[k].blen,
+						   v[k - 1].st.name,
+						   v[k - 1].blen) != 0))
+			hl = shmstat__help_find(h, v[k].st.name, v[k].blen,
+						help, sizeof(help));
 	}
-	out_fmt(o, "# HELP %s shmstat %s", v[0].family,
-		counter ? "counter" : "gauge");
-	if (names == 1) {
-		out_chr(o, ' ');
-		put_text(o, v[0].st.name, v[0].st.name_len, ESC_HELP);
+	out_fmt(o, "# HELP %s ", v[0].family);
+	if (hl >= 0) {
+		put_text(o, help, (size_t)hl, ESC_HELP);
+		out_chr(o, '\n');
+	} else if (names == 1) {
+		out_fmt(o, "shmstat %s ", type_word(v[0].st.kind));
+		put_text(o, v[0].st.name, v[0].blen, ESC_HELP);
 		out_chr(o, '\n');
 	} else {
-		out_fmt(o, ", %zu names (the name label tells them apart)\n",
-			names);
+		out_fmt(o, "shmstat %s, %zu names (the name label tells them "
+			   "apart)\n",
+			type_word(v[0].st.kind), names);
+	}
+	if (names > 1)
 		out_fmt(o, "# shmstat: %zu names sanitize to %s; the name "
 			   "label tells them apart\n",
 			names, v[0].family);
-	}
 	if (moved)
 		out_fmt(o, "# shmstat: %s%s is shmstat's own; names that map to "
 			   "it are exported as %s\n",
 			PROM_OWN_PREFIX, v[0].family + sizeof(PROM_USER_PREFIX) - 1,
 			v[0].family);
-	prom_head(o, v[0].family, counter ? "counter" : "gauge");
+	prom_head(o, v[0].family, type_word(v[0].st.kind));
 }
 
-/* One user series: its label set (segment, name) and value. */
-static void user_series(struct out *o, const char *seg, const struct series *s)
+/* The label set of a user series: segment, the name label when needed,
+ * the user's labels, and extra (le="..."), in braces. */
+static void user_labels(struct out *o, const char *seg, const struct series *s,
+			bool name_label, const char *extra)
 {
-	out_fmt(o, "%s{segment=\"%s\",name=\"", s->family, seg);
-	put_text(o, s->st.name, s->st.name_len, ESC_LABEL);
-	out_fmt(o, "\"} %" PRId64 "\n", s->st.value);
+	/* A user's own segment (or name) label keeps its key; ours moves. */
+	out_fmt(o, "{%s=\"%s\"", s->has_segment ? "shmstat_segment" : "segment",
+		seg);
+	if (name_label) {
+		out_str(o, s->has_name ? ",shmstat_name=\"" : ",name=\"");
+		put_text(o, s->st.name, s->blen, ESC_LABEL);
+		out_chr(o, '"');
+	}
+	if (s->llen) {
+		out_chr(o, ',');
+		/* exposition form already */
+		out_mem(o, s->st.name + s->lab, s->llen);
+	}
+	if (extra) {
+		out_chr(o, ',');
+		out_str(o, extra);
+	}
+	out_chr(o, '}');
 }
 
-static void prom_user(struct out *o, const char *seg, struct collect *c)
+static void put_double(struct out *o, double v)
+{
+	char b[40];
+	shmstat__fmt_bound(b, sizeof(b), v);
+	out_str(o, b);
+}
+
+/* One user series (a histogram: its buckets, sum and count). */
+static void user_series(struct out *o, const char *seg, const struct series *s,
+			bool name_label)
+{
+	if (!s->hs) {
+		out_str(o, s->family);
+		user_labels(o, seg, s, name_label, NULL);
+		out_fmt(o, " %" PRId64 "\n", s->st.value);
+		return;
+	}
+	const shmstat_histogram_stat_t *hs = s->hs;
+	uint64_t cum = 0;
+	bool inf = false;
+	for (uint32_t k = 0; k < hs->nbuckets; k++) {
+		char le[64] = "le=\"";
+		cum += hs->buckets[k];
+		inf |= isinf(hs->le[k]);
+		shmstat__fmt_bound(le + 4, sizeof(le) - 6, hs->le[k]);
+		strcat(le, "\"");
+		out_fmt(o, "%s_bucket", s->family);
+		user_labels(o, seg, s, name_label, le);
+		out_fmt(o, " %" PRIu64 "\n", cum);
+	}
+	if (!inf) { /* its +Inf entry was never made: the count is exact */
+		out_fmt(o, "%s_bucket", s->family);
+		user_labels(o, seg, s, name_label, "le=\"+Inf\"");
+		out_fmt(o, " %" PRIu64 "\n", hs->count);
+	}
+	out_fmt(o, "%s_sum", s->family);
+	user_labels(o, seg, s, name_label, NULL);
+	out_chr(o, ' ');
+	put_double(o, hs->sum);
+	out_chr(o, '\n');
+	out_fmt(o, "%s_count", s->family);
+	user_labels(o, seg, s, name_label, NULL);
+	out_fmt(o, " %" PRIu64 "\n", hs->count);
+}
+
+/* Is family f (a gauge's) one of the series names of a histogram family? */
+static bool hist_series_name(const struct collect *c, const char *f)
+{
+	static const char *const suf[] = { "_bucket", "_sum", "_count" };
+	size_t fl = strlen(f);
+
+	for (size_t k = 0; k < 3; k++) {
+		size_t sl = strlen(suf[k]);
+		if (fl <= sl || strcmp(f + fl - sl, suf[k]) != 0)
+			continue;
+		for (size_t i = 0; i < c->n; i++)
+			if (c->v[i].st.kind == SHMSTAT_KIND_HISTOGRAM &&
+			    strlen(c->v[i].family) == fl - sl &&
+			    memcmp(c->v[i].family, f, fl - sl) == 0)
+				return true;
+	}
+	return false;
+}
+
+static void prom_user(shmstat_t *h, struct out *o, const char *seg,
+		      struct collect *c)
 {
 	if (c->skipped)
 		out_fmt(o, "# shmstat: %zu names left out: not valid UTF-8 or "
@@ -565,19 +770,58 @@ static void prom_user(struct out *o, const char *seg, struct collect *c)
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), by_family);
 	for (size_t i = 0; i < c->n;) {
-		size_t j = i + 1;
+		size_t j = i + 1, k2;
 		while (j < c->n && strcmp(c->v[j].family, c->v[i].family) == 0)
 			j++;
-		user_family(o, c->v + i, j - i);
-		for (size_t k = i; k < j; k++) {
+		/* One kind per family: a histogram and a gauge "x" both give
+		 * shmstat_x; the first kind (counter, gauge, histogram) is
+		 * written, the others are left out and said so. */
+		for (k2 = i + 1; k2 < j && c->v[k2].st.kind == c->v[i].st.kind;
+		     k2++)
+			;
+		if (k2 < j)
+			out_fmt(o, "# shmstat: %zu series of family %s left "
+				   "out: they are not a %s\n",
+				j - k2, c->v[i].family,
+				type_word(c->v[i].st.kind));
+		if (c->v[i].st.kind == SHMSTAT_KIND_GAUGE &&
+		    hist_series_name(c, c->v[i].family)) {
+			out_fmt(o, "# shmstat: gauge family %s left out: a "
+				   "histogram's series have that name\n",
+				c->v[i].family);
+			i = j;
+			continue;
+		}
+		size_t names = 1;
+		bool changed = c->v[i].changed;
+		for (size_t k = i + 1; k < k2; k++) {
+			if (bytes_cmp(c->v[k].st.name, c->v[k].blen,
+				      c->v[k - 1].st.name,
+				      c->v[k - 1].blen) != 0)
+				names++;
+			changed |= c->v[k].changed;
+		}
+		/* The name label only when it tells something: the family
+		 * holds several names, or the name had to be changed. */
+		bool name_label = names > 1 || changed;
+		user_family(h, o, c->v + i, k2 - i, names);
+		for (size_t k = i; k < k2; k++) {
 			/* A segment that lists a name twice (another
 			 * program's bytes): one series, the first entry's. */
-			if (k > i && name_cmp(&c->v[k].st, &c->v[k - 1].st) == 0)
+			if (k > i && strcmp(c->v[k].st.name,
+					    c->v[k - 1].st.name) == 0)
 				continue;
-			user_series(o, seg, &c->v[k]);
+			user_series(o, seg, &c->v[k], name_label);
 		}
 		i = j;
 	}
+}
+
+static void collect_free(struct collect *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i].hs);
+	free(c->v);
 }
 
 static void prom_segment(shmstat_t *h, struct out *o, const char *seg)
@@ -693,17 +937,17 @@ static void prom_bridge(shmstat_t *h, struct out *o, const char *seg)
 
 static int prom_doc(shmstat_t *h, const char *pattern, struct out *o)
 {
-	struct collect c = { 0 };
+	struct collect c = { .h = h };
 	char seg[SHMSTAT_SEGNAME_MAX + 1];
 
 	snprintf(seg, sizeof(seg), "%s", h->name);
 	int rc = shmstat_iter(h, pattern, collect_one, &c);
 	if (rc < 0) {
-		free(c.v);
+		collect_free(&c);
 		return rc;
 	}
-	prom_user(o, seg, &c);
-	free(c.v);
+	prom_user(h, o, seg, &c);
+	collect_free(&c);
 	prom_segment(h, o, seg);
 	prom_cache(h, o, seg);
 	prom_bridge(h, o, seg);

@@ -37,8 +37,11 @@
 #define SEG_MAGIC UINT64_C(0x31544154534d4853) /* "SHMSTAT1" little-endian */
 /* 2.0: the overflow row after the W rows; worker_slot.map_base; the
  * directory's WRITING word carries the writer's start time, and DEAD. */
+/* 2.1: the help region (REG_HELP, table index 5, between sync and cache);
+ * directory entry flags and reserved[4..5] for histograms. A 2.0 reader
+ * sees a histogram's entries as counters. */
 #define SEG_LAYOUT_MAJOR 2
-#define SEG_LAYOUT_MINOR 0
+#define SEG_LAYOUT_MINOR 1
 #define SEG_HDR_SIZE 4096u
 #define SEG_ALIGN 128u /* every region starts on a 128-byte boundary */
 
@@ -53,7 +56,9 @@ enum seg_region_id {
 	REG_ROWS = 2,
 	REG_SYNC = 3,
 	REG_CACHE = 4,
-	REG_COUNT = 5, /* regions defined by this layout version */
+	REG_COUNT = 5, /* regions every 2.x segment has */
+	REG_HELP = 5,  /* 2.1: help texts; absent (nregions 5) in 2.0 */
+	REG_ALL = 6,   /* regions this build creates */
 };
 
 struct seg_region {
@@ -176,8 +181,8 @@ struct dir_entry {
 	_Atomic uint64_t state;
 	uint64_t hash;           /* XXH3 of the name, for probing */
 	uint16_t name_len;
-	uint8_t kind;            /* enum shmstat_kind */
-	uint8_t flags;
+	uint8_t kind;            /* SHMSTAT_KIND_COUNTER or _GAUGE */
+	uint8_t flags;           /* 2.1: DF_* (histogram cells are counters) */
 	uint32_t reserved0;
 	_Atomic uint64_t base;   /* counters: sum at the last local reset */
 	_Atomic int64_t gauge;   /* gauges: the value */
@@ -186,12 +191,50 @@ struct dir_entry {
 	/* reserved[0..1]: sync.c's reset base of this counter and a tag of
 	 * the Redis key it was made for, written by the bridge only.
 	 * reserved[2..3] (layout 2.0): the WRITING writer's pid namespace
-	 * and CLOCK_REALTIME ns of its CAS, stored just after it. */
+	 * and CLOCK_REALTIME ns of its CAS, stored just after it.
+	 * reserved[4..5] (layout 2.1), histograms: DF_HIST: [4] the number
+	 * of buckets (+Inf included), [5] a hash of the bounds; DF_HBUCKET:
+	 * [4] the histogram's entry index | bucket number << 32, [5] the
+	 * bound's IEEE 754 bits. Written before READY, never after. */
 	uint64_t reserved[8];
 	char name[SHMSTAT_NAME_MAX]; /* not NUL-terminated: name_len bytes */
 };
 _Static_assert(sizeof(struct dir_entry) == 320, "directory entry size");
 _Static_assert(offsetof(struct dir_entry, name) == 120, "name offset");
+
+/* dir_entry.flags (layout 2.1). */
+#define DF_HIST 0x1u    /* a histogram: its cell counts the sum */
+#define DF_HBUCKET 0x2u /* a bucket of a histogram */
+#define DR_HIST 4
+#define DR_BOUND 5
+
+/*
+ * Help text of one metric family (layout 2.1, REG_HELP). Open addressing
+ * by the hash of the family name; entries are never removed. `seq` is a
+ * sequence word: 0 empty, odd while a writer writes, even (>= 2) readable.
+ * A writer CASes it even -> odd, writes, stores odd + 1 (release); readers
+ * copy and check that it did not change. A writer killed in between leaves
+ * it odd: readers skip the entry, and the next writer of the family takes
+ * it over after 100 ms.
+ */
+#define HELP_ENTRY_SIZE 1024u
+struct help_entry {
+	_Atomic uint64_t seq;
+	uint64_t hash;
+	uint16_t name_len;
+	uint16_t text_len;
+	uint32_t reserved0;
+	char name[SHMSTAT_NAME_MAX];
+	char text[HELP_ENTRY_SIZE - 24 - SHMSTAT_NAME_MAX];
+};
+_Static_assert(sizeof(struct help_entry) == HELP_ENTRY_SIZE, "help entry");
+_Static_assert(sizeof(((struct help_entry *)0)->text) >= SHMSTAT_HELP_MAX,
+	       "help text fits");
+/* Help entries for a directory of c entries. */
+static inline uint32_t help_entries(uint32_t c)
+{
+	return c / 16 > 8 ? c / 16 : 8;
+}
 
 /*
  * Sync status: written by the bridge (one writer, guarded by its pidfile),

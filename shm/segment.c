@@ -41,8 +41,8 @@
 #define MAX_WORKERS 4096u
 #define MAX_SIZE (UINT64_C(1) << 40)
 
-static const char *const region_names[REG_COUNT] = {
-	"registry", "directory", "rows", "sync", "cache",
+static const char *const region_names[REG_ALL] = {
+	"registry", "directory", "rows", "sync", "cache", "help",
 };
 
 int shmstat_name_check(const char *name)
@@ -77,7 +77,7 @@ struct geometry {
 	uint64_t size;
 	uint32_t counters, workers, row_stride;
 	uint64_t cache_max_value;
-	struct seg_region region[REG_COUNT];
+	struct seg_region region[REG_ALL];
 };
 
 static int plan(const shmstat_options_t *o, struct geometry *g)
@@ -116,6 +116,11 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 		g->region[r].size = align_up(sizes[r], SEG_ALIGN);
 		off += g->region[r].size;
 	}
+	/* 2.1: the help table, before the cache (which takes the rest). */
+	g->region[REG_HELP].off = off;
+	g->region[REG_HELP].size = (uint64_t)help_entries(g->counters) *
+				   sizeof(struct help_entry);
+	off += g->region[REG_HELP].size;
 	uint64_t cmin = shmstat__cache_min_size(g->cache_max_value);
 	if (cmin == 0)
 		return shmstat__err(NULL, SHMSTAT_EINVAL,
@@ -196,7 +201,7 @@ static int build(struct shmstat *h, const struct geometry *g)
 	hdr->max_counters = g->counters;
 	hdr->max_workers = g->workers;
 	hdr->row_stride = g->row_stride;
-	hdr->nregions = REG_COUNT;
+	hdr->nregions = REG_ALL;
 	hdr->cache_max_value = g->cache_max_value;
 	memcpy(hdr->region, g->region, sizeof(g->region));
 	host_identity(hdr);
@@ -305,6 +310,14 @@ static int validate(struct shmstat *h, uint64_t real_size)
 	h->sync = (struct sync_status *)(void *)(h->base + rg[REG_SYNC].off);
 	h->cache = h->base + rg[REG_CACHE].off;
 	h->cache_size = rg[REG_CACHE].size;
+	/* 2.1: the help table, when the creator made one. */
+	h->help = NULL;
+	h->help_n = 0;
+	if (hdr->nregions > REG_HELP &&
+	    rg[REG_HELP].size >= (uint64_t)help_entries(c) * sizeof(struct help_entry)) {
+		h->help = (struct help_entry *)(void *)(h->base + rg[REG_HELP].off);
+		h->help_n = help_entries(c);
+	}
 	int rc = shmstat__cache_validate(h->cache, h->cache_size,
 					 hdr->cache_max_value, &h->cache_geo);
 	if (rc < 0)
@@ -638,6 +651,7 @@ void shmstat_close(shmstat_t **hp)
 	*hp = NULL;
 	shmstat__fork_unregister(h);
 	shmstat__row_release(h);
+	shmstat__hist_free(h);
 	unmap(h);
 	free(h);
 }

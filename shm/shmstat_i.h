@@ -29,6 +29,8 @@ enum row_state {
 /* Extra per-thread rows a handle may take (registry.c). */
 #define SHMSTAT_XROWS 3
 
+struct hist_desc; /* metric.c */
+
 /* The process-local handle. */
 struct shmstat {
 	char name[SHMSTAT_SEGNAME_MAX + 1];
@@ -76,6 +78,12 @@ struct shmstat {
 	} xrow[SHMSTAT_XROWS];
 	_Atomic bool xrow_denied;    /* the registry had none to spare */
 	pid_t owner_pid;             /* process that claimed the slots */
+	/* Help table (layout 2.1), NULL in a 2.0 segment. */
+	struct help_entry *help;
+	uint32_t help_n;
+	/* Histogram descriptions handed out by histogram_open (metric.c),
+	 * freed by close: a lock-free list. */
+	_Atomic(struct hist_desc *) hists;
 	struct shmstat *next_open;   /* list of open handles, for fork */
 };
 
@@ -148,6 +156,36 @@ int shmstat__dir_stat(struct shmstat *h, uint32_t i, shmstat_stat_t *out);
 /* Sum of counter i over every row and the overflow row, saturated. */
 uint64_t shmstat__counter_total(const struct shmstat *h, uint32_t i);
 int shmstat__name_check_counter(const char *name, size_t len);
+/* The view kind of a READY entry: SHMSTAT_KIND_* (histogram and bucket
+ * from the flags), 0 when invalid; *len gets its checked length. */
+int shmstat__dir_kind(const struct dir_entry *e, uint16_t *len);
+/* Insert with histogram metadata (reserved[4], [5]) filled before READY. */
+int shmstat__dir_lookup_x(struct shmstat *h, const char *name, size_t len,
+			  int kind, bool create, uint64_t r4, uint64_t r5,
+			  uint32_t *index);
+/* Raise the base of counter i to its current sum. */
+void shmstat__dir_reset_one(struct shmstat *h, uint32_t i);
+
+/* metric.c: labels, histograms, help. */
+/* The stored form of name (either form) into out (SHMSTAT_NAME_MAX + 1
+ * bytes), its length in *olen and the length of the name part in *blen.
+ * reserved: allow "__" keys (histogram cells). 0 or ENAME (reason set on
+ * h). */
+int shmstat__name_key(struct shmstat *h, const char *name, size_t len,
+		      bool reserved, char *out, size_t *olen, size_t *blen);
+/* Stored form -> canonical form (drop the "{}" after the name), into out
+ * (SHMSTAT_NAME_MAX + 1 bytes); its length. */
+size_t shmstat__key_display(const char *key, size_t len, char *out);
+void shmstat__hist_free(struct shmstat *h);
+/* Histogram entry i copied out; ENOTFOUND when it is not one. */
+int shmstat__hist_stat(struct shmstat *h, uint32_t i,
+		       shmstat_histogram_stat_t *out);
+/* Help of family f[0..fl) into buf (cap bytes, NUL-ended): its length,
+ * ENOTFOUND or ERANGE; sets no reason. */
+int shmstat__help_find(struct shmstat *h, const char *f, size_t fl, char *buf,
+		       size_t cap);
+/* Shortest decimal that reads back as v ("+Inf" for infinity). */
+void shmstat__fmt_bound(char *buf, size_t len, double v);
 
 /* fnmatch(3) rules without flags over len bytes (NULs allowed, any
  * length): the one glob of the tree. NULL pattern matches all. */

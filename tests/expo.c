@@ -238,13 +238,46 @@ void expo_parse(const char *doc, struct expo *e)
 	}
 }
 
+static bool clean_name(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
 const struct sample *expo_find(const struct expo *e, const char *metric,
-				 const char *name_label)
+			       const char *name_label)
 {
 	for (int i = 0; i < e->n; i++)
 		if (strcmp(e->s[i].name, metric) == 0 &&
 		    (!name_label || strcmp(e->s[i].label_name, name_label) == 0))
 			return &e->s[i];
+	/* A name that needs no sanitizing and meets no other name in its
+	 * family carries no name label: its metric says it. */
+	if (name_label && clean_name(name_label))
+		for (int i = 0; i < e->n; i++)
+			if (strcmp(e->s[i].name, metric) == 0 &&
+			    !e->s[i].label_name[0] &&
+			    strncmp(metric, "shmstat_", 8) == 0 &&
+			    strstr(metric, name_label))
+				return &e->s[i];
 	return NULL;
+}
+
+const struct sample *expo_user_counter(const struct expo *e, const char *name)
+{
+	char metric[600];
+	size_t l = strlen(name);
+
+	for (int i = 0; i < e->n; i++)
+		if (strcmp(e->s[i].label_name, name) == 0)
+			return &e->s[i];
+	if (!clean_name(name))
+		return NULL;
+	snprintf(metric, sizeof(metric), "shmstat_%s%s", name,
+		 l >= 6 && strcmp(name + l - 6, "_total") == 0 ? "" : "_total");
+	return expo_find(e, metric, name);
 }
 

@@ -35,4 +35,8 @@ int expo_family(struct expo *e, const char *name);
 const struct sample *expo_find(const struct expo *e, const char *metric,
 			       const char *name_label);
 
+/* The series of user counter `name`: by its name label, or by its metric
+ * when it needs none. */
+const struct sample *expo_user_counter(const struct expo *e, const char *name);
+
 #endif

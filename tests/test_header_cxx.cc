@@ -12,6 +12,7 @@ int main()
 	shmstat_counter_add(c, 5);
 	shmstat_counter_incr(c);
 	static_assert(sizeof(shmstat_counter_t) == 16, "ABI");
+	static_assert(sizeof(shmstat_histogram_t) == 16, "ABI");
 	if (cells[2] != 6) {
 		std::printf("1 passed, 1 failed\n");
 		return 1;

@@ -121,9 +121,73 @@ static void promtool_accepts_the_exposition_for_hard_names(void **state)
 					   out, sizeof(out)), 0);
 }
 
+/* Counters, gauges and histograms with labels (quotes, backslashes,
+ * newlines, UTF-8 in values), UTF-8 names, help texts: clean for
+ * promtool's parser and its linter. */
+static void promtool_accepts_histograms_labels_and_help(void **state)
+{
+	struct tu_seg *s = *state;
+	static const double b[] = { 0.005, 0.01, 0.1, 1, 10 };
+	shmstat_histogram_t hg;
+	shmstat_gauge_t g;
+	char out[16384];
+
+	if (!find_promtool()) {
+		print_message("promtool not found in PATH: skipped (Debian package "
+			      "prometheus; scripts/deps.sh installs it)\n");
+		skip();
+	}
+	assert_int_equal(shmstat_counter_add_by_name(
+				 s->h, "http_requests_total{route=\"/\",code=\"200\"}", 3), 0);
+	assert_int_equal(shmstat_counter_add_by_name(
+				 s->h, "http_requests_total{code=\"500\",route=\"/a\\\"b\\\\c\"}", 1), 0);
+	assert_int_equal(shmstat_counter_add_by_name(
+				 s->h, "größe_total{wert=\"ü\\n\"}", 2), 0);
+	assert_int_equal(shmstat_counter_add_by_name(s->h, "plain_events", 4), 0);
+	assert_int_equal(shmstat_gauge_open(s->h, "inflight{pool=\"a\"}", &g), 0);
+	shmstat_gauge_set(g, 5);
+	assert_int_equal(shmstat_gauge_open(s->h, "日本語{name=\"x\"}", &g), 0);
+	assert_int_equal(shmstat_histogram_open(s->h,
+		"http_request_duration_seconds{route=\"/\"}", b, 5, &hg), 0);
+	for (int i = 0; i < 100; i++)
+		shmstat_histogram_observe(hg, i * 0.013);
+	assert_int_equal(shmstat_histogram_open(s->h,
+		"http_request_duration_seconds{route=\"/q\\\"\"}", b, 5, &hg), 0);
+	shmstat_histogram_observe(hg, 0.5);
+	assert_int_equal(shmstat_histogram_open(s->h, "payload_bytes", NULL, 0,
+						&hg), SHMSTAT_ENOTFOUND);
+	double e[8];
+	assert_int_equal(shmstat_buckets_exponential(64, 4, 8, e), 0);
+	assert_int_equal(shmstat_histogram_open(s->h, "payload_bytes", e, 8, &hg), 0);
+	shmstat_histogram_observe(hg, 1000);
+	assert_int_equal(shmstat_help_set(s->h, "http_requests_total",
+					  "Requests by route and code."), 0);
+	assert_int_equal(shmstat_help_set(s->h, "http_request_duration_seconds",
+					  "Request latency, \"quoted\" \\ and\nsplit."), 0);
+
+	char *doc = exposition(s->h);
+	int rc = check_metrics(doc, out, sizeof(out));
+	if (rc != 0 || out[0]) {
+		fprintf(stderr, "--- the document:\n%s--- promtool check "
+				"metrics (exit %d):\n%s\n", doc, rc, out);
+		fail_msg("promtool check metrics refused the exposition");
+	}
+	/* What a prometheus_client user expects to find. */
+	assert_non_null(strstr(doc, "# TYPE shmstat_http_request_duration_seconds histogram\n"));
+	assert_non_null(strstr(doc, "shmstat_http_request_duration_seconds_bucket{segment="));
+	assert_non_null(strstr(doc, ",route=\"/\",le=\"+Inf\"} 100\n"));
+	assert_non_null(strstr(doc, "# HELP shmstat_http_requests_total Requests by route and code.\n"));
+	assert_null(strstr(doc, "_total_total"));
+	assert_null(strstr(doc, "name=\"http_requests_total\""));
+	free(doc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			promtool_accepts_histograms_labels_and_help,
+			tu_seg_setup, tu_seg_teardown),
 		cmocka_unit_test_setup_teardown(
 			promtool_accepts_the_exposition_for_hard_names,
 			tu_seg_setup, tu_seg_teardown),

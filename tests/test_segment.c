@@ -365,6 +365,7 @@ static void hot_path_structs_keep_their_size(void **state)
 	assert_int_equal(offsetof(shmstat_counter_t, index_), 8);
 	assert_int_equal(sizeof(struct shmstat_row_), 16);
 	assert_int_equal(sizeof(shmstat_gauge_t), 16);
+	assert_int_equal(sizeof(shmstat_histogram_t), 16);
 }
 
 /*

@@ -72,8 +72,14 @@ struct collect {
 static int collect_one(const shmstat_stat_t *st, void *priv)
 {
 	struct collect *c = priv;
+	char d[SHMSTAT_NAME_MAX + 1];
 
-	if (!tool_filter_match(c->f, st->name, st->name_len))
+	/* Buckets are shown with their histogram; names in their
+	 * canonical form (labels as name{k="v"}). */
+	if (st->kind == SHMSTAT_KIND_HBUCKET)
+		return 0;
+	size_t dl = shmstat__key_display(st->name, st->name_len, d);
+	if (!tool_filter_match(c->f, d, dl))
 		return 0;
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? 2 * c->cap : 256;
@@ -83,7 +89,9 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 		c->v = v;
 		c->cap = cap;
 	}
-	c->v[c->n++] = *st;
+	c->v[c->n] = *st;
+	memcpy(c->v[c->n].name, d, dl + 1);
+	c->v[c->n++].name_len = (uint32_t)dl;
 	return 0;
 }
 

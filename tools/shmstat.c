@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -50,12 +51,16 @@ static const char usage_main[] =
 	"                     bridge\n"
 	"  list [-f GLOB]... [-X GLOB]... [--sort KEY]\n"
 	"       [-j [--global] | -p | -w [TIME]]\n"
-	"       [-o FILE]     counters and gauges: table, JSON, Prometheus,\n"
-	"                     live view\n"
+	"       [-o FILE]     counters, gauges and histograms: table, JSON,\n"
+	"                     Prometheus, live view\n"
 	"  get [-j] [--global] NAME\n"
 	"                     print one value (--global: the cluster-wide one)\n"
 	"  incr NAME [N]      add N (default 1) to a counter, creating it\n"
 	"  set NAME VALUE     set a gauge, creating it\n"
+	"  observe [--buckets B,...] NAME VALUE\n"
+	"                     count VALUE into a histogram (created with the\n"
+	"                     buckets, default: request latency in seconds)\n"
+	"  help NAME [TEXT]   print or set the help text of a metric family\n"
 	"  reset [GLOB]       reset matching counters (default: all)\n"
 	"  reset --global GLOB  reset them in Redis, for every host\n"
 	"  info [-j]          layout, sizes, region usage, workers\n"
@@ -292,8 +297,13 @@ static const char usage_list[] =
 	"                              -w [TIME] [-c COUNT] [-H]]\n"
 	"                             [-o FILE]\n"
 	"\n"
-	"Print every counter and gauge (or those the filters pass) with its\n"
-	"value: a table with a header line, sorted by name unless --sort.\n"
+	"Print every counter, gauge and histogram (or those the filters pass)\n"
+	"with its value: a table with a header line, sorted by name unless\n"
+	"--sort. A histogram's VALUE is its count, followed by its sum and\n"
+	"the p50, p90 and p99 estimated from the buckets as Prometheus'\n"
+	"histogram_quantile() does: linear interpolation within the bucket\n"
+	"the rank falls in (a rank in the +Inf bucket gives the highest\n"
+	"finite bound). Labelled names show as name{key=\"value\",...}.\n"
 	"  -f GLOB     only names matching GLOB (fnmatch rules, e.g.\n"
 	"              'filter_stats:*'); repeat it for more; a GLOB starting\n"
 	"              with ^ excludes instead ('^cache:*'). A name is shown when\n"
@@ -303,19 +313,23 @@ static const char usage_list[] =
 	"              rate (the live view only: fastest first)\n"
 	"  -p, --prometheus\n"
 	"              the Prometheus text format (counters as shmstat_<name>_total,\n"
-	"              gauges as shmstat_<name>, the original name in a label; cache\n"
-	"              and bridge metrics too): for node_exporter's textfile\n"
-	"              collector, with -o\n"
+	"              gauges as shmstat_<name>, histograms as shmstat_<name>_bucket,\n"
+	"              _sum and _count; labels as given; the original name in a\n"
+	"              name label when it had to be changed; cache and bridge\n"
+	"              metrics too): for node_exporter's textfile collector, with -o\n"
 	"  -o FILE     write to FILE atomically: a temporary file in the same\n"
 	"              directory, renamed over FILE when complete, so a reader\n"
 	"              never sees a partial file (Debian's node_exporter reads\n"
 	"              /var/lib/prometheus/node-exporter/*.prom)\n"
 	"  -j          JSON: {\"timestamp\", \"scope\", \"source\", \"segment\",\n"
-	"              \"counters\": {...}, \"gauges\": {...}}: this segment's\n"
-	"              values (scope and source \"local\")\n"
+	"              \"counters\": {...}, \"gauges\": {...}, \"histograms\":\n"
+	"              {name: {\"count\", \"sum\", \"buckets\": [[le, cumulative\n"
+	"              count], ...]}}}: this segment's values (scope and source\n"
+	"              \"local\")\n"
 	"  --global    with -j: each one's cluster-wide value from Redis (scope\n"
 	"              \"global\"; source \"redis\" when the bridge reconciled\n"
-	"              them recently, else \"stale\"; null when never read)\n"
+	"              them recently, else \"stale\"; null when never read); a\n"
+	"              histogram's are the sum over hosts, bucket by bucket\n"
 	"  -w [TIME]   live view: redraw every TIME (default 1s, 50ms to 1h; a\n"
 	"              bare number is seconds) with each counter's rate per\n"
 	"              second; keys: q quits, arrows/PgUp/PgDn/Home/End scroll,\n"
@@ -325,6 +339,56 @@ static const char usage_list[] =
 	"-j and -p take at most one -f and no exclusion. With -f, the table\n"
 	"and -j exit 1 when no name matched.\n"
 	"\n" TOOL_EXIT_HELP;
+
+/* sum=S p50=A p90=B p99=C (global: the cluster-wide view). */
+static void hist_summary(FILE *f, const shmstat_histogram_stat_t *hs,
+			 int global)
+{
+	static const double q[] = { 0.5, 0.9, 0.99 };
+	static const char *const qn[] = { "p50", "p90", "p99" };
+
+	fprintf(f, "sum=%.6g", global ? hs->global_sum : hs->sum);
+	for (int k = 0; k < 3; k++) {
+		double v = shmstat_histogram_quantile(hs, q[k], global);
+		if (isnan(v))
+			fprintf(f, " %s=-", qn[k]);
+		else
+			fprintf(f, " %s=%.6g", qn[k], v);
+	}
+}
+
+static void hist_json(const shmstat_histogram_stat_t *hs, int global,
+		      const char *ts, const char *source)
+{
+	static const double q[] = { 0.5, 0.9, 0.99 };
+	static const char *const qn[] = { "p50", "p90", "p99" };
+	const uint64_t *b = global ? hs->global_buckets : hs->buckets;
+	uint64_t cum = 0;
+
+	fputs("{\"name\": ", stdout);
+	json_str(stdout, hs->name, strlen(hs->name));
+	char num[40];
+	shmstat__fmt_bound(num, sizeof(num), global ? hs->global_sum : hs->sum);
+	printf(", \"kind\": \"histogram\", \"count\": %" PRIu64
+	       ", \"sum\": %s, \"buckets\": [",
+	       global ? hs->global_count : hs->count, num);
+	for (uint32_t k = 0; k < hs->nbuckets; k++) {
+		cum += b[k];
+		if (isinf(hs->le[k])) {
+			printf("%s[\"+Inf\", %" PRIu64 "]", k ? ", " : "", cum);
+		} else {
+			shmstat__fmt_bound(num, sizeof(num), hs->le[k]);
+			printf("%s[%s, %" PRIu64 "]", k ? ", " : "", num, cum);
+		}
+	}
+	fputs("]", stdout);
+	for (int k = 0; k < 3; k++) {
+		double v = shmstat_histogram_quantile(hs, q[k], global);
+		shmstat__fmt_bound(num, sizeof(num), v);
+		printf(", \"%s\": %s", qn[k], isnan(v) ? "null" : num);
+	}
+	printf(", \"timestamp\": \"%s\", \"source\": \"%s\"}\n", ts, source);
+}
 
 static int by_name(const void *a, const void *b)
 {
@@ -352,9 +416,22 @@ static int list_table(shmstat_t *h, const struct tool_filter *flt,
 	if (n > 1)
 		qsort(v, n, sizeof(*v), sort == SORT_VALUE ? by_value : by_name);
 	fprintf(f, "%-50s %20s  %s\n", "NAME", "VALUE", "KIND");
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%-50s %20" PRId64 "  %s\n", v[i].name, v[i].value,
-			v[i].kind == SHMSTAT_KIND_GAUGE ? "gauge" : "counter");
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind != SHMSTAT_KIND_HISTOGRAM) {
+			fprintf(f, "%-50s %20" PRId64 "  %s\n", v[i].name,
+				v[i].value,
+				v[i].kind == SHMSTAT_KIND_GAUGE ? "gauge"
+								: "counter");
+			continue;
+		}
+		shmstat_histogram_stat_t hs;
+		if (shmstat_histogram_read(h, v[i].name, &hs) < 0)
+			continue; /* cannot happen: names are never removed */
+		fprintf(f, "%-50s %20" PRIu64 "  histogram  ", v[i].name,
+			hs.count);
+		hist_summary(f, &hs, 0);
+		fputc('\n', f);
+	}
 	free(v);
 	*shown = n;
 	return 0;
@@ -402,6 +479,9 @@ static int do_list(const char *seg, int argc, char **argv)
 		switch (c) {
 		case 'p':
 			prom = true;
+			break;
+		case 'g':
+			global = true;
 			break;
 		case 'f':
 		case 'X':
@@ -569,6 +649,29 @@ static int do_get(const char *seg, int argc, char **argv)
 	shmstat_t *h;
 	if ((rc = attach(seg, &h)))
 		return rc;
+	shmstat_histogram_stat_t hs;
+	if (shmstat_histogram_read(h, argv[optind], &hs) == 0) {
+		char ts[64];
+		iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
+		if (global && !hs.global_ns) {
+			tool_err("get: '%s' has no cluster-wide value yet (no "
+				 "bridge has pushed it)",
+				 hs.name);
+			shmstat_close(&h);
+			return TOOL_NOTFOUND;
+		}
+		if (json) {
+			hist_json(&hs, global, ts,
+				  global ? "redis" : tool_source(h));
+		} else {
+			printf("count=%" PRIu64 " ",
+			       global ? hs.global_count : hs.count);
+			hist_summary(stdout, &hs, global);
+			putchar('\n');
+		}
+		shmstat_close(&h);
+		return 0;
+	}
 	if (global) {
 		rc = sync_get_global(h, argv[optind], json);
 		shmstat_close(&h);
@@ -581,8 +684,10 @@ static int do_get(const char *seg, int argc, char **argv)
 	} else if (json) {
 		char ts[64];
 		iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
+		char d[SHMSTAT_NAME_MAX + 1];
+		size_t dl = shmstat__key_display(st.name, st.name_len, d);
 		fputs("{\"name\": ", stdout);
-		json_str(stdout, st.name, st.name_len);
+		json_str(stdout, d, dl);
 		printf(", \"kind\": \"%s\", \"value\": %" PRId64
 		       ", \"timestamp\": \"%s\", \"source\": \"%s\"}\n",
 		       st.kind == SHMSTAT_KIND_GAUGE ? "gauge" : "counter",
@@ -679,6 +784,129 @@ static int do_set(const char *seg, int argc, char **argv)
 		tool_err("%s", shmstat_errstr(h));
 	shmstat_close(&h);
 	return rc < 0 ? tool_status(rc) : 0;
+}
+
+/* ----------------------------------------------------------------- observe */
+
+static const char usage_observe[] =
+	"usage: shmstat [-n NAME] observe [--buckets B,B,...] HISTOGRAM VALUE\n"
+	"\n"
+	"Count VALUE (a decimal number >= 0, e.g. 0.25) into HISTOGRAM. A\n"
+	"missing histogram is created with the bucket upper bounds given\n"
+	"(finite, increasing, 1 to 32 of them; +Inf is implied), by default\n"
+	"request latency in seconds: 0.005,0.01,0.025,0.05,0.075,0.1,0.25,\n"
+	"0.5,0.75,1,2.5,5,7.5,10. An existing one keeps its bounds (other\n"
+	"bounds given are refused). Names may carry labels:\n"
+	"'http_request_duration_seconds{route=\"/\"}'.\n"
+	"\n" TOOL_EXIT_HELP;
+
+static int parse_bounds(const char *s, double *b, size_t *n)
+{
+	*n = 0;
+	while (*s) {
+		char *end;
+		if (*n == SHMSTAT_HIST_BOUNDS_MAX)
+			return -1;
+		b[*n] = strtod(s, &end);
+		if (end == s || (*end && *end != ','))
+			return -1;
+		(*n)++;
+		s = *end ? end + 1 : end;
+	}
+	return *n ? 0 : -1;
+}
+
+static int do_observe(const char *seg, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "buckets", required_argument, NULL, 'b' },
+		{ 0, 0, 0, 0 },
+	};
+	double bounds[SHMSTAT_HIST_BOUNDS_MAX] = SHMSTAT_LATENCY_BOUNDS;
+	size_t nb = SHMSTAT_LATENCY_NBOUNDS;
+	bool given = false;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c != 'b') {
+			fputs(usage_observe, stderr);
+			return TOOL_USAGE;
+		}
+		if (parse_bounds(optarg, bounds, &nb) < 0) {
+			tool_err("observe: --buckets takes 1 to %d decimal "
+				 "numbers separated by commas, not '%s'",
+				 SHMSTAT_HIST_BOUNDS_MAX, optarg);
+			return TOOL_USAGE;
+		}
+		given = true;
+	}
+	if (argc - optind != 2) {
+		tool_err("observe: expected HISTOGRAM VALUE");
+		fputs(usage_observe, stderr);
+		return TOOL_USAGE;
+	}
+	char *end;
+	const char *vs = argv[optind + 1];
+	double v = strtod(vs, &end);
+	if (end == vs || *end || !isfinite(v) || v < 0) {
+		tool_err("observe: VALUE must be a decimal number >= 0, not "
+			 "'%s'",
+			 vs);
+		return TOOL_USAGE;
+	}
+	shmstat_t *h;
+	if ((rc = attach_rw(seg, &h)))
+		return rc;
+	shmstat_histogram_t hg;
+	rc = shmstat_histogram_open(h, argv[optind], NULL, 0, &hg);
+	if (rc == SHMSTAT_ENOTFOUND || (rc == 0 && given))
+		rc = shmstat_histogram_open(h, argv[optind], bounds, nb, &hg);
+	if (rc == 0)
+		shmstat_histogram_observe(hg, v);
+	else
+		tool_err("observe: %s", shmstat_errstr(h));
+	shmstat_close(&h);
+	return rc < 0 ? tool_status(rc) : 0;
+}
+
+/* -------------------------------------------------------------------- help */
+
+static const char usage_helptext[] =
+	"usage: shmstat [-n NAME] help METRIC [TEXT]\n"
+	"\n"
+	"Print the help text of METRIC's family (its name without labels),\n"
+	"or set it to TEXT (up to 800 bytes of UTF-8): the # HELP line of\n"
+	"the Prometheus exposition. Without METRIC, the tool's help.\n"
+	"\n" TOOL_EXIT_HELP;
+
+static int do_helptext(const char *seg, int argc, char **argv)
+{
+	int rc;
+
+	if (argc == 1) {
+		fputs(usage_main, stdout);
+		return tool_stdout_check();
+	}
+	if (argc > 3) {
+		tool_err("help: expected METRIC [TEXT]");
+		fputs(usage_helptext, stderr);
+		return TOOL_USAGE;
+	}
+	shmstat_t *h;
+	if ((rc = argc == 3 ? attach_rw(seg, &h) : attach(seg, &h)))
+		return rc;
+	if (argc == 3) {
+		rc = shmstat_help_set(h, argv[1], argv[2]);
+	} else {
+		char buf[SHMSTAT_HELP_MAX + 1];
+		rc = shmstat_help_get(h, argv[1], buf, sizeof(buf));
+		if (rc >= 0)
+			printf("%s\n", buf);
+	}
+	if (rc < 0)
+		tool_err("help: %s", shmstat_errstr(h));
+	shmstat_close(&h);
+	return rc < 0 ? tool_status(rc) : tool_stdout_check();
 }
 
 /* ------------------------------------------------------------------- reset */
@@ -878,6 +1106,8 @@ static const struct cmd cmds[] = {
 	{ "get", do_get, usage_get },
 	{ "incr", do_incr, usage_incr },
 	{ "set", do_set, usage_set },
+	{ "observe", do_observe, usage_observe },
+	{ "help", do_helptext, usage_helptext },
 	{ "reset", do_reset, usage_reset },
 	{ "info", do_info, usage_info },
 	{ "reap", do_reap, usage_reap },

@@ -193,7 +193,12 @@ static void row_text(const struct view *v, const struct row *r, int width,
 	char val[32], rate[32];
 
 	tool_number(val, sizeof(val), (double)r->st.value, v->human);
-	if (r->st.kind == SHMSTAT_KIND_GAUGE)
+	if (r->st.kind == SHMSTAT_KIND_HISTOGRAM) {
+		/* Its cell is the sum, in millionths: shown as the sum. */
+		tool_number(val, sizeof(val),
+			    (double)r->st.value / SHMSTAT_HIST_SUM_SCALE, v->human);
+		snprintf(rate, sizeof(rate), "(hist. sum)");
+	} else if (r->st.kind == SHMSTAT_KIND_GAUGE)
 		snprintf(rate, sizeof(rate), "(gauge)");
 	else if (isnan(r->rate))
 		snprintf(rate, sizeof(rate), "-");

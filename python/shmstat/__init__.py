@@ -22,7 +22,10 @@ counted. Values are bytes; str keys and names are UTF-8. Errors raise
 subclasses of shmstat.Error carrying the library's reason.
 """
 
+import functools as _functools
+import inspect as _inspect
 import json as _json
+import time as _time
 import math as _math
 
 from . import _shmstat
@@ -32,6 +35,7 @@ __version__ = _shmstat.__version__
 
 __all__ = [
     "open", "unlink", "cached", "Segment", "Cache", "Counter", "Gauge",
+    "Histogram", "labelled", "DEFAULT_BUCKETS", "exponential_buckets",
     "Error", "InvalidArgument", "NotFound", "Exists", "Full", "Busy",
     "TooBig", "WrongKind", "Corrupt", "PermissionDenied", "NotSupported",
     "OutOfMemory", "SystemCallError", "strerror",
@@ -174,6 +178,105 @@ class Cache(_shmstat._Cache):
         return f"<shmstat.Cache of {self._segment_name!r}>"
 
 
+# ----------------------------------------------------------------- metrics
+
+def _escape(value):
+    return (str(value).replace("\\", "\\\\").replace('"', '\\"')
+            .replace("\n", "\\n"))
+
+
+def labelled(name, **labels):
+    """The name of a metric with labels, in canonical form:
+    labelled("http_requests_total", route="/", code="200") is
+    'http_requests_total{code="200",route="/"}' (keys sorted, values
+    escaped as in the Prometheus text format)."""
+    if not labels:
+        return name
+    return name + "{" + ",".join(
+        f'{k}="{_escape(labels[k])}"' for k in sorted(labels)) + "}"
+
+
+#: prometheus_client's default buckets: request latency in seconds.
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+                   1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+def exponential_buckets(start, factor, count):
+    """start, start*factor, ... (count bounds), as Prometheus'
+    ExponentialBuckets."""
+    if not (start > 0 and factor > 1 and 1 <= count <= 32):
+        raise InvalidArgument(reason="exponential buckets need start > 0, "
+                              "factor > 1 and 1 to 32 buckets")
+    return tuple(start * factor ** i for i in range(count))
+
+
+class _Timer:
+    """Histogram.time(): a context manager and a decorator."""
+
+    __slots__ = ("_observe", "_t0")
+
+    def __init__(self, observe):
+        self._observe = observe
+        self._t0 = None
+
+    def __enter__(self):
+        self._t0 = _time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self._observe(_time.perf_counter() - self._t0)
+
+    def __call__(self, fn):
+        observe = self._observe
+
+        if _inspect.iscoroutinefunction(fn):
+            @_functools.wraps(fn)
+            async def timed_async(*a, **kw):
+                t0 = _time.perf_counter()
+                try:
+                    return await fn(*a, **kw)
+                finally:
+                    observe(_time.perf_counter() - t0)
+            return timed_async
+
+        @_functools.wraps(fn)
+        def timed(*a, **kw):
+            t0 = _time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                observe(_time.perf_counter() - t0)
+        return timed
+
+
+class Histogram:
+    """A histogram of a segment: seg.histogram(name, buckets=..., **labels).
+    .observe(v) counts v (>= 0) into its bucket and the sum, lock-free into
+    this process's row; .time() times a block or a function in seconds;
+    .value is {"name", "count", "sum", "buckets": [(le, cumulative), ...]};
+    .quantile(q) estimates as Prometheus' histogram_quantile()."""
+
+    __slots__ = ("_h", "observe", "name")
+
+    def __init__(self, h):
+        self._h = h
+        self.observe = h.observe
+        self.name = h.name
+
+    def time(self):
+        return _Timer(self.observe)
+
+    @property
+    def value(self):
+        return self._h.value
+
+    def quantile(self, q):
+        return self._h.quantile(q)
+
+    def __repr__(self):
+        return f"<shmstat.Histogram {self.name!r}>"
+
+
 # ----------------------------------------------------------------- segment
 
 class Segment(_shmstat._Segment):
@@ -192,6 +295,29 @@ class Segment(_shmstat._Segment):
     def __repr__(self):
         state = "closed" if self.closed else "open"
         return f"<shmstat.Segment {self.name!r} {state}>"
+
+    def counter(self, name, **labels):
+        """The counter `name` (with labels: counter("http_requests_total",
+        route="/", code="200")), created when missing."""
+        return super().counter(labelled(name, **labels) if labels else name)
+
+    def gauge(self, name, **labels):
+        """The gauge `name` (with labels as for counter()), created (at 0)
+        when missing."""
+        return super().gauge(labelled(name, **labels) if labels else name)
+
+    def histogram(self, name, buckets=DEFAULT_BUCKETS, **labels):
+        """The histogram `name` with these bucket upper bounds (+Inf is
+        implied; default: request latency in seconds), created when
+        missing; buckets=None: the existing histogram's bounds."""
+        n = labelled(name, **labels) if labels else name
+        return Histogram(self._histogram(
+            n, None if buckets is None else tuple(buckets)))
+
+    def help(self, name, text=None):
+        """Set the help text of name's family (the # HELP line), or, with
+        no text, return it (None when none is set)."""
+        return self._help(name, text)
 
     def live_stats(self, pattern=None, *, prefix=None):
         """The live-stats dict of the seeds' filter-stats services:

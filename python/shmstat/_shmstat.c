@@ -318,6 +318,151 @@ static PyTypeObject Counter_Type = {
 	.tp_getset = Counter_getset,
 };
 
+/* -------------------------------------------------------------- Histogram */
+
+typedef struct {
+	PyObject_HEAD
+	SegmentObject *seg;
+	PyObject *name;
+	shmstat_histogram_t hg;
+} HistogramObject;
+
+static PyTypeObject Histogram_Type;
+
+static PyObject *Histogram_observe(HistogramObject *self, PyObject *arg)
+{
+	double v = PyFloat_AsDouble(arg);
+
+	if (v == -1.0 && PyErr_Occurred())
+		return NULL;
+	if (!self->seg || !self->seg->h)
+		return raise_code(SHMSTAT_EINVAL, "segment is closed");
+	/* Under the GIL, as Counter.inc. */
+	shmstat_histogram_observe(self->hg, v);
+	Py_RETURN_NONE;
+}
+
+static PyObject *hist_dict(const shmstat_histogram_stat_t *hs, int global)
+{
+	const uint64_t *b = global ? hs->global_buckets : hs->buckets;
+	PyObject *buckets = PyList_New(hs->nbuckets);
+	uint64_t cum = 0;
+
+	if (!buckets)
+		return NULL;
+	for (uint32_t k = 0; k < hs->nbuckets; k++) {
+		cum += b[k];
+		PyObject *t = Py_BuildValue("(dK)", hs->le[k],
+					    (unsigned long long)cum);
+		if (!t) {
+			Py_DECREF(buckets);
+			return NULL;
+		}
+		PyList_SET_ITEM(buckets, k, t);
+	}
+	return Py_BuildValue("{s:s,s:K,s:d,s:N}", "name", hs->name, "count",
+			     (unsigned long long)(global ? hs->global_count
+							 : hs->count),
+			     "sum", global ? hs->global_sum : hs->sum,
+			     "buckets", buckets);
+}
+
+static PyObject *Histogram_value(HistogramObject *self, void *unused)
+{
+	shmstat_histogram_stat_t hs;
+	const char *name;
+	int rc;
+
+	(void)unused;
+	if (seg_ready(self->seg) < 0 || !(name = name_arg(self->name, "name")))
+		return NULL;
+	if ((rc = shmstat_histogram_read(self->seg->h, name, &hs)) < 0)
+		return raise_code(rc, shmstat_errstr(self->seg->h));
+	return hist_dict(&hs, 0);
+}
+
+static PyObject *Histogram_quantile(HistogramObject *self, PyObject *arg)
+{
+	shmstat_histogram_stat_t hs;
+	const char *name;
+	double q = PyFloat_AsDouble(arg);
+	int rc;
+
+	if (q == -1.0 && PyErr_Occurred())
+		return NULL;
+	if (seg_ready(self->seg) < 0 || !(name = name_arg(self->name, "name")))
+		return NULL;
+	if ((rc = shmstat_histogram_read(self->seg->h, name, &hs)) < 0)
+		return raise_code(rc, shmstat_errstr(self->seg->h));
+	return PyFloat_FromDouble(shmstat_histogram_quantile(&hs, q, 0));
+}
+
+static PyObject *Histogram_repr(HistogramObject *self)
+{
+	return PyUnicode_FromFormat("<shmstat.Histogram %R in %s>", self->name,
+				    self->seg ? self->seg->name : "?");
+}
+
+static int Histogram_traverse(HistogramObject *self, visitproc visit,
+			      void *arg)
+{
+	Py_VISIT(self->seg);
+	return 0;
+}
+
+static int Histogram_clear(HistogramObject *self)
+{
+	Py_CLEAR(self->seg);
+	return 0;
+}
+
+static void Histogram_dealloc(HistogramObject *self)
+{
+	PyObject_GC_UnTrack(self);
+	Py_CLEAR(self->seg);
+	Py_CLEAR(self->name);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Histogram_methods[] = {
+	{ "observe", (PyCFunction)Histogram_observe, METH_O,
+	  "observe(v)\n--\n\nCount v (a number >= 0; NaN is ignored, a "
+	  "negative value counts as 0) into its bucket and the sum." },
+	{ "quantile", (PyCFunction)Histogram_quantile, METH_O,
+	  "quantile(q)\n--\n\nThe q-quantile estimated from the buckets as "
+	  "Prometheus' histogram_quantile() does (linear interpolation within "
+	  "a bucket); NaN with no observations." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyMemberDef Histogram_members[] = {
+	{ "name", T_OBJECT, offsetof(HistogramObject, name), READONLY,
+	  "The histogram's name." },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static PyGetSetDef Histogram_getset[] = {
+	{ "value", (getter)Histogram_value, NULL,
+	  "{'name', 'count', 'sum', 'buckets': [(le, cumulative count), "
+	  "...]} on this host.",
+	  NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyTypeObject Histogram_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmstat._Histogram",
+	.tp_basicsize = sizeof(HistogramObject),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_doc = "A histogram of a segment (see shmstat.Histogram).",
+	.tp_dealloc = (destructor)Histogram_dealloc,
+	.tp_traverse = (traverseproc)Histogram_traverse,
+	.tp_clear = (inquiry)Histogram_clear,
+	.tp_repr = (reprfunc)Histogram_repr,
+	.tp_methods = Histogram_methods,
+	.tp_members = Histogram_members,
+	.tp_getset = Histogram_getset,
+};
+
 /* ------------------------------------------------------------------ Gauge */
 
 typedef struct {
@@ -486,6 +631,118 @@ static PyObject *Segment_counter(SegmentObject *self, PyObject *arg)
 	return (PyObject *)o;
 }
 
+static PyObject *Segment_histogram(SegmentObject *self, PyObject *args)
+{
+	PyObject *arg, *bounds = Py_None;
+	double b[SHMSTAT_HIST_BOUNDS_MAX];
+	Py_ssize_t n = 0;
+	shmstat_histogram_t hg;
+	reason_t why = { "" };
+	HistogramObject *o;
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "O|O", &arg, &bounds))
+		return NULL;
+	const char *name = name_arg(arg, "name");
+	if (!name || seg_ready(self) < 0)
+		return NULL;
+	if (bounds != Py_None) {
+		PyObject *seq = PySequence_Fast(bounds, "buckets must be a "
+							"sequence of numbers");
+		if (!seq)
+			return NULL;
+		n = PySequence_Fast_GET_SIZE(seq);
+		if (n > SHMSTAT_HIST_BOUNDS_MAX) {
+			Py_DECREF(seq);
+			return raise_code(SHMSTAT_EINVAL,
+					  "a histogram has at most 32 bounds");
+		}
+		for (Py_ssize_t k = 0; k < n; k++) {
+			b[k] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, k));
+			if (b[k] == -1.0 && PyErr_Occurred()) {
+				Py_DECREF(seq);
+				return NULL;
+			}
+		}
+		Py_DECREF(seq);
+	}
+	SEG_UNLOCKED(self,
+		     rc = shmstat_histogram_open(self->h, name,
+						 bounds == Py_None ? NULL : b,
+						 (size_t)n, &hg);
+		     if (rc < 0) reason_save(&why, self->h));
+	if (rc < 0)
+		return raise_code(rc, why.text);
+	if (!(o = PyObject_GC_New(HistogramObject, &Histogram_Type)))
+		return NULL;
+	Py_INCREF(self);
+	o->seg = self;
+	o->name = PyUnicode_Check(arg) ? Py_NewRef(arg)
+				       : PyUnicode_DecodeUTF8(name,
+							      strlen(name),
+							      "replace");
+	o->hg = hg;
+	PyObject_GC_Track(o);
+	if (!o->name) {
+		Py_DECREF(o);
+		return NULL;
+	}
+	return (PyObject *)o;
+}
+
+static PyObject *Segment_help(SegmentObject *self, PyObject *args)
+{
+	PyObject *arg, *text = Py_None;
+	char buf[SHMSTAT_HELP_MAX + 1];
+	reason_t why = { "" };
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "O|O", &arg, &text))
+		return NULL;
+	const char *name = name_arg(arg, "name");
+	if (!name || seg_ready(self) < 0)
+		return NULL;
+	if (text == Py_None) {
+		SEG_UNLOCKED(self,
+			     rc = shmstat_help_get(self->h, name, buf,
+						   sizeof(buf));
+			     if (rc < 0) reason_save(&why, self->h));
+		if (rc == SHMSTAT_ENOTFOUND)
+			Py_RETURN_NONE;
+		if (rc < 0)
+			return raise_code(rc, why.text);
+		return PyUnicode_DecodeUTF8(buf, rc, "replace");
+	}
+	const char *t = name_arg(text, "text");
+	if (!t)
+		return NULL;
+	SEG_UNLOCKED(self, rc = shmstat_help_set(self->h, name, t);
+		     if (rc < 0) reason_save(&why, self->h));
+	if (rc < 0)
+		return raise_code(rc, why.text);
+	Py_RETURN_NONE;
+}
+
+static PyObject *Segment_histogram_value(SegmentObject *self, PyObject *args)
+{
+	PyObject *arg;
+	int global = 0;
+	shmstat_histogram_stat_t hs;
+	reason_t why = { "" };
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "O|p", &arg, &global))
+		return NULL;
+	const char *name = name_arg(arg, "name");
+	if (!name || seg_ready(self) < 0)
+		return NULL;
+	SEG_UNLOCKED(self, rc = shmstat_histogram_read(self->h, name, &hs);
+		     if (rc < 0) reason_save(&why, self->h));
+	if (rc < 0)
+		return raise_code(rc, why.text);
+	return hist_dict(&hs, global);
+}
+
 static PyObject *Segment_gauge(SegmentObject *self, PyObject *arg)
 {
 	const char *name = name_arg(arg, "name");
@@ -519,10 +776,19 @@ static PyObject *Segment_gauge(SegmentObject *self, PyObject *arg)
 
 static PyObject *stat_dict(const shmstat_stat_t *st)
 {
+	char d[SHMSTAT_NAME_MAX + 1];
+	int dl = shmstat_name_canonical(st->name, d, sizeof(d));
+	if (dl < 0) { /* another program's bytes: as stored */
+		memcpy(d, st->name, st->name_len + 1);
+		dl = (int)st->name_len;
+	}
 	return Py_BuildValue(
-		"{s:s#,s:s,s:L,s:K,s:L,s:K}", "name", st->name,
-		(Py_ssize_t)st->name_len, "kind",
-		st->kind == SHMSTAT_KIND_GAUGE ? "gauge" : "counter", "value",
+		"{s:s#,s:s,s:L,s:K,s:L,s:K}", "name", d, (Py_ssize_t)dl, "kind",
+		st->kind == SHMSTAT_KIND_GAUGE       ? "gauge"
+		: st->kind == SHMSTAT_KIND_HISTOGRAM ? "histogram"
+		: st->kind == SHMSTAT_KIND_HBUCKET   ? "histogram bucket"
+						     : "counter",
+		"value",
 		(long long)st->value, "total", (unsigned long long)st->total,
 		"global", (long long)st->global, "global_ns",
 		(unsigned long long)st->global_ns);
@@ -556,6 +822,11 @@ static int iter_one(const shmstat_stat_t *st, void *priv)
 	PyObject *k, *v;
 	int rc;
 
+	/* Histograms are read with histogram_value(); their cells are not
+	 * counters of their own. */
+	if (st->kind == SHMSTAT_KIND_HISTOGRAM ||
+	    st->kind == SHMSTAT_KIND_HBUCKET)
+		return 0;
 	if (c->full) {
 		v = stat_dict(st);
 		if (!v)
@@ -564,7 +835,13 @@ static int iter_one(const shmstat_stat_t *st, void *priv)
 		Py_DECREF(v);
 		return rc < 0;
 	}
-	k = PyUnicode_DecodeUTF8(st->name, st->name_len, "replace");
+	char d[SHMSTAT_NAME_MAX + 1];
+	int dl = shmstat_name_canonical(st->name, d, sizeof(d));
+	if (dl < 0) {
+		memcpy(d, st->name, st->name_len + 1);
+		dl = (int)st->name_len;
+	}
+	k = PyUnicode_DecodeUTF8(d, dl, "replace");
 	v = PyLong_FromLongLong(st->value);
 	rc = k && v ? PyDict_SetItem(c->out, k, v) : -1;
 	Py_XDECREF(k);
@@ -827,6 +1104,14 @@ static PyMethodDef Segment_methods[] = {
 	  "counter(name)\n--\n\nThe counter `name`, created when missing." },
 	{ "gauge", (PyCFunction)Segment_gauge, METH_O,
 	  "gauge(name)\n--\n\nThe gauge `name`, created (at 0) when missing." },
+	{ "_histogram", (PyCFunction)Segment_histogram, METH_VARARGS,
+	  "_histogram(name, bounds=None)\n--\n\nThe histogram `name`." },
+	{ "_help", (PyCFunction)Segment_help, METH_VARARGS,
+	  "_help(name, text=None)\n--\n\nGet or set a family's help text." },
+	{ "histogram_value", (PyCFunction)Segment_histogram_value, METH_VARARGS,
+	  "histogram_value(name, global_=False)\n--\n\n{'name', 'count', "
+	  "'sum', 'buckets': [(le, cumulative count), ...]} of a histogram "
+	  "(global_: the cluster-wide view the bridge wrote back)." },
 	{ "stat", (PyCFunction)Segment_stat, METH_O,
 	  "stat(name)\n--\n\nA dict about one counter or gauge: name, kind, "
 	  "value, total, global, global_ns. NotFound when it does not exist." },
@@ -1507,7 +1792,8 @@ PyMODINIT_FUNC PyInit__shmstat(void)
 	PyObject *m, *errors, *consts;
 
 	if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Counter_Type) < 0 ||
-	    PyType_Ready(&Gauge_Type) < 0 || PyType_Ready(&Cache_Type) < 0)
+	    PyType_Ready(&Gauge_Type) < 0 || PyType_Ready(&Cache_Type) < 0 ||
+	    PyType_Ready(&Histogram_Type) < 0)
 		return NULL;
 	if (!(m = PyModule_Create(&module_def)))
 		return NULL;
@@ -1542,7 +1828,9 @@ PyMODINIT_FUNC PyInit__shmstat(void)
 	    PyModule_AddObjectRef(m, "_Cache", (PyObject *)&Cache_Type) < 0 ||
 	    PyModule_AddObjectRef(m, "Counter", (PyObject *)&Counter_Type) <
 		    0 ||
-	    PyModule_AddObjectRef(m, "Gauge", (PyObject *)&Gauge_Type) < 0)
+	    PyModule_AddObjectRef(m, "Gauge", (PyObject *)&Gauge_Type) < 0 ||
+	    PyModule_AddObjectRef(m, "_Histogram",
+				  (PyObject *)&Histogram_Type) < 0)
 		goto fail;
 	return m;
 fail_errors:
