@@ -295,9 +295,39 @@ static int json_member(const shmstat_stat_t *st, void *priv)
 	return 0;
 }
 
+/* Which names a document holds: a glob (NULL = all) and, for programs
+ * with filters a glob cannot say (the tool's repeated -f and -X), a
+ * predicate on top of it. */
+struct xfilter {
+	const char *pattern;
+	shmstat__export_match_fn match;
+	void *priv;
+};
+
+struct xiter_ctx {
+	const struct xfilter *f;
+	shmstat_stat_fn fn;
+	void *priv;
+};
+
+static int xiter_one(const shmstat_stat_t *st, void *priv)
+{
+	struct xiter_ctx *x = priv;
+	return x->f->match(st, x->f->priv) ? x->fn(st, x->priv) : 0;
+}
+
+static int xiter(shmstat_t *h, const struct xfilter *f, shmstat_stat_fn fn,
+		 void *priv)
+{
+	if (!f->match)
+		return shmstat_iter(h, f->pattern, fn, priv);
+	struct xiter_ctx x = { f, fn, priv };
+	return shmstat_iter(h, f->pattern, xiter_one, &x);
+}
+
 /* The live-stats JSON, local values or (global) the cluster-wide ones the
  * bridge wrote back: source "redis" only when those are fresh. */
-static int json_doc(shmstat_t *h, const char *pattern, bool global,
+static int json_doc(shmstat_t *h, const struct xfilter *f, bool global,
 		    struct out *o)
 {
 	struct json_ctx c = { .h = h, .o = o, .kind = SHMSTAT_KIND_COUNTER,
@@ -313,30 +343,30 @@ static int json_doc(shmstat_t *h, const char *pattern, bool global,
 		: shmstat_sync_fresh(h, 0) == 1 ? "redis" : "stale");
 	put_json_str(o, h->name, strlen(h->name));
 	out_str(o, ",\n  \"counters\": {");
-	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
+	if ((rc = xiter(h, f, json_member, &c)) < 0)
 		return rc;
 	out_str(o, c.n ? "\n  },\n  \"gauges\": {" : "},\n  \"gauges\": {");
 	c.kind = SHMSTAT_KIND_GAUGE;
 	c.n = 0;
-	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
+	if ((rc = xiter(h, f, json_member, &c)) < 0)
 		return rc;
 	out_str(o, c.n ? "\n  },\n  \"histograms\": {"
 		       : "},\n  \"histograms\": {");
 	c.kind = SHMSTAT_KIND_HISTOGRAM;
 	c.n = 0;
-	if ((rc = shmstat_iter(h, pattern, json_member, &c)) < 0)
+	if ((rc = xiter(h, f, json_member, &c)) < 0)
 		return rc;
 	out_str(o, c.n ? "\n  }\n}\n" : "}\n}\n");
 	return 0;
 }
 
-static int json_stream(shmstat_t *h, const char *pattern, bool global,
+static int json_stream(shmstat_t *h, const struct xfilter *x, bool global,
 		       FILE *f)
 {
 	if (!h || !f)
 		return SHMSTAT_EINVAL;
 	struct out o = out_stream(f);
-	int rc = json_doc(h, pattern, global, &o);
+	int rc = json_doc(h, x, global, &o);
 	return rc < 0 ? rc : out_end(h, &o, NULL);
 }
 
@@ -348,13 +378,15 @@ static int json_buf(shmstat_t *h, const char *pattern, bool global, char *buf,
 	if (!h || (!buf && len))
 		return SHMSTAT_EINVAL;
 	struct out o = out_buffer(buf, len);
-	int rc = json_doc(h, pattern, global, &o);
+	struct xfilter x = { .pattern = pattern };
+	int rc = json_doc(h, &x, global, &o);
 	return rc < 0 ? rc : out_end(h, &o, needed);
 }
 
 int shmstat_export_json(shmstat_t *h, const char *pattern, FILE *f)
 {
-	return json_stream(h, pattern, false, f);
+	struct xfilter x = { .pattern = pattern };
+	return json_stream(h, &x, false, f);
 }
 
 int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
@@ -365,7 +397,16 @@ int shmstat_export_json_buf(shmstat_t *h, const char *pattern, char *buf,
 
 int shmstat_export_json_global(shmstat_t *h, const char *pattern, FILE *f)
 {
-	return json_stream(h, pattern, true, f);
+	struct xfilter x = { .pattern = pattern };
+	return json_stream(h, &x, true, f);
+}
+
+int shmstat__export_json_match(shmstat_t *h, bool global,
+			       shmstat__export_match_fn match, void *priv,
+			       FILE *f)
+{
+	struct xfilter x = { .match = match, .priv = priv };
+	return json_stream(h, &x, global, f);
 }
 
 int shmstat_export_json_global_buf(shmstat_t *h, const char *pattern,
@@ -935,13 +976,13 @@ static void prom_bridge(shmstat_t *h, struct out *o, const char *seg)
 	out_fmt(o, "%.3f\n", (double)s.lag_ms / 1e3);
 }
 
-static int prom_doc(shmstat_t *h, const char *pattern, struct out *o)
+static int prom_doc(shmstat_t *h, const struct xfilter *x, struct out *o)
 {
 	struct collect c = { .h = h };
 	char seg[SHMSTAT_SEGNAME_MAX + 1];
 
 	snprintf(seg, sizeof(seg), "%s", h->name);
-	int rc = shmstat_iter(h, pattern, collect_one, &c);
+	int rc = xiter(h, x, collect_one, &c);
 	if (rc < 0) {
 		collect_free(&c);
 		return rc;
@@ -959,7 +1000,20 @@ int shmstat_export_prometheus(shmstat_t *h, const char *pattern, FILE *f)
 	if (!h || !f)
 		return SHMSTAT_EINVAL;
 	struct out o = out_stream(f);
-	int rc = prom_doc(h, pattern, &o);
+	struct xfilter x = { .pattern = pattern };
+	int rc = prom_doc(h, &x, &o);
+	return rc < 0 ? rc : out_end(h, &o, NULL);
+}
+
+int shmstat__export_prometheus_match(shmstat_t *h,
+				     shmstat__export_match_fn match,
+				     void *priv, FILE *f)
+{
+	if (!h || !f)
+		return SHMSTAT_EINVAL;
+	struct out o = out_stream(f);
+	struct xfilter x = { .match = match, .priv = priv };
+	int rc = prom_doc(h, &x, &o);
 	return rc < 0 ? rc : out_end(h, &o, NULL);
 }
 
@@ -971,7 +1025,8 @@ int shmstat_export_prometheus_buf(shmstat_t *h, const char *pattern,
 	if (!h || (!buf && len))
 		return SHMSTAT_EINVAL;
 	struct out o = out_buffer(buf, len);
-	int rc = prom_doc(h, pattern, &o);
+	struct xfilter x = { .pattern = pattern };
+	int rc = prom_doc(h, &x, &o);
 	return rc < 0 ? rc : out_end(h, &o, needed);
 }
 

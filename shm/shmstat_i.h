@@ -195,6 +195,17 @@ bool shmstat__glob(const char *pattern, const void *s, size_t len);
  * as JSON requires); ISO 8601 UTC with microseconds. */
 void shmstat__json_str(FILE *f, const char *s, size_t len);
 void shmstat__iso8601(char *buf, size_t len, uint64_t ns);
+/* The live-stats JSON (global: the cluster-wide one) and the Prometheus
+ * exposition of the names match() passes, for programs whose filters a
+ * single glob cannot say (the tool's repeated -f and -X). */
+typedef bool (*shmstat__export_match_fn)(const shmstat_stat_t *st,
+					 void *priv);
+int shmstat__export_json_match(shmstat_t *h, bool global,
+			       shmstat__export_match_fn match, void *priv,
+			       FILE *f);
+int shmstat__export_prometheus_match(shmstat_t *h,
+				     shmstat__export_match_fn match,
+				     void *priv, FILE *f);
 /* Is metric one of the names shmstat's own Prometheus families use (the
  * library's and the bridge's, histogram series included)? */
 bool shmstat__prom_own(const char *metric);

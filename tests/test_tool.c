@@ -283,6 +283,20 @@ static void filters_repeat_and_a_caret_or_X_excludes(void **state)
 	assert_non_null(strstr(out, "b:two"));
 	assert_null(strstr(out, "x:big"));
 	assert_null(strstr(out, "a:one"));
+	/* The JSON and the exposition take the same filters. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", "-f", "a:*",
+				 "-f", "x:*", "-X", "x:*", NULL), 0);
+	assert_non_null(strstr(out, "shmstat_a_one_total"));
+	assert_null(strstr(out, "shmstat_x_big_total"));
+	assert_null(strstr(out, "shmstat_b_two_total"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-j", "-X", "a:*",
+				 "-f", "^c:*", NULL), 0);
+	assert_non_null(strstr(out, "\"b:two\": 2"));
+	assert_non_null(strstr(out, "\"x:big\": 100"));
+	assert_null(strstr(out, "a:one"));
+	assert_null(strstr(out, "c:three"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-j", "-f", "zz*",
+				 "-f", "yy*", NULL), 1);
 	/* Nothing matched: exit 1. */
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-f", "zzz*", NULL), 1);
 	/* --sort value: largest first. */

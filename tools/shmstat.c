@@ -336,8 +336,7 @@ static const char usage_list[] =
 	"              n, v, r sort by name, value, rate\n"
 	"  -c COUNT    with -w: stop after COUNT refreshes\n"
 	"  -H          with -w: humanize large numbers (1.23M)\n"
-	"-j and -p take at most one -f and no exclusion. With -f, the table\n"
-	"and -j exit 1 when no name matched.\n"
+	"With -f, the table and -j exit 1 when no name matched.\n"
 	"\n" TOOL_EXIT_HELP;
 
 /* sum=S p50=A p90=B p99=C (global: the cluster-wide view). */
@@ -437,6 +436,18 @@ static int list_table(shmstat_t *h, const struct tool_filter *flt,
 	return 0;
 }
 
+/* The documents hold what the filters pass, names in their canonical
+ * form as the table shows them; a histogram's buckets go with it. */
+static bool list_match(const shmstat_stat_t *st, void *priv)
+{
+	char d[SHMSTAT_NAME_MAX + 1];
+
+	if (st->kind == SHMSTAT_KIND_HBUCKET)
+		return true;
+	size_t dl = shmstat__key_display(st->name, st->name_len, d);
+	return tool_filter_match(priv, d, dl);
+}
+
 /* -w's optional operand: -w, -w 0.5, -w 250ms. */
 static int watch_operand(int argc, char **argv, uint64_t *interval_ns)
 {
@@ -479,9 +490,6 @@ static int do_list(const char *seg, int argc, char **argv)
 		switch (c) {
 		case 'p':
 			prom = true;
-			break;
-		case 'g':
-			global = true;
 			break;
 		case 'f':
 		case 'X':
@@ -545,11 +553,6 @@ static int do_list(const char *seg, int argc, char **argv)
 		tool_err("list: --global goes with -j");
 		return TOOL_USAGE;
 	}
-	if ((json || prom) && (flt.nexc || flt.ninc > 1)) {
-		tool_err("list: -j and -p take at most one -f GLOB and no "
-			 "exclusion");
-		return TOOL_USAGE;
-	}
 	if ((json || prom) && sort != SORT_NAME) {
 		tool_err("list: --sort is for the table and the live view");
 		return TOOL_USAGE;
@@ -578,13 +581,12 @@ static int do_list(const char *seg, int argc, char **argv)
 	}
 	size_t shown = 1;
 	if (prom) {
-		rc = shmstat_export_prometheus(h, tool_filter_simple(&flt), out.f);
+		rc = shmstat__export_prometheus_match(h, list_match, &flt,
+						      out.f);
 	} else if (json) {
-		rc = global ? shmstat_export_json_global(
-				      h, tool_filter_simple(&flt), out.f)
-			    : shmstat_export_json(h, tool_filter_simple(&flt),
-						  out.f);
-		/* Did the one glob match anything? */
+		rc = shmstat__export_json_match(h, global, list_match, &flt,
+						out.f);
+		/* Did the filters pass anything? */
 		shmstat_stat_t *v;
 		if (rc == 0 && flt.ninc && tool_collect(h, &flt, &v, &shown) == 0)
 			free(v);
