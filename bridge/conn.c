@@ -183,6 +183,30 @@ static int check_role(struct bridge *b)
 	return ret;
 }
 
+/* A push is one MULTI over keys of many slots: a Redis Cluster node
+ * would refuse it (CROSSSLOT, MOVED). Say so at connect. */
+static int check_cluster(struct bridge *b)
+{
+	const char *argv[] = { "INFO", "cluster" };
+	redisReply *r = cmd(b, 2, argv);
+
+	if (!r)
+		return -1;
+	int ret = 0;
+	if (r->type == REDIS_REPLY_STRING &&
+	    strstr(r->str, "cluster_enabled:1")) {
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "Redis %s (%s) is a Redis Cluster node: the bridge "
+			     "does not support Redis Cluster (a push is one "
+			     "transaction over many slots); use a standalone "
+			     "Redis or a Sentinel group (redis+sentinel://)",
+			     b->cf->addr, b->node);
+		ret = -1;
+	}
+	freeReplyObject(r);
+	return ret;
+}
+
 int conn_open(struct bridge *b)
 {
 	struct bconf *cf = b->cf;
@@ -266,7 +290,7 @@ int conn_open(struct bridge *b)
 		}
 		freeReplyObject(r);
 	}
-	if (check_role(b) < 0)
+	if (check_role(b) < 0 || check_cluster(b) < 0)
 		goto fail;
 	if (load_script(b, reset_lua, b->reset_sha, "reset") < 0 ||
 	    load_script(b, withdraw_lua, b->withdraw_sha, "withdraw") < 0)
