@@ -70,6 +70,8 @@ struct bridge {
 	redisContext *rc;          /* NULL while disconnected */
 	void *tls;                 /* SSL * of rc (rediss://), else NULL */
 	void *tls_ctx;             /* SSL_CTX *, made at the first connect */
+	bool tls_cert_asked;       /* the server asked for a client
+				      certificate and we have none */
 	char node[300];            /* host:port connected to (Sentinel: the
 				      master it named) */
 	unsigned sentinel_next;    /* the sentinel asked first next time */

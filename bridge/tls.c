@@ -41,6 +41,21 @@ static bool is_ip(const char *s)
 	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }
 
+/* Called when the server asks for a client certificate and none is
+ * configured: remember it, to name the cause when the server then drops
+ * the connection (TLS 1.3 refuses after the handshake, at the first
+ * command, by an alert or a reset). */
+static int no_client_cert(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+	struct bridge *b = SSL_get_app_data(ssl);
+
+	(void)x509;
+	(void)pkey;
+	if (b)
+		b->tls_cert_asked = true;
+	return 0;
+}
+
 /* The SSL_CTX, made once per bridge from the options. */
 static SSL_CTX *tls_ctx(struct bridge *b)
 {
@@ -93,6 +108,8 @@ static SSL_CTX *tls_ctx(struct bridge *b)
 			goto fail;
 		}
 	}
+	if (!cf->tls_cert)
+		SSL_CTX_set_client_cert_cb(ctx, no_client_cert);
 	SSL_CTX_set_verify(ctx, cf->tls_no_verify ? SSL_VERIFY_NONE
 						  : SSL_VERIFY_PEER,
 			   NULL);
@@ -172,6 +189,8 @@ int tls_start(struct bridge *b, const char *host)
 		SSL_free(ssl);
 		return -1;
 	}
+	b->tls_cert_asked = false;
+	SSL_set_app_data(ssl, b);
 	if (!is_ip(name))
 		SSL_set_tlsext_host_name(ssl, name);
 	if (!cf->tls_no_verify) {
@@ -250,7 +269,15 @@ static int io_fail(struct bridge *b, int ssl_rc, const char *op)
 	int en = errno;
 	char e[100];
 
-	if ((se == SSL_ERROR_WANT_READ || se == SSL_ERROR_WANT_WRITE ||
+	if (b->tls_cert_asked && ERR_GET_REASON(ERR_peek_error()) !=
+					 SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED &&
+	    (se == SSL_ERROR_ZERO_RETURN || se == SSL_ERROR_SYSCALL ||
+	     se == SSL_ERROR_SSL) &&
+	    en != EAGAIN && en != EWOULDBLOCK)
+		snprintf(e, sizeof(e), "the server dropped the connection "
+				       "after asking for a client certificate "
+				       "(--tls-cert, --tls-key)");
+	else if ((se == SSL_ERROR_WANT_READ || se == SSL_ERROR_WANT_WRITE ||
 	     se == SSL_ERROR_SYSCALL) &&
 	    (en == EAGAIN || en == EWOULDBLOCK))
 		snprintf(e, sizeof(e), "timed out (command timeout %llu ms)",
@@ -314,8 +341,10 @@ redisReply *tls_reply(struct bridge *b)
 				 c->reader->errstr);
 			return NULL;
 		}
-		if (r)
+		if (r) {
+			b->tls_cert_asked = false; /* it accepted us */
 			return r;
+		}
 		if (tls_flush(b) < 0)
 			return NULL;
 		ERR_clear_error();
