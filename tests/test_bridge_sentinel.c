@@ -8,7 +8,10 @@
  * sentinels promote the replica (down-after-milliseconds 500); the same
  * bridge, never restarted, follows it and every key is exact. The time
  * from the kill to the bridge's first connection to the new master is
- * printed. A bridge pointed at the replica itself is refused (ROLE).
+ * printed. A bridge pointed at the replica itself is refused (ROLE). And
+ * without Sentinel: a master turned replica under a running bridge
+ * (READONLY) is left, refused while it is a replica, and pushed to again
+ * once it is a master.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -244,9 +247,61 @@ static void a_failover_is_followed_without_a_restart_and_loses_nothing(
 	assert_int_equal(ru_bridge_stop(p), 0);
 }
 
+/* Without Sentinel: the master the bridge talks to is made a replica
+ * (REPLICAOF). The next push gets READONLY: the bridge drops the
+ * connection, refuses the replica at reconnect (ROLE), says so, and
+ * pushes again once the server is a master again; nothing lost. */
+static void a_master_turned_replica_is_left_and_rejoined(void **state)
+{
+	struct ru_server m = { 0 }, o = { 0 };
+	struct tu_seg a;
+	char mp[16], op[16], url[128], log[300], want[96];
+	(void)state;
+
+	int mport = ru_free_port(), oport = ru_free_port();
+	snprintf(mp, sizeof(mp), "%d", mport);
+	snprintf(op, sizeof(op), "%d", oport);
+	const char *me[] = { "--port", mp, NULL };
+	const char *oe[] = { "--port", op, NULL };
+	m.extra = me;
+	o.extra = oe;
+	ru_start(&m);
+	ru_start(&o);
+	ru_path(&m, log, sizeof(log), "bridge.log");
+	tu_seg_create(&a, "ro", &small);
+	assert_int_equal(shmstat_counter_add_by_name(a.h, "c", 5), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", mport);
+	pid_t p = ru_bridge(m.dir, a.name, url, log, "-i", "50ms",
+			    "--backoff-max", "200ms", NULL);
+	assert_true(ru_wait_synced(a.h, 15000));
+	assert_int_equal(ru_get(&m, "c"), 5);
+
+	redisReply *r = ru_cmd(&m, "REPLICAOF 127.0.0.1 %s", op);
+	assert_non_null(r);
+	freeReplyObject(r);
+	assert_int_equal(shmstat_counter_add_by_name(a.h, "c", 2), 0);
+	assert_true(ru_wait_file_has(log, "refuses writes (READONLY", 15000));
+	snprintf(want, sizeof(want), "is a replica of 127.0.0.1:%d", oport);
+	assert_true(ru_wait_file_has(log, want, 15000));
+
+	r = ru_cmd(&m, "REPLICAOF NO ONE");
+	assert_non_null(r);
+	freeReplyObject(r);
+	assert_true(ru_wait_synced(a.h, 15000));
+	/* Its data came from the other (empty) server, then this source
+	 * pushed its full total again. */
+	assert_int_equal(ru_get(&m, "c"), 7);
+	assert_int_equal(ru_bridge_stop(p), 0);
+	shmstat_close(&a.h);
+	shmstat_unlink(a.name);
+	ru_destroy(&m);
+	ru_destroy(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_master_turned_replica_is_left_and_rejoined),
 		cmocka_unit_test_setup_teardown(
 			a_failover_is_followed_without_a_restart_and_loses_nothing,
 			setup, teardown),
