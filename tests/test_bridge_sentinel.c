@@ -194,6 +194,19 @@ static void a_failover_is_followed_without_a_restart_and_loses_nothing(
 	assert_true(ru_file_has(f->log, "use redis+sentinel://"));
 	assert_false(ru_file_has(f->log, "m-pw"));
 
+	/* Sentinels with a wrong sentinel password: refused, no password
+	 * in the log. */
+	snprintf(url, sizeof(url),
+		 "redis+sentinel://:m-pw%%2F%%3F%%23%%40%%25%%20x@127.0.0.1:%d/mm",
+		 f->sport[0]);
+	setenv("REDIS_SENTINEL_PASSWORD", "wrong-sentinel-pw", 1);
+	q = ru_bridge(f->dir, f->a.name, url, f->log, "--once", NULL);
+	unsetenv("REDIS_SENTINEL_PASSWORD");
+	assert_int_equal(tu_wait(q, 15000), 1);
+	assert_true(ru_file_has(f->log, "named master 'mm' (last: AUTH failed"));
+	assert_false(ru_file_has(f->log, "wrong-sentinel-pw"));
+	assert_false(ru_file_has(f->log, "m-pw"));
+
 	snprintf(url, sizeof(url),
 		 "redis+sentinel://:m-pw%%2F%%3F%%23%%40%%25%%20x@127.0.0.1:%d,"
 		 "127.0.0.1:%d,127.0.0.1:%d/mm",
