@@ -144,7 +144,8 @@ void bridge_fini(struct bridge *b);
 /* conn.c */
 /* Connect, AUTH, SELECT, load the scripts, check maxmemory-policy. 0 or -1
  * (error recorded, context freed). The one place that knows the transport
- * (TCP or unix socket; TLS, Sentinel and Cluster would go here). */
+ * (TCP, unix socket or TLS; the master Sentinel names; a Cluster node is
+ * refused). */
 int conn_open(struct bridge *b);
 void conn_close(struct bridge *b);
 /* Text of an error: hiredis I/O error or an error reply. */
