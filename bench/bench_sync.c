@@ -12,6 +12,10 @@
  *   sync_push_10k_unchanged      one push of 10,000 counters, none changed
  *                                (the sequence check and the refresh of the
  *                                global values)
+ *   sync_push_10k_changed_tcp / _tls
+ *                                the same over TCP on 127.0.0.1, and over
+ *                                TLS (rediss://, certificates made with
+ *                                openssl at start; skipped without it)
  *   sync_push_1k_changed         one push of 1,000 counters, all changed:
  *                                the reference of sync_steady_100k_1pct
  *   sync_steady_100k_1pct        100,000 counters, 1,000 changed per
@@ -47,6 +51,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "bridge_i.h"
 #include "shim.h"
@@ -64,7 +71,46 @@ static struct {
 	char dir[128];
 	char sock[192];
 	char url[224];
+	int port, tls_port;    /* TCP and TLS ports on 127.0.0.1 */
+	char ca[256];          /* "" when the certificates could not be made */
 } rs;
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int port = 0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* A CA and a server certificate for 127.0.0.1 in rs.dir; rs.ca set. */
+static void make_certs(void)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && exec >/dev/null 2>&1 && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+		 "-nodes' && openssl req -x509 $K -keyout ca.key -out ca.crt "
+		 "-days 2 -subj /CN=bench-ca && openssl req $K -keyout s.key "
+		 "-out s.csr -subj /CN=s && echo subjectAltName=IP:127.0.0.1 "
+		 "> s.ext && openssl x509 -req -in s.csr -CA ca.crt -CAkey "
+		 "ca.key -CAcreateserial -out s.crt -days 2 -extfile s.ext "
+		 ">/dev/null 2>&1",
+		 rs.dir);
+	if (system(cmd) == 0)
+		snprintf(rs.ca, sizeof(rs.ca), "%s/ca.crt", rs.dir);
+	else
+		fprintf(stderr, "bench: no certificates: TLS benchmarks "
+				"skipped\n");
+}
 
 static void msleep(int ms)
 {
@@ -109,14 +155,30 @@ static int redis_start(void)
 		snprintf(rs.sock, sizeof(rs.sock), "%s/redis.sock", rs.dir);
 		snprintf(rs.url, sizeof(rs.url), "unix://%s", rs.sock);
 		atexit(redis_cleanup);
+		make_certs();
 	}
+	char port[16], tport[16], cert[256], key[256];
+	rs.port = free_port();
+	rs.tls_port = free_port();
+	snprintf(port, sizeof(port), "%d", rs.port);
+	snprintf(tport, sizeof(tport), "%d", rs.ca[0] ? rs.tls_port : 0);
+	snprintf(cert, sizeof(cert), "%s/s.crt", rs.dir);
+	snprintf(key, sizeof(key), "%s/s.key", rs.dir);
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
 		int fd = open("/dev/null", O_RDWR);
 		dup2(fd, 1);
-		execlp("redis-server", "redis-server", "--port", "0",
+		if (rs.ca[0])
+			execlp("redis-server", "redis-server", "--port", port,
+			       "--unixsocket", rs.sock, "--dir", rs.dir,
+			       "--save", "", "--appendonly", "no", "--bind",
+			       "127.0.0.1", "--tls-port", tport,
+			       "--tls-cert-file", cert, "--tls-key-file", key,
+			       "--tls-ca-cert-file", rs.ca,
+			       "--tls-auth-clients", "no", (char *)NULL);
+		execlp("redis-server", "redis-server", "--port", port,
 		       "--unixsocket", rs.sock, "--dir", rs.dir, "--save", "",
 		       "--appendonly", "no", "--bind", "127.0.0.1",
 		       (char *)NULL);
@@ -217,18 +279,34 @@ static double redis_cpu_ms(void)
 }
 
 /* A bridge in process on segment h, set up as the daemon sets it up. */
-static int bridge_open(struct bconf *cf, struct bridge *b, shmstat_t *h,
-		       const char *seg)
+enum transport { T_UNIX, T_TCP, T_TLS };
+
+static int bridge_open_on(struct bconf *cf, struct bridge *b, shmstat_t *h,
+			  const char *seg, enum transport t)
 {
 	bconf_defaults(cf);
 	cf->segment = seg;
-	snprintf(cf->redis.path, sizeof(cf->redis.path), "%s", rs.sock);
+	if (t == T_UNIX) {
+		snprintf(cf->redis.path, sizeof(cf->redis.path), "%s", rs.sock);
+	} else {
+		cf->redis.path[0] = '\0';
+		snprintf(cf->redis.host, sizeof(cf->redis.host), "127.0.0.1");
+		cf->redis.port = t == T_TLS ? rs.tls_port : rs.port;
+		cf->redis.tls = t == T_TLS;
+		cf->tls_ca_file = rs.ca;
+	}
 	snprintf(cf->addr, sizeof(cf->addr), "%s", rs.url);
 	cf->connect_timeout_ms = cf->command_timeout_ms = 5000;
 	cf->owner_ttl_ms = 60000;
 	if (bridge_init(b, cf, h) < 0)
 		return -1;
 	return conn_open(b);
+}
+
+static int bridge_open(struct bconf *cf, struct bridge *b, shmstat_t *h,
+		       const char *seg)
+{
+	return bridge_open_on(cf, b, h, seg, T_UNIX);
 }
 
 static double thread_cpu_ms(void)
@@ -240,7 +318,8 @@ static double thread_cpu_ms(void)
 
 /* One push of PUSH_N counters of which `changed` changed since the last
  * push (a different `changed` of them each time). */
-static void push_bench(shim_state_t *st, int n_counters, int changed)
+static void push_bench_on(shim_state_t *st, int n_counters, int changed,
+			  enum transport t)
 {
 	static shmstat_counter_t c[PUSH_N];
 	static struct bconf cf;
@@ -257,7 +336,11 @@ static void push_bench(shim_state_t *st, int n_counters, int changed)
 		return;
 	}
 	log_level = SHMSTAT_LOG_ERROR;
-	if (bridge_open(&cf, &b, h, seg) < 0 || push_all(&b) < 0) {
+	if (t == T_TLS && !rs.ca[0]) {
+		shim_skip(st, "no certificates (openssl)");
+		goto out;
+	}
+	if (bridge_open_on(&cf, &b, h, seg, t) < 0 || push_all(&b) < 0) {
 		shim_skip(st, "first push failed");
 		goto out;
 	}
@@ -300,9 +383,24 @@ out:
 		redisFree(rc);
 }
 
+static void push_bench(shim_state_t *st, int n_counters, int changed)
+{
+	push_bench_on(st, n_counters, changed, T_UNIX);
+}
+
 SHIM_BENCH(sync_push_10k_changed)(shim_state_t *st)
 {
 	push_bench(st, PUSH_N, PUSH_N);
+}
+
+SHIM_BENCH(sync_push_10k_changed_tcp)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, PUSH_N, T_TCP);
+}
+
+SHIM_BENCH(sync_push_10k_changed_tls)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, PUSH_N, T_TLS);
 }
 
 SHIM_BENCH(sync_push_10k_1pct_changed)(shim_state_t *st)

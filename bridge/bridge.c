@@ -162,7 +162,7 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 
 void bridge_fini(struct bridge *b)
 {
-	conn_close(b);
+	conn_fini(b);
 	if (b->keys)
 		for (uint32_t i = 0; i < b->max_counters; i++)
 			free(b->keys[i]);

@@ -40,6 +40,11 @@ struct bconf {
 	int log_level;             /* SHMSTAT_LOG_* */
 	bool once;                 /* push once and exit */
 	const char *http;          /* --http [HOST:]PORT, NULL: off */
+	/* TLS (rediss://): NULL = not given. */
+	const char *tls_ca_file, *tls_ca_dir;
+	const char *tls_cert, *tls_key;
+	const char *tls_server_name; /* default: the host connected to */
+	bool tls_no_verify;        /* --tls-no-verify: explicit opt-out */
 };
 
 /* Per counter, indexed by directory index: what this source's bookkeeping
@@ -63,6 +68,15 @@ struct bridge {
 	struct bconf *cf;
 	shmstat_t *h;
 	redisContext *rc;          /* NULL while disconnected */
+	void *tls;                 /* SSL * of rc (rediss://), else NULL */
+	void *tls_ctx;             /* SSL_CTX *, made at the first connect */
+	bool tls_cert_asked;       /* the server asked for a client
+				      certificate and we have none */
+	char node[300];            /* host:port connected to (Sentinel: the
+				      master it named) */
+	unsigned sentinel_next;    /* the sentinel asked first next time */
+	bool wrong_role;           /* a reply said READONLY / not a master:
+				      reconnect (and ask Sentinel again) */
 	char reset_sha[41];
 	char withdraw_sha[41];
 	char host_hex[17];
@@ -130,11 +144,40 @@ void bridge_fini(struct bridge *b);
 /* conn.c */
 /* Connect, AUTH, SELECT, load the scripts, check maxmemory-policy. 0 or -1
  * (error recorded, context freed). The one place that knows the transport
- * (TCP or unix socket; TLS, Sentinel and Cluster would go here). */
+ * (TCP, unix socket or TLS; the master Sentinel names; a Cluster node is
+ * refused). */
 int conn_open(struct bridge *b);
 void conn_close(struct bridge *b);
 /* Text of an error: hiredis I/O error or an error reply. */
 const char *conn_errtext(const struct bridge *b, const redisReply *r);
+/* The I/O every command goes through (plain or TLS): one command and its
+ * reply; write what redisAppendCommandArgv queued; the next reply. NULL /
+ * -1 on I/O error (the context is then unusable: close it). An error
+ * reply saying the server is not a master (READONLY, wrong role) sets
+ * b->wrong_role. */
+redisReply *conn_command(struct bridge *b, int argc, const char **argv,
+			 const size_t *len);
+int conn_flush(struct bridge *b);
+redisReply *conn_reply(struct bridge *b);
+/* Free the TLS context at bridge_fini. */
+void conn_fini(struct bridge *b);
+
+/* tls.c: OpenSSL under hiredis 0.14 (see the file's comment). */
+/* Build the TLS context from the options now: 0, or -1 with the error
+ * recorded (a bad CA, certificate or key file). */
+int tls_check(struct bridge *b);
+/* Handshake on b->rc's socket, verifying the server as `host` (or
+ * --tls-server-name). 0, or -1 with a message saying what failed. */
+int tls_start(struct bridge *b, const char *host);
+void tls_close(struct bridge *b);
+void tls_fini(struct bridge *b);
+int tls_flush(struct bridge *b);
+redisReply *tls_reply(struct bridge *b);
+
+/* sentinel.c: where the master is. */
+/* Ask the sentinels of cf->redis.sentinels for cf->redis.master's address.
+ * 0 with host/port set, or -1 with a message recorded. */
+int sentinel_master(struct bridge *b, char *host, size_t hostlen, int *port);
 
 /* http.c: the HTTP endpoints, in a thread of libmicrohttpd's. */
 int http_start(const char *segment, const char *listen);

@@ -39,7 +39,12 @@ static const char usage[] =
 	"options:\n"
 	"  -n NAME                segment (default: $SHMSTAT_NAME, else "
 	"'default')\n"
-	"  -u, --redis-url URL    redis://[user:password@]host:port/db or\n"
+	"  -u, --redis-url URL    redis://[user:password@]host:port/db,\n"
+	"                         rediss://... (TLS),\n"
+	"                         redis+sentinel://[user:password@]host:port\n"
+	"                         [,host:port...]/MASTER[/db] (Sentinel; its\n"
+	"                         own AUTH from $REDIS_SENTINEL_PASSWORD and\n"
+	"                         $REDIS_SENTINEL_USERNAME) or\n"
 	"                         unix:///path/to/socket[?db=N] (default:\n"
 	"                         $REDIS_URL, else $REDIS_HOST, $REDIS_PORT,\n"
 	"                         $REDIS_DB, else 127.0.0.1:6379/0; password\n"
@@ -69,6 +74,14 @@ static const char usage[] =
 	"  --http [HOST:]PORT     serve GET /metrics, /health and /stats on\n"
 	"                         HOST (default 127.0.0.1; [::1] for IPv6);\n"
 	"                         off by default\n"
+	"  --tls-ca-file FILE     CA certificates (PEM) that sign the server's\n"
+	"                         certificate (default: the system's store)\n"
+	"  --tls-ca-dir DIR       the same, as an OpenSSL hashed directory\n"
+	"  --tls-cert FILE        client certificate (PEM chain)\n"
+	"  --tls-key FILE         its private key (default: in --tls-cert)\n"
+	"  --tls-server-name NAME name the certificate must hold (and SNI;\n"
+	"                         default: the host of the URL)\n"
+	"  --tls-no-verify        do not check the server's certificate\n"
 	"  -v, -q                 more, less logging (levels: error, "
 	"warning,\n"
 	"                         info, debug; default info)\n"
@@ -143,6 +156,12 @@ enum {
 	OPT_PIDFILE,
 	OPT_ONCE,
 	OPT_HTTP,
+	OPT_TLS_CA_FILE,
+	OPT_TLS_CA_DIR,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_SERVER_NAME,
+	OPT_TLS_NO_VERIFY,
 };
 
 static int parse_args(struct bconf *cf, int argc, char **argv)
@@ -161,6 +180,12 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "once", no_argument, NULL, OPT_ONCE },
 		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "tls-ca-file", required_argument, NULL, OPT_TLS_CA_FILE },
+		{ "tls-ca-dir", required_argument, NULL, OPT_TLS_CA_DIR },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME },
+		{ "tls-no-verify", no_argument, NULL, OPT_TLS_NO_VERIFY },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -237,6 +262,24 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		case OPT_HTTP:
 			cf->http = optarg;
 			break;
+		case OPT_TLS_CA_FILE:
+			cf->tls_ca_file = optarg;
+			break;
+		case OPT_TLS_CA_DIR:
+			cf->tls_ca_dir = optarg;
+			break;
+		case OPT_TLS_CERT:
+			cf->tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			cf->tls_key = optarg;
+			break;
+		case OPT_TLS_SERVER_NAME:
+			cf->tls_server_name = optarg;
+			break;
+		case OPT_TLS_NO_VERIFY:
+			cf->tls_no_verify = true;
+			break;
 		case 'v':
 			if (log_level < SHMSTAT_LOG_DEBUG)
 				log_level = log_level == SHMSTAT_LOG_INFO
@@ -286,6 +329,24 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	redis_conf_addr(&cf->redis, cf->addr, sizeof(cf->addr));
+	if (!cf->redis.tls &&
+	    (cf->tls_ca_file || cf->tls_ca_dir || cf->tls_cert || cf->tls_key ||
+	     cf->tls_server_name || cf->tls_no_verify)) {
+		blog(SHMSTAT_LOG_ERROR,
+		     "--tls-* options need a rediss:// Redis URL (Redis %s is "
+		     "not TLS)",
+		     cf->addr);
+		return EXIT_USAGE;
+	}
+	if (cf->tls_key && !cf->tls_cert) {
+		blog(SHMSTAT_LOG_ERROR, "--tls-key needs --tls-cert");
+		return EXIT_USAGE;
+	}
+	if (cf->tls_no_verify)
+		blog(SHMSTAT_LOG_WARNING,
+		     "--tls-no-verify: the Redis server's certificate is not "
+		     "checked; anyone on the path can read and change what "
+		     "the bridge sends");
 	if (cf->backoff_max_ms < cf->backoff_min_ms)
 		cf->backoff_max_ms = cf->backoff_min_ms;
 	if (!cf->owner_ttl_ms) {
@@ -359,6 +420,10 @@ int main(int argc, char **argv)
 	}
 	if (bridge_init(&b, &cf, h) < 0) {
 		status = b.refused ? EXIT_REFUSED : EXIT_SEGMENT;
+		goto out;
+	}
+	if (cf.redis.tls && tls_check(&b) < 0) {
+		status = EXIT_USAGE; /* a CA, certificate or key file */
 		goto out;
 	}
 	if (b.status.alive && b.status.bridge_pid != (int32_t)getpid()) {

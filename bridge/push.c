@@ -547,7 +547,7 @@ static redisReply *run_script(struct bridge *b, const char *sha,
 	a->len[0] = 7;
 	a->v[1] = sha;
 	a->len[1] = 40;
-	redisReply *r = redisCommandArgv(b->rc, a->n, a->v, a->len);
+	redisReply *r = conn_command(b, a->n, a->v, a->len);
 	if (r && r->type == REDIS_REPLY_ERROR &&
 	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		freeReplyObject(r);
@@ -559,7 +559,7 @@ static redisReply *run_script(struct bridge *b, const char *sha,
 		a->len[0] = 4;
 		a->v[1] = src;
 		a->len[1] = strlen(src);
-		r = redisCommandArgv(b->rc, a->n, a->v, a->len);
+		r = conn_command(b, a->n, a->v, a->len);
 	}
 	return r;
 }
@@ -593,7 +593,7 @@ static int run_reset(struct bridge *b)
 	for (int round = 0; round < 1000000 && rc == 0; round++) {
 		const char *argv[] = { "SSCAN", b->k_keys, cursor, "COUNT",
 				       "1000" };
-		redisReply *r = redisCommandArgv(b->rc, 5, argv, NULL);
+		redisReply *r = conn_command(b, 5, argv, NULL);
 		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING) {
 			bridge_error(b, SHMSTAT_LOG_WARNING,
@@ -682,12 +682,7 @@ struct txn {
 
 static int flush_out(struct bridge *b)
 {
-	int done = 0;
-
-	while (!done)
-		if (redisBufferWrite(b->rc, &done) != REDIS_OK)
-			return -1;
-	return 0;
+	return conn_flush(b);
 }
 
 static int append(struct bridge *b, struct args *a, int *nrep)
@@ -714,11 +709,7 @@ static int append_cmd(struct bridge *b, int *nrep, int argc,
 
 static redisReply *get_reply(struct bridge *b)
 {
-	void *r = NULL;
-
-	if (redisGetReply(b->rc, &r) != REDIS_OK)
-		return NULL;
-	return r;
+	return conn_reply(b);
 }
 
 /* Read and drop n replies; -1 on I/O error. */
@@ -1230,7 +1221,7 @@ unwatch:
 	b->migrate_checked = ret == 0;
 	{
 		const char *uw[] = { "UNWATCH" };
-		redisReply *u = redisCommandArgv(b->rc, 1, uw, NULL);
+		redisReply *u = conn_command(b, 1, uw, NULL);
 		if (!u)
 			ret = -1;
 		else
@@ -1939,7 +1930,7 @@ drain_out:
 		ret = -1;
 	else {
 		const char *uw[] = { "UNWATCH" };
-		redisReply *u = redisCommandArgv(b->rc, 1, uw, NULL);
+		redisReply *u = conn_command(b, 1, uw, NULL);
 		if (!u)
 			ret = -1;
 		else
@@ -2067,6 +2058,20 @@ io:
 	forget_all(b);
 	conn_close(b);
 out:
+	if (b->rc && b->wrong_role) {
+		/* READONLY: the server became a replica (a failover): what
+		 * it said is void; connect again (Sentinel: ask again). */
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "Redis %s (%s) refuses writes (READONLY: no "
+			     "longer the master, a failover?): reconnecting%s",
+			     b->cf->addr, b->node,
+			     b->cf->redis.master[0]
+				     ? " to the master the sentinels name"
+				     : "");
+		forget_all(b);
+		conn_close(b);
+		ret = -1;
+	}
 	free(grp);
 	free(sn.v);
 	return ret;

@@ -119,6 +119,78 @@ static int parse_query(struct redis_conf *c, const char *q, char *err,
 	return 0;
 }
 
+/* redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db] */
+static int parse_sentinel(struct redis_conf *c, const char *p, char *err,
+			  size_t errlen)
+{
+	const char *slash = strchr(p, '/');
+	const char *at = NULL;
+
+	if (!slash)
+		return fail(err, errlen,
+			    "redis+sentinel:// URL needs the master's name: "
+			    "redis+sentinel://host:port[,host:port...]/MASTER");
+	for (const char *s = p; s < slash; s++)
+		if (*s == '@')
+			at = s;
+	if (at) {
+		if (parse_userinfo(c, p, (size_t)(at - p), err, errlen) < 0)
+			return -1;
+		p = at + 1;
+	}
+	size_t n = (size_t)(slash - p);
+	if (n == 0)
+		return fail(err, errlen,
+			    "redis+sentinel:// URL names no sentinel");
+	if (n >= sizeof(c->sentinels))
+		return fail(err, errlen, "sentinel list longer than %zu bytes",
+			    sizeof(c->sentinels) - 1);
+	/* Each entry host:port (port default 26379). */
+	for (const char *e = p; e < slash;) {
+		const char *comma = memchr(e, ',', (size_t)(slash - e));
+		const char *ee = comma ? comma : slash;
+		const char *colon = NULL;
+		for (const char *s = e; s < ee; s++)
+			if (*s == ':')
+				colon = s;
+		int port;
+		if (ee == e || colon == e ||
+		    (colon && parse_int(colon + 1, (size_t)(ee - colon - 1), 1,
+					65535, &port) < 0))
+			return fail(err, errlen,
+				    "bad sentinel '%.*s' in the Redis URL "
+				    "(host:port)",
+				    (int)(ee - e > 60 ? 60 : ee - e), e);
+		e = comma ? comma + 1 : slash;
+	}
+	memcpy(c->sentinels, p, n);
+	c->sentinels[n] = '\0';
+	const char *m = slash + 1;
+	const char *mend = m + strcspn(m, "/?");
+	if (mend == m || (size_t)(mend - m) >= sizeof(c->master))
+		return fail(err, errlen,
+			    "redis+sentinel:// URL needs the master's name "
+			    "(1 to %zu bytes) after the sentinels",
+			    sizeof(c->master) - 1);
+	memcpy(c->master, m, (size_t)(mend - m));
+	c->master[mend - m] = '\0';
+	if (*mend == '/' && mend[1]) {
+		const char *db = mend + 1;
+		if (parse_int(db, strlen(db), 0, 1 << 20, &c->db) < 0)
+			return fail(err, errlen,
+				    "bad database '%.20s' in the Redis URL (a "
+				    "number)",
+				    db);
+	} else if (*mend == '?')
+		return fail(err, errlen,
+			    "bad query '%.40s' in the Redis URL (none is "
+			    "understood after the master's name)",
+			    mend);
+	c->tls = 0;
+	c->path[0] = '\0';
+	return 0;
+}
+
 int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		   size_t errlen)
 {
@@ -126,10 +198,10 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 
 	if (!url || !*url)
 		return fail(err, errlen, "empty Redis URL");
-	if (strncmp(url, "rediss://", 9) == 0)
-		return fail(err, errlen,
-			    "rediss:// (Redis over TLS) is not supported yet: "
-			    "use redis:// or unix://, or a local TLS proxy");
+	if (strncmp(url, "redis+sentinel://", 17) == 0)
+		return parse_sentinel(c, url + 17, err, errlen);
+	c->tls = strncmp(url, "rediss://", 9) == 0;
+	c->master[0] = '\0';
 	if (strncmp(url, "unix://", 7) == 0) {
 		p = url + 7;
 		const char *at = strchr(p, '@');
@@ -153,19 +225,22 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		memcpy(c->path, p, n);
 		c->path[n] = '\0';
 		c->host[0] = '\0';
+		c->tls = 0;
+		c->master[0] = '\0';
 		if (q && parse_query(c, q + 1, err, errlen) < 0)
 			return -1;
 		return 0;
 	}
-	if (strncmp(url, "redis://", 8) != 0) {
+	if (strncmp(url, "redis://", 8) != 0 && !c->tls) {
 		const char *colon = strstr(url, "://");
 		return fail(err, errlen,
 			    "unsupported Redis URL scheme '%.*s': use "
-			    "redis://[user:password@]host:port/db or "
+			    "redis://[user:password@]host:port/db, rediss:// "
+			    "(TLS), redis+sentinel://host:port,.../MASTER or "
 			    "unix:///path",
 			    colon ? (int)(colon - url) : 20, url);
 	}
-	p = url + 8;
+	p = url + (c->tls ? 9 : 8);
 	const char *end = p + strcspn(p, "/?");
 	const char *at = NULL;
 	for (const char *s = p; s < end; s++)
@@ -268,12 +343,31 @@ int redis_conf_env(struct redis_conf *c, char *err, size_t errlen)
 			return fail(err, errlen, "REDIS_USERNAME is too long");
 		strcpy(c->user, v);
 	}
+	if ((v = getenv("REDIS_SENTINEL_PASSWORD")) && *v) {
+		if (strlen(v) >= sizeof(c->sentinel_password))
+			return fail(err, errlen,
+				    "REDIS_SENTINEL_PASSWORD is too long");
+		strcpy(c->sentinel_password, v);
+	}
+	if ((v = getenv("REDIS_SENTINEL_USERNAME")) && *v) {
+		if (strlen(v) >= sizeof(c->sentinel_user))
+			return fail(err, errlen,
+				    "REDIS_SENTINEL_USERNAME is too long");
+		strcpy(c->sentinel_user, v);
+	}
 	return 0;
 }
 
 void redis_conf_addr(const struct redis_conf *c, char *buf, size_t len)
 {
-	if (c->path[0])
+	if (c->master[0])
+		snprintf(buf, len, "sentinel:%s/%s/%d", c->sentinels, c->master,
+			 c->db);
+	else if (c->tls)
+		snprintf(buf, len, "tls:%s%s%s:%d/%d",
+			 strchr(c->host, ':') ? "[" : "", c->host,
+			 strchr(c->host, ':') ? "]" : "", c->port, c->db);
+	else if (c->path[0])
 		snprintf(buf, len, "unix:%s/%d", c->path, c->db);
 	else if (strchr(c->host, ':'))
 		snprintf(buf, len, "[%s]:%d/%d", c->host, c->port, c->db);

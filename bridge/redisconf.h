@@ -19,6 +19,13 @@ struct redis_conf {
 	int db;              /* SELECT db, default 0 */
 	char user[128];      /* ACL user; "" = password only (or none) */
 	char password[256];  /* "" = no AUTH */
+	int tls;             /* rediss://: TLS to host:port */
+	/* redis+sentinel://: the master's name and the sentinels, as
+	 * "host:port,host:port"; host/port above are then unused. */
+	char master[128];
+	char sentinels[512];
+	char sentinel_user[128];     /* $REDIS_SENTINEL_USERNAME */
+	char sentinel_password[256]; /* $REDIS_SENTINEL_PASSWORD */
 };
 
 /* Defaults: 127.0.0.1:6379, db 0, no AUTH. */
@@ -26,9 +33,11 @@ void redis_conf_init(struct redis_conf *c);
 
 /*
  * Parse a URL into c (fields not in the URL keep their values). Percent
- * escapes in user and password are decoded. rediss:// is refused ("not
- * supported yet"). Returns 0, or -1 with a reason in err that never holds
- * the password.
+ * escapes in user and password are decoded. rediss:// is redis:// over
+ * TLS; redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]
+ * names the sentinels to ask for MASTER (user and password are the
+ * master's). Returns 0, or -1 with a reason in err that never holds the
+ * password.
  */
 int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		   size_t errlen);

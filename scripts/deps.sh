@@ -8,6 +8,8 @@ packages=(
 	gcc g++ clang pkg-config meson ninja-build
 	libxxhash-dev libbsd-dev liburcu-dev libhiredis-dev
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
+	# rediss:// (bridge/tls.c)
+	libssl-dev
 	redis-server redis-tools libncurses-dev
 	# The tests: promtool checks the alert rules, curl follows the tour.
 	prometheus curl

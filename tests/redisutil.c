@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "redisutil.h"
 #include "testutil.h"
 
@@ -114,6 +118,8 @@ void ru_start(struct ru_server *r)
 			argv[n++] = "--requirepass";
 			argv[n++] = r->password;
 		}
+		for (size_t i = 0; r->extra && r->extra[i] && n < 39; i++)
+			argv[n++] = r->extra[i];
 		argv[n] = NULL;
 		int devnull = open("/dev/null", O_RDWR);
 		dup2(devnull, 0);
@@ -296,4 +302,85 @@ int tu_wait_nohang(pid_t pid)
 	if (waitpid(pid, &st, WNOHANG) != pid)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int ru_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+pid_t ru_spawn(const char *log, const char *const argv[])
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+		int lf = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(devnull, 0);
+		dup2(lf >= 0 ? lf : devnull, 1);
+		dup2(lf >= 0 ? lf : devnull, 2);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+void ru_kill(pid_t pid)
+{
+	int st;
+
+	if (pid <= 0)
+		return;
+	kill(pid, SIGCONT);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
+redisReply *ru_tcp_cmd(int port, const char *fmt, ...)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	va_list ap;
+
+	if (!c)
+		return NULL;
+	if (c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	redisFree(c);
+	return rep;
+}
+
+bool ru_wait_port(int port, int timeout_ms)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+
+	do {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons((uint16_t)port) };
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(fd);
+		if (ok)
+			return true;
+		ru_sleep_ms(10);
+	} while (mono_ms() < deadline);
+	return false;
 }

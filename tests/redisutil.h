@@ -23,6 +23,8 @@ struct ru_server {
 	char password[64];    /* requirepass when set before ru_start */
 	const char *config;   /* a redis.conf to start from (the options
 				 above override its network and files) */
+	const char *const *extra; /* more arguments (NULL-terminated), after
+				     ours: e.g. --port N, --tls-port N */
 	pid_t pid;            /* 0 when stopped */
 };
 
@@ -65,5 +67,18 @@ bool ru_file_has(const char *path, const char *s);
 bool ru_wait_file_has(const char *path, const char *s, int timeout_ms);
 /* Sleep ms. */
 void ru_sleep_ms(int ms);
+
+/* A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
+int ru_free_port(void);
+/* Fork and exec argv (PATH search), stdout/stderr to log, killed with the
+ * test (PR_SET_PDEATHSIG). */
+pid_t ru_spawn(const char *log, const char *const argv[]);
+/* SIGKILL and reap. */
+void ru_kill(pid_t pid);
+/* One command (redisCommand format) to 127.0.0.1:port, plain TCP, 2 s
+ * timeouts. NULL when unreachable. */
+redisReply *ru_tcp_cmd(int port, const char *fmt, ...);
+/* Wait until something accepts TCP connections on 127.0.0.1:port. */
+bool ru_wait_port(int port, int timeout_ms);
 
 #endif

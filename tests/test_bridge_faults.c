@@ -2,7 +2,7 @@
  * test_bridge_faults.c — shmstat-bridge when things go wrong: Redis
  * restarted empty, restored from an older RDB, a wrong password, an
  * unreachable server, error replies (a key that is not an integer, OOM,
- * a flushed script cache), rediss:// and an evicting maxmemory-policy.
+ * a flushed script cache), --tls-* options without rediss:// and an evicting maxmemory-policy.
  * Each time: clear log lines, the bridge keeps retrying, no crash, and
  * nothing lost once Redis is usable again.
  */
@@ -240,15 +240,14 @@ static void error_replies_are_logged_and_nothing_is_lost(void **state)
 	assert_int_equal(ru_bridge_stop(p), 0);
 }
 
-static void rediss_is_refused_clearly(void **state)
+static void tls_options_without_rediss_are_refused_clearly(void **state)
 {
 	struct fx *f = *state;
 
-	pid_t p = ru_bridge(f->r.dir, f->a.name, "rediss://u:pw1234@h:6380/0",
-			    f->log, NULL);
+	pid_t p = ru_bridge(f->r.dir, f->a.name, "redis://u:pw1234@h:6380/0",
+			    f->log, "--tls-ca-file", "/nonexistent", NULL);
 	assert_int_equal(tu_wait(p, 10000), 1);
-	assert_true(ru_file_has(f->log, "rediss:// (Redis over TLS) is not "
-					"supported yet"));
+	assert_true(ru_file_has(f->log, "--tls-* options need a rediss://"));
 	assert_false(ru_file_has(f->log, "pw1234"));
 }
 
@@ -274,7 +273,7 @@ int main(void)
 		T(a_wrong_password_is_logged_without_it_and_retried),
 		T(an_unreachable_redis_is_retried_until_it_comes),
 		T(error_replies_are_logged_and_nothing_is_lost),
-		T(rediss_is_refused_clearly),
+		T(tls_options_without_rediss_are_refused_clearly),
 		T(an_evicting_maxmemory_policy_is_warned_about),
 #undef T
 	};

@@ -38,14 +38,55 @@ static void urls_with_user_password_host_port_db_parse(void **state)
 	assert_int_equal(c.db, 2);
 }
 
+static void tls_and_sentinel_urls_are_parsed(void **state)
+{
+	struct redis_conf c;
+	char err[REDISCONF_ERR_LEN], addr[600];
+
+	(void)state;
+	assert_int_equal(url(&c, "rediss://u:p%2Fw@redis.example:6380/3", err),
+			 0);
+	assert_int_equal(c.tls, 1);
+	assert_string_equal(c.host, "redis.example");
+	assert_int_equal(c.port, 6380);
+	assert_int_equal(c.db, 3);
+	assert_string_equal(c.user, "u");
+	assert_string_equal(c.password, "p/w");
+	redis_conf_addr(&c, addr, sizeof(addr));
+	assert_string_equal(addr, "tls:redis.example:6380/3");
+	assert_int_equal(url(&c, "redis+sentinel://:pw@a:26379,b:26380,c/mymaster/2",
+			     err),
+			 0);
+	assert_int_equal(c.tls, 0);
+	assert_string_equal(c.sentinels, "a:26379,b:26380,c");
+	assert_string_equal(c.master, "mymaster");
+	assert_int_equal(c.db, 2);
+	assert_string_equal(c.password, "pw");
+	redis_conf_addr(&c, addr, sizeof(addr));
+	assert_string_equal(addr, "sentinel:a:26379,b:26380,c/mymaster/2");
+	assert_null(strstr(addr, "pw"));
+	/* A later plain URL is no longer TLS nor Sentinel. */
+	assert_int_equal(url(&c, "redis://h:1/0", err), 0);
+	assert_int_equal(c.tls, 0);
+	assert_string_equal(c.master, "");
+}
+
 static void bad_urls_are_refused_without_the_password(void **state)
 {
 	struct redis_conf c;
 	char err[REDISCONF_ERR_LEN];
 
 	(void)state;
-	assert_int_equal(url(&c, "rediss://u:topsecret@h:6380", err), -1);
-	assert_non_null(strstr(err, "not supported yet"));
+	assert_int_equal(url(&c, "redis+sentinel://u:topsecret@h:1,:2/m", err),
+			 -1);
+	assert_non_null(strstr(err, "sentinel"));
+	assert_null(strstr(err, "topsecret"));
+	assert_int_equal(url(&c, "redis+sentinel://u:topsecret@h:1", err), -1);
+	assert_non_null(strstr(err, "master's name"));
+	assert_null(strstr(err, "topsecret"));
+	assert_int_equal(url(&c, "redis+sentinel://u:topsecret@h:1/m/x", err),
+			 -1);
+	assert_non_null(strstr(err, "database"));
 	assert_null(strstr(err, "topsecret"));
 	assert_int_equal(url(&c, "redis://u:topsecret@h:99999", err), -1);
 	assert_non_null(strstr(err, "port"));
@@ -98,6 +139,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(urls_with_user_password_host_port_db_parse),
+		cmocka_unit_test(tls_and_sentinel_urls_are_parsed),
 		cmocka_unit_test(bad_urls_are_refused_without_the_password),
 		cmocka_unit_test(the_redis_environment_variables_are_read),
 	};
