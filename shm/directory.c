@@ -69,17 +69,19 @@ int shmstat__name_check_counter(const char *name, size_t len)
 	return 0;
 }
 
-static int name_error(struct shmstat *h, const char *name)
+/* What is wrong with a counter's, a gauge's or a stat's name; `what` says
+ * which, so a gauge's bad name is not called a counter's. */
+static int name_error(struct shmstat *h, const char *name, const char *what)
 {
 	size_t len = name ? strlen(name) : 0, at = 0;
 
 	if (len == 0)
-		return shmstat__err(h, SHMSTAT_ENAME, "empty counter name");
+		return shmstat__err(h, SHMSTAT_ENAME, "empty %s name", what);
 	if (len > SHMSTAT_NAME_MAX)
 		return shmstat__err(h, SHMSTAT_ENAME,
-				    "counter name of %zu bytes is longer than "
+				    "%s name of %zu bytes is longer than "
 				    "%d",
-				    len, SHMSTAT_NAME_MAX);
+				    what, len, SHMSTAT_NAME_MAX);
 	/* The reason quotes only the valid part before the bad byte, so the
 	 * message itself stays printable UTF-8. */
 	while (at < len && (unsigned char)name[at] >= 0x20 &&
@@ -87,17 +89,17 @@ static int name_error(struct shmstat *h, const char *name)
 		at++;
 	if (at < len)
 		return shmstat__err(h, SHMSTAT_ENAME,
-				    "counter name holds a control character "
+				    "%s name holds a control character "
 				    "(0x%02x) at byte offset %zu",
-				    (unsigned char)name[at], at);
+				    what, (unsigned char)name[at], at);
 	shmstat__utf8_check(name, len, &at);
 	size_t q = at < 60 ? at : 60; /* cut at a character boundary */
 	while (q > 0 && q < at && ((unsigned char)name[q] & 0xc0u) == 0x80u)
 		q--;
 	return shmstat__err(h, SHMSTAT_ENAME,
-			    "counter name is not valid UTF-8 at byte offset "
+			    "%s name is not valid UTF-8 at byte offset "
 			    "%zu (0x%02x, after '%.*s%s')",
-			    at, (unsigned char)name[at], (int)q, name,
+			    what, at, (unsigned char)name[at], (int)q, name,
 			    q < at ? "..." : "");
 }
 
@@ -394,7 +396,7 @@ int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out)
 				    h->name);
 	size_t len = name ? strlen(name) : 0;
 	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
+		return name_error(h, name, "counter");
 	rc = shmstat__dir_lookup(h, name, len, SHMSTAT_KIND_COUNTER, true, &i);
 	if (rc < 0)
 		return rc;
@@ -440,7 +442,7 @@ int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out)
 		return SHMSTAT_EINVAL;
 	size_t len = name ? strlen(name) : 0;
 	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
+		return name_error(h, name, "counter or gauge");
 	rc = shmstat__dir_lookup(h, name, len, 0, false, &i);
 	if (rc == SHMSTAT_ENOTFOUND)
 		return shmstat__err(h, rc, "no counter or gauge '%.80s'", name);
@@ -531,7 +533,7 @@ int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 				    "segment '%s' is open read-only", h->name);
 	size_t len = name ? strlen(name) : 0;
 	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
+		return name_error(h, name, "gauge");
 	rc = shmstat__dir_lookup(h, name, len, SHMSTAT_KIND_GAUGE, true, &i);
 	if (rc < 0)
 		return rc;
