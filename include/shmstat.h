@@ -159,8 +159,10 @@ typedef struct shmstat_options {
  * SHMSTAT_ENOSPC here rather than SIGBUS later.
  *
  * Attaching validates size, magic, layout version and every region before
- * use: ETRUNC, EMAGIC, EVERSION (a segment of another layout major version:
- * the message names both versions), ECORRUPT, EINIT are distinct.
+ * use: ETRUNC, EMAGIC, EVERSION (a segment of another layout major version,
+ * or a cache region of another format, i.e. made by another build: the
+ * message names both versions; a newer minor of the same major attaches),
+ * ECORRUPT, EINIT are distinct.
  *
  * Ownership: a segment whose owner is not this process's effective user is
  * refused with SHMSTAT_EOWNER (the reason names the segment, its path,
