@@ -139,7 +139,8 @@ typedef struct shmstat shmstat_t;
  */
 typedef struct shmstat_options {
 	unsigned flags;          /* SHMSTAT_O_* */
-	unsigned mode;           /* permission bits at creation; 0 = 0600 */
+	unsigned mode;           /* permission bits at creation; 0 = 0600;
+	                          * world-writable (o+w) is refused: EINVAL */
 	size_t size;             /* total bytes; 0 = 32 MiB */
 	uint32_t max_counters;   /* counters + gauges; 0 = 4096 */
 	uint32_t max_workers;    /* rows for concurrent processes; 0 = 128 */
@@ -160,8 +161,10 @@ typedef struct shmstat_options {
  * SHMSTAT_ENOSPC here rather than SIGBUS later.
  *
  * Attaching validates size, magic, layout version and every region before
- * use: ETRUNC, EMAGIC, EVERSION (a segment of another layout major version:
- * the message names both versions), ECORRUPT, EINIT are distinct.
+ * use: ETRUNC, EMAGIC, EVERSION (a segment of another layout major version,
+ * or a cache region of another format, i.e. made by another build: the
+ * message names both versions; a newer minor of the same major attaches),
+ * ECORRUPT, EINIT are distinct.
  *
  * Ownership: a segment whose owner is not this process's effective user is
  * refused with SHMSTAT_EOWNER (the reason names the segment, its path,
@@ -1186,10 +1189,13 @@ typedef struct shmstat_health {
 
 /*
  * Judge an attached segment: degraded when the bridge is absent,
- * disconnected or stale (unless SHMSTAT_HEALTH_NO_BRIDGE), the cache's value
- * memory is 95% full, the directory 90% full, or a process found no free
- * row. (A segment that cannot be opened is broken: the caller knows that
- * from shmstat_open().)
+ * disconnected, stale or refused keys by Redis (unless
+ * SHMSTAT_HEALTH_NO_BRIDGE), cache calls failed (locks held past their
+ * bound, nothing evictable, corrupt entries: at least 10 failed calls and
+ * 1% of all calls; a full cache that evicts is healthy, cache_fill only
+ * reports its fill), the directory is 90% full, or a process found no
+ * free row. (A segment that cannot be opened is broken: the caller knows
+ * that from shmstat_open().)
  * Concurrency: any. Ordering: each check reads its part of the segment
  * once, one after another. Killed: the segment is unchanged (it only
  * reads); *out is the caller's, partly filled.

@@ -317,18 +317,29 @@ int shmstat__cache_init(unsigned char *region, uint64_t size,
 	return 0;
 }
 
+uint32_t shmstat__cache_format(void)
+{
+	return CACHE_VERSION;
+}
+
 int shmstat__cache_validate(const unsigned char *region, uint64_t size,
-			    uint64_t max_value, struct cache_geo *geo)
+			    uint64_t max_value, struct cache_geo *geo,
+			    uint32_t *version)
 {
 	struct cache_hdr g;
 
 	memset(geo, 0, sizeof(*geo));
+	*version = 0;
 	if (size < CACHE_HDR_SIZE)
 		return SHMSTAT_ECORRUPT;
 	/* One copy, then only the copy is checked and used: the region may
 	 * change under us while we look. */
 	memcpy(&g, region, sizeof(g));
-	if (g.magic != CACHE_MAGIC || g.version != CACHE_VERSION ||
+	*version = g.version;
+	/* Another build's cache: named as such, not as corrupt. */
+	if (g.magic == CACHE_MAGIC && g.version != CACHE_VERSION)
+		return SHMSTAT_EVERSION;
+	if (g.magic != CACHE_MAGIC ||
 	    g.hdr_size != CACHE_HDR_SIZE || g.max_value != max_value ||
 	    !geo_ok(&g, size) || !classes_ok(&g))
 		return SHMSTAT_ECORRUPT;

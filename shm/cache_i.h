@@ -59,9 +59,15 @@ uint64_t shmstat__cache_min_size(uint64_t max_value);
 int shmstat__cache_init(unsigned char *region, uint64_t size,
 			uint64_t max_value);
 /* Check the region's own header before trusting it (every attacher), and
- * copy its geometry into *geo. */
+ * copy its geometry into *geo. SHMSTAT_EVERSION when the region carries
+ * the cache's magic but another format version (*version: that one, and
+ * shmstat__cache_format() is this build's); ECORRUPT otherwise. The cache
+ * format has no minor: any change of it is a new version. */
 int shmstat__cache_validate(const unsigned char *region, uint64_t size,
-			    uint64_t max_value, struct cache_geo *geo);
+			    uint64_t max_value, struct cache_geo *geo,
+			    uint32_t *version);
+/* The cache format version this build reads and writes. */
+uint32_t shmstat__cache_format(void);
 /* Bytes of the region in use, for shmstat_info(). */
 uint64_t shmstat__cache_bytes_used(const struct shmstat *h);
 

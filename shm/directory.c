@@ -70,17 +70,19 @@ int shmstat__name_check_counter(const char *name, size_t len)
 	return 0;
 }
 
-static int name_error(struct shmstat *h, const char *name)
+/* What is wrong with a counter's, a gauge's or a stat's name; `what` says
+ * which, so a gauge's bad name is not called a counter's. */
+static int name_error(struct shmstat *h, const char *name, const char *what)
 {
 	size_t len = name ? strlen(name) : 0, at = 0;
 
 	if (len == 0)
-		return shmstat__err(h, SHMSTAT_ENAME, "empty counter name");
+		return shmstat__err(h, SHMSTAT_ENAME, "empty %s name", what);
 	if (len > SHMSTAT_NAME_MAX)
 		return shmstat__err(h, SHMSTAT_ENAME,
-				    "counter name of %zu bytes is longer than "
+				    "%s name of %zu bytes is longer than "
 				    "%d",
-				    len, SHMSTAT_NAME_MAX);
+				    what, len, SHMSTAT_NAME_MAX);
 	/* The reason quotes only the valid part before the bad byte, so the
 	 * message itself stays printable UTF-8. */
 	while (at < len && (unsigned char)name[at] >= 0x20 &&
@@ -88,17 +90,17 @@ static int name_error(struct shmstat *h, const char *name)
 		at++;
 	if (at < len)
 		return shmstat__err(h, SHMSTAT_ENAME,
-				    "counter name holds a control character "
+				    "%s name holds a control character "
 				    "(0x%02x) at byte offset %zu",
-				    (unsigned char)name[at], at);
+				    what, (unsigned char)name[at], at);
 	shmstat__utf8_check(name, len, &at);
 	size_t q = at < 60 ? at : 60; /* cut at a character boundary */
 	while (q > 0 && q < at && ((unsigned char)name[q] & 0xc0u) == 0x80u)
 		q--;
 	return shmstat__err(h, SHMSTAT_ENAME,
-			    "counter name is not valid UTF-8 at byte offset "
+			    "%s name is not valid UTF-8 at byte offset "
 			    "%zu (0x%02x, after '%.*s%s')",
-			    at, (unsigned char)name[at], (int)q, name,
+			    what, at, (unsigned char)name[at], (int)q, name,
 			    q < at ? "..." : "");
 }
 
@@ -278,7 +280,7 @@ int shmstat__name_key(struct shmstat *h, const char *name, size_t len,
 	/* The bytes as given: UTF-8 without control characters, and not
 	 * over the limit even before "{}" is added. */
 	if (shmstat__name_check_counter(name, len) < 0)
-		return name_error(h, name);
+		return name_error(h, name, "metric");
 	if ((rc = parse_labels(h, name, len, reserved, blen, p, &n)) < 0)
 		return rc;
 	size_t o = labels_write(out, SHMSTAT_NAME_MAX + 1, name, *blen, p, n,
@@ -682,9 +684,11 @@ int shmstat_counter_open(shmstat_t *h, const char *name, shmstat_counter_t *out)
 				    "count",
 				    h->name);
 	char key[SHMSTAT_NAME_MAX + 1];
-	size_t len, blen;
-	if ((rc = shmstat__name_key(h, name, name ? strlen(name) : 0, false,
-				    key, &len, &blen)) < 0)
+	size_t len = name ? strlen(name) : 0, blen;
+	/* The bytes first, so the reason names the kind asked for. */
+	if (shmstat__name_check_counter(name, len) < 0)
+		return name_error(h, name, "counter");
+	if ((rc = shmstat__name_key(h, name, len, false, key, &len, &blen)) < 0)
 		return rc;
 	rc = shmstat__dir_lookup(h, key, len, SHMSTAT_KIND_COUNTER, true, &i);
 	if (rc < 0)
@@ -730,9 +734,11 @@ int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out)
 	if (!h || !out)
 		return SHMSTAT_EINVAL;
 	char key[SHMSTAT_NAME_MAX + 1];
-	size_t len, blen;
-	if ((rc = shmstat__name_key(h, name, name ? strlen(name) : 0, true,
-				    key, &len, &blen)) < 0)
+	size_t len = name ? strlen(name) : 0, blen;
+	/* The bytes first, so the reason names the kind asked for. */
+	if (shmstat__name_check_counter(name, len) < 0)
+		return name_error(h, name, "counter or gauge");
+	if ((rc = shmstat__name_key(h, name, len, true, key, &len, &blen)) < 0)
 		return rc;
 	rc = shmstat__dir_lookup(h, key, len, 0, false, &i);
 	if (rc == SHMSTAT_ENOTFOUND)
@@ -847,9 +853,11 @@ int shmstat_gauge_open(shmstat_t *h, const char *name, shmstat_gauge_t *out)
 		return shmstat__err(h, SHMSTAT_ERDONLY,
 				    "segment '%s' is open read-only", h->name);
 	char key[SHMSTAT_NAME_MAX + 1];
-	size_t len, blen;
-	if ((rc = shmstat__name_key(h, name, name ? strlen(name) : 0, false,
-				    key, &len, &blen)) < 0)
+	size_t len = name ? strlen(name) : 0, blen;
+	/* The bytes first, so the reason names the kind asked for. */
+	if (shmstat__name_check_counter(name, len) < 0)
+		return name_error(h, name, "gauge");
+	if ((rc = shmstat__name_key(h, name, len, false, key, &len, &blen)) < 0)
 		return rc;
 	rc = shmstat__dir_lookup(h, key, len, SHMSTAT_KIND_GAUGE, true, &i);
 	if (rc < 0)

@@ -66,6 +66,32 @@ int shmstat_name_check(const char *name)
 	return SHMSTAT_OK;
 }
 
+const char *shmstat__name_problem(const char *name)
+{
+	if (!name)
+		return "no name was given";
+	size_t n = strlen(name);
+	if (n == 0)
+		return "the name is empty (use 1 to 64 of [A-Za-z0-9_.-])";
+	if (n > SHMSTAT_SEGNAME_MAX)
+		return "the name is longer than 64 characters";
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return c == '/' ? "a '/' is not allowed (use 1 to 64 of "
+					  "[A-Za-z0-9_.-])"
+					: "it holds a character outside "
+					  "[A-Za-z0-9_.-]";
+	}
+	if (strcmp(name, ".") == 0)
+		return "'.' alone is not a name";
+	if (strstr(name, ".."))
+		return "'..' is not allowed in a name";
+	return NULL;
+}
+
 static void shm_path(char *buf, size_t len, const char *name)
 {
 	snprintf(buf, len, "/shmstat.%s", name);
@@ -318,8 +344,17 @@ static int validate(struct shmstat *h, uint64_t real_size)
 		h->help = (struct help_entry *)(void *)(h->base + rg[REG_HELP].off);
 		h->help_n = help_entries(c);
 	}
+	uint32_t cver;
 	int rc = shmstat__cache_validate(h->cache, h->cache_size,
-					 hdr->cache_max_value, &h->cache_geo);
+					 hdr->cache_max_value, &h->cache_geo,
+					 &cver);
+	if (rc == SHMSTAT_EVERSION)
+		return shmstat__err(NULL, rc, "segment '%s' (layout %u.%u) has "
+				    "cache format version %u; this build reads "
+				    "cache format %u: it was made by another "
+				    "build of shmstat",
+				    n, hdr->ver_major, hdr->ver_minor, cver,
+				    shmstat__cache_format());
 	if (rc < 0)
 		return shmstat__err(NULL, rc, "segment '%s': the cache region "
 				    "is invalid", n);
@@ -562,12 +597,21 @@ int shmstat_open(const char *name, const shmstat_options_t *opts,
 	*out = NULL;
 	if (shmstat_name_check(name) < 0)
 		return shmstat__err(NULL, SHMSTAT_ENAME,
-				    "invalid segment name '%.80s': use 1 to 64 "
-				    "of [A-Za-z0-9_.-], not '..'",
-				    name ? name : "(null)");
+				    "invalid segment name '%.80s': %s",
+				    name ? name : "(null)",
+				    shmstat__name_problem(name));
 	if ((o->flags & SHMSTAT_O_RDONLY) && (o->flags & SHMSTAT_O_CREATE))
 		return shmstat__err(NULL, SHMSTAT_EINVAL,
 				    "SHMSTAT_O_RDONLY cannot create a segment");
+	/* Whoever can write the file can truncate it, and every process
+	 * that maps it dies of SIGBUS on its next count: never for all. */
+	if ((o->flags & SHMSTAT_O_CREATE) && (o->mode & 0002))
+		return shmstat__err(NULL, SHMSTAT_EINVAL,
+				    "mode %04o for segment '%s' is world-writable "
+				    "(o+w): any local user could truncate it and "
+				    "crash every worker; use 0660 and a group "
+				    "for the processes that share it",
+				    o->mode & 07777, name);
 	if (o->flags & SHMSTAT_O_CREATE) {
 		if ((rc = plan(o, &g)) < 0)
 			return rc;
@@ -662,8 +706,9 @@ int shmstat_unlink(const char *name)
 
 	if (shmstat_name_check(name) < 0)
 		return shmstat__err(NULL, SHMSTAT_ENAME,
-				    "invalid segment name '%.80s'",
-				    name ? name : "(null)");
+				    "invalid segment name '%.80s': %s",
+				    name ? name : "(null)",
+				    shmstat__name_problem(name));
 	shm_path(path, sizeof(path), name);
 	if (shm_unlink(path) < 0) {
 		if (errno == ENOENT)

@@ -225,6 +225,10 @@ int shmstat__utf8_check(const char *s, size_t len, size_t *at);
  * is seconds. Integers are decimal only ("010" is ten); i64 takes a sign.
  * Each returns SHMSTAT_PARSE_OK and sets *out, or SYNTAX (not a number of
  * that form) or RANGE (outside [min, max] or 64 bits); *out unchanged. */
+/* What is wrong with a segment name, in words ("a '/' is not allowed"),
+ * or NULL when shmstat_name_check() accepts it. A static string. */
+const char *shmstat__name_problem(const char *name);
+
 enum shmstat_parse_result {
 	SHMSTAT_PARSE_OK = 0,
 	SHMSTAT_PARSE_SYNTAX = -1,

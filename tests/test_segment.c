@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache_i.h"
 #include "layout_i.h"
 #include "shmstat_i.h"
 #include "testutil.h"
@@ -171,6 +172,64 @@ static void another_major_version_gives_eversion(void **state)
 	munmap(hdr, len);
 }
 
+/* The rule of layout_i.h: a minor bump only gives meaning to reserved
+ * bytes or appends regions, so a segment of a newer minor attaches, counts
+ * and caches, and reports its own version. */
+static void a_newer_minor_layout_attaches_and_works(void **state)
+{
+	struct tu_seg *s = *state;
+	size_t len;
+	struct seg_header *hdr = raw_map(s->name, &len);
+	hdr->ver_minor = SEG_LAYOUT_MINOR + 1;
+	shmstat_t *h;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), 0);
+	assert_int_equal(shmstat_counter_add_by_name(h, "c", 3), 0);
+	assert_int_equal(shmstat_cache_set(h, "k", 1, "v", 1, 0, 0), 0);
+	char v[8];
+	size_t n;
+	assert_int_equal(shmstat_cache_get(h, "k", 1, v, sizeof(v), &n), 0);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(h, &in), 0);
+	assert_int_equal(in.layout_major, SEG_LAYOUT_MAJOR);
+	assert_int_equal(in.layout_minor, SEG_LAYOUT_MINOR + 1);
+	shmstat_close(&h);
+	/* Read-only too (the tool's inspecting commands). */
+	shmstat_options_t ro = { .flags = SHMSTAT_O_RDONLY };
+	assert_int_equal(shmstat_open(s->name, &ro, &h), 0);
+	shmstat_close(&h);
+	munmap(hdr, len);
+}
+
+/* A cache region of another format (another build of shmstat) is named
+ * as a version mismatch with both versions, not as corruption. */
+static void another_cache_format_gives_eversion_naming_both(void **state)
+{
+	struct tu_seg *s = *state;
+	size_t len;
+	struct seg_header *hdr = raw_map(s->name, &len);
+	unsigned char *cache = (unsigned char *)hdr + hdr->region[REG_CACHE].off;
+	uint32_t ver, ours = shmstat__cache_format();
+	memcpy(&ver, cache + 8, sizeof(ver)); /* after the u64 magic */
+	assert_int_equal(ver, ours);
+	ver = ours + 1;
+	memcpy(cache + 8, &ver, sizeof(ver));
+	shmstat_t *h;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_EVERSION);
+	char want[128];
+	snprintf(want, sizeof(want), "cache format version %u; this build reads "
+		 "cache format %u", ours + 1, ours);
+	assert_non_null(strstr(shmstat_errstr(NULL), want));
+	assert_null(strstr(shmstat_errstr(NULL), "invalid"));
+	/* Its magic broken: that is corruption. */
+	memcpy(cache + 8, &ours, sizeof(ours));
+	cache[0] ^= 0xff;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), SHMSTAT_ECORRUPT);
+	cache[0] ^= 0xff;
+	assert_int_equal(shmstat_open(s->name, NULL, &h), 0);
+	shmstat_close(&h);
+	munmap(hdr, len);
+}
+
 static void region_outside_the_segment_gives_ecorrupt(void **state)
 {
 	struct tu_seg *s = *state;
@@ -239,6 +298,64 @@ static void mode_is_0600_unless_asked(void **state)
 	shmstat_close(&b.h);
 	shmstat_unlink(a.name);
 	shmstat_unlink(b.name);
+}
+
+/* A world-writable segment lets any local user truncate it and crash
+ * every worker: refused at creation, with the reason, nothing created. */
+static void a_world_writable_mode_is_refused_at_creation(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "oww");
+	const unsigned modes[] = { 0666, 0602, 0777, 0622 };
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		shmstat_options_t o = { .flags = SHMSTAT_O_CREATE, .mode = modes[i] };
+		shmstat_t *h = (shmstat_t *)0x1;
+		assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINVAL);
+		assert_null(h);
+		const char *e = shmstat_errstr(NULL);
+		assert_non_null(strstr(e, "world-writable"));
+		assert_non_null(strstr(e, "any local user could truncate it and "
+					  "crash every worker"));
+		assert_non_null(strstr(e, "0660"));
+		assert_int_equal(raw_fd(name), -1); /* nothing was created */
+	}
+	/* Group-writable is what sharing needs: accepted. */
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE, .mode = 0664 };
+	shmstat_t *h;
+	assert_int_equal(shmstat_open(name, &o, &h), 0);
+	shmstat_close(&h);
+	shmstat_unlink(name);
+}
+
+/* A bad name's reason says what is wrong with that name, and speaks of
+ * '..' only for a name that holds it. */
+static void a_bad_segment_names_reason_says_what_is_wrong(void **state)
+{
+	(void)state;
+	const char *too_long = "0123456789012345678901234567890123456789"
+			       "0123456789012345678901234";
+	const struct {
+		const char *name, *want;
+	} c[] = {
+		{ "", "empty" },
+		{ "a/b", "'/' is not allowed" },
+		{ "x\xff", "a character outside [A-Za-z0-9_.-]" },
+		{ "sp ace", "a character outside [A-Za-z0-9_.-]" },
+		{ too_long, "longer than 64" },
+		{ "a..b", "'..' is not allowed" },
+		{ ".", "'.' alone" },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		shmstat_t *h;
+		assert_int_equal(shmstat_open(c[i].name, NULL, &h), SHMSTAT_ENAME);
+		const char *e = shmstat_errstr(NULL);
+		assert_non_null(strstr(e, c[i].want));
+		if (!strstr(c[i].name, ".."))
+			assert_null(strstr(e, ".."));
+		assert_int_equal(shmstat_unlink(c[i].name), SHMSTAT_ENAME);
+		assert_non_null(strstr(shmstat_errstr(NULL), c[i].want));
+	}
 }
 
 static void creation_that_cannot_reserve_memory_gives_enospc(void **state)
@@ -490,10 +607,18 @@ int main(void)
 			another_major_version_gives_eversion, tu_seg_setup,
 			tu_seg_teardown),
 		cmocka_unit_test_setup_teardown(
+			a_newer_minor_layout_attaches_and_works, tu_seg_setup,
+			tu_seg_teardown),
+		cmocka_unit_test_setup_teardown(
+			another_cache_format_gives_eversion_naming_both,
+			tu_seg_setup, tu_seg_teardown),
+		cmocka_unit_test_setup_teardown(
 			region_outside_the_segment_gives_ecorrupt, tu_seg_setup,
 			tu_seg_teardown),
 		cmocka_unit_test(a_segment_its_creator_never_built_gives_einit),
 		cmocka_unit_test(mode_is_0600_unless_asked),
+		cmocka_unit_test(a_world_writable_mode_is_refused_at_creation),
+		cmocka_unit_test(a_bad_segment_names_reason_says_what_is_wrong),
 		cmocka_unit_test(creation_that_cannot_reserve_memory_gives_enospc),
 		cmocka_unit_test(a_size_too_small_for_the_tables_gives_einval),
 		cmocka_unit_test(twenty_processes_creating_at_once_all_attach_to_one),

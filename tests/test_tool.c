@@ -44,6 +44,8 @@ static void help_is_given_for_the_tool_and_every_command(void **state)
 			       "set", "reset", "info", "reap", "health", "ls" };
 	assert_int_equal(tu_tool(out, OUT, "--help", NULL), 0);
 	assert_non_null(strstr(out, "usage: shmstat"));
+	/* The cache line names every subcommand, expire too. */
+	assert_non_null(strstr(out, "cache get|set|expire|del|ttl|keys|clear|flush|stats"));
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		/* Listed in the main help, and has its own. */
 		assert_non_null(strstr(out, cmds[i]));
@@ -52,6 +54,8 @@ static void help_is_given_for_the_tool_and_every_command(void **state)
 		char want[64];
 		snprintf(want, sizeof(want), "usage: shmstat [-n NAME] %s", cmds[i]);
 		assert_non_null(strstr(own, want));
+		/* Each ends with the exit statuses. */
+		assert_non_null(strstr(own, "exit status: 0 "));
 	}
 }
 
@@ -297,6 +301,8 @@ static void filters_repeat_and_a_caret_or_X_excludes(void **state)
 	assert_null(strstr(out, "c:three"));
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-j", "-f", "zz*",
 				 "-f", "yy*", NULL), 1);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-p", "-f", "zz*",
+				 NULL), 1);
 	/* Nothing matched: exit 1. */
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "list", "-f", "zzz*", NULL), 1);
 	/* --sort value: largest first. */
@@ -442,6 +448,13 @@ static void permission_denied_names_segment_path_owner_and_mode(void **state)
 		 "segment '%s' (/dev/shm/shmstat.%s): permission denied: owned by "
 		 "root:root, mode 0600", name, name);
 	assert_non_null(strstr(out, want));
+	/* The cache commands too (they need write access, a get as well). */
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache get k", dir, name), 2);
+	assert_non_null(strstr(out, want));
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache set k v", dir, name), 2);
+	assert_non_null(strstr(out, want));
 	/* health says the same, as its reason for "broken". */
 	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
 			    "%s/shmstat -n %s health", dir, name), 2);
@@ -465,10 +478,14 @@ static void write_errors_exit_3_with_a_message(void **state)
 		assert_int_equal(sh("$T -n %s %s >/dev/full", name, cmds[i]), 3);
 		assert_non_null(strstr(out, "error writing the output"));
 	}
-	/* A command that fails for its own reason keeps its status, and the
-	 * lost output is still said. */
-	assert_int_equal(sh("$T -n %s health >/dev/full", name), 1);
+	/* The write error wins over the command's own status: health's
+	 * "degraded" (1) whose words were lost is 3, and broken (2) too. */
+	assert_int_equal(sh("$T -n %s health >/dev/full", name), 3);
 	assert_non_null(strstr(out, "error writing the output"));
+	assert_int_equal(sh("$T -n %s health -j >/dev/full", name), 3);
+	assert_int_equal(sh("$T -n %s-absent health >/dev/full", name), 3);
+	/* A miss prints nothing, so it keeps its 1. */
+	assert_int_equal(sh("$T -n %s get nope >/dev/full", name), 1);
 	/* -o into a directory that is not there: nothing written, exit 3. */
 	assert_int_equal(sh("$T -n %s list -p -o /nonexistent/x.prom", name), 3);
 	shmstat_unlink(name);
@@ -590,6 +607,191 @@ static void incr_refuses_a_name_that_is_not_utf8(void **state)
 	shmstat_unlink(name);
 }
 
+/* -o FILE only ever replaces a regular file; -o - is standard output. */
+static void list_o_refuses_what_is_not_a_regular_file_and_dash_is_stdout(void **state)
+{
+	(void)state;
+	char name[64], dir[] = "/tmp/shmstat-o-XXXXXX";
+	tu_name(name, sizeof(name), "oreg");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "hits", NULL), 0);
+	assert_non_null(mkdtemp(dir));
+	/* A FIFO, a character device (as /dev/full), a directory and a
+	 * dangling symlink: refused with exit 64, each left as it was. */
+	assert_int_equal(sh("cd %s && mkfifo fifo && mkdir dir && ln -s nothing dang",
+			    dir), 0);
+	bool dev = geteuid() == 0 &&
+		   sh("mknod %s/full c 1 7", dir) == 0;
+	const char *bad[] = { "fifo", "dir", "dang", "full" };
+	const char *what[] = { "is a FIFO, not a regular file", "is a directory",
+			       "symlink to nothing", "is a character device" };
+	for (size_t i = 0; i < (dev ? 4u : 3u); i++) {
+		assert_int_equal(sh("$T -n %s list -p -o %s/%s", name, dir, bad[i]), 64);
+		assert_non_null(strstr(out, what[i]));
+	}
+	assert_int_equal(sh("test -p %s/fifo && test -d %s/dir && test -L %s/dang",
+			    dir, dir, dir), 0);
+	if (dev)
+		assert_int_equal(sh("test -c %s/full", dir), 0);
+	/* A symlink to a regular file: the target is replaced, the link
+	 * stays a link. */
+	assert_int_equal(sh("cd %s && echo old > real && ln -s real link", dir), 0);
+	assert_int_equal(sh("$T -n %s list -p -o %s/link", name, dir), 0);
+	assert_int_equal(sh("test -L %s/link && grep -q shmstat_hits_total %s/real",
+			    dir, dir), 0);
+	/* -o - writes to stdout and creates no file named '-'. */
+	assert_int_equal(sh("cd %s && $T -n %s list -p -o -", dir, name), 0);
+	assert_non_null(strstr(out, "shmstat_hits_total"));
+	assert_int_equal(sh("test ! -e %s/-", dir), 0);
+	/* Nothing else was left behind (no temporary files). */
+	assert_int_equal(sh("test $(ls -A %s | wc -l) -eq %d", dir, dev ? 6 : 5), 0);
+	sh("rm -rf %s", dir);
+	shmstat_unlink(name);
+}
+
+/* The conventions: a filter that matched nothing exits 1, and a count
+ * is still printed. */
+static void a_filter_that_matched_nothing_exits_1(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "nomatch");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "incr", "a:x", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "reset", "zz*", NULL), 1);
+	assert_string_equal(out, "0\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "reset", "a:*", NULL), 0);
+	assert_string_equal(out, "1\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "keys", "zz*", NULL), 1);
+	assert_string_equal(out, "");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "keys", "k*", NULL), 0);
+	assert_string_equal(out, "k\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "clear", "zz*", NULL), 1);
+	assert_string_equal(out, "0\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "clear", "k*", NULL), 0);
+	assert_string_equal(out, "1\n");
+	/* No filter: an empty cache is not a miss. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "keys", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "flush", NULL), 0);
+	assert_string_equal(out, "0\n");
+	shmstat_unlink(name);
+}
+
+/* reset --global with no bridge to run it: the operation failed (3). */
+static void reset_global_without_a_bridge_exits_3(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "rglob");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(sh("$T -n %s reset --global 'a:*'", name), 3);
+	assert_non_null(strstr(out, "no shmstat-bridge is running"));
+	shmstat_unlink(name);
+}
+
+/* Errors say what is wrong: the name's own fault, the allowed range. */
+static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "msg");
+	assert_int_equal(sh("$T -n a/b list"), 64);
+	assert_non_null(strstr(out, "'/' is not allowed"));
+	assert_null(strstr(out, ".."));
+	assert_int_equal(sh("$T -n '' list"), 64);
+	assert_non_null(strstr(out, "empty"));
+	assert_int_equal(sh("$T -n \"$(printf 'x\\377')\" list"), 64);
+	assert_non_null(strstr(out, "'x\\xff'"));
+	assert_non_null(strstr(out, "outside [A-Za-z0-9_.-]"));
+	assert_null(strstr(out, ".."));
+	assert_int_equal(sh("$T -n a..b list"), 64);
+	assert_non_null(strstr(out, "'..' is not allowed"));
+	/* create: each number's range, no word of --mode. */
+	assert_int_equal(sh("$T -n %s create --counters 0", name), 64);
+	assert_non_null(strstr(out, "--counters 0 is out of range: 1 to 16777216"));
+	assert_null(strstr(out, "mode"));
+	assert_int_equal(sh("$T -n %s create --workers 0", name), 64);
+	assert_non_null(strstr(out, "--workers 0 is out of range: 1 to 4096"));
+	assert_int_equal(sh("$T -n %s create --max-value 0", name), 64);
+	assert_non_null(strstr(out, "--max-value 0 is out of range: 1 to"));
+	assert_int_equal(sh("$T -n %s create --counters 12k", name), 64);
+	assert_non_null(strstr(out, "decimal whole number (1 to 16777216)"));
+	/* --mode: world-writable is refused, with why. */
+	assert_int_equal(sh("$T -n %s create --mode 0666", name), 64);
+	assert_non_null(strstr(out, "world-writable"));
+	assert_non_null(strstr(out, "crash every worker"));
+	assert_int_equal(sh("$T -n %s list", name), 2); /* nothing created */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	/* TTLs: out of range is not "not a number and a unit". */
+	assert_int_equal(sh("$T -n %s cache set k v --ttl 1000000d", name), 64);
+	assert_non_null(strstr(out, "out of range (at most 9223372036s"));
+	assert_null(strstr(out, "needs a number"));
+	assert_int_equal(sh("$T -n %s cache set k v --ttl 5x", name), 64);
+	assert_non_null(strstr(out, "is not a TIME"));
+	assert_int_equal(sh("$T -n %s cache set k v --ex 99999999999999999", name), 64);
+	assert_non_null(strstr(out, "out of range: 1 to 9223372036 seconds"));
+	assert_int_equal(sh("$T -n %s cache set k v --ex 1.5", name), 64);
+	assert_non_null(strstr(out, "not whole seconds"));
+	assert_int_equal(sh("$T -n %s cache set k v --px 99999999999999999", name), 64);
+	assert_non_null(strstr(out, "out of range: 1 to 9223372036854 milliseconds"));
+	/* A gauge's bad name is called a gauge's. */
+	assert_int_equal(sh("$T -n %s set \"$(printf 'bad\\303')\" 1", name), 64);
+	assert_non_null(strstr(out, "gauge name is not valid UTF-8"));
+	assert_int_equal(sh("$T -n %s incr \"$(printf 'bad\\303')\"", name), 64);
+	assert_non_null(strstr(out, "counter name is not valid UTF-8"));
+	shmstat_unlink(name);
+}
+
+/* A counter stops at INT64_MAX: an add past it is said, and exits 3. */
+static void incr_that_saturates_warns_and_exits_3(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "sat");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(sh("$T -n %s incr x 9223372036854775806", name), 0);
+	assert_string_equal(out, "9223372036854775806\n");
+	/* Reaching the maximum exactly is counted in full. */
+	assert_int_equal(sh("$T -n %s incr x", name), 0);
+	assert_string_equal(out, "9223372036854775807\n");
+	assert_int_equal(sh("$T -n %s incr x 5", name), 3);
+	assert_non_null(strstr(out, "9223372036854775807\n"));
+	assert_non_null(strstr(out, "counter 'x' is at its maximum "
+				    "9223372036854775807; the add of 5 was not"));
+	/* Adding 0 loses nothing. */
+	assert_int_equal(sh("$T -n %s incr x 0", name), 0);
+	shmstat_unlink(name);
+}
+
+/* Rows of processes that ended are not called dead: they are no crash. */
+static void info_words_rows_of_ended_processes_as_no_crash(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "ended");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	/* A child that counts and exits without closing leaves its row. */
+	pid_t p = fork();
+	assert_true(p >= 0);
+	if (p == 0) {
+		shmstat_t *h;
+		if (shmstat_open(name, NULL, &h) < 0 ||
+		    shmstat_counter_add_by_name(h, "c", 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait(p, 20000), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "info", NULL), 0);
+	assert_null(strstr(out, "dead"));
+	assert_non_null(strstr(out, "ended:     1 rows of processes that ended "
+				    "(their counts kept, reused by the next "
+				    "process)"));
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "get", "c", NULL), 0);
+	assert_string_equal(out, "1\n");
+	shmstat_unlink(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -612,6 +814,12 @@ int main(void)
 		cmocka_unit_test(health_exits_0_healthy_1_degraded_2_broken),
 		cmocka_unit_test(list_prometheus_prints_the_text_format),
 		cmocka_unit_test(incr_refuses_a_name_that_is_not_utf8),
+		cmocka_unit_test(list_o_refuses_what_is_not_a_regular_file_and_dash_is_stdout),
+		cmocka_unit_test(a_filter_that_matched_nothing_exits_1),
+		cmocka_unit_test(reset_global_without_a_bridge_exits_3),
+		cmocka_unit_test(errors_say_what_is_wrong_and_the_allowed_range),
+		cmocka_unit_test(incr_that_saturates_warns_and_exits_3),
+		cmocka_unit_test(info_words_rows_of_ended_processes_as_no_crash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,13 +31,17 @@ const char usage_cache[] =
 	"                     absent\n"
 	"  keys [GLOB]        keys matching GLOB (fnmatch syntax; default all),\n"
 	"                     one a line; bytes outside printable ASCII and '\\'\n"
-	"                     are written as \\xHH\n"
+	"                     are written as \\xHH; exit 1 when GLOB matched\n"
+	"                     none\n"
 	"  clear GLOB         remove the keys matching GLOB; print how many\n"
+	"                     (0: exit 1)\n"
 	"  flush              remove every key; print how many\n"
 	"  stats [-j]         hits, misses, hit rate, sets, deletes, evictions,\n"
 	"                     expirations, errors, entries, bytes used and free;\n"
 	"                     -j: as JSON\n"
 	"Keys and values are the argument's bytes; '--' ends the options.\n"
+	"Every subcommand, get too, needs write access to the segment (a get\n"
+	"marks the entry used and counts the hit or miss).\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int lib_err(shmstat_t *h, int rc)
@@ -69,32 +73,46 @@ static bool ttl_opt(const char *s)
 
 static int ttl_parse(const char *opt, const char *v, uint64_t *ms)
 {
+	/* The cache's clock keeps milliseconds below 2^63 ns: about 292
+	 * years, 9223372036 seconds. */
 	const uint64_t max_ms = UINT64_MAX / 2 / 1000000u;
 	uint64_t x;
+	int rc;
+	char msg[160];
 
 	if (strncmp(opt, "--ex", 4) == 0) {
-		if (shmstat__parse_u64(v, 1, max_ms / 1000, &x) == 0) {
+		if ((rc = shmstat__parse_u64(v, 1, max_ms / 1000, &x)) == 0) {
 			*ms = x * 1000;
 			return 0;
 		}
-		return usage_err("--ex needs whole seconds (at least 1), got '%s'", v);
+		snprintf(msg, sizeof(msg), "--ex %%s %s", rc == SHMSTAT_PARSE_RANGE
+			 ? "is out of range: 1 to 9223372036 seconds"
+			 : "is not whole seconds (a decimal number, at least 1)");
+		return usage_err(msg, v);
 	}
 	if (strncmp(opt, "--px", 4) == 0) {
-		if (shmstat__parse_u64(v, 1, max_ms, &x) == 0) {
+		if ((rc = shmstat__parse_u64(v, 1, max_ms, &x)) == 0) {
 			*ms = x;
 			return 0;
 		}
-		return usage_err("--px needs whole milliseconds (at least 1), got "
-				 "'%s'",
-				 v);
+		snprintf(msg, sizeof(msg), "--px %%s %s", rc == SHMSTAT_PARSE_RANGE
+			 ? "is out of range: 1 to 9223372036854 milliseconds"
+			 : "is not whole milliseconds (a decimal number, at "
+			   "least 1)");
+		return usage_err(msg, v);
 	}
-	if (shmstat__parse_duration(v, 0, max_ms * 1000000u, &x) == 0) {
+	if ((rc = shmstat__parse_duration(v, 0, max_ms * 1000000u, &x)) == 0) {
 		*ms = x / 1000000u;
 		if (x && !*ms)
 			*ms = 1; /* a TTL below a millisecond is not "never" */
 		return 0;
 	}
-	return usage_err("--ttl needs " SHMSTAT_DURATION_SYNTAX ", got '%s'", v);
+	if (rc == SHMSTAT_PARSE_RANGE)
+		return usage_err("--ttl %s is out of range (at most 9223372036s, "
+				 "about 292 years; 0: never)",
+				 v);
+	return usage_err("--ttl %s is not a TIME: it needs "
+			 SHMSTAT_DURATION_SYNTAX, v);
 }
 
 /* Split args into options (known flags) and positionals. */
@@ -168,7 +186,7 @@ static void print_key(const unsigned char *k, size_t n)
 
 static int print_key_cb(const void *key, size_t klen, void *priv)
 {
-	(void)priv;
+	(*(uint64_t *)priv)++;
 	print_key(key, klen);
 	return 0;
 }
@@ -273,10 +291,11 @@ int do_cache(const char *seg, int argc, char **argv)
 		return usage_err("%s: takes one of --ex, --px and --ttl, and "
 				 "no --nx or --xx",
 				 "expire");
-	if ((rc = shmstat_open(seg, NULL, &h)) < 0) {
-		tool_err("%s", shmstat_errstr(NULL));
-		return tool_status(rc);
-	}
+	/* Read and write, even for get: a get marks the entry used and
+	 * counts the hit or miss in the segment. A permission error names
+	 * the segment, its owner and mode, as every command's does. */
+	if ((rc = tool_attach(seg, false, &h)))
+		return rc;
 	const char *k = a.npos ? a.pos[0] : NULL;
 	uint64_t n = 0;
 	int64_t ttl;
@@ -307,13 +326,14 @@ int do_cache(const char *seg, int argc, char **argv)
 			printf("%" PRId64 "\n", ttl);
 		rc = rc == SHMSTAT_ENOTFOUND ? 1 : rc < 0 ? lib_err(h, rc) : 0;
 	} else if (strcmp(sub->name, "keys") == 0) {
-		rc = shmstat_cache_iter(h, k, print_key_cb, NULL);
-		rc = rc < 0 ? lib_err(h, rc) : 0;
+		rc = shmstat_cache_iter(h, k, print_key_cb, &n);
+		/* A GLOB that matched nothing: exit 1 (no GLOB: 0). */
+		rc = rc < 0 ? lib_err(h, rc) : k && n == 0 ? TOOL_NOTFOUND : 0;
 	} else if (strcmp(sub->name, "clear") == 0 ||
 		   strcmp(sub->name, "flush") == 0) {
 		rc = k ? shmstat_cache_clear(h, k, &n) : shmstat_cache_flush(h, &n);
 		printf("%" PRIu64 "\n", n);
-		rc = rc < 0 ? lib_err(h, rc) : 0;
+		rc = rc < 0 ? lib_err(h, rc) : k && n == 0 ? TOOL_NOTFOUND : 0;
 	} else {
 		shmstat_cache_stats_t st;
 		rc = shmstat_cache_stats(h, &st);

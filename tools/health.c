@@ -23,7 +23,7 @@ const char usage_health[] =
 	"not pushing, 1% or more of the cache's calls failed (a full cache that\n"
 	"evicts is healthy), directory 90% full, a process found no free row);\n"
 	"2 broken (segment missing or invalid); 3 the output could not be\n"
-	"written; 64 usage error.\n";
+	"written (this wins over the status); 64 usage error.\n";
 
 int do_health(const char *seg, int argc, char **argv)
 {

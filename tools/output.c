@@ -123,13 +123,72 @@ int tool_stdout_check(void)
 	return TOOL_FAILED;
 }
 
+/*
+ * -o FILE only ever replaces a regular file: a device (/dev/full), a FIFO
+ * or a socket at FILE is refused, never turned into a file. A symlink is
+ * followed: its target, when that is a regular file or absent, is the file
+ * replaced (in the target's directory), and the link stays. Returns the
+ * path to write (path itself, or the link's target in buf), or NULL after
+ * saying why.
+ */
+static const char *out_target(const char *path, char *buf, size_t len)
+{
+	struct stat sb;
+	const char *res = path;
+
+	buf[0] = '\0';
+	if (lstat(path, &sb) < 0)
+		return path; /* absent: created; other errors show at mkstemp */
+	if (S_ISLNK(sb.st_mode)) {
+		char *real = realpath(path, NULL);
+		if (!real) {
+			if (errno != ENOENT) {
+				tool_err("-o %s: cannot follow the symlink: %s",
+					 path, strerror(errno));
+				return NULL;
+			}
+			tool_err("-o %s is a symlink to nothing (dangling); "
+				 "nothing was written",
+				 path);
+			return NULL;
+		}
+		int n = snprintf(buf, len, "%s", real);
+		free(real);
+		if (n < 0 || (size_t)n >= len) {
+			tool_err("-o: path too long: %s", path);
+			return NULL;
+		}
+		res = buf;
+		if (stat(buf, &sb) < 0)
+			return buf;
+	}
+	if (S_ISREG(sb.st_mode))
+		return res;
+	tool_err("-o %s is %s, not a regular file: refused (nothing was "
+		 "written; use -o - or no -o for standard output)",
+		 path,
+		 S_ISDIR(sb.st_mode)	? "a directory"
+		 : S_ISCHR(sb.st_mode)	? "a character device"
+		 : S_ISBLK(sb.st_mode)	? "a block device"
+		 : S_ISFIFO(sb.st_mode) ? "a FIFO"
+		 : S_ISSOCK(sb.st_mode) ? "a socket"
+					: "not a file");
+	return NULL;
+}
+
 int tool_out_open(struct tool_out *o, const char *path)
 {
-	o->path = path;
+	o->path = NULL;
 	o->f = stdout;
 	o->tmp[0] = '\0';
-	if (!path)
+	o->target[0] = '\0';
+	if (!path || strcmp(path, "-") == 0)
 		return TOOL_OK;
+	o->path = path;
+	path = out_target(path, o->target, sizeof(o->target));
+	if (!path)
+		return TOOL_USAGE;
+	o->dest = path;
 	/* The temporary file's name starts with '.' and does not end in
 	 * .prom, so the textfile collector never reads it. */
 	const char *slash = strrchr(path, '/');
@@ -169,8 +228,20 @@ int tool_out_close(struct tool_out *o, bool ok)
 	if (fclose(o->f) != 0 && !err)
 		err = errno ? errno : EIO;
 	o->f = NULL;
-	if (ok && !err && rename(o->tmp, o->path) < 0)
-		err = errno;
+	/* Checked again just before: nothing but a regular file is replaced. */
+	if (ok && !err) {
+		char again[sizeof(o->target)] = "";
+		const char *t = out_target(o->path, again, sizeof(again));
+		if (!t || strcmp(t, o->dest) != 0) {
+			if (t)
+				tool_err("-o %s changed while it was written",
+					 o->path);
+			unlink(o->tmp);
+			return t ? TOOL_FAILED : TOOL_USAGE;
+		}
+		if (rename(o->tmp, o->dest) < 0)
+			err = errno;
+	}
 	if (!ok || err) {
 		unlink(o->tmp);
 		if (err)

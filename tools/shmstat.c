@@ -67,7 +67,8 @@ static const char usage_main[] =
 	"  reap               free rows of processes that died\n"
 	"  health [-j] [--no-bridge]\n"
 	"                     exit 0 healthy, 1 degraded, 2 broken; says why\n"
-	"  cache get|set|del|ttl|keys|clear|flush|stats ...  the TTL cache\n"
+	"  cache get|set|expire|del|ttl|keys|clear|flush|stats ...\n"
+	"                     the TTL cache ('shmstat cache --help')\n"
 	"\n"
 	"TIME is a number and a unit: 250ms, 1.5s, 2m, 1h (units ns us ms s m\n"
 	"h d); a bare number is seconds. Numbers are decimal: 010 is ten.\n"
@@ -186,7 +187,14 @@ static const char usage_create[] =
 	"  --counters N       counters + gauges it can hold (default 4096)\n"
 	"  --workers N        processes that can count at once (default 128)\n"
 	"  --max-value BYTES  largest cache value (default 1048576)\n"
-	"  --mode OCTAL       permissions (default 0600; 0660 for a group)\n";
+	"  --mode OCTAL       permissions (default 0600; 0660 for a group); a\n"
+	"                     world-writable mode (o+w, e.g. 0666) is refused:\n"
+	"                     any local user could truncate the segment and\n"
+	"                     crash every worker\n"
+	"Numbers are decimal: --counters 1 to 16777216, --workers 1 to 4096,\n"
+	"--size and --max-value 1 to 1099511627776 (the library then checks\n"
+	"that the tables fit).\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_create(const char *seg, int argc, char **argv)
 {
@@ -198,30 +206,36 @@ static int do_create(const char *seg, int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ 0, 0, 0, 0 },
 	};
+	/* The allowed range of each number (the library's limits). */
+	static const struct {
+		uint64_t min, max;
+	} range[] = {
+		{ 1, UINT64_C(1) << 40 }, /* --size */
+		{ 1, 1u << 24 },	  /* --counters */
+		{ 1, 4096 },		  /* --workers */
+		{ 1, UINT64_C(1) << 40 }, /* --max-value */
+	};
 	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL };
-	uint64_t v;
-	int c;
+	uint64_t v = 0;
+	int c, opt = 0, prc = 0;
 
 	while ((c = getopt_long(argc, argv, "s:c:w:v:m:", lo, NULL)) != -1) {
+		opt = c == 's' ? 0 : c == 'c' ? 1 : c == 'w' ? 2 : c == 'v' ? 3 : 4;
+		if (c != 'm' && opt < 4 &&
+		    (prc = shmstat__parse_u64(optarg, range[opt].min,
+					      range[opt].max, &v)) != 0)
+			goto bad;
 		switch (c) {
 		case 's':
-			if (!parse_u64(optarg, 1, UINT64_MAX, &v))
-				goto bad;
 			o.size = (size_t)v;
 			break;
 		case 'c':
-			if (!parse_u64(optarg, 1, UINT32_MAX, &v))
-				goto bad;
 			o.max_counters = (uint32_t)v;
 			break;
 		case 'w':
-			if (!parse_u64(optarg, 1, UINT32_MAX, &v))
-				goto bad;
 			o.max_workers = (uint32_t)v;
 			break;
 		case 'v':
-			if (!parse_u64(optarg, 1, UINT64_MAX, &v))
-				goto bad;
 			o.cache_max_value = (size_t)v;
 			break;
 		case 'm': {
@@ -230,8 +244,13 @@ static int do_create(const char *seg, int argc, char **argv)
 			errno = 0;
 			unsigned long m = strtoul(optarg, &end, 8);
 			if (errno || *end || !*optarg || *optarg == '-' ||
-			    *optarg == '+' || m == 0 || m > 0777)
-				goto bad;
+			    *optarg == '+' || m == 0 || m > 0777) {
+				tool_err("create: bad value '%s' for --mode (an "
+					 "octal mode, 0001 to 0777, e.g. 0600 "
+					 "or 0660)",
+					 optarg);
+				return TOOL_USAGE;
+			}
 			o.mode = (unsigned)m;
 			break;
 		}
@@ -260,9 +279,13 @@ static int do_create(const char *seg, int argc, char **argv)
 	shmstat_close(&h);
 	return tool_stdout_check();
 bad:
-	tool_err("create: bad value '%s' for --%s (a decimal number; --mode "
-		 "is octal, 0001 to 0777)", optarg,
-		 lo[c == 's' ? 0 : c == 'c' ? 1 : c == 'w' ? 2 : c == 'v' ? 3 : 4].name);
+	if (prc == SHMSTAT_PARSE_RANGE)
+		tool_err("create: --%s %s is out of range: %" PRIu64 " to %" PRIu64,
+			 lo[opt].name, optarg, range[opt].min, range[opt].max);
+	else
+		tool_err("create: --%s takes a decimal whole number (%" PRIu64
+			 " to %" PRIu64 "), not '%s'",
+			 lo[opt].name, range[opt].min, range[opt].max, optarg);
 	return TOOL_USAGE;
 }
 
@@ -272,7 +295,8 @@ static const char usage_destroy[] =
 	"usage: shmstat [-n NAME] destroy\n"
 	"\n"
 	"Remove the segment's name. Processes that have it open keep using it\n"
-	"until they close it; new opens no longer find it.\n";
+	"until they close it; new opens no longer find it.\n"
+	"\n" TOOL_EXIT_HELP;
 
 static int do_destroy(const char *seg, int argc, char **argv)
 {
@@ -320,7 +344,9 @@ static const char usage_list[] =
 	"  -o FILE     write to FILE atomically: a temporary file in the same\n"
 	"              directory, renamed over FILE when complete, so a reader\n"
 	"              never sees a partial file (Debian's node_exporter reads\n"
-	"              /var/lib/prometheus/node-exporter/*.prom)\n"
+	"              /var/lib/prometheus/node-exporter/*.prom); a FILE that\n"
+	"              is a device, FIFO, socket or directory is refused; '-' is\n"
+	"              standard output\n"
 	"  -j          JSON: {\"timestamp\", \"scope\", \"source\", \"segment\",\n"
 	"              \"counters\": {...}, \"gauges\": {...}, \"histograms\":\n"
 	"              {name: {\"count\", \"sum\", \"buckets\": [[le, cumulative\n"
@@ -580,15 +606,16 @@ static int do_list(const char *seg, int argc, char **argv)
 		return rc;
 	}
 	size_t shown = 1;
-	if (prom) {
-		rc = shmstat__export_prometheus_match(h, list_match, &flt,
-						      out.f);
-	} else if (json) {
-		rc = shmstat__export_json_match(h, global, list_match, &flt,
-						out.f);
-		/* Did the filters pass anything? */
+	if (prom || json) {
+		rc = prom ? shmstat__export_prometheus_match(h, list_match,
+							     &flt, out.f)
+			  : shmstat__export_json_match(h, global, list_match,
+						       &flt, out.f);
+		/* Did the filters pass anything? (The document is written
+		 * either way: a textfile keeps shmstat's own metrics.) */
 		shmstat_stat_t *v;
-		if (rc == 0 && flt.ninc && tool_collect(h, &flt, &v, &shown) == 0)
+		if (rc == 0 && flt.ninc + flt.nexc &&
+		    tool_collect(h, &flt, &v, &shown) == 0)
 			free(v);
 	} else {
 		rc = list_table(h, &flt, sort, out.f, &shown);
@@ -604,7 +631,7 @@ static int do_list(const char *seg, int argc, char **argv)
 		return st;
 	if (rc < 0)
 		return TOOL_FAILED;
-	if (flt.ninc + flt.nexc && !prom && shown == 0) {
+	if (flt.ninc + flt.nexc && shown == 0) {
 		tool_err("list: no counter or gauge matches the filters");
 		return TOOL_NOTFOUND;
 	}
@@ -707,7 +734,9 @@ static const char usage_incr[] =
 	"usage: shmstat [-n NAME] incr COUNTER [N]\n"
 	"\n"
 	"Add N (default 1; decimal, 0 to 9223372036854775807) to COUNTER,\n"
-	"creating it, and print the new value.\n"
+	"creating it, and print the new value. A counter stops at its maximum\n"
+	"9223372036854775807: an add that would pass it is not (fully)\n"
+	"counted, said on stderr, and the exit status is 3.\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int do_incr(const char *seg, int argc, char **argv)
@@ -735,17 +764,29 @@ static int do_incr(const char *seg, int argc, char **argv)
 		return rc;
 	shmstat_counter_t c;
 	rc = shmstat_counter_open(h, argv[1], &c);
+	bool saturated = false;
 	if (rc == 0) {
-		shmstat_counter_add(c, n);
-		int64_t v;
-		rc = shmstat_counter_read(h, c, &v);
-		if (rc == 0)
+		int64_t before = 0, v;
+		rc = shmstat_counter_read(h, c, &before);
+		if (rc == 0) {
+			shmstat_counter_add(c, n);
+			rc = shmstat_counter_read(h, c, &v);
+		}
+		if (rc == 0) {
 			printf("%" PRId64 "\n", v);
+			/* Saturated: the total stopped at INT64_MAX. */
+			saturated = n && v == INT64_MAX &&
+				    before > INT64_MAX - (int64_t)n;
+		}
 	}
 	if (rc < 0)
 		tool_err("%s", shmstat_errstr(h));
+	else if (saturated)
+		tool_err("incr: counter '%s' is at its maximum %" PRId64
+			 "; the add of %" PRIu64 " was not (fully) counted",
+			 argv[1], INT64_MAX, n);
 	shmstat_close(&h);
-	return rc < 0 ? tool_status(rc) : 0;
+	return rc < 0 ? tool_status(rc) : saturated ? TOOL_FAILED : 0;
 }
 
 /* --------------------------------------------------------------------- set */
@@ -919,12 +960,14 @@ static const char usage_reset[] =
 	"\n"
 	"Reset the counters matching GLOB (default: all) to zero on this host\n"
 	"(gauges that match are set to 0) and print how many. Increments that\n"
-	"race the reset are never lost.\n"
+	"race the reset are never lost. A GLOB that matched nothing prints 0\n"
+	"and exits 1.\n"
 	"  --global GLOB  set the Redis keys of the counters matching GLOB to 0\n"
 	"                 for the whole cluster, through this segment's\n"
 	"                 shmstat-bridge (waits up to 10 s for it); every host's\n"
 	"                 later increments count from there. Local values stay.\n"
-	"                 Prints how many keys were reset.\n"
+	"                 Prints how many keys were reset (0: exit 1). No\n"
+	"                 bridge running, or no answer in time: exit 3.\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int do_reset(const char *seg, int argc, char **argv)
@@ -957,7 +1000,10 @@ static int do_reset(const char *seg, int argc, char **argv)
 	else
 		printf("%" PRIu64 "\n", n);
 	shmstat_close(&h);
-	return rc < 0 ? tool_status(rc) : 0;
+	if (rc < 0)
+		return tool_status(rc);
+	/* A filter that matched nothing: 1, as the conventions say. */
+	return argc == 2 && n == 0 ? TOOL_NOTFOUND : TOOL_OK;
 }
 
 /* -------------------------------------------------------------------- info */
@@ -966,7 +1012,10 @@ static const char usage_info[] =
 	"usage: shmstat [-n NAME] info [-j]\n"
 	"\n"
 	"Show the layout version, size, creation, owner and mode, usage of\n"
-	"each region, the rows held by live and dead processes, and the\n"
+	"each region, the rows held by live processes and by processes that\n"
+	"ended (a row keeps its counts and the next process reuses it: a\n"
+	"worker that exited, cleanly or not, or a restarted server leaves\n"
+	"such rows; they are not errors), and the\n"
 	"status of the shmstat-bridge: connected or not, last push, pending\n"
 	"changes, lag, last error, and whether values are reconciled\n"
 	"(source: redis). Attaches read-only.\n"
@@ -989,9 +1038,13 @@ static void info_table(const shmstat_info_t *in)
 	printf("nonce:     %016" PRIx64 " (this incarnation, for the bridge)\n",
 	       in->source_nonce);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
-	printf("workers:   %u live, %u dead, %u free of %u (%u rows used)\n",
-	       in->workers_live, in->workers_dead, in->workers_free,
-	       in->max_workers, in->workers_hwm);
+	printf("workers:   %u live, %u free of %u (%u rows used)\n",
+	       in->workers_live, in->workers_free, in->max_workers,
+	       in->workers_hwm);
+	if (in->workers_dead)
+		printf("ended:     %u rows of processes that ended (their counts "
+		       "kept, reused by the next process)\n",
+		       in->workers_dead);
 	if (in->row_overflows)
 		printf("overflow:  %" PRIu64 " claims found no free row and "
 		       "count in the shared overflow row (exact, slower)\n",
@@ -1141,11 +1194,13 @@ static int run_guarded(const struct cmd *cmd, const char *seg, int argc,
 	fault_armed = 1;
 	int rc = cmd->run(seg, argc, argv);
 	fault_armed = 0;
-	/* Whatever the command printed must have reached its reader. A
-	 * command that failed keeps its status (health's 1 and 2 too), but a
-	 * lost output is still said. */
+	/* Whatever the command printed must have reached its reader: a lost
+	 * output is said, and its 3 wins over the command's own status
+	 * (health's 0, 1 and 2 too: a status whose words were lost would be
+	 * taken for the words). A command that printed nothing (a miss,
+	 * a usage error) keeps its status, as its output cannot fail. */
 	int out = tool_stdout_check();
-	return rc ? rc : out;
+	return out ? out : rc;
 }
 
 int main(int argc, char **argv)
@@ -1184,9 +1239,15 @@ int main(int argc, char **argv)
 		return TOOL_USAGE;
 	}
 	if (shmstat_name_check(seg) < 0 && strcmp(argv[optind], "ls") != 0) {
-		tool_err("invalid segment name '%s': use 1 to 64 of "
-			 "[A-Za-z0-9_.-], not '..'",
-			 seg);
+		/* Printed as \xHH where not printable: the name may hold
+		 * any byte. */
+		fprintf(stderr, "%s: invalid segment name '", prog);
+		for (const unsigned char *p = (const unsigned char *)seg; *p; p++)
+			if (*p >= 0x20 && *p < 0x7f && *p != '\\')
+				fputc(*p, stderr);
+			else
+				fprintf(stderr, "\\x%02x", *p);
+		fprintf(stderr, "': %s\n", shmstat__name_problem(seg));
 		return TOOL_USAGE;
 	}
 	argc -= optind;

@@ -173,7 +173,7 @@ int sync_reset_global(shmstat_t *h, const char *glob)
 	if (!st.alive) {
 		tool_err("reset --global: no shmstat-bridge is running for this "
 			 "segment; start one (nothing was changed)");
-		return 1;
+		return TOOL_FAILED;
 	}
 	if ((rc = shmstat_sync_reset_request(h, glob, &id)) < 0) {
 		tool_err("reset --global: %s", shmstat_errstr(h));
@@ -185,12 +185,13 @@ int sync_reset_global(shmstat_t *h, const char *glob)
 			 "within %d s (Redis unreachable?); it stays queued and "
 			 "runs when the bridge reconnects",
 			 RESET_WAIT_MS / 1000);
-		return 1;
+		return TOOL_FAILED;
 	}
 	if (rc < 0) {
 		tool_err("reset --global: %s", shmstat_errstr(h));
-		return 1;
+		return TOOL_FAILED;
 	}
 	printf("%" PRIu64 "\n", n);
-	return 0;
+	/* No key matched: 1, as a local reset that matched nothing. */
+	return n == 0 ? TOOL_NOTFOUND : TOOL_OK;
 }

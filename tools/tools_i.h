@@ -63,12 +63,16 @@ bool tool_sort_parse(const char *s, enum tool_sort *out);
 int tool_collect(shmstat_t *h, const struct tool_filter *f,
 		 shmstat_stat_t **out, size_t *n);
 
-/* Output: stdout, or with -o FILE a temporary file in FILE's directory
- * renamed over FILE only when everything was written (a reader never sees
- * a partial file). */
+/* Output: stdout (also for -o -), or with -o FILE a temporary file in
+ * FILE's directory renamed over FILE only when everything was written (a
+ * reader never sees a partial file). Only a regular file is ever replaced:
+ * a device, FIFO, socket or directory at FILE is refused (exit 64); a
+ * symlink is followed and its target replaced, the link kept. */
 struct tool_out {
 	FILE *f;
-	const char *path;  /* NULL: stdout */
+	const char *path;  /* NULL: stdout (no -o, or -o -) */
+	const char *dest;  /* the file replaced: path, or a symlink's target */
+	char target[4096]; /* a symlink's target */
 	char tmp[4096];
 };
 int tool_out_open(struct tool_out *o, const char *path);
