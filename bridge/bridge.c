@@ -4,10 +4,12 @@
  * and the checks that refuse a configuration that would double-count.
  * Shared by the daemon (main.c), the tests and bench/bench_sync.c.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bridge_i.h"
@@ -45,6 +47,14 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 	    shmstat_sync_status_read(h, &b->status) < 0) {
 		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(h));
 		return -1;
+	}
+	/* Which file the name is now, to notice when it becomes another. */
+	char path[128];
+	struct stat st;
+	snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", cf->segment);
+	if (stat(path, &st) == 0) {
+		b->seg_dev = (uint64_t)st.st_dev;
+		b->seg_ino = (uint64_t)st.st_ino;
 	}
 	uint64_t host_id = cf->host_id_set ? cf->host_id : info.host_id;
 	uint64_t nonce = info.source_nonce;
@@ -158,6 +168,20 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 	/* No counter anywhere until the snapshot meets it. */
 	memset(b->flag, 2 /* FL_SKIP */, n);
 	return 0;
+}
+
+bool bridge_segment_moved(const struct bridge *b)
+{
+	char path[128];
+	struct stat st;
+
+	if (!b->seg_ino)
+		return false;
+	snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", b->cf->segment);
+	if (stat(path, &st) != 0)
+		return errno == ENOENT;
+	return (uint64_t)st.st_dev != b->seg_dev ||
+	       (uint64_t)st.st_ino != b->seg_ino;
 }
 
 void bridge_fini(struct bridge *b)

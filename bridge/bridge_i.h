@@ -67,6 +67,8 @@ struct bstate {
 struct bridge {
 	struct bconf *cf;
 	shmstat_t *h;
+	/* The segment's file at init (st_dev, st_ino; seg_ino 0: unknown). */
+	uint64_t seg_dev, seg_ino;
 	redisContext *rc;          /* NULL while disconnected */
 	void *tls;                 /* SSL * of rc (rediss://), else NULL */
 	void *tls_ctx;             /* SSL_CTX *, made at the first connect */
@@ -140,6 +142,10 @@ void bconf_defaults(struct bconf *cf);
  * double-count (see push.c). */
 int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h);
 void bridge_fini(struct bridge *b);
+/* Is the segment's name no longer the segment this bridge serves (removed,
+ * or given to a new segment: `shmstat destroy && shmstat create`, a new
+ * source)? One stat() of its file. */
+bool bridge_segment_moved(const struct bridge *b);
 
 /* conn.c */
 /* Connect, AUTH, SELECT, load the scripts, check maxmemory-policy. 0 or -1

@@ -27,6 +27,7 @@
 #define EXIT_USAGE 1
 #define EXIT_SEGMENT 2
 #define EXIT_REFUSED 3
+#define EXIT_MOVED 4 /* the segment's name went to another segment */
 
 volatile sig_atomic_t bridge_stop;
 
@@ -92,7 +93,8 @@ static const char usage[] =
 	"exit status: 0 stopped by a signal (or --once pushed), 1 usage or\n"
 	"configuration error, 2 segment missing or invalid, 3 refused (another\n"
 	"bridge serves the segment, or the options would count its totals\n"
-	"twice: see the message).\n";
+	"twice: see the message), 4 the segment was removed or recreated under\n"
+	"it (pushed a last time; start it again for the new segment).\n";
 
 static void on_signal(int sig)
 {
@@ -459,9 +461,23 @@ int main(int argc, char **argv)
 	unsigned attempt = 0;
 	uint64_t next_connect = 0;
 	bool pushed_once = false;
+	bool moved = false;
 	while (!bridge_stop) {
 		uint64_t t0 = shmstat__now_mono_ns();
 		uint64_t wait = cf.interval_ms;
+		if (bridge_segment_moved(&b)) {
+			/* Workers still counting into the old segment are
+			 * pushed once more below; the new one is a new source,
+			 * for a bridge of its own. */
+			blog(SHMSTAT_LOG_WARNING,
+			     "segment '%s' was removed or recreated (a new "
+			     "source): pushing the old one a last time, then "
+			     "exiting with status %d so that a bridge starts on "
+			     "the new one",
+			     cf.segment, EXIT_MOVED);
+			moved = true;
+			break;
+		}
 		if (!b.rc && t0 >= next_connect) {
 			/* The backoff restarts only after a good push: a
 			 * Redis that accepts connections and then fails every
@@ -505,7 +521,7 @@ int main(int argc, char **argv)
 		if (spent < wait)
 			sleep_ms(wait - spent);
 	}
-	if (bridge_stop && !b.refused) {
+	if ((bridge_stop || moved) && !b.refused) {
 		/* Push once more, so a clean stop leaves Redis up to date,
 		 * then take this source's gauges out of the sums. */
 		if (!b.rc)
@@ -521,6 +537,8 @@ int main(int argc, char **argv)
 	}
 	if (cf.once && !pushed_once && status == 0)
 		status = EXIT_USAGE;
+	if (moved && status == 0)
+		status = EXIT_MOVED;
 	conn_close(&b);
 	b.status.connected = 0;
 	status_write(&b);

@@ -388,6 +388,32 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 	assert_int_equal(ru_bridge_stop(p), 0);
 }
 
+/* A segment recreated under a running bridge: the bridge pushes what the
+ * old one holds a last time and exits 4 (its service manager starts it
+ * again, on the new segment), instead of serving a segment nobody can
+ * find any more. */
+static void a_bridge_whose_segment_is_recreated_pushes_and_exits_4(void **state)
+{
+	struct fx *f = *state;
+
+	add(f->a.h, "req", 40);
+	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
+			    "10ms", "--owner-ttl", "1s", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	add(f->a.h, "req", 2); /* counted on the old one, maybe not pushed */
+	reboot(f, &f->a);
+	assert_int_equal(tu_wait(p, 20000), 4);
+	assert_true(ru_file_has(f->log, "was removed or recreated"));
+	assert_int_equal(ru_get(&f->r, "req"), 42);
+	/* The bridge started again serves the new source. */
+	add(f->a.h, "req", 5);
+	p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i", "10ms",
+		      "--owner-ttl", "1s", NULL);
+	assert_true(ru_wait_synced(f->a.h, 10000));
+	assert_int_equal(ru_get(&f->r, "req"), 47);
+	assert_int_equal(ru_bridge_stop(p), 0);
+}
+
 /* Resets from sources whose clocks are a year and 30 s ahead of another's
  * all apply, in the order Redis received them. */
 static void resets_apply_in_redis_order_whatever_the_clocks(void **state)
@@ -525,6 +551,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			a_reboot_keeps_the_history_and_adds_from_zero, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			a_bridge_whose_segment_is_recreated_pushes_and_exits_4,
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			resets_apply_in_redis_order_whatever_the_clocks, setup,
 			teardown),
