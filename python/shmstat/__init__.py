@@ -319,15 +319,22 @@ class Segment(_shmstat._Segment):
         no text, return it (None when none is set)."""
         return self._help(name, text)
 
-    def live_stats(self, pattern=None, *, prefix=None):
+    def live_stats(self, pattern=None, *, prefix=None, scope="local"):
         """The live-stats dict of the seeds' filter-stats services:
-        {"timestamp": ISO 8601, "source": "redis"|"local", "segment": name,
+        {"timestamp": ISO 8601, "source": ..., "segment": name,
         <name>: value, ...} for every counter and gauge matching the glob.
         Names lose `prefix` (default: the literal part of pattern before
         its first wildcard, e.g. "filter_stats:"), so "filter_stats:*"
-        gives "total_samples", "ml_confident", ... ("source" is "redis"
-        when the bridge reconciled cluster-wide values recently)."""
-        doc = _json.loads(self.export_json(pattern))
+        gives "total_samples", "ml_confident", ... A name whose short form
+        would be "timestamp", "source" or "segment" keeps its full name.
+        scope="local" (the default): this host's values, "source" is
+        "local". scope="global": the cluster-wide values the bridge last
+        read from Redis (None where never read), "source" is "redis" while
+        they are fresh, else "stale"."""
+        if scope not in ("local", "global"):
+            raise ValueError('scope must be "local" or "global"')
+        doc = _json.loads(self.export_json_global(pattern) if scope == "global"
+                          else self.export_json(pattern))
         if prefix is None:
             prefix = _literal_prefix(pattern)
         out = {"timestamp": doc["timestamp"], "source": doc["source"],

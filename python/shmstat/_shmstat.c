@@ -997,7 +997,7 @@ static PyObject *Segment_source(SegmentObject *self, PyObject *unused)
  * that turns that into a Python str (a memory stream today).
  */
 
-enum doc { DOC_JSON, DOC_PROMETHEUS, DOC_HEALTH };
+enum doc { DOC_JSON, DOC_JSON_GLOBAL, DOC_PROMETHEUS, DOC_HEALTH };
 
 static int doc_write(shmstat_t *h, enum doc d, const char *pattern,
 		     unsigned flags, FILE *f)
@@ -1008,6 +1008,8 @@ static int doc_write(shmstat_t *h, enum doc d, const char *pattern,
 	switch (d) {
 	case DOC_JSON:
 		return shmstat_export_json(h, pattern, f);
+	case DOC_JSON_GLOBAL:
+		return shmstat_export_json_global(h, pattern, f);
 	case DOC_PROMETHEUS:
 		return shmstat_export_prometheus(h, pattern, f);
 	case DOC_HEALTH:
@@ -1067,6 +1069,12 @@ static PyObject *Segment_export_json(SegmentObject *self, PyObject *args,
 				     PyObject *kw)
 {
 	return Segment_export(self, args, kw, DOC_JSON);
+}
+
+static PyObject *Segment_export_json_global(SegmentObject *self,
+					    PyObject *args, PyObject *kw)
+{
+	return Segment_export(self, args, kw, DOC_JSON_GLOBAL);
 }
 
 static PyObject *Segment_export_prometheus(SegmentObject *self,
@@ -1138,6 +1146,11 @@ static PyMethodDef Segment_methods[] = {
 	{ "export_json", (PyCFunction)(void (*)(void))Segment_export_json,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "export_json(pattern=None)\n--\n\nThe live-stats JSON document." },
+	{ "export_json_global",
+	  (PyCFunction)(void (*)(void))Segment_export_json_global,
+	  METH_VARARGS | METH_KEYWORDS,
+	  "export_json_global(pattern=None)\n--\n\nThe cluster-wide live-stats JSON "
+	  "document: each value as the bridge last read it from Redis." },
 	{ "export_prometheus",
 	  (PyCFunction)(void (*)(void))Segment_export_prometheus,
 	  METH_VARARGS | METH_KEYWORDS,

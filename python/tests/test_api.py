@@ -465,6 +465,16 @@ def test_live_stats_is_the_seeds_dict(seg):
     assert seg.live_stats()["filter_stats:total_samples"] == 150
 
 
+def test_live_stats_global_scope_says_when_redis_never_answered(seg):
+    seg.counter("filter_stats:total_samples").inc(3)
+    st = seg.live_stats("filter_stats:*", scope="global")
+    # No bridge has read anything back: no value, and not "redis".
+    assert st["source"] == "stale"
+    assert st["total_samples"] is None
+    with pytest.raises(ValueError):
+        seg.live_stats(scope="cluster")
+
+
 def test_prometheus_exposition_parses(seg):
     from prometheus_client.parser import text_string_to_metric_families
     seg.counter("http:requests").inc(7)
