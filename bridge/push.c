@@ -564,6 +564,19 @@ static redisReply *run_script(struct bridge *b, const char *sha,
 	return r;
 }
 
+/* The glob of a global reset meets a name in its canonical form, as the
+ * local reset and the tool's filters do: `req{code="200"}`, not the stored
+ * `req{}{code="200"}` that is the Redis key. */
+static bool reset_matches(const char *glob, const char *name, size_t len)
+{
+	char d[SHMSTAT_NAME_MAX + 1];
+
+	if (len > SHMSTAT_NAME_MAX)
+		return shmstat__glob(glob, name, len);
+	size_t dl = shmstat__key_display(name, len, d);
+	return shmstat__glob(glob, d, dl);
+}
+
 /*
  * Run a pending `shmstat reset --global` request: the keys are every key
  * any source ever pushed (M keys) under our key prefix
@@ -611,7 +624,7 @@ static int run_reset(struct bridge *b)
 			if (e->type != REDIS_REPLY_STRING || e->len < kpl ||
 			    memcmp(e->str, kp, kpl) != 0 ||
 			    is_reserved(b, e->str, e->len) ||
-			    !shmstat__glob(glob, e->str + kpl, e->len - kpl))
+			    !reset_matches(glob, e->str + kpl, e->len - kpl))
 				continue;
 			rc |= args_cat(&a, e->str, e->len, "", 0);
 		}

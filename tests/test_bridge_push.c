@@ -378,6 +378,18 @@ static void a_reset_by_another_host_reaches_counters_not_sent(void **state)
 	add(&f->b, "jobs", 1);
 	push(&f->b);
 	assert_int_equal(ru_get(&f->r, "jobs"), 1);
+	/* A labelled name is matched in its canonical form, as everywhere. */
+	add(&f->a, "req{code=\"200\"}", 6);
+	add(&f->a, "req{code=\"500\"}", 2);
+	push(&f->a);
+	assert_int_equal(shmstat_sync_reset_request(f->a.s.h, "req{code=\"5*",
+						    &id),
+			 0);
+	push(&f->a);
+	assert_int_equal(shmstat_sync_reset_wait(f->a.s.h, id, 0, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ru_get(&f->r, "req{}{code=\"500\"}"), 0);
+	assert_int_equal(ru_get(&f->r, "req{}{code=\"200\"}"), 6);
 
 	/* Redis comes back empty: the sources bring the reset back (without
 	 * A's mirrored base, A would add its 10 again). */
