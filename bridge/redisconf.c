@@ -100,12 +100,21 @@ static int parse_userinfo(struct redis_conf *c, const char *s, size_t n,
 			    "bad user name in the Redis URL (bad %%-escape or "
 			    "longer than %zu bytes)",
 			    sizeof(c->user) - 1);
-	if (colon && decode(colon + 1, n - ulen - 1, c->password,
-			    sizeof(c->password)) < 0)
-		return fail(err, errlen,
-			    "bad password in the Redis URL (bad %%-escape or "
-			    "longer than %zu bytes)",
-			    sizeof(c->password) - 1);
+	if (colon) {
+		/* %XX escapes are decoded; a password with a '%' that starts
+		 * no escape was pasted as it is, and is taken so. */
+		const char *pw = colon + 1;
+		size_t pl = n - ulen - 1;
+		if (decode(pw, pl, c->password, sizeof(c->password)) < 0) {
+			if (pl >= sizeof(c->password))
+				return fail(err, errlen,
+					    "password in the Redis URL longer "
+					    "than %zu bytes",
+					    sizeof(c->password) - 1);
+			memcpy(c->password, pw, pl);
+			c->password[pl] = '\0';
+		}
+	}
 	return 0;
 }
 

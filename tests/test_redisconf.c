@@ -54,8 +54,12 @@ static void bad_urls_are_refused_without_the_password(void **state)
 	assert_null(strstr(err, "topsecret"));
 	assert_int_equal(url(&c, "http://h", err), -1);
 	assert_int_equal(url(&c, "unix://relative", err), -1);
-	assert_int_equal(url(&c, "redis://u:bad%zz@h", err), -1);
-	assert_null(strstr(err, "bad%zz"));
+	assert_int_equal(url(&c, "redis://b%zzd:topsecret@h", err), -1);
+	assert_null(strstr(err, "topsecret"));
+	assert_null(strstr(err, "b%zzd"));
+	/* A '%' that starts no escape: the password was pasted as it is. */
+	assert_int_equal(url(&c, "redis://u:bad%zz@h", err), 0);
+	assert_string_equal(c.password, "bad%zz");
 }
 
 static void the_redis_environment_variables_are_read(void **state)
