@@ -26,6 +26,10 @@
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
+#else
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #endif
 
 #include "bridge_i.h"
@@ -41,21 +45,37 @@ volatile sig_atomic_t bridge_stop;
 static bool wait_segment;        /* --wait-segment */
 static uint64_t wait_segment_ms; /* UINT64_MAX: for ever */
 
-/* Readiness and status for systemd (Type=notify); nothing without
- * $NOTIFY_SOCKET or without libsystemd. */
+/* Readiness and status for systemd (Type=notify): libsystemd's
+ * sd_notify, or without it the same datagram to $NOTIFY_SOCKET sent here
+ * (a path, or '@' for an abstract name). Nothing without $NOTIFY_SOCKET. */
 static void notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void notify(const char *fmt, ...)
 {
-#ifdef HAVE_LIBSYSTEMD
 	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+#ifdef HAVE_LIBSYSTEMD
 	sd_notify(0, msg);
 #else
-	(void)fmt;
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    (n = strlen(path)) >= sizeof(a.sun_path))
+		return;
+	memcpy(a.sun_path, path, n);
+	if (path[0] == '@')
+		a.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&a,
+	       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+	close(fd);
 #endif
 }
 
