@@ -42,6 +42,10 @@
 
 volatile sig_atomic_t bridge_stop;
 
+/* The options parsed: $SHMSTAT_BRIDGE_OPTS's words, then argv's. Global,
+ * so it stays reachable for as long as the options point into it. */
+char **bridge_argv;
+
 static bool wait_segment;        /* --wait-segment */
 static uint64_t wait_segment_ms; /* UINT64_MAX: for ever */
 
@@ -299,6 +303,7 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 	}
 	int all_argc = argc + nenv;
 	char **all = calloc((size_t)all_argc + 1, sizeof(*all));
+	bridge_argv = all; /* kept: the options point into its words */
 	if (!all)
 		return EXIT_USAGE;
 	all[0] = argv[0];
