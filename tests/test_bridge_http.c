@@ -363,10 +363,15 @@ static void slow_clients_cannot_hold_the_endpoints(void **state)
 			assert_int_equal(get_from("127.0.0.2", f->port,
 						  "/metrics", 2000),
 					 200);
+			uint64_t g1 = now_ms();
 			assert_int_equal(get_from("127.0.0.3", f->port,
 						  "/health", 2000),
 					 200);
 			assert_true(now_ms() - g0 < 4000);
+			printf("held after 1 s: %d; /metrics from 127.0.0.2 in "
+			       "%llu ms, /health from 127.0.0.3 in %llu ms\n",
+			       open_, (unsigned long long)(g1 - g0),
+			       (unsigned long long)(now_ms() - g1));
 			other_checked = true;
 		}
 		if (now - last_trickle >= 1000) {
@@ -380,6 +385,10 @@ static void slow_clients_cannot_hold_the_endpoints(void **state)
 	for (int i = 0; i < SLOW; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
+	printf("max held after 1 s: %d of %d; all cut after %llu ms; pushes "
+	       "meanwhile: %llu\n",
+	       max_held_after_1s, SLOW, (unsigned long long)all_cut_ms,
+	       (unsigned long long)(pushes_ok(f->seg.h) - before));
 	assert_true(other_checked);
 	assert_true(max_held_after_1s <= 8);
 	/* Cut at the 5 s deadline (a watchdog checks every 200 ms). */
