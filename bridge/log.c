@@ -10,9 +10,11 @@
  * (so `journalctl -p err` finds the errors) and adds time and pid itself.
  *
  * Warnings and errors are rate limited per kind (the format string of the
- * call), not per text: the same failure for many keys, or two failures
- * alternating, print once per LOG_EVERY_NS with a count of what was held
- * back; the rest go to the debug level. Known Redis and hiredis error
+ * call), not per text: in 30 s one kind prints at most 3 lines and never
+ * the same text twice, so the same failure for many keys, or two
+ * alternating, cannot flood, while a new cause still shows; the next line
+ * after the window counts what was held back; the held lines go to the
+ * debug level. Known Redis and hiredis error
  * texts get their cause and the next step appended (explain()).
  */
 #include <pthread.h>
@@ -29,6 +31,7 @@
 
 #define LOG_EVERY_NS 30000000000ull
 #define LOG_KINDS 64
+#define LOG_BURST 3 /* lines of one kind per window */
 
 int log_level = SHMSTAT_LOG_INFO;
 
@@ -36,35 +39,49 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct {
 	const char *kind;
-	uint64_t last_ns;
+	uint64_t since_ns;   /* this window began */
+	uint64_t last_hash;  /* text of the last line printed */
+	unsigned printed;    /* lines printed in this window */
 	unsigned held;
 } kinds[LOG_KINDS];
 
-bool log_journal(void)
+static bool journal;
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+
+static void journal_check(void)
 {
-	static int journal = -1;
-	const char *v;
+	const char *v = getenv("JOURNAL_STREAM");
 	struct stat st;
 	unsigned long long dev, ino;
 
-	if (journal >= 0)
-		return journal;
-	journal = 0;
-	v = getenv("JOURNAL_STREAM");
-	if (v && sscanf(v, "%llu:%llu", &dev, &ino) == 2 &&
-	    fstat(STDERR_FILENO, &st) == 0 &&
-	    (unsigned long long)st.st_dev == dev &&
-	    (unsigned long long)st.st_ino == ino)
-		journal = 1;
+	journal = v && sscanf(v, "%llu:%llu", &dev, &ino) == 2 &&
+		  fstat(STDERR_FILENO, &st) == 0 &&
+		  (unsigned long long)st.st_dev == dev &&
+		  (unsigned long long)st.st_ino == ino;
+}
+
+bool log_journal(void)
+{
+	pthread_once(&journal_once, journal_check);
 	return journal;
 }
 
-/* Rate limit per kind: false when a line of this kind was printed less
- * than LOG_EVERY_NS ago (counted); else true, with *held the lines held
- * back since. Call with log_lock held. */
-static bool kind_due(const char *kind, unsigned *held)
+static uint64_t text_hash(const char *s)
 {
-	uint64_t now = shmstat__now_mono_ns();
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Rate limit per kind: in a window of LOG_EVERY_NS a kind prints at most
+ * LOG_BURST lines and never the same text twice (so a new cause still
+ * shows, and many keys or two alternating ones do not flood). false: held
+ * back (counted); true: print, with *held the lines held back in the
+ * window before. Call with log_lock held. */
+static bool kind_due(const char *kind, const char *msg, unsigned *held)
+{
+	uint64_t now = shmstat__now_mono_ns(), h = text_hash(msg);
 	size_t i, free_i = LOG_KINDS, oldest = 0;
 
 	*held = 0;
@@ -73,23 +90,32 @@ static bool kind_due(const char *kind, unsigned *held)
 			break;
 		if (!kinds[i].kind && free_i == LOG_KINDS)
 			free_i = i;
-		if (kinds[i].last_ns < kinds[oldest].last_ns)
+		if (kinds[i].since_ns < kinds[oldest].since_ns)
 			oldest = i;
 	}
 	if (i == LOG_KINDS) {
 		i = free_i < LOG_KINDS ? free_i : oldest;
 		kinds[i].kind = kind;
-		kinds[i].last_ns = now;
+		kinds[i].since_ns = now;
+		kinds[i].last_hash = h;
+		kinds[i].printed = 1;
 		kinds[i].held = 0;
 		return true;
 	}
-	if (now - kinds[i].last_ns < LOG_EVERY_NS) {
-		kinds[i].held++;
-		return false;
+	if (now - kinds[i].since_ns < LOG_EVERY_NS) {
+		if (h == kinds[i].last_hash || kinds[i].printed >= LOG_BURST) {
+			kinds[i].held++;
+			return false;
+		}
+		kinds[i].printed++;
+		kinds[i].last_hash = h;
+		return true;
 	}
 	*held = kinds[i].held;
 	kinds[i].held = 0;
-	kinds[i].last_ns = now;
+	kinds[i].printed = 1;
+	kinds[i].since_ns = now;
+	kinds[i].last_hash = h;
 	return true;
 }
 
@@ -214,7 +240,7 @@ static void vlog(int level, const char *kind, bool explain, const char *fmt,
 	pthread_mutex_lock(&log_lock);
 	if (level <= SHMSTAT_LOG_WARNING) {
 		unsigned held;
-		if (!kind_due(kind, &held)) {
+		if (!kind_due(kind, msg, &held)) {
 			pthread_mutex_unlock(&log_lock);
 			if (log_level >= SHMSTAT_LOG_DEBUG)
 				emit(SHMSTAT_LOG_DEBUG, msg);

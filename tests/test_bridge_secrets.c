@@ -512,7 +512,7 @@ static size_t count_lines_with(const char *text, const char *s)
 
 /* Under systemd ($JOURNAL_STREAM naming stderr): "<N>" priorities and no
  * time of our own. Warnings of one kind (20 keys Redis refuses) are
- * printed once, not once per key; a command timeout says so and what to
+ * printed at most 3 times in 30 s, not once per key; a command timeout says so and what to
  * do; READONLY says the Redis is a replica; NOPERM names the command. */
 static void logs_say_the_cause_and_are_rate_limited_per_kind(void **state)
 {
@@ -559,7 +559,7 @@ static void logs_say_the_cause_and_are_rate_limited_per_kind(void **state)
 	const char *text = slurp(log);
 	size_t refusals = count_lines_with(text, "(its count stays pending)");
 	assert_true(refusals >= 1);
-	assert_true(refusals <= 2);
+	assert_true(refusals <= 3); /* 3 lines of a kind per 30 s */
 	/* No line carries a time of its own; every line has a priority. */
 	assert_null(strstr(text, "Z shmstat-bridge["));
 	assert_non_null(strstr(text, "<4>warning: key 'bad"));
