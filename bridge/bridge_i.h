@@ -125,6 +125,10 @@ struct bridge {
 /* log.c */
 extern int log_level; /* SHMSTAT_LOG_*: messages above it are dropped */
 void blog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append the cause and next step to a known Redis/hiredis error text. */
+void log_explain(char *msg, size_t size);
+/* stderr goes to the journal ($JOURNAL_STREAM): "<N>" prefixes. */
+bool log_journal(void);
 /* Record an error in the status (and log it at `level`). */
 void bridge_error(struct bridge *b, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

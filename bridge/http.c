@@ -13,16 +13,25 @@
  * or hostile client never delays the sync loop in the main thread: the
  * HTTP thread reads the segment through a handle of its own, and reads the
  * bridge's push metrics from a snapshot the main thread publishes with RCU
- * (urcu-bp: the HTTP thread is not ours to register). Connections are
- * capped and time out, and a request's memory is bounded.
+ * (urcu-bp: the HTTP thread is not ours to register).
+ *
+ * Slow or half-open clients cannot hold the endpoints: at most
+ * HTTP_MAX_CONNECTIONS connections, at most HTTP_PER_IP of them from one
+ * client address (one local user cannot take them all), an idle timeout,
+ * and a deadline for the whole connection (request and response): a
+ * watchdog thread shuts down a connection older than HTTP_DEADLINE_S, so a
+ * client that trickles a byte at a time is cut too. A request's memory is
+ * bounded.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 #include <urcu/urcu-bp.h>
@@ -31,7 +40,9 @@
 #include "shmstat_i.h"
 
 #define HTTP_MAX_CONNECTIONS 256
-#define HTTP_TIMEOUT_S 10
+#define HTTP_PER_IP 8          /* connections from one client address */
+#define HTTP_TIMEOUT_S 5       /* idle */
+#define HTTP_DEADLINE_S 5      /* whole connection */
 #define HTTP_MEMORY_LIMIT (16 * 1024) /* per connection: bounds the URL */
 
 /* Push durations, in seconds: the histogram's upper bounds. */
@@ -48,6 +59,24 @@ struct push_metrics {
 /* The snapshot the HTTP thread reads. Written by the main thread only. */
 static struct push_metrics *current;
 static struct push_metrics mine; /* the main thread's running copy */
+
+/* Open connections, for the deadline: added when libmicrohttpd starts
+ * one, removed when it closes it (before it closes the socket), under
+ * conns_lock; the watchdog shuts down the socket of those past the
+ * deadline, and libmicrohttpd then closes them. */
+struct conn {
+	struct conn *next, **prev;
+	int fd;
+	bool cut;
+	uint64_t start_ns;
+};
+static struct conn *conns;
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conns_cond = PTHREAD_COND_INITIALIZER;
+static bool watchdog_stop;
+static pthread_t watchdog;
+static bool watchdog_running;
+static uint64_t cut_total;
 
 static struct MHD_Daemon *daemon_;
 static shmstat_t *http_h;
@@ -109,6 +138,14 @@ static void bridge_metrics(FILE *f, const char *seg)
 		   "shmstat_bridge_process_pushes_total{segment=\"%s\",result=\"ok\"} %" PRIu64 "\n"
 		   "shmstat_bridge_process_pushes_total{segment=\"%s\",result=\"failed\"} %" PRIu64 "\n",
 		seg, m.ok, seg, m.failed);
+	pthread_mutex_lock(&conns_lock);
+	uint64_t cut = cut_total;
+	pthread_mutex_unlock(&conns_lock);
+	fprintf(f, "# HELP shmstat_bridge_http_deadline_cuts_total HTTP "
+		   "connections shut down at the deadline of %d s.\n"
+		   "# TYPE shmstat_bridge_http_deadline_cuts_total counter\n"
+		   "shmstat_bridge_http_deadline_cuts_total{segment=\"%s\"} %" PRIu64 "\n",
+		HTTP_DEADLINE_S, seg, cut);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code,
@@ -202,6 +239,72 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	return reply(c, code, type, buf, len);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	(void)cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+			c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct conn *e = calloc(1, sizeof(*e));
+		if (!e || !ci) {
+			free(e);
+			*socket_context = NULL;
+			return;
+		}
+		e->fd = ci->connect_fd;
+		e->start_ns = shmstat__now_mono_ns();
+		pthread_mutex_lock(&conns_lock);
+		e->next = conns;
+		if (conns)
+			conns->prev = &e->next;
+		e->prev = &conns;
+		conns = e;
+		pthread_mutex_unlock(&conns_lock);
+		*socket_context = e;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		struct conn *e = *socket_context;
+		if (!e)
+			return;
+		pthread_mutex_lock(&conns_lock);
+		*e->prev = e->next;
+		if (e->next)
+			e->next->prev = e->prev;
+		pthread_mutex_unlock(&conns_lock);
+		free(e);
+		*socket_context = NULL;
+	}
+}
+
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&conns_lock);
+	while (!watchdog_stop) {
+		uint64_t now = shmstat__now_mono_ns();
+		for (struct conn *e = conns; e; e = e->next)
+			if (!e->cut &&
+			    now - e->start_ns > HTTP_DEADLINE_S * 1000000000ull) {
+				/* The fd is still libmicrohttpd's (the entry
+				 * goes before the socket is closed). */
+				shutdown(e->fd, SHUT_RDWR);
+				e->cut = true;
+				cut_total++;
+			}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&conns_cond, &conns_lock, &ts);
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return NULL;
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[256];
@@ -271,8 +374,11 @@ int http_start(const char *segment, const char *spec)
 	daemon_ = MHD_start_daemon(
 		flags, 0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
 		(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(unsigned)HTTP_MAX_CONNECTIONS,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 		NULL, MHD_OPTION_END);
 	if (!daemon_) {
@@ -283,6 +389,15 @@ int http_start(const char *segment, const char *spec)
 		shmstat_close(&http_h);
 		return -1;
 	}
+	watchdog_stop = false;
+	if (pthread_create(&watchdog, NULL, watchdog_main, NULL) != 0) {
+		blog(SHMSTAT_LOG_ERROR, "http: cannot start a thread");
+		MHD_stop_daemon(daemon_);
+		daemon_ = NULL;
+		shmstat_close(&http_h);
+		return -1;
+	}
+	watchdog_running = true;
 	const union MHD_DaemonInfo *di =
 		MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
 	char addr[64] = "?";
@@ -301,6 +416,14 @@ int http_start(const char *segment, const char *spec)
 
 void http_stop(void)
 {
+	if (watchdog_running) {
+		pthread_mutex_lock(&conns_lock);
+		watchdog_stop = true;
+		pthread_cond_signal(&conns_cond);
+		pthread_mutex_unlock(&conns_lock);
+		pthread_join(watchdog, NULL);
+		watchdog_running = false;
+	}
 	if (daemon_)
 		MHD_stop_daemon(daemon_);
 	daemon_ = NULL;

@@ -5,20 +5,32 @@
  * when Redis is down the engine works as before and the bridge catches up
  * when Redis returns.
  *
- * This file: options, logging, pidfile, signals, the main loop with capped
- * exponential backoff and jitter, and the status in the segment.
+ * This file: options (command line, then $SHMSTAT_BRIDGE_OPTS before
+ * them), the password file, the pidfile, waiting for the segment,
+ * readiness for systemd, signals, the main loop with capped exponential
+ * backoff and jitter, and the status in the segment.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libutil.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#endif
 
 #include "bridge_i.h"
 #include "shmstat_i.h"
@@ -30,6 +42,47 @@
 #define EXIT_MOVED 4 /* the segment's name went to another segment */
 
 volatile sig_atomic_t bridge_stop;
+
+/* The options parsed: $SHMSTAT_BRIDGE_OPTS's words, then argv's. Global,
+ * so it stays reachable for as long as the options point into it. */
+char **bridge_argv;
+
+static bool wait_segment;        /* --wait-segment */
+static uint64_t wait_segment_ms; /* UINT64_MAX: for ever */
+
+/* Readiness and status for systemd (Type=notify): libsystemd's
+ * sd_notify, or without it the same datagram to $NOTIFY_SOCKET sent here
+ * (a path, or '@' for an abstract name). Nothing without $NOTIFY_SOCKET. */
+static void notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void notify(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, msg);
+#else
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    (n = strlen(path)) >= sizeof(a.sun_path))
+		return;
+	memcpy(a.sun_path, path, n);
+	if (path[0] == '@')
+		a.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&a,
+	       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+	close(fd);
+#endif
+}
 
 static const char usage[] =
 	"usage: shmstat-bridge [-n NAME] [options]\n"
@@ -50,7 +103,10 @@ static const char usage[] =
 	"                         $REDIS_URL, else $REDIS_HOST, $REDIS_PORT,\n"
 	"                         $REDIS_DB, else 127.0.0.1:6379/0; password\n"
 	"                         and ACL user also from $REDIS_PASSWORD and\n"
-	"                         $REDIS_USERNAME)\n"
+	"                         $REDIS_USERNAME; a password here is\n"
+	"                         visible to local users: prefer those)\n"
+	"  --password-file FILE   the Redis password, one line, mode 0600\n"
+	"                         (default: $REDIS_PASSWORD_FILE)\n"
 	"  -i, --interval TIME    push interval (default 1s; 10ms at least)\n"
 	"  --connect-timeout TIME connecting to Redis (default 2s)\n"
 	"  --command-timeout TIME every command (default 2s)\n"
@@ -68,8 +124,11 @@ static const char usage[] =
 	"  --gauge-expiry TIME    withdraw the gauges of a source whose lease\n"
 	"                         ended that long ago (default 300s)\n"
 	"  --pidfile PATH         default $RUNTIME_DIRECTORY, else\n"
-	"                         $XDG_RUNTIME_DIR, else /tmp:\n"
-	"                         shmstat-bridge.NAME.pid\n"
+	"                         $XDG_RUNTIME_DIR, else /run/shmstat:\n"
+	"                         shmstat-bridge.NAME.pid (never follows\n"
+	"                         a symbolic link)\n"
+	"  --wait-segment[=TIME]  wait for the segment to be created (for\n"
+	"                         ever, or TIME) instead of exiting 2\n"
 	"  --once                 push once and exit (0 when the push "
 	"succeeded)\n"
 	"  --http [HOST:]PORT     serve GET /metrics, /health and /stats on\n"
@@ -89,6 +148,8 @@ static const char usage[] =
 	"  -h, --help             this help;  -V  the version\n"
 	"\n"
 	"TIME is " SHMSTAT_DURATION_SYNTAX ".\n"
+	"$SHMSTAT_BRIDGE_OPTS: options read before the command line's\n"
+	"(split at blanks; '...' and \"...\" quote).\n"
 	"SIGTERM and SIGINT push once more and exit 0.\n"
 	"exit status: 0 stopped by a signal (or --once pushed), 1 usage or\n"
 	"configuration error, 2 segment missing or invalid, 3 refused (another\n"
@@ -164,7 +225,61 @@ enum {
 	OPT_TLS_KEY,
 	OPT_TLS_SERVER_NAME,
 	OPT_TLS_NO_VERIFY,
+	OPT_PASSWORD_FILE,
+	OPT_WAIT_SEGMENT,
 };
+
+/* $SHMSTAT_BRIDGE_OPTS split into words: blanks separate, '...' and
+ * "..." quote (\\ escapes in "..."). -1 on an unclosed quote. */
+static int split_opts(const char *s, char ***out, int *n)
+{
+	char **v = NULL, *w = malloc(strlen(s) + 1);
+	int count = 0;
+
+	if (!w)
+		return -1;
+	while (*s) {
+		while (*s == ' ' || *s == '\t' || *s == '\n')
+			s++;
+		if (!*s)
+			break;
+		size_t o = 0;
+		while (*s && *s != ' ' && *s != '\t' && *s != '\n') {
+			char q = *s;
+			if (q == '\'' || q == '"') {
+				s++;
+				while (*s && *s != q) {
+					if (q == '"' && *s == '\\' && s[1])
+						s++;
+					w[o++] = *s++;
+				}
+				if (*s != q) {
+					free(w);
+					free(v);
+					return -1;
+				}
+				s++;
+			} else {
+				w[o++] = *s++;
+			}
+		}
+		w[o] = '\0';
+		char **nv = realloc(v, sizeof(*v) * (size_t)(count + 1));
+		char *word = strdup(w);
+		if (!nv || !word) {
+			free(word);
+			free(nv ? nv : v);
+			free(w);
+			return -1;
+		}
+		v = nv;
+		v[count++] = word;
+	}
+	free(w);
+	*out = v;
+	*n = count;
+	return 0;
+}
 
 static int parse_args(struct bconf *cf, int argc, char **argv)
 {
@@ -188,17 +303,45 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 		{ "tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME },
 		{ "tls-no-verify", no_argument, NULL, OPT_TLS_NO_VERIFY },
+		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
+		{ "wait-segment", optional_argument, NULL, OPT_WAIT_SEGMENT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	char err[REDISCONF_ERR_LEN];
-	const char *url = NULL;
-	int c;
+	const char *url = NULL, *pwfile = getenv("REDIS_PASSWORD_FILE");
+	char *url_in_argv = NULL;
+	int c, nenv = 0;
+	char **env = NULL;
+	const char *opts = getenv("SHMSTAT_BRIDGE_OPTS");
 
 	bconf_defaults(cf);
 	cf->segment = getenv("SHMSTAT_NAME");
 	if (!cf->segment || !*cf->segment)
 		cf->segment = "default";
+	if (pwfile && !*pwfile)
+		pwfile = NULL;
+	/* The environment's options first, the command line's after them
+	 * (so they win). The words live as long as the process. */
+	if (opts && split_opts(opts, &env, &nenv) < 0) {
+		blog(SHMSTAT_LOG_ERROR,
+		     "SHMSTAT_BRIDGE_OPTS: unclosed quote (or out of memory)");
+		return EXIT_USAGE;
+	}
+	int all_argc = argc + nenv;
+	char **all = calloc((size_t)all_argc + 1, sizeof(*all));
+	bridge_argv = all; /* kept: the options point into its words */
+	if (!all)
+		return EXIT_USAGE;
+	all[0] = argv[0];
+	for (int i = 0; i < nenv; i++)
+		all[1 + i] = env[i];
+	for (int i = 1; i < argc; i++)
+		all[nenv + i] = argv[i];
+	free(env);
+	int envarg_end = 1 + nenv; /* all[1..envarg_end) came from there */
+	argc = all_argc;
+	argv = all;
 
 	while ((c = getopt_long(argc, argv, "n:u:i:vqhV", lo, NULL)) != -1) {
 		uint64_t *t = NULL, min = 1;
@@ -208,6 +351,8 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			break;
 		case 'u':
 			url = optarg;
+			/* getopt has moved past the word that holds it */
+			url_in_argv = optind - 1 >= envarg_end ? optarg : NULL;
 			break;
 		case 'i':
 			t = &cf->interval_ms;
@@ -282,6 +427,15 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		case OPT_TLS_NO_VERIFY:
 			cf->tls_no_verify = true;
 			break;
+		case OPT_PASSWORD_FILE:
+			pwfile = optarg;
+			break;
+		case OPT_WAIT_SEGMENT:
+			wait_segment = true;
+			wait_segment_ms = UINT64_MAX; /* for ever */
+			if (optarg)
+				t = &wait_segment_ms;
+			break;
 		case 'v':
 			if (log_level < SHMSTAT_LOG_DEBUG)
 				log_level = log_level == SHMSTAT_LOG_INFO
@@ -309,13 +463,21 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			blog(SHMSTAT_LOG_ERROR,
 			     "bad time '%s' for --%s (" SHMSTAT_DURATION_SYNTAX
 			     "; at least %" PRIu64 " ms)",
-			     optarg, c == 'i' ? "interval" : "timeout", min);
+			     optarg,
+			     c == 'i' ? "interval"
+			     : c == OPT_WAIT_SEGMENT ? "wait-segment"
+						     : "timeout",
+			     min);
 			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
-		blog(SHMSTAT_LOG_ERROR, "unexpected argument '%s'",
-		     argv[optind]);
+		/* Not echoed: a password with a blank, unquoted, splits into
+		 * words like this one. */
+		blog(SHMSTAT_LOG_ERROR,
+		     "unexpected argument (word %d): every option starts with "
+		     "'-'; quote a value that holds blanks",
+		     optind);
 		return EXIT_USAGE;
 	}
 	if (shmstat_name_check(cf->segment) < 0) {
@@ -327,6 +489,17 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 	}
 	if (redis_conf_env(&cf->redis, err, sizeof(err)) < 0 ||
 	    (url && redis_conf_url(&cf->redis, url, err, sizeof(err)) < 0)) {
+		blog(SHMSTAT_LOG_ERROR, "%s", err);
+		return EXIT_USAGE;
+	}
+	if (url_in_argv && redis_url_hide_password(url_in_argv))
+		blog(SHMSTAT_LOG_WARNING,
+		     "the password in -u was visible to every local user "
+		     "(ps, /proc/PID/cmdline) until now and has been removed "
+		     "from the process title: give it in $REDIS_PASSWORD, "
+		     "$REDIS_PASSWORD_FILE or --password-file instead");
+	if (pwfile &&
+	    redis_conf_password_file(&cf->redis, pwfile, err, sizeof(err)) < 0) {
 		blog(SHMSTAT_LOG_ERROR, "%s", err);
 		return EXIT_USAGE;
 	}
@@ -359,37 +532,173 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 	return 0;
 }
 
-static struct pidfh *take_pidfile(const struct bconf *cf, char *path,
-				  size_t len, int *status)
-{
-	pid_t other = 0;
+/* The pidfile: opened without following a symbolic link (O_NOFOLLOW, and
+ * the directory opened first with O_NOFOLLOW too), a regular file with one
+ * link, locked with flock() for as long as the bridge runs: a second
+ * bridge for the segment finds it locked. Never in /tmp: $RUNTIME_DIRECTORY
+ * (systemd's RuntimeDirectory=), else $XDG_RUNTIME_DIR (a user's own),
+ * else /run/shmstat (created 0755 when missing). */
+struct pidfile {
+	int dirfd, fd;
+	char name[NAME_MAX + 1];
+};
 
+static int pidfile_take(const struct bconf *cf, struct pidfile *pf,
+			char *path, size_t len, int *status)
+{
+	char dir[PATH_MAX];
+	const char *d;
+
+	pf->dirfd = pf->fd = -1;
+	*status = EXIT_USAGE;
 	if (cf->pidfile) {
 		snprintf(path, len, "%s", cf->pidfile);
-	} else {
-		const char *dir = getenv("RUNTIME_DIRECTORY");
-		if (!dir || !*dir)
-			dir = getenv("XDG_RUNTIME_DIR");
-		if (!dir || !*dir)
-			dir = "/tmp";
-		snprintf(path, len, "%s/shmstat-bridge.%s.pid", dir,
-			 cf->segment);
-	}
-	struct pidfh *pf = pidfile_open(path, 0600, &other);
-	if (!pf) {
-		if (errno == EEXIST) {
+		const char *slash = strrchr(cf->pidfile, '/');
+		if (slash == cf->pidfile)
+			snprintf(dir, sizeof(dir), "/");
+		else if (slash)
+			snprintf(dir, sizeof(dir), "%.*s",
+				 (int)(slash - cf->pidfile), cf->pidfile);
+		else
+			snprintf(dir, sizeof(dir), ".");
+		snprintf(pf->name, sizeof(pf->name), "%s",
+			 slash ? slash + 1 : cf->pidfile);
+		if (!pf->name[0]) {
 			blog(SHMSTAT_LOG_ERROR,
-			     "another shmstat-bridge (pid %d) already serves "
-			     "segment '%s' (pidfile %s)",
-			     (int)other, cf->segment, path);
-			*status = EXIT_REFUSED;
+			     "--pidfile %s names a directory, not a file",
+			     path);
+			return -1;
+		}
+	} else {
+		if ((d = getenv("RUNTIME_DIRECTORY")) && *d) {
+			/* systemd may give several, ':'-separated */
+			snprintf(dir, sizeof(dir), "%.*s", (int)strcspn(d, ":"),
+				 d);
+		} else if ((d = getenv("XDG_RUNTIME_DIR")) && *d) {
+			snprintf(dir, sizeof(dir), "%s", d);
 		} else {
-			blog(SHMSTAT_LOG_ERROR, "cannot open pidfile %s: %s",
-			     path, strerror(errno));
-			*status = EXIT_USAGE;
+			snprintf(dir, sizeof(dir), "/run/shmstat");
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+				blog(SHMSTAT_LOG_ERROR,
+				     "cannot create %s for the pidfile: %s "
+				     "(create it, or give --pidfile PATH or "
+				     "$RUNTIME_DIRECTORY)",
+				     dir, strerror(errno));
+				return -1;
+			}
+		}
+		snprintf(pf->name, sizeof(pf->name), "shmstat-bridge.%s.pid",
+			 cf->segment);
+		if ((size_t)snprintf(path, len, "%.*s/%s", (int)(len / 2), dir,
+				     pf->name) >= len) {
+			blog(SHMSTAT_LOG_ERROR, "pidfile path too long");
+			return -1;
 		}
 	}
-	return pf;
+	pf->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (pf->dirfd < 0) {
+		blog(SHMSTAT_LOG_ERROR,
+		     "cannot open the pidfile's directory %s: %s%s", dir,
+		     strerror(errno),
+		     errno == ELOOP || errno == ENOTDIR
+			     ? " (a symbolic link is not followed)"
+			     : "");
+		return -1;
+	}
+	pf->fd = openat(pf->dirfd, pf->name,
+			O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+			0644);
+	struct stat st;
+	if (pf->fd < 0 || fstat(pf->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1) {
+		int e = pf->fd < 0 ? errno : 0;
+		blog(SHMSTAT_LOG_ERROR, "cannot use pidfile %s: %s", path,
+		     e == ELOOP ? "it is a symbolic link (not followed)"
+		     : e	? strerror(e)
+			: "not a regular file with one link");
+		goto fail;
+	}
+	if (flock(pf->fd, LOCK_EX | LOCK_NB) < 0) {
+		char buf[32] = "";
+		ssize_t n = pread(pf->fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		blog(SHMSTAT_LOG_ERROR,
+		     "another shmstat-bridge (pid %d) already serves segment "
+		     "'%s' (pidfile %s)",
+		     atoi(buf), cf->segment, path);
+		*status = EXIT_REFUSED;
+		goto fail;
+	}
+	*status = 0;
+	return 0;
+fail:
+	if (pf->fd >= 0)
+		close(pf->fd);
+	close(pf->dirfd);
+	pf->fd = pf->dirfd = -1;
+	return -1;
+}
+
+static void pidfile_put(struct pidfile *pf)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+
+	if (ftruncate(pf->fd, 0) < 0 || pwrite(pf->fd, buf, (size_t)n, 0) != n)
+		blog(SHMSTAT_LOG_WARNING, "cannot write the pidfile: %s",
+		     strerror(errno));
+}
+
+static void pidfile_drop(struct pidfile *pf)
+{
+	if (pf->fd < 0)
+		return;
+	unlinkat(pf->dirfd, pf->name, 0);
+	close(pf->fd);
+	close(pf->dirfd);
+	pf->fd = pf->dirfd = -1;
+}
+
+/* Open the segment; with --wait-segment wait for it to be created
+ * (checked every 200 ms; a signal ends the wait). */
+static int open_segment(const struct bconf *cf, shmstat_t **h)
+{
+	uint64_t t0 = shmstat__now_mono_ns();
+	bool said = false;
+
+	for (;;) {
+		int rc = shmstat_open(cf->segment, NULL, h);
+		if (rc == 0) {
+			if (said)
+				blog(SHMSTAT_LOG_INFO, "segment '%s' is there",
+				     cf->segment);
+			return 0;
+		}
+		if (rc != SHMSTAT_ENOENT || !wait_segment) {
+			blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(NULL));
+			return -1;
+		}
+		uint64_t waited = (shmstat__now_mono_ns() - t0) / 1000000u;
+		if (wait_segment_ms != UINT64_MAX && waited >= wait_segment_ms) {
+			blog(SHMSTAT_LOG_ERROR,
+			     "segment '%s' still missing after --wait-segment "
+			     "%" PRIu64 " ms: %s",
+			     cf->segment, wait_segment_ms, shmstat_errstr(NULL));
+			return -1;
+		}
+		if (!said) {
+			blog(SHMSTAT_LOG_INFO,
+			     "segment '%s' does not exist yet: waiting for it "
+			     "(--wait-segment)",
+			     cf->segment);
+			notify("STATUS=waiting for segment '%s' to be created",
+			       cf->segment);
+			said = true;
+		}
+		if (bridge_stop)
+			return 1;
+		sleep_ms(200);
+	}
 }
 
 int main(int argc, char **argv)
@@ -399,12 +708,13 @@ int main(int argc, char **argv)
 	char pidpath[PATH_MAX];
 	int status = 0;
 	shmstat_t *h = NULL;
+	struct pidfile pfs, *pf = &pfs;
 
 	if ((status = parse_args(&cf, argc, argv)))
 		return status;
-	struct pidfh *pf = take_pidfile(&cf, pidpath, sizeof(pidpath), &status);
-	if (!pf)
+	if (pidfile_take(&cf, pf, pidpath, sizeof(pidpath), &status) < 0)
 		return status;
+	pidfile_put(pf);
 
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigemptyset(&sa.sa_mask);
@@ -414,11 +724,15 @@ int main(int argc, char **argv)
 	 * not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
-	int rc = shmstat_open(cf.segment, NULL, &h);
-	if (rc < 0) {
-		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(NULL));
-		pidfile_remove(pf);
-		return EXIT_SEGMENT;
+	/* Ready: configured, pidfile taken; the segment may come later
+	 * (--wait-segment), so a bridge started before its application
+	 * never holds up boot. STATUS= says what it does. */
+	notify("READY=1\nMAINPID=%d", (int)getpid());
+	int rc = open_segment(&cf, &h);
+	if (rc != 0) {
+		notify("STOPPING=1");
+		pidfile_drop(pf);
+		return rc < 0 ? EXIT_SEGMENT : 0;
 	}
 	if (bridge_init(&b, &cf, h) < 0) {
 		status = b.refused ? EXIT_REFUSED : EXIT_SEGMENT;
@@ -436,7 +750,6 @@ int main(int argc, char **argv)
 		status = EXIT_REFUSED;
 		goto out;
 	}
-	pidfile_write(pf);
 	if (cf.http && http_start(cf.segment, cf.http) < 0) {
 		status = EXIT_USAGE;
 		goto out;
@@ -462,6 +775,7 @@ int main(int argc, char **argv)
 	uint64_t next_connect = 0;
 	bool pushed_once = false;
 	bool moved = false;
+	int shown = -1; /* connected state last told to systemd */
 	while (!bridge_stop) {
 		uint64_t t0 = shmstat__now_mono_ns();
 		uint64_t wait = cf.interval_ms;
@@ -511,6 +825,14 @@ int main(int argc, char **argv)
 			push_account(&b);
 		}
 		status_write(&b);
+		if ((int)b.status.connected != shown) {
+			shown = b.status.connected;
+			notify("STATUS=segment '%s', Redis %s: %s", cf.segment,
+			       cf.addr,
+			       shown ? "connected, pushing"
+				     : "not connected, counts pending (see the "
+				       "log)");
+		}
 		if (cf.once)
 			break;
 		uint64_t now = shmstat__now_mono_ns();
@@ -521,6 +843,7 @@ int main(int argc, char **argv)
 		if (spent < wait)
 			sleep_ms(wait - spent);
 	}
+	notify("STOPPING=1");
 	if ((bridge_stop || moved) && !b.refused) {
 		/* Push once more, so a clean stop leaves Redis up to date,
 		 * then take this source's gauges out of the sums. */
@@ -546,6 +869,6 @@ out:
 	http_stop();
 	bridge_fini(&b);
 	shmstat_close(&h);
-	pidfile_remove(pf);
+	pidfile_drop(pf);
 	return status;
 }

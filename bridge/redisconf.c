@@ -4,10 +4,13 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "redisconf.h"
 
@@ -97,12 +100,21 @@ static int parse_userinfo(struct redis_conf *c, const char *s, size_t n,
 			    "bad user name in the Redis URL (bad %%-escape or "
 			    "longer than %zu bytes)",
 			    sizeof(c->user) - 1);
-	if (colon && decode(colon + 1, n - ulen - 1, c->password,
-			    sizeof(c->password)) < 0)
-		return fail(err, errlen,
-			    "bad password in the Redis URL (bad %%-escape or "
-			    "longer than %zu bytes)",
-			    sizeof(c->password) - 1);
+	if (colon) {
+		/* %XX escapes are decoded; a password with a '%' that starts
+		 * no escape was pasted as it is, and is taken so. */
+		const char *pw = colon + 1;
+		size_t pl = n - ulen - 1;
+		if (decode(pw, pl, c->password, sizeof(c->password)) < 0) {
+			if (pl >= sizeof(c->password))
+				return fail(err, errlen,
+					    "password in the Redis URL longer "
+					    "than %zu bytes",
+					    sizeof(c->password) - 1);
+			memcpy(c->password, pw, pl);
+			c->password[pl] = '\0';
+		}
+	}
 	return 0;
 }
 
@@ -113,9 +125,8 @@ static int parse_query(struct redis_conf *c, const char *q, char *err,
 	if (strncmp(q, "db=", 3) != 0 ||
 	    parse_int(q + 3, strlen(q + 3), 0, 1 << 20, &c->db) < 0)
 		return fail(err, errlen,
-			    "bad query '?%.40s' in the Redis URL (only "
-			    "?db=N is understood)",
-			    q);
+			    "bad query in the Redis URL (only ?db=N is "
+			    "understood)");
 	return 0;
 }
 
@@ -204,9 +215,10 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 	c->master[0] = '\0';
 	if (strncmp(url, "unix://", 7) == 0) {
 		p = url + 7;
-		const char *at = strchr(p, '@');
-		const char *slash = strchr(p, '/');
-		if (at && (!slash || at < slash)) {
+		/* The last '@': a password may hold '@', '/', '?' or '#'
+		 * unencoded; a socket path never holds '@'. */
+		const char *at = strrchr(p, '@');
+		if (at) {
 			if (parse_userinfo(c, p, (size_t)(at - p), err,
 					   errlen) < 0)
 				return -1;
@@ -233,24 +245,36 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 	}
 	if (strncmp(url, "redis://", 8) != 0 && !c->tls) {
 		const char *colon = strstr(url, "://");
+		size_t sl = colon ? (size_t)(colon - url) : 0;
+		/* Name the scheme only when it looks like one: text before
+		 * "://" could be a password pasted without one. */
+		if (sl && sl <= 16 && strspn(url, "abcdefghijklmnopqrstuvwxyz"
+						  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						  "0123456789+.-") == sl)
+			return fail(err, errlen,
+				    "unsupported Redis URL scheme '%.*s': use "
+				    "redis://[user:password@]host:port/db, "
+				    "rediss:// (TLS), "
+				    "redis+sentinel://host:port,.../MASTER or "
+				    "unix:///path",
+				    (int)sl, url);
 		return fail(err, errlen,
-			    "unsupported Redis URL scheme '%.*s': use "
+			    "not a Redis URL (no scheme): use "
 			    "redis://[user:password@]host:port/db, rediss:// "
 			    "(TLS), redis+sentinel://host:port,.../MASTER or "
-			    "unix:///path",
-			    colon ? (int)(colon - url) : 20, url);
+			    "unix:///path");
 	}
 	p = url + (c->tls ? 9 : 8);
-	const char *end = p + strcspn(p, "/?");
-	const char *at = NULL;
-	for (const char *s = p; s < end; s++)
-		if (*s == '@')
-			at = s; /* the last '@': a password may hold '@' */
+	/* The last '@' of the whole URL ends the user information: a
+	 * password may hold '@', '/', '?', '#' or ':' unencoded, and host,
+	 * port, db and query never hold '@'. */
+	const char *at = strrchr(p, '@');
 	if (at) {
 		if (parse_userinfo(c, p, (size_t)(at - p), err, errlen) < 0)
 			return -1;
 		p = at + 1;
 	}
+	const char *end = p + strcspn(p, "/?");
 	/* host[:port], host may be [v6] */
 	const char *hend, *port = NULL;
 	if (*p == '[') {
@@ -282,9 +306,9 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 	}
 	if (port && parse_int(port, (size_t)(end - port), 1, 65535,
 			      &c->port) < 0)
+		/* Not echoed: with an '@' missing, it may be a password. */
 		return fail(err, errlen,
-			    "bad port '%.*s' in the Redis URL (1-65535)",
-			    (int)(end - port > 20 ? 20 : end - port), port);
+			    "bad port in the Redis URL (a number 1-65535)");
 	c->path[0] = '\0';
 	if (*end == '/') {
 		const char *db = end + 1;
@@ -292,9 +316,8 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		size_t n = q ? (size_t)(q - db) : strlen(db);
 		if (n && parse_int(db, n, 0, 1 << 20, &c->db) < 0)
 			return fail(err, errlen,
-				    "bad database '%.*s' in the Redis URL (a "
-				    "number)",
-				    (int)(n > 20 ? 20 : n), db);
+				    "bad database in the Redis URL (a number "
+				    "after the '/')");
 		end = q ? q : db + n;
 	}
 	if (*end == '?')
@@ -373,4 +396,85 @@ void redis_conf_addr(const struct redis_conf *c, char *buf, size_t len)
 		snprintf(buf, len, "[%s]:%d/%d", c->host, c->port, c->db);
 	else
 		snprintf(buf, len, "%s:%d/%d", c->host, c->port, c->db);
+}
+
+int redis_conf_password_file(struct redis_conf *c, const char *path,
+			     char *err, size_t errlen)
+{
+	char buf[sizeof(c->password) + 2];
+	struct stat st;
+	ssize_t n;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return fail(err, errlen, "cannot open password file %s: %s",
+			    path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(err, errlen,
+			    "password file %s is not a regular file", path);
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		close(fd);
+		return fail(err, errlen,
+			    "password file %s has mode %04o: group and others "
+			    "must have no access (chmod 600 %s, owned by the "
+			    "user the bridge runs as)",
+			    path, (unsigned)(st.st_mode & 07777), path);
+	}
+	while (len < sizeof(buf) &&
+	       (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			close(fd);
+			return fail(err, errlen,
+				    "cannot read password file %s: %s", path,
+				    strerror(e));
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	/* One trailing newline (what editors and echo add) is not part of
+	 * the password. */
+	if (len && buf[len - 1] == '\n')
+		len--;
+	if (len && buf[len - 1] == '\r')
+		len--;
+	if (len == 0 || len >= sizeof(c->password) || memchr(buf, '\n', len)) {
+		memset(buf, 0, sizeof(buf));
+		return fail(err, errlen,
+			    "password file %s must hold one line of 1 to %zu "
+			    "bytes",
+			    path, sizeof(c->password) - 1);
+	}
+	memcpy(c->password, buf, len);
+	c->password[len] = '\0';
+	memset(buf, 0, sizeof(buf));
+	return 0;
+}
+
+bool redis_url_hide_password(char *url)
+{
+	char *p = strstr(url, "://");
+
+	if (!p)
+		return false;
+	p += 3;
+	char *at = strrchr(p, '@');
+	if (!at)
+		return false;
+	char *colon = memchr(p, ':', (size_t)(at - p));
+	if (!colon || colon + 1 == at)
+		return false;
+	/* "scheme://user:***@rest": the rest moves left, the bytes after it
+	 * are cleared, so neither the password nor its length stays. */
+	size_t tail = strlen(at) + 1, old = strlen(url);
+	memcpy(colon + 1, "***", 3);
+	memmove(colon + 4, at, tail);
+	size_t now = strlen(url);
+	memset(url + now, 0, old - now);
+	return true;
 }

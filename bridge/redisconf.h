@@ -8,6 +8,7 @@
 #ifndef SHMSTAT_REDISCONF_H
 #define SHMSTAT_REDISCONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define REDISCONF_ERR_LEN 256
@@ -49,6 +50,20 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
  * bad value.
  */
 int redis_conf_env(struct redis_conf *c, char *err, size_t errlen);
+
+/*
+ * Read the password from a file (one line; a trailing newline is dropped).
+ * Refused when group or others have any access to the file, or it is not
+ * a regular file. -1 and err (naming the file, never its content).
+ */
+int redis_conf_password_file(struct redis_conf *c, const char *path,
+			     char *err, size_t errlen);
+
+/*
+ * Overwrite the password of a URL in place ("redis://u:***@h"), clearing
+ * the bytes freed: for the process title. true when there was one.
+ */
+bool redis_url_hide_password(char *url);
 
 /* "host:port/db" or "unix:path/db": for logs and the status, no password. */
 void redis_conf_addr(const struct redis_conf *c, char *buf, size_t len);

@@ -15,6 +15,8 @@ packages=(
 	prometheus curl
 	# The bridge tests run a bridge and the tool with skewed clocks.
 	faketime
+	# shmstat-bridge's readiness (Type=notify); systemd-analyze verify.
+	libsystemd-dev systemd
 	# The Debian packages (debian/, .ci/run): dpkg-buildpackage, lintian.
 	debhelper dpkg-dev lintian
 	python3-dev python3-mesonpy python3-pytest gunicorn python3-flask

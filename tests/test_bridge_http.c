@@ -2,8 +2,9 @@
  * test_bridge_http.c — the bridge's HTTP endpoints (bridge/http.c) over a
  * real socket on 127.0.0.1, with a real redis-server and workers counting:
  * the exposition parses, /health and /stats answer, unknown paths are
- * 404; a malformed request, a long URL and 200 concurrent connections
- * neither crash the bridge nor stall its sync loop. Every loop is bounded.
+ * 404; a malformed request, a long URL and 300 slow clients neither
+ * crash the bridge, nor hold the endpoints, nor stall its sync loop.
+ * Every loop is bounded.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "expo.h"
@@ -262,63 +264,144 @@ static void malformed_and_huge_requests_do_not_hurt_the_bridge(void **state)
 	assert_true(pushes_advance(f->seg.h, 3, 10000));
 }
 
-/* 200 connections at once, each asking for /metrics; while they are
- * served the bridge keeps pushing on its interval. */
-#define CONNS 200
-static void two_hundred_concurrent_connections_do_not_stall_the_sync(void **state)
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int connect_from(const char *src, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	inet_pton(AF_INET, src, &from.sin_addr);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&from, sizeof(from)), 0);
+	assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	return s;
+}
+
+/* GET path from source address src; the status line's code, or 0 when
+ * nothing came within timeout_ms. */
+static int get_from(const char *src, int port, const char *path,
+		    int timeout_ms)
+{
+	char req[256], out[256];
+	int n = snprintf(req, sizeof(req),
+			 "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			 path);
+	int s = connect_from(src, port);
+	size_t got = 0;
+	assert_int_equal(send(s, req, (size_t)n, MSG_NOSIGNAL), n);
+	uint64_t t0 = now_ms();
+	while (got < 12 && now_ms() - t0 < (uint64_t)timeout_ms) {
+		struct pollfd p = { .fd = s, .events = POLLIN };
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t r = read(s, out + got, sizeof(out) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(s);
+	out[got] = '\0';
+	return got >= 12 && strncmp(out, "HTTP/1.1 ", 9) == 0 ? atoi(out + 9)
+							     : 0;
+}
+
+/* 300 slow clients on 127.0.0.1, each sending a request a byte a second
+ * (never idle, never done): at most 8 are served at once, the rest are
+ * closed at once; those held are cut at the 5 s deadline however they
+ * trickle. Meanwhile /metrics and /health from another address answer
+ * within 2 s and the bridge pushes on its interval. */
+#define SLOW 300
+static void slow_clients_cannot_hold_the_endpoints(void **state)
 {
 	struct fixture *f = *state;
-	static int fd[CONNS];
-	static size_t got[CONNS];
-	static char buf[CONNS][256];
-	const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	static int fd[SLOW];
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+	int open_ = 0;
 
-	/* Open them all first, then send, so they are open together. */
-	for (int i = 0; i < CONNS; i++)
-		fd[i] = connect_to(f->port);
-	uint64_t before = pushes_ok(f->seg.h);
-	for (int i = 0; i < CONNS; i++)
-		assert_true(send(fd[i], req, sizeof(req) - 1, MSG_NOSIGNAL) > 0);
-	int done = 0, ok = 0;
-	static struct pollfd p[CONNS];
-	for (int rounds = 0; done < CONNS && rounds < 600; rounds++) {
-		int n = 0;
-		for (int i = 0; i < CONNS; i++)
-			if (fd[i] >= 0)
-				p[n++] = (struct pollfd){ .fd = fd[i], .events = POLLIN };
-		if (poll(p, (nfds_t)n, 50) <= 0)
-			continue;
-		for (int k = 0; k < n; k++) {
-			if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR)))
+	for (int i = 0; i < SLOW; i++) {
+		fd[i] = connect_from("127.0.0.1", f->port);
+		fcntl(fd[i], F_SETFL, O_NONBLOCK);
+		send(fd[i], req, sizeof(req) - 1, MSG_NOSIGNAL);
+	}
+	uint64_t t0 = now_ms(), before = pushes_ok(f->seg.h);
+	uint64_t last_trickle = t0, all_cut_ms = 0;
+	int max_held_after_1s = 0;
+	bool other_checked = false;
+	/* Bounded: 15 s at most; every connection is cut well before. */
+	while (now_ms() - t0 < 15000) {
+		open_ = 0;
+		for (int i = 0; i < SLOW; i++) {
+			if (fd[i] < 0)
 				continue;
-			int i = 0;
-			while (fd[i] != p[k].fd)
-				i++;
-			char tmp[65536];
+			char tmp[512];
 			ssize_t r = read(fd[i], tmp, sizeof(tmp));
-			if (r > 0) {
-				if (got[i] == 0)
-					memcpy(buf[i], tmp, (size_t)r < sizeof(buf[i]) - 1
-								    ? (size_t)r
-								    : sizeof(buf[i]) - 1);
-				got[i] += (size_t)r;
+			if (r == 0 || (r < 0 && errno != EAGAIN)) {
+				close(fd[i]);
+				fd[i] = -1;
 				continue;
 			}
-			if (strncmp(buf[i], "HTTP/1.1 200", 12) == 0)
-				ok++;
-			close(fd[i]);
-			fd[i] = -1;
-			done++;
+			open_++;
 		}
+		uint64_t now = now_ms();
+		if (now - t0 >= 1000 && open_ > max_held_after_1s)
+			max_held_after_1s = open_;
+		if (!open_) {
+			all_cut_ms = now - t0;
+			break;
+		}
+		if (!other_checked && now - t0 >= 1000) {
+			/* From another address: not limited by theirs. */
+			uint64_t g0 = now_ms();
+			assert_int_equal(get_from("127.0.0.2", f->port,
+						  "/metrics", 2000),
+					 200);
+			uint64_t g1 = now_ms();
+			assert_int_equal(get_from("127.0.0.3", f->port,
+						  "/health", 2000),
+					 200);
+			assert_true(now_ms() - g0 < 4000);
+			printf("held after 1 s: %d; /metrics from 127.0.0.2 in "
+			       "%llu ms, /health from 127.0.0.3 in %llu ms\n",
+			       open_, (unsigned long long)(g1 - g0),
+			       (unsigned long long)(now_ms() - g1));
+			other_checked = true;
+		}
+		if (now - last_trickle >= 1000) {
+			for (int i = 0; i < SLOW; i++)
+				if (fd[i] >= 0)
+					send(fd[i], "a", 1, MSG_NOSIGNAL);
+			last_trickle = now;
+		}
+		ru_sleep_ms(50);
 	}
-	for (int i = 0; i < CONNS; i++)
+	for (int i = 0; i < SLOW; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
-	assert_int_equal(done, CONNS);
-	assert_int_equal(ok, CONNS);
-	/* The sync loop went on meanwhile, and goes on. */
+	printf("max held after 1 s: %d of %d; all cut after %llu ms; pushes "
+	       "meanwhile: %llu\n",
+	       max_held_after_1s, SLOW, (unsigned long long)all_cut_ms,
+	       (unsigned long long)(pushes_ok(f->seg.h) - before));
+	assert_true(other_checked);
+	assert_true(max_held_after_1s <= 8);
+	/* Cut at the 5 s deadline (a watchdog checks every 200 ms). */
+	assert_true(all_cut_ms > 0);
+	assert_true(all_cut_ms < 9000);
+	/* The sync loop went on meanwhile (20 ms interval), and goes on. */
+	assert_true(pushes_ok(f->seg.h) > before + 10);
 	assert_true(pushes_advance(f->seg.h, 3, 10000));
-	assert_true(pushes_ok(f->seg.h) > before);
+	assert_int_equal(get_from("127.0.0.1", f->port, "/metrics", 2000), 200);
+	const char *m = http_get(f->port, "/metrics");
+	const char *cut = strstr(m, "shmstat_bridge_http_deadline_cuts_total{");
+	assert_non_null(cut);
+	assert_true(atoi(strchr(cut, '}') + 1) >= 1);
 	assert_int_equal(tu_wait_nohang(f->bridge), -1);
 }
 
@@ -330,7 +413,7 @@ int main(void)
 		T(metrics_parse_while_workers_count),
 		T(health_and_stats_answer_and_unknown_paths_are_404),
 		T(malformed_and_huge_requests_do_not_hurt_the_bridge),
-		T(two_hundred_concurrent_connections_do_not_stall_the_sync),
+		T(slow_clients_cannot_hold_the_endpoints),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,7 +29,7 @@ if [ -f "$dest$sbindir/shmstat-bridge" ]; then
 	need "$unitdir/shmstat-bridge@.service"
 	need "$datadir/shmstat/bridge.env"
 	need "$datadir/shmstat/redis.conf"
-	grep -qx "ExecStart=$sbindir/shmstat-bridge -n %i" "$dest$unitdir/shmstat-bridge@.service" ||
+	grep -qx "ExecStart=$sbindir/shmstat-bridge -n %i --wait-segment" "$dest$unitdir/shmstat-bridge@.service" ||
 		{ echo "the unit does not start $sbindir/shmstat-bridge"; fail=1; }
 fi
 [ $fail -eq 0 ] && echo "meson install: tools, unit, deploy files"
