@@ -14,6 +14,7 @@
 
 #include "bridge_i.h"
 #include "shmstat_i.h"
+#include "sync_i.h"
 
 void bconf_defaults(struct bconf *cf)
 {
@@ -43,8 +44,19 @@ int bridge_init(struct bridge *b, struct bconf *cf, shmstat_t *h)
 					"--key-prefix longer than 100 bytes");
 		return -1;
 	}
-	if (shmstat_info(h, &info) < 0 ||
-	    shmstat_sync_status_read(h, &b->status) < 0) {
+	if (shmstat_info(h, &info) < 0) {
+		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(h));
+		return -1;
+	}
+	/* A bridge killed while writing the status leaves it odd for
+	 * readers; this one holds the pidfile, so it is the only writer and
+	 * reads it as it is. */
+	int src = shmstat_sync_status_read(h, &b->status);
+	if (src == SHMSTAT_EBUSY) {
+		blog(SHMSTAT_LOG_INFO, "the previous bridge was stopped while "
+				       "writing its status: continuing from it");
+		shmstat__sync_status_read_owner(h, &b->status);
+	} else if (src < 0) {
 		blog(SHMSTAT_LOG_ERROR, "%s", shmstat_errstr(h));
 		return -1;
 	}

@@ -68,6 +68,44 @@ static void copy_out(char *dst, const char *src, size_t len)
 				 __ATOMIC_RELAXED);
 }
 
+/* Every field of the status, as stored (no ordering of its own). */
+static void status_copy(const struct sync_status *s, shmstat_sync_status_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->bridge_pid = atomic_load_explicit(&s->bridge_pid,
+					       memory_order_relaxed);
+	out->connected = (int)LD(s->connected);
+	out->bridge_start = LD(s->bridge_start);
+	out->heartbeat_ns = LD(s->heartbeat_ns);
+	out->last_push_ns = LD(s->last_push_ns);
+	out->last_error_ns = LD(s->last_error_ns);
+	out->pending = LD(s->pending);
+	out->lag_ms = LD(s->lag_ms);
+	out->pushes_ok = LD(s->pushes_ok);
+	out->pushes_failed = LD(s->pushes_failed);
+	out->epoch = LD(s->epoch);
+	out->interval_ms = LD(s->interval_ms);
+	out->seq_acked = LD(s->seq_acked);
+	out->host_id = LD(s->host_id);
+	copy_in(out->last_error, s->last_error, sizeof(out->last_error));
+	copy_in(out->redis_addr, s->redis_addr, sizeof(out->redis_addr));
+	copy_in(out->source, s->source, sizeof(out->source));
+	copy_in(out->meta_prefix, s->meta_prefix,
+		sizeof(out->meta_prefix));
+	out->refused_keys = LD(s->refused_keys);
+	out->reserved_names = LD(s->reserved_names);
+	copy_in(out->refused_key, s->refused_key,
+		sizeof(out->refused_key));
+	copy_in(out->reserved_name, s->reserved_name,
+		sizeof(out->reserved_name));
+}
+
+static void status_alive(shmstat_sync_status_t *out)
+{
+	out->alive = out->bridge_pid > 0 &&
+		     shmstat__proc_alive(out->bridge_pid, out->bridge_start);
+}
+
 int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out)
 {
 	if (!h || !out)
@@ -82,45 +120,30 @@ int shmstat_sync_status_read(shmstat_t *h, shmstat_sync_status_t *out)
 				pause_us(50);
 			continue;
 		}
-		memset(out, 0, sizeof(*out));
-		out->bridge_pid = atomic_load_explicit(&s->bridge_pid,
-						       memory_order_relaxed);
-		out->connected = (int)LD(s->connected);
-		out->bridge_start = LD(s->bridge_start);
-		out->heartbeat_ns = LD(s->heartbeat_ns);
-		out->last_push_ns = LD(s->last_push_ns);
-		out->last_error_ns = LD(s->last_error_ns);
-		out->pending = LD(s->pending);
-		out->lag_ms = LD(s->lag_ms);
-		out->pushes_ok = LD(s->pushes_ok);
-		out->pushes_failed = LD(s->pushes_failed);
-		out->epoch = LD(s->epoch);
-		out->interval_ms = LD(s->interval_ms);
-		out->seq_acked = LD(s->seq_acked);
-		out->host_id = LD(s->host_id);
-		copy_in(out->last_error, s->last_error, sizeof(out->last_error));
-		copy_in(out->redis_addr, s->redis_addr, sizeof(out->redis_addr));
-		copy_in(out->source, s->source, sizeof(out->source));
-		copy_in(out->meta_prefix, s->meta_prefix,
-			sizeof(out->meta_prefix));
-		out->refused_keys = LD(s->refused_keys);
-		out->reserved_names = LD(s->reserved_names);
-		copy_in(out->refused_key, s->refused_key,
-			sizeof(out->refused_key));
-		copy_in(out->reserved_name, s->reserved_name,
-			sizeof(out->reserved_name));
+		status_copy(s, out);
 		/* Order the copies before the re-check of seq. */
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1)
 			continue;
-		out->alive = out->bridge_pid > 0 &&
-			     shmstat__proc_alive(out->bridge_pid,
-						 out->bridge_start);
+		status_alive(out);
 		return 0;
 	}
 	return shmstat__err(h, SHMSTAT_EBUSY,
 			    "bridge status is being written for too long "
 			    "(a bridge stopped mid-write?)");
+}
+
+/* The status as its one writer reads it: no seqlock, so a bridge killed
+ * in the middle of a write (seq left odd) does not keep the next bridge,
+ * which holds the pidfile and so is the only writer, from reading what it
+ * continues from. */
+int shmstat__sync_status_read_owner(shmstat_t *h, shmstat_sync_status_t *out)
+{
+	if (!h || !out)
+		return SHMSTAT_EINVAL;
+	status_copy(h->sync, out);
+	status_alive(out);
+	return 0;
 }
 
 int shmstat__sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st)

@@ -14,6 +14,9 @@
  * sequence lock. Readers see either the old or the new status, whole.
  */
 int shmstat__sync_status_write(shmstat_t *h, const shmstat_sync_status_t *st);
+/* The status read by its one writer (the bridge holding the pidfile),
+ * without the seqlock: what a bridge killed mid-write left. */
+int shmstat__sync_status_read_owner(shmstat_t *h, shmstat_sync_status_t *out);
 
 /*
  * Store the cluster-wide value of counter or gauge `index` and when it was

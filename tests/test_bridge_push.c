@@ -632,6 +632,32 @@ static void a_meta_prefix_or_host_id_change_is_refused(void **state)
 	assert_int_equal(ru_get(&f->r, "n"), 100);
 }
 
+/* A bridge killed while writing its status leaves the status's sequence
+ * odd: readers say so (EBUSY), and the next bridge, the only writer,
+ * still starts and continues from it. */
+static void a_status_left_mid_write_does_not_stop_the_next_bridge(void **state)
+{
+	struct fx *f = *state;
+	struct bconf cf;
+	struct bridge b;
+	shmstat_sync_status_t st;
+
+	add(&f->a, "n", 3);
+	push(&f->a);
+	struct shmstat *h = f->a.s.h;
+	atomic_fetch_or(&h->sync->seq, 1u); /* killed between the stores */
+	assert_int_equal(shmstat_sync_status_read(h, &st), SHMSTAT_EBUSY);
+	bconf_defaults(&cf);
+	cf.segment = f->a.s.name;
+	cf.host_id = 0xa1;
+	cf.host_id_set = true;
+	assert_int_equal(bridge_init(&b, &cf, h), 0);
+	assert_true(b.status.pushes_ok >= 1); /* continued, not zeroed */
+	assert_int_equal(shmstat__sync_status_write(h, &b.status), 0);
+	assert_int_equal(shmstat_sync_status_read(h, &st), 0);
+	bridge_fini(&b);
+}
+
 /* ------------------------------------------------------------- numbers */
 
 static void totals_are_exact_to_int64_max(void **state)
@@ -945,6 +971,7 @@ int main(int argc, char **argv)
 		T(a_second_bridge_for_one_source_is_refused),
 		T(a_key_prefix_change_loses_and_doubles_nothing),
 		T(a_meta_prefix_or_host_id_change_is_refused),
+		T(a_status_left_mid_write_does_not_stop_the_next_bridge),
 		T(totals_are_exact_to_int64_max),
 		T(a_refused_key_stays_pending_and_degrades_health),
 		T(a_name_under_the_meta_prefix_is_never_written),
