@@ -71,7 +71,7 @@ ldd "$work/user" | grep -q "$root/usr/lib/$arch/libshmstat.so.0" ||
 [ "$("$sh" -n "$seg" get pkg:requests)" = 50 ]
 "$root/usr/sbin/shmstat-bridge" --help >/dev/null
 unit=$root/lib/systemd/system/shmstat-bridge@.service
-grep -qx 'ExecStart=/usr/sbin/shmstat-bridge -n %i' "$unit"
+grep -qx 'ExecStart=/usr/sbin/shmstat-bridge -n %i --wait-segment' "$unit"
 [ -f "$root/usr/share/doc/shmstat-bridge/examples/bridge.env" ]
 [ -f "$root/usr/share/doc/shmstat-bridge/examples/redis.conf" ]
 [ -f "$root/usr/share/shmstat/grafana/shmstat.json" ]
