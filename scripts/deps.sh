@@ -10,7 +10,7 @@ packages=(
 	libcmocka-dev libbenchmark-dev libglib2.0-dev libmicrohttpd-dev
 	# rediss:// (bridge/tls.c)
 	libssl-dev
-	redis-server redis-tools libncurses-dev
+	redis-server redis-tools redis-sentinel libncurses-dev
 	# The tests: promtool checks the alert rules, curl follows the tour.
 	prometheus curl
 	# The bridge tests run a bridge and the tool with skewed clocks.
