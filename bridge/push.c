@@ -787,6 +787,34 @@ static int refresh_add(struct refresh *f, uint32_t x)
 	return 0;
 }
 
+/* withdraw.lua for another source O ("retire" or "expired", with its
+ * time argument): the reply, or NULL on an I/O error or when the
+ * arguments could not be built (*built false). */
+static redisReply *withdraw_other(struct bridge *b, const char *o,
+				  const char *how, uint64_t t, bool *built)
+{
+	const char *mp = b->cf->meta_prefix;
+	struct args a = { 0 };
+	char tb[24];
+	int rc = 0;
+
+	snprintf(tb, sizeof(tb), "%" PRIu64, t);
+	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
+	rc |= args_push(&a, "5", 1);
+	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
+	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
+	rc |= args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_str(&a, o) | args_str(&a, how) | args_str(&a, tb);
+	*built = rc == 0;
+	if (rc) {
+		args_free(&a);
+		return NULL;
+	}
+	redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
+	args_free(&a);
+	return r;
+}
+
 /*
  * Retire the previous incarnation O of this segment (the segment was
  * recreated: a reboot, `shmstat destroy` and `create`): its counts stay
@@ -795,26 +823,11 @@ static int refresh_add(struct refresh *f, uint32_t x)
  */
 static int retire(struct bridge *b, const char *o, uint64_t now)
 {
-	const char *mp = b->cf->meta_prefix;
-	struct args a = { 0 };
-	char cut[24];
-	int rc = 0;
+	bool built;
+	redisReply *r = withdraw_other(b, o, "retire", now, &built);
 
-	snprintf(cut, sizeof(cut), "%" PRIu64, now);
-	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
-	rc |= args_push(&a, "5", 1);
-	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
-	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
-	rc |= args_fmt(&a, "%st:%s", mp, o);
-	rc |= args_str(&a, o) | args_str(&a, "retire") | args_str(&a, cut);
-	if (rc) {
-		args_free(&a);
-		return 0;
-	}
-	redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
-	args_free(&a);
 	if (!r)
-		return -1;
+		return built ? -1 : 0;
 	int done = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
 	if (done)
 		blog(SHMSTAT_LOG_INFO,
@@ -832,26 +845,11 @@ static int retire(struct bridge *b, const char *o, uint64_t now)
 /* Withdraw the gauges of a source whose lease ended long ago. */
 static int withdraw_expired(struct bridge *b, const char *o, uint64_t cut)
 {
-	const char *mp = b->cf->meta_prefix;
-	struct args a = { 0 };
-	char cb[24];
-	int rc = 0;
+	bool built;
+	redisReply *r = withdraw_other(b, o, "expired", cut, &built);
 
-	snprintf(cb, sizeof(cb), "%" PRIu64, cut);
-	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
-	rc |= args_push(&a, "5", 1);
-	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
-	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
-	rc |= args_fmt(&a, "%st:%s", mp, o);
-	rc |= args_str(&a, o) | args_str(&a, "expired") | args_str(&a, cb);
-	if (rc) {
-		args_free(&a);
-		return 0;
-	}
-	redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
-	args_free(&a);
 	if (!r)
-		return -1;
+		return built ? -1 : 0;
 	if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
 		blog(SHMSTAT_LOG_INFO,
 		     "source %s: lease ended over %" PRIu64 " ms ago; its "

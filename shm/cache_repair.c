@@ -105,40 +105,6 @@ int32_t cache__self_tid(void)
 	return self_tid;
 }
 
-/*
- * State (field 3) and start time (field 22) of pid from /proc/<pid>/stat:
- * false when there is no such file (no such process, or no /proc).
- */
-static bool proc_stat(uint32_t pid, char *state, uint64_t *start)
-{
-	char path[64], buf[1024];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	/* The command (field 2) may hold spaces and ')': the last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || !p[2])
-		return false;
-	*state = p[2];
-	p++;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return false;
-	}
-	*start = strtoull(p + 1, NULL, 10);
-	return true;
-}
-
 /* Dead by kill() alone (cheap: a try lock asks only this), or also by
  * /proc: a zombie, or a pid reused since. */
 static bool holder_dead(uint64_t w, bool cheap)
@@ -155,7 +121,7 @@ static bool holder_dead(uint64_t w, bool cheap)
 		return false; /* another thread of this process */
 	if (!shmstat__proc_alive((pid_t)pid, 0))
 		return true;
-	if (cheap || !proc_stat(pid, &state, &now))
+	if (cheap || !shmstat__proc_stat((pid_t)pid, &now, &state))
 		return false; /* kill() said it exists: trust that */
 	/* A killed holder not yet reaped by its parent is a zombie: dead. */
 	if (state == 'Z' || state == 'X')

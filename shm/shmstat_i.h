@@ -97,6 +97,9 @@ char *shmstat__open_errbuf(void);
 /* util */
 uint64_t shmstat__now_realtime_ns(void);
 uint64_t shmstat__now_mono_ns(void);
+/* Start time (field 22) and state (field 3) of /proc/<pid>/stat; false
+ * when it cannot be read (no such process, or no /proc). */
+bool shmstat__proc_stat(pid_t pid, uint64_t *start, char *state);
 /* Start time of pid (field 22 of /proc/<pid>/stat), 0 when unknown. */
 uint64_t shmstat__proc_start(pid_t pid);
 /* 1 alive, 0 dead (gone, a zombie, or the pid reused: start time known

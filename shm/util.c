@@ -36,9 +36,7 @@ uint64_t shmstat__now_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Start time (field 22) and state (field 3) of /proc/<pid>/stat; false
- * when it cannot be read. */
-static bool proc_stat(pid_t pid, uint64_t *start, char *state)
+bool shmstat__proc_stat(pid_t pid, uint64_t *start, char *state)
 {
 	char path[64], buf[1024];
 	ssize_t n;
@@ -74,7 +72,7 @@ uint64_t shmstat__proc_start(pid_t pid)
 	uint64_t start;
 	char state;
 
-	return proc_stat(pid, &start, &state) ? start : 0;
+	return shmstat__proc_stat(pid, &start, &state) ? start : 0;
 }
 
 int shmstat__proc_alive(pid_t pid, uint64_t start)
@@ -88,7 +86,7 @@ int shmstat__proc_alive(pid_t pid, uint64_t start)
 		return 0;
 	/* /proc says nothing (hidepid, another namespace): trust kill(),
 	 * which said the pid exists. */
-	if (!proc_stat(pid, &now, &state))
+	if (!shmstat__proc_stat(pid, &now, &state))
 		return 1;
 	/* A zombie (or a process being reaped) runs no code any more: it
 	 * holds nothing, however late its parent waits for it. */

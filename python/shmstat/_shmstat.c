@@ -206,6 +206,42 @@ static int pattern_arg(PyObject *o, const char **out)
 
 /* ---------------------------------------------------------------- Counter */
 
+/* What counters, gauges and histograms start with: their segment (kept
+ * alive by them) and their name. One set of GC functions for the three. */
+typedef struct {
+	PyObject_HEAD
+	SegmentObject *seg;
+	PyObject *name;
+} MetricObject;
+
+static PyObject *metric_repr(PyObject *o, const char *kind)
+{
+	MetricObject *m = (MetricObject *)o;
+	return PyUnicode_FromFormat("<shmstat.%s %R in %s>", kind, m->name,
+				    m->seg ? m->seg->name : "?");
+}
+
+static int metric_traverse(PyObject *o, visitproc visit, void *arg)
+{
+	Py_VISIT(((MetricObject *)o)->seg);
+	return 0;
+}
+
+static int metric_clear(PyObject *o)
+{
+	Py_CLEAR(((MetricObject *)o)->seg);
+	return 0;
+}
+
+static void metric_dealloc(PyObject *o)
+{
+	MetricObject *m = (MetricObject *)o;
+	PyObject_GC_UnTrack(o);
+	Py_CLEAR(m->seg);
+	Py_CLEAR(m->name);
+	Py_TYPE(o)->tp_free(o);
+}
+
 typedef struct {
 	PyObject_HEAD
 	SegmentObject *seg;
@@ -257,31 +293,11 @@ static PyObject *Counter_value(CounterObject *self, void *unused)
 	return PyLong_FromLongLong(v);
 }
 
-static PyObject *Counter_repr(CounterObject *self)
+static PyObject *Counter_repr(PyObject *self)
 {
-	return PyUnicode_FromFormat("<shmstat.Counter %R in %s>", self->name,
-				    self->seg ? self->seg->name : "?");
+	return metric_repr(self, "Counter");
 }
 
-static int Counter_traverse(CounterObject *self, visitproc visit, void *arg)
-{
-	Py_VISIT(self->seg);
-	return 0;
-}
-
-static int Counter_clear(CounterObject *self)
-{
-	Py_CLEAR(self->seg);
-	return 0;
-}
-
-static void Counter_dealloc(CounterObject *self)
-{
-	PyObject_GC_UnTrack(self);
-	Py_CLEAR(self->seg);
-	Py_CLEAR(self->name);
-	Py_TYPE(self)->tp_free((PyObject *)self);
-}
 
 static PyMethodDef Counter_methods[] = {
 	{ "inc", (PyCFunction)(void (*)(void))Counter_inc, METH_FASTCALL,
@@ -309,10 +325,10 @@ static PyTypeObject Counter_Type = {
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_doc = "A counter of a segment: seg.counter(name). Exact across "
 		  "processes and threads; .inc(n=1), .value.",
-	.tp_dealloc = (destructor)Counter_dealloc,
-	.tp_traverse = (traverseproc)Counter_traverse,
-	.tp_clear = (inquiry)Counter_clear,
-	.tp_repr = (reprfunc)Counter_repr,
+	.tp_dealloc = metric_dealloc,
+	.tp_traverse = metric_traverse,
+	.tp_clear = metric_clear,
+	.tp_repr = Counter_repr,
 	.tp_methods = Counter_methods,
 	.tp_members = Counter_members,
 	.tp_getset = Counter_getset,
@@ -397,32 +413,11 @@ static PyObject *Histogram_quantile(HistogramObject *self, PyObject *arg)
 	return PyFloat_FromDouble(shmstat_histogram_quantile(&hs, q, 0));
 }
 
-static PyObject *Histogram_repr(HistogramObject *self)
+static PyObject *Histogram_repr(PyObject *self)
 {
-	return PyUnicode_FromFormat("<shmstat.Histogram %R in %s>", self->name,
-				    self->seg ? self->seg->name : "?");
+	return metric_repr(self, "Histogram");
 }
 
-static int Histogram_traverse(HistogramObject *self, visitproc visit,
-			      void *arg)
-{
-	Py_VISIT(self->seg);
-	return 0;
-}
-
-static int Histogram_clear(HistogramObject *self)
-{
-	Py_CLEAR(self->seg);
-	return 0;
-}
-
-static void Histogram_dealloc(HistogramObject *self)
-{
-	PyObject_GC_UnTrack(self);
-	Py_CLEAR(self->seg);
-	Py_CLEAR(self->name);
-	Py_TYPE(self)->tp_free((PyObject *)self);
-}
 
 static PyMethodDef Histogram_methods[] = {
 	{ "observe", (PyCFunction)Histogram_observe, METH_O,
@@ -454,10 +449,10 @@ static PyTypeObject Histogram_Type = {
 	.tp_basicsize = sizeof(HistogramObject),
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_doc = "A histogram of a segment (see shmstat.Histogram).",
-	.tp_dealloc = (destructor)Histogram_dealloc,
-	.tp_traverse = (traverseproc)Histogram_traverse,
-	.tp_clear = (inquiry)Histogram_clear,
-	.tp_repr = (reprfunc)Histogram_repr,
+	.tp_dealloc = metric_dealloc,
+	.tp_traverse = metric_traverse,
+	.tp_clear = metric_clear,
+	.tp_repr = Histogram_repr,
 	.tp_methods = Histogram_methods,
 	.tp_members = Histogram_members,
 	.tp_getset = Histogram_getset,
@@ -536,31 +531,11 @@ static PyObject *Gauge_value(GaugeObject *self, void *unused)
 	return PyLong_FromLongLong(shmstat_gauge_read(self->g));
 }
 
-static PyObject *Gauge_repr(GaugeObject *self)
+static PyObject *Gauge_repr(PyObject *self)
 {
-	return PyUnicode_FromFormat("<shmstat.Gauge %R in %s>", self->name,
-				    self->seg ? self->seg->name : "?");
+	return metric_repr(self, "Gauge");
 }
 
-static int Gauge_traverse(GaugeObject *self, visitproc visit, void *arg)
-{
-	Py_VISIT(self->seg);
-	return 0;
-}
-
-static int Gauge_clear(GaugeObject *self)
-{
-	Py_CLEAR(self->seg);
-	return 0;
-}
-
-static void Gauge_dealloc(GaugeObject *self)
-{
-	PyObject_GC_UnTrack(self);
-	Py_CLEAR(self->seg);
-	Py_CLEAR(self->name);
-	Py_TYPE(self)->tp_free((PyObject *)self);
-}
 
 static PyMethodDef Gauge_methods[] = {
 	{ "set", (PyCFunction)(void (*)(void))Gauge_set, METH_FASTCALL,
@@ -589,10 +564,10 @@ static PyTypeObject Gauge_Type = {
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_doc = "A gauge of a segment: seg.gauge(name). One value shared "
 		  "by every process; .set(v), .inc(n=1), .dec(n=1), .value.",
-	.tp_dealloc = (destructor)Gauge_dealloc,
-	.tp_traverse = (traverseproc)Gauge_traverse,
-	.tp_clear = (inquiry)Gauge_clear,
-	.tp_repr = (reprfunc)Gauge_repr,
+	.tp_dealloc = metric_dealloc,
+	.tp_traverse = metric_traverse,
+	.tp_clear = metric_clear,
+	.tp_repr = Gauge_repr,
 	.tp_methods = Gauge_methods,
 	.tp_members = Gauge_members,
 	.tp_getset = Gauge_getset,
