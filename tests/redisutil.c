@@ -384,3 +384,32 @@ bool ru_wait_port(int port, int timeout_ms)
 	} while (mono_ms() < deadline);
 	return false;
 }
+
+int ru_pair_setup(void **state, const char *ta, const char *tb)
+{
+	static const shmstat_options_t small = {
+		.size = 4u << 20, .max_counters = 256, .max_workers = 16,
+	};
+	struct ru_pair *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	ru_start(&f->r);
+	ru_path(&f->r, f->log, sizeof(f->log), "bridge.log");
+	tu_seg_create(&f->a, ta, &small);
+	tu_seg_create(&f->b, tb, &small);
+	*state = f;
+	return 0;
+}
+
+int ru_pair_teardown(void **state)
+{
+	struct ru_pair *f = *state;
+	if (getenv("RU_KEEP_LOG") == NULL)
+		unlink(f->log);
+	ru_destroy(&f->r);
+	shmstat_close(&f->a.h);
+	shmstat_unlink(f->a.name);
+	shmstat_close(&f->b.h);
+	shmstat_unlink(f->b.name);
+	free(f);
+	return 0;
+}

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "shmstat.h"
+#include "testutil.h"
 
 struct ru_server {
 	char dir[128];        /* the mkdtemp directory */
@@ -80,5 +81,18 @@ void ru_kill(pid_t pid);
 redisReply *ru_tcp_cmd(int port, const char *fmt, ...);
 /* Wait until something accepts TCP connections on 127.0.0.1:port. */
 bool ru_wait_port(int port, int timeout_ms);
+
+/* Two segments (4 MiB, 256 counters, 16 rows) and one redis-server, with
+ * a log file in its directory: the fixture of the two-host bridge tests.
+ * ru_pair_setup makes it (segments tagged ta and tb) as *state;
+ * ru_pair_teardown stops Redis and removes both segments (the log stays
+ * with RU_KEEP_LOG set). */
+struct ru_pair {
+	struct ru_server r;
+	struct tu_seg a, b;
+	char log[256];
+};
+int ru_pair_setup(void **state, const char *ta, const char *tb);
+int ru_pair_teardown(void **state);
 
 #endif

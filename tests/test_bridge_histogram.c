@@ -17,41 +17,8 @@
 #include "redisutil.h"
 #include "testutil.h"
 
-struct fx {
-	struct ru_server r;
-	struct tu_seg a, b;
-	char log[256];
-};
-
-static const shmstat_options_t small = {
-	.size = 4u << 20, .max_counters = 256, .max_workers = 16,
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	ru_start(&f->r);
-	ru_path(&f->r, f->log, sizeof(f->log), "bridge.log");
-	tu_seg_create(&f->a, "bha", &small);
-	tu_seg_create(&f->b, "bhb", &small);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	if (getenv("RU_KEEP_LOG") == NULL)
-		unlink(f->log);
-	ru_destroy(&f->r);
-	shmstat_close(&f->a.h);
-	shmstat_unlink(f->a.name);
-	shmstat_close(&f->b.h);
-	shmstat_unlink(f->b.name);
-	free(f);
-	return 0;
-}
+static int setup(void **state) { return ru_pair_setup(state, "bha", "bhb"); }
+static int teardown(void **state) { return ru_pair_teardown(state); }
 
 #define NAME "http_request_duration_seconds{route=\"/\",code=\"200\"}"
 /* Its keys: the stored names (the bridge runs with no key prefix). */
@@ -71,7 +38,7 @@ static void observe(shmstat_t *h, const double *v, size_t n)
 
 static void a_two_host_histogram_is_exact_in_redis(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 	static const double va[] = { 0.005, 0.05, 0.05, 0.5, 2, 0.0001 };
 	static const double vb[] = { 0.05, 0.7, 0.9, 30 };
 

@@ -14,41 +14,8 @@
 #include "redisutil.h"
 #include "testutil.h"
 
-struct fx {
-	struct ru_server r;
-	struct tu_seg a, b;
-	char log[256];
-};
-
-static const shmstat_options_t small = {
-	.size = 4u << 20, .max_counters = 256, .max_workers = 16,
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	ru_start(&f->r);
-	ru_path(&f->r, f->log, sizeof(f->log), "bridge.log");
-	tu_seg_create(&f->a, "bra", &small);
-	tu_seg_create(&f->b, "brb", &small);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-	if (getenv("RU_KEEP_LOG") == NULL)
-		unlink(f->log);
-	ru_destroy(&f->r);
-	shmstat_close(&f->a.h);
-	shmstat_unlink(f->a.name);
-	shmstat_close(&f->b.h);
-	shmstat_unlink(f->b.name);
-	free(f);
-	return 0;
-}
+static int setup(void **state) { return ru_pair_setup(state, "bra", "brb"); }
+static int teardown(void **state) { return ru_pair_teardown(state); }
 
 static void add(shmstat_t *h, const char *name, uint64_t n)
 {
@@ -65,7 +32,7 @@ static int64_t global_of(shmstat_t *h, const char *name)
 
 static void keys_are_plain_integers_equal_to_the_totals(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 	shmstat_gauge_t g;
 
 	add(f->a.h, "filter_stats:ml_confident", 5);
@@ -133,7 +100,7 @@ static void keys_are_plain_integers_equal_to_the_totals(void **state)
 
 static void a_key_prefix_is_prepended(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 
 	add(f->a.h, "hits", 3);
 	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
@@ -146,7 +113,7 @@ static void a_key_prefix_is_prepended(void **state)
 
 static void two_hosts_sum_and_each_sees_the_sum(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 	shmstat_gauge_t ga, gb;
 
 	add(f->a.h, "req", 100);
@@ -207,7 +174,7 @@ static void two_hosts_sum_and_each_sees_the_sum(void **state)
 
 static void a_global_reset_counts_every_host_from_zero(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 	char out[4096];
 
 	add(f->a.h, "jobs:done", 40);
@@ -261,7 +228,7 @@ static void a_global_reset_counts_every_host_from_zero(void **state)
  * same --host-id are two sources, and they sum. */
 static void two_segments_with_the_same_host_id_sum(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 
 	add(f->a.h, "x", 1);
 	add(f->b.h, "x", 1);
@@ -280,7 +247,7 @@ static void two_segments_with_the_same_host_id_sum(void **state)
 
 static void one_bridge_per_segment(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 	char other[300];
 
 	pid_t pa = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
@@ -300,7 +267,7 @@ static void one_bridge_per_segment(void **state)
 
 static void sigterm_pushes_once_more_and_exits_zero(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 
 	add(f->a.h, "late", 1);
 	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
@@ -325,7 +292,7 @@ static void sigterm_pushes_once_more_and_exits_zero(void **state)
 /* What a reboot does to a segment: /dev/shm is emptied; the application
  * creates it again. The tool does it here, with the segment's handle in
  * this test reopened after. */
-static void reboot(struct fx *f, struct tu_seg *x)
+static void reboot(struct ru_pair *f, struct tu_seg *x)
 {
 	char out[256];
 
@@ -343,7 +310,7 @@ static void reboot(struct fx *f, struct tu_seg *x)
 
 static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 
 	/* The bridge restarted at once, the old lease still running. */
 	char before[4096], after[4096];
@@ -394,7 +361,7 @@ static void a_reboot_keeps_the_history_and_adds_from_zero(void **state)
  * find any more. */
 static void a_bridge_whose_segment_is_recreated_pushes_and_exits_4(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 
 	add(f->a.h, "req", 40);
 	pid_t p = ru_bridge(f->r.dir, f->a.name, f->r.url, f->log, "-i",
@@ -418,7 +385,7 @@ static void a_bridge_whose_segment_is_recreated_pushes_and_exits_4(void **state)
  * all apply, in the order Redis received them. */
 static void resets_apply_in_redis_order_whatever_the_clocks(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 	char cmd[1024];
 	const char *tool = getenv("SHMSTAT_TOOL");
 	const char *lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -498,7 +465,7 @@ static void resets_apply_in_redis_order_whatever_the_clocks(void **state)
  */
 static void a_restore_before_a_reset_is_undone_by_live_sources(void **state)
 {
-	struct fx *f = *state;
+	struct ru_pair *f = *state;
 
 	add(f->a.h, "jobs", 10);
 	add(f->b.h, "jobs", 5);
