@@ -79,6 +79,13 @@ struct bridge {
 	unsigned sentinel_next;    /* the sentinel asked first next time */
 	bool wrong_role;           /* a reply said READONLY / not a master:
 				      reconnect (and ask Sentinel again) */
+	/* Redis Cluster (conn.c): b->rc and b->tls are the connection of
+	 * the node conn_slot() chose last; the others are kept in cl. */
+	bool cluster;              /* connected to a Redis Cluster */
+	bool moved;                /* a reply said MOVED/ASK/TRYAGAIN/
+				      CLUSTERDOWN: the slot map is read
+				      again at the next conn_slot() */
+	void *cl;                  /* conn.c's node table, NULL: none */
 	char reset_sha[41];
 	char withdraw_sha[41];
 	char host_hex[17];
@@ -171,6 +178,11 @@ int conn_flush(struct bridge *b);
 redisReply *conn_reply(struct bridge *b);
 /* Free the TLS context at bridge_fini. */
 void conn_fini(struct bridge *b);
+/* Redis Cluster: make b->rc (and b->tls) the connection of the master
+ * that serves hash slot `slot` (0..16383), connecting to it when needed.
+ * 0, or -1 on an I/O error (treat as any I/O error: conn_close closes
+ * every node's connection). Without a cluster: nothing to do, 0. */
+int conn_slot(struct bridge *b, unsigned slot);
 
 /* tls.c: OpenSSL under hiredis 0.14 (see the file's comment). */
 /* Build the TLS context from the options now: 0, or -1 with the error

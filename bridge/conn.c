@@ -183,6 +183,14 @@ static int check_role(struct bridge *b)
 	return ret;
 }
 
+int conn_slot(struct bridge *b, unsigned slot)
+{
+	(void)slot;
+	if (!b->cluster)
+		return b->rc ? 0 : -1;
+	return -1; /* not built yet: check_cluster refuses a cluster */
+}
+
 /* A push is one MULTI over keys of many slots: a Redis Cluster node
  * would refuse it (CROSSSLOT, MOVED). Say so at connect. */
 static int check_cluster(struct bridge *b)
