@@ -586,6 +586,38 @@ static void cache_ttls_take_ex_px_and_a_duration(void **state)
 	shmstat_unlink(name);
 }
 
+/* cache set -x: the value is stdin's bytes as they are (NUL bytes, no
+ * newline dropped, larger than one argument may be); -x with a VALUE
+ * too is a usage error. */
+static void cache_set_takes_the_value_from_stdin(void **state)
+{
+	(void)state;
+	char name[64], path[128];
+	tu_name(name, sizeof(name), "stdin");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	snprintf(path, sizeof(path), "/tmp/%s.val", name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	for (unsigned i = 0; i < 300000; i++)
+		fputc((int)((i * 7u) % 251u), f);
+	fputc('\n', f);
+	fclose(f);
+	assert_int_equal(sh("$T -n %s cache set big -x --ttl 1h < %s", name, path),
+			 0);
+	/* get prints the value and a newline. */
+	assert_int_equal(sh("$T -n %s cache get big > %s.out && "
+			    "head -c -1 %s.out | cmp -s - %s", name, path, path,
+			    path),
+			 0);
+	assert_int_equal(sh("$T -n %s cache set big v -x < %s", name, path), 64);
+	assert_int_equal(sh("$T -n %s cache set k --stdin < /dev/null", name), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "k", NULL), 0);
+	assert_string_equal(out, "\n");
+	assert_int_equal(sh("$T -n %s cache expire k -x --ttl 1s", name), 64);
+	sh("rm -f %s %s.out", path, path);
+	shmstat_unlink(name);
+}
+
 /* A name that is not UTF-8 is refused: exit 1, the reason on stderr,
  * nothing created. */
 static void incr_refuses_a_name_that_is_not_utf8(void **state)
@@ -800,6 +832,7 @@ int main(void)
 		cmocka_unit_test(not_found_exits_1_and_a_failed_operation_3),
 		cmocka_unit_test(numbers_on_the_command_line_are_decimal),
 		cmocka_unit_test(cache_ttls_take_ex_px_and_a_duration),
+		cmocka_unit_test(cache_set_takes_the_value_from_stdin),
 		cmocka_unit_test(filters_repeat_and_a_caret_or_X_excludes),
 		cmocka_unit_test(the_textfile_is_replaced_whole_while_a_reader_races_it),
 		cmocka_unit_test(ls_shows_each_segment_with_owner_mode_and_bridge),

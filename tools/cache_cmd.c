@@ -2,6 +2,7 @@
  * cache_cmd.c — `shmstat cache`: read and edit the segment's TTL cache.
  * One function per subcommand; each output format is one function.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,10 @@ const char usage_cache[] =
 	"  get KEY            print the value alone (and a newline); exit 1 on\n"
 	"                     a miss\n"
 	"  set KEY VALUE [--ex SECONDS | --px MS | --ttl TIME] [--nx|--xx]\n"
-	"                     store VALUE under KEY; expire after SECONDS or MS\n"
+	"  set KEY -x|--stdin [...]\n"
+	"                     store VALUE (-x: all of stdin's bytes, as they\n"
+	"                     are; for values too large for an argument, or\n"
+	"                     binary) under KEY; expire after SECONDS or MS\n"
 	"                     (whole numbers, as redis-cli's SET EX and PX), or\n"
 	"                     TIME (250ms, 1.5s, 2m, 1h; a bare number is\n"
 	"                     seconds; 0: never); default: never; --nx: only if\n"
@@ -123,6 +127,7 @@ struct args {
 	bool has_ttl;
 	int mode;
 	bool json;
+	bool from_stdin; /* set: the value is stdin's bytes */
 };
 
 static int parse(int argc, char **argv, bool set_opts, bool j_opt,
@@ -160,6 +165,9 @@ static int parse(int argc, char **argv, bool set_opts, bool j_opt,
 						 "each other",
 						 "set");
 			a->mode = SHMSTAT_CACHE_XX;
+		} else if (opts && set_opts &&
+			   (strcmp(s, "-x") == 0 || strcmp(s, "--stdin") == 0)) {
+			a->from_stdin = true;
 		} else if (opts && j_opt && strcmp(s, "-j") == 0) {
 			a->json = true;
 		} else if (opts && s[0] == '-' && s[1]) {
@@ -257,12 +265,53 @@ struct sub {
 };
 
 static const struct sub subs[] = {
-	{ "get", 1, 1, false, false },  { "set", 2, 2, true, false },
+	{ "get", 1, 1, false, false },  { "set", 1, 2, true, false },
 	{ "expire", 1, 1, true, false },
 	{ "del", 1, 1, false, false },  { "ttl", 1, 1, false, false },
 	{ "keys", 0, 1, false, false }, { "clear", 1, 1, false, false },
 	{ "flush", 0, 0, false, false }, { "stats", 0, 0, false, true },
 };
+
+/* All of stdin, as bytes: TOOL_FAILED when it cannot be read (or holds
+ * more than any cache value may: 1 GiB). */
+static int read_stdin(char **out, size_t *len)
+{
+	const size_t max = (size_t)1 << 30;
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+
+	while (buf) {
+		size_t got = fread(buf + n, 1, cap - n, stdin);
+		n += got;
+		if (got == 0)
+			break;
+		if (n == cap) {
+			if (cap >= max) {
+				free(buf);
+				tool_err("cache: set: stdin holds more than "
+					 "1 GiB: no cache value is that large");
+				return TOOL_FAILED;
+			}
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				free(buf);
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (!buf) {
+		tool_err("cache: set: out of memory reading stdin");
+		return TOOL_FAILED;
+	}
+	if (ferror(stdin)) {
+		tool_err("cache: set: reading stdin: %s", strerror(errno));
+		free(buf);
+		return TOOL_FAILED;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
 
 int do_cache(const char *seg, int argc, char **argv)
 {
@@ -287,6 +336,14 @@ int do_cache(const char *seg, int argc, char **argv)
 		return rc;
 	if (a.npos < sub->min || a.npos > sub->max)
 		return usage_err("%s: wrong number of arguments", sub->name);
+	if (strcmp(sub->name, "set") == 0 && a.npos != 2 - a.from_stdin)
+		return usage_err("%s", a.from_stdin
+					       ? "set: with -x (--stdin) the value "
+						 "is stdin's: give KEY alone"
+					       : "set: wrong number of arguments "
+						 "(KEY VALUE, or KEY -x)");
+	if (strcmp(sub->name, "expire") == 0 && a.from_stdin)
+		return usage_err("%s", "expire: unknown option '-x'");
 	if (strcmp(sub->name, "expire") == 0 && (a.mode || !a.has_ttl))
 		return usage_err("%s: takes one of --ex, --px and --ttl, and "
 				 "no --nx or --xx",
@@ -302,8 +359,20 @@ int do_cache(const char *seg, int argc, char **argv)
 	if (strcmp(sub->name, "get") == 0) {
 		rc = cmd_get(h, k);
 	} else if (strcmp(sub->name, "set") == 0) {
-		rc = shmstat_cache_set(h, k, strlen(k), a.pos[1],
-				       strlen(a.pos[1]), a.ttl, a.mode);
+		char *buf = NULL;
+		size_t len = 0;
+		const char *v = a.pos[1];
+		if (a.from_stdin) {
+			if ((rc = read_stdin(&buf, &len)) != 0) {
+				shmstat_close(&h);
+				return rc;
+			}
+			v = buf;
+		} else {
+			len = strlen(v);
+		}
+		rc = shmstat_cache_set(h, k, strlen(k), v, len, a.ttl, a.mode);
+		free(buf);
 		if (rc == SHMSTAT_EKEYEXISTS || rc == SHMSTAT_ENOTFOUND) {
 			tool_err("cache: set: %s", rc == SHMSTAT_EKEYEXISTS
 							   ? "key exists (--nx)"
