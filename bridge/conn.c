@@ -530,6 +530,32 @@ int conn_open(struct bridge *b)
 	}
 	bool was_cluster = b->cluster;
 	int rc = node_open(b, host, port, path);
+	/* The other nodes the URL names, in turn. */
+	for (const char *e = cf->redis.nodes; rc < 0 && *e;) {
+		size_t n = strcspn(e, ",");
+		char h[256];
+		int pt = 6379;
+		if (n < sizeof(h)) {
+			memcpy(h, e, n);
+			h[n] = '\0';
+			char *colon = strrchr(h, ':');
+			if (colon && (h[0] != '[' || colon[-1] == ']')) {
+				*colon = '\0';
+				pt = atoi(colon + 1);
+			}
+			char *hp = h;
+			if (h[0] == '[' && strlen(h) > 1 && h[strlen(h) - 1] == ']') {
+				h[strlen(h) - 1] = '\0';
+				hp = h + 1;
+			}
+			rc = node_open(b, hp, pt, NULL);
+			if (rc == 0) {
+				snprintf(host, sizeof(host), "%s", hp);
+				port = pt;
+			}
+		}
+		e += n + (e[n] == ',');
+	}
 	if (rc < 0 && was_cluster && b->cl) {
 		/* The node given is down (its master killed, a failover):
 		 * ask the others of the cluster as we knew it. */
@@ -551,6 +577,14 @@ int conn_open(struct bridge *b)
 	if (cl < 0)
 		goto fail;
 	b->cluster = cl == 1;
+	if (!b->cluster && cf->redis.nodes[0]) {
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "the Redis URL names several nodes, but %s is not "
+			     "a Redis Cluster node: give one address (or use "
+			     "redis+sentinel:// for a master and replicas)",
+			     b->node);
+		goto fail;
+	}
 	if (b->cluster) {
 		if (cf->redis.master[0]) {
 			bridge_error(b, SHMSTAT_LOG_ERROR,

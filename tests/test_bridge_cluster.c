@@ -141,6 +141,19 @@ static int master_of(struct fx *f, const char *key)
 	return port;
 }
 
+/* How many of the counters' keys the master on port serves. */
+static int keys_on(struct fx *f, int port)
+{
+	int n = 0;
+
+	for (int i = 0; i < NCOUNTERS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "c%d", i);
+		n += master_of(f, name) == port;
+	}
+	return n;
+}
+
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -262,7 +275,7 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	void **state)
 {
 	struct fx *f = *state;
-	char url[64], out[256];
+	char url[64], url2[96], out[256];
 	unsigned round = 0;
 
 	int seed = -1;
@@ -270,14 +283,18 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 		if (is_master(f, i))
 			seed = i;
 	assert_true(seed >= 0);
+	/* A is given the one master (after it is killed, it finds the
+	 * cluster through the nodes it learnt); B a dead address first. */
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port[seed]);
+	snprintf(url2, sizeof(url2), "redis://127.0.0.1:%d,127.0.0.1:%d",
+		 ru_free_port(), f->port[seed]);
 	const char *opt[] = { "-i", "50ms", "--backoff-max", "200ms",
 			      "--connect-timeout", "300ms",
 			      "--command-timeout", "500ms" };
 	pid_t pa = ru_bridge(f->dir, f->a.name, url, f->log, opt[0], opt[1],
 			     opt[2], opt[3], opt[4], opt[5], opt[6], opt[7],
 			     NULL);
-	pid_t pb = ru_bridge(f->dir, f->b.name, url, f->log, opt[0], opt[1],
+	pid_t pb = ru_bridge(f->dir, f->b.name, url2, f->log, opt[0], opt[1],
 			     opt[2], opt[3], opt[4], opt[5], opt[6], opt[7],
 			     NULL);
 	for (; round < 2000; round++)
@@ -332,6 +349,51 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	       (unsigned long long)(t_sync - t0), round, NCOUNTERS, on[0],
 	       on[1], on[2]);
 
+	/* Under load: slots move from one master to another (redis-cli
+	 * --cluster reshard: MIGRATE, ASK during it, MOVED after). */
+	int from = -1, to = -1;
+	for (int i = 0; i < NODES; i++)
+		if (f->pid[i] && is_master(f, i)) {
+			if (from < 0)
+				from = i;
+			else if (to < 0)
+				to = i;
+		}
+	assert_true(from >= 0 && to >= 0);
+	char fid[64], tid[64];
+	redisReply *r = ru_tcp_cmd(f->port[from], "CLUSTER MYID");
+	assert_non_null(r);
+	snprintf(fid, sizeof(fid), "%s", r->str);
+	freeReplyObject(r);
+	r = ru_tcp_cmd(f->port[to], "CLUSTER MYID");
+	assert_non_null(r);
+	snprintf(tid, sizeof(tid), "%s", r->str);
+	freeReplyObject(r);
+	char node[32], rlog[300];
+	snprintf(node, sizeof(node), "127.0.0.1:%d", f->port[from]);
+	snprintf(rlog, sizeof(rlog), "%s/reshard.log", f->dir);
+	const char *rs[] = { "redis-cli", "--cluster", "reshard", node,
+			     "--cluster-from", fid, "--cluster-to", tid,
+			     "--cluster-slots", "3000", "--cluster-yes", NULL };
+	int on_from = keys_on(f, f->port[from]);
+	assert_true(on_from > 0);
+	pid_t rp = ru_spawn(rlog, rs);
+	uint64_t t1 = mono_ms();
+	int st = -1;
+	while ((st = tu_wait_nohang(rp)) == -1 && mono_ms() < t1 + 60000) {
+		bump(f, round++);
+		ru_sleep_ms(2);
+	}
+	assert_int_equal(st, 0);
+	for (unsigned k = 0; k < 1000; k++)
+		bump(f, round++);
+	synced(f);
+	assert_exact(f);
+	printf("cluster reshard: 3000 slots moved in %llu ms under load, "
+	       "every key exact after it\n",
+	       (unsigned long long)(mono_ms() - t1));
+	assert_true(keys_on(f, f->port[from]) < on_from);
+
 	/* A global reset of c1, c1x (over many slots): those keys are 0,
 	 * and counting goes on from there. */
 	int rc = tu_tool(out, sizeof(out), "-n", f->a.name, "reset",
@@ -356,9 +418,39 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	assert_int_equal(ru_bridge_stop(pb), 0);
 }
 
+/* Several nodes in the URL are for a cluster only: a standalone Redis
+ * given with another address is refused, saying why. */
+static void several_nodes_of_a_standalone_redis_are_refused(void **state)
+{
+	struct ru_server r = { 0 };
+	struct tu_seg a;
+	char ps[16], url[96], log[300];
+
+	(void)state;
+	int port = ru_free_port();
+	snprintf(ps, sizeof(ps), "%d", port);
+	const char *extra[] = { "--port", ps, NULL };
+	r.extra = extra;
+	ru_start(&r);
+	ru_path(&r, log, sizeof(log), "bridge.log");
+	tu_seg_create(&a, "cln", &small);
+	assert_int_equal(shmstat_counter_add_by_name(a.h, "c", 3), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d,127.0.0.1:%d", port,
+		 ru_free_port());
+	pid_t p = ru_bridge(r.dir, a.name, url, log, "--once", NULL);
+	assert_int_equal(tu_wait(p, 15000), 1);
+	assert_true(ru_file_has(log, "names several nodes, but 127.0.0.1:"));
+	assert_true(ru_file_has(log, "is not a Redis Cluster node"));
+	assert_int_equal(ru_get(&r, "c"), LLONG_MIN);
+	shmstat_close(&a.h);
+	shmstat_unlink(a.name);
+	ru_destroy(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(several_nodes_of_a_standalone_redis_are_refused),
 		cmocka_unit_test_setup_teardown(
 			a_cluster_push_is_exact_through_a_failover_and_a_reset,
 			setup, teardown),
