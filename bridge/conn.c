@@ -7,8 +7,8 @@
  * Cluster (any node given) is found by INFO: then one connection per
  * master, each set up alike, and conn_slot() chooses the one a hash
  * slot's commands go to. Every command of the bridge goes through
- * conn_command / conn_flush / conn_reply, plain or TLS alike. A context that saw any error is
- * discarded: hiredis leaves it unusable.
+ * conn_command / conn_flush / conn_reply, plain or TLS alike. A context
+ * that saw any error is discarded: hiredis leaves it unusable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,8 @@ const char *conn_errtext(const struct bridge *b, const redisReply *r)
 		return r->str;
 	if (b->rc && b->rc->err)
 		return b->rc->errstr[0] ? b->rc->errstr : "I/O error";
+	if (!b->rc)
+		return "not connected";
 	return "unexpected reply";
 }
 
@@ -201,7 +203,7 @@ static int check_role(struct bridge *b)
  *
  * A Redis Cluster: the node table (the masters CLUSTER SLOTS names and
  * the slots each serves) lives in b->cl. Every node's connection is set
- * up as the first one is (TLS, AUTH, ROLE, the scripts); b->rc and
+ * up as the first one is (TLS, AUTH, the scripts); b->rc and
  * b->tls are always the connection of node cl->cur, the one conn_slot()
  * chose last. The table's addresses outlive conn_close(): they are where
  * conn_open() looks for the cluster when the address given is down (its
