@@ -206,6 +206,12 @@ static int setup(void **state)
 		}
 	tu_seg_create(&f->a, "cla", &small);
 	tu_seg_create(&f->b, "clb", &small);
+	for (int i = 0; i < NCOUNTERS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "c%d", i);
+		assert_int_equal(shmstat_counter_add_by_name(f->a.h, name, 0), 0);
+		assert_int_equal(shmstat_counter_add_by_name(f->b.h, name, 0), 0);
+	}
 	*state = f;
 	return 0;
 }
@@ -233,7 +239,7 @@ static void bump(struct fx *f, unsigned round)
 	char name[16];
 
 	snprintf(name, sizeof(name), "c%u", round % NCOUNTERS);
-	shmstat_t *h = round % 3 ? f->a.h : f->b.h;
+	shmstat_t *h = (round / NCOUNTERS + round) % 3 ? f->a.h : f->b.h;
 	assert_int_equal(shmstat_counter_add_by_name(h, name, 1 + round % 7),
 			 0);
 	f->expect[round % NCOUNTERS] += 1 + round % 7;
