@@ -63,6 +63,17 @@ static bool node_ok(struct fx *f, int i)
 	return ok;
 }
 
+/* A replica's link to its master is up (its first sync done), or the
+ * node is a master. */
+static bool link_up(struct fx *f, int i)
+{
+	redisReply *r = ru_tcp_cmd(f->port[i], "INFO replication");
+	bool ok = has(r, "role:master") || has(r, "master_link_status:up");
+	if (r)
+		freeReplyObject(r);
+	return ok;
+}
+
 static bool is_master(struct fx *f, int i)
 {
 	redisReply *r = ru_tcp_cmd(f->port[i], "ROLE");
@@ -185,6 +196,7 @@ static int setup(void **state)
 				       "--cluster-config-file", conf,
 				       "--cluster-node-timeout", "1000",
 				       "--cluster-port", bs,
+				       "--cluster-replica-validity-factor", "0",
 				       "--dir", f->dir, "--save", "",
 				       "--appendonly", "no", NULL };
 		f->pid[i] = ru_spawn(log, argv);
@@ -197,7 +209,7 @@ static int setup(void **state)
 		fail_msg("redis-cli --cluster create failed (%d): %s", rc, out);
 	uint64_t deadline = mono_ms() + 30000;
 	for (int i = 0; i < NODES; i++)
-		while (!node_ok(f, i)) {
+		while (!node_ok(f, i) || !link_up(f, i)) {
 			if (mono_ms() > deadline)
 				fail_msg("the cluster did not form within 30 s "
 					 "(see %s)",
