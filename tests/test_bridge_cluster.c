@@ -39,13 +39,6 @@ static const shmstat_options_t small = {
 	.size = 4u << 20, .max_counters = 256, .max_workers = 8,
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static bool has(const redisReply *r, const char *s)
 {
 	return r && r->type == REDIS_REPLY_STRING && strstr(r->str, s);
@@ -207,10 +200,10 @@ static int setup(void **state)
 	int rc = tu_sh(out, sizeof(out), "%s", cmd);
 	if (rc != 0)
 		fail_msg("redis-cli --cluster create failed (%d): %s", rc, out);
-	uint64_t deadline = mono_ms() + 30000;
+	uint64_t deadline = ru_mono_ms() + 30000;
 	for (int i = 0; i < NODES; i++)
 		while (!node_ok(f, i) || !link_up(f, i)) {
-			if (mono_ms() > deadline)
+			if (ru_mono_ms() > deadline)
 				fail_msg("the cluster did not form within 30 s "
 					 "(see %s)",
 					 f->dir);
@@ -342,15 +335,15 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	/* Under load: the master the bridges were given dies. */
 	int rep = replica_of(f, f->port[seed]);
 	assert_true(rep >= 0);
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = ru_mono_ms();
 	ru_kill(f->pid[seed]);
 	f->pid[seed] = 0;
 	uint64_t deadline = t0 + 30000, t_promoted = 0;
-	while (mono_ms() < deadline) {
+	while (ru_mono_ms() < deadline) {
 		bump(f, round++);
 		if (!t_promoted && is_master(f, rep) && node_ok(f, rep))
-			t_promoted = mono_ms();
-		if (t_promoted && mono_ms() > t_promoted + 300)
+			t_promoted = ru_mono_ms();
+		if (t_promoted && ru_mono_ms() > t_promoted + 300)
 			break;
 		ru_sleep_ms(5);
 	}
@@ -358,7 +351,7 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	for (unsigned k = 0; k < 1000; k++)
 		bump(f, round++);
 	synced(f);
-	uint64_t t_sync = mono_ms();
+	uint64_t t_sync = ru_mono_ms();
 	assert_int_equal(tu_wait_nohang(pa), -1); /* the same bridges */
 	assert_int_equal(tu_wait_nohang(pb), -1);
 	assert_exact(f);
@@ -398,9 +391,9 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	int on_from = keys_on(f, f->port[from]);
 	assert_true(on_from > 0);
 	pid_t rp = ru_spawn(rlog, rs);
-	uint64_t t1 = mono_ms();
+	uint64_t t1 = ru_mono_ms();
 	int st = -1;
-	while ((st = tu_wait_nohang(rp)) == -1 && mono_ms() < t1 + 60000) {
+	while ((st = tu_wait_nohang(rp)) == -1 && ru_mono_ms() < t1 + 60000) {
 		bump(f, round++);
 		ru_sleep_ms(2);
 	}
@@ -411,7 +404,7 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	assert_exact(f);
 	printf("cluster reshard: 3000 slots moved in %llu ms under load, "
 	       "every key exact after it\n",
-	       (unsigned long long)(mono_ms() - t1));
+	       (unsigned long long)(ru_mono_ms() - t1));
 	assert_true(keys_on(f, f->port[from]) < on_from);
 
 	/* A global reset of c1, c1x (over many slots): those keys are 0,
