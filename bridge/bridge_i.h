@@ -161,8 +161,8 @@ bool bridge_segment_moved(const struct bridge *b);
 /* conn.c */
 /* Connect, AUTH, SELECT, load the scripts, check maxmemory-policy. 0 or -1
  * (error recorded, context freed). The one place that knows the transport
- * (TCP, unix socket or TLS; the master Sentinel names; a Cluster node is
- * refused). */
+ * (TCP, unix socket or TLS; the master Sentinel names; the masters of a
+ * Redis Cluster). */
 int conn_open(struct bridge *b);
 void conn_close(struct bridge *b);
 /* Text of an error: hiredis I/O error or an error reply. */

@@ -3,12 +3,15 @@
  * address given, or to the master the sentinels name), TLS when asked
  * (tls.c), a timeout on every command, AUTH (password or ACL user) and
  * SELECT after every (re)connect, ROLE checked (a replica is refused), the
- * scripts loaded, and a warning when Redis may evict our keys. Every
- * command of the bridge goes through conn_command / conn_flush /
- * conn_reply, plain or TLS alike. A context that saw any error is
- * discarded: hiredis leaves it unusable.
+ * scripts loaded, and a warning when Redis may evict our keys. A Redis
+ * Cluster (any node given) is found by INFO: then one connection per
+ * master, each set up alike, and conn_slot() chooses the one a hash
+ * slot's commands go to. Every command of the bridge goes through
+ * conn_command / conn_flush / conn_reply, plain or TLS alike. A context
+ * that saw any error is discarded: hiredis leaves it unusable.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -26,11 +29,16 @@ const char *conn_errtext(const struct bridge *b, const redisReply *r)
 		return r->str;
 	if (b->rc && b->rc->err)
 		return b->rc->errstr[0] ? b->rc->errstr : "I/O error";
+	if (!b->rc)
+		return "not connected";
 	return "unexpected reply";
 }
 
+static void cl_close_all(struct bridge *b);
+
 void conn_close(struct bridge *b)
 {
+	cl_close_all(b);
 	tls_close(b);
 	b->wrong_role = false;
 	if (b->rc) {
@@ -44,6 +52,8 @@ void conn_fini(struct bridge *b)
 {
 	conn_close(b);
 	tls_fini(b);
+	free(b->cl);
+	b->cl = NULL;
 }
 
 static void check_role_error(struct bridge *b, const redisReply *r)
@@ -52,6 +62,12 @@ static void check_role_error(struct bridge *b, const redisReply *r)
 	    (strncmp(r->str, "READONLY", 8) == 0 ||
 	     strncmp(r->str, "MASTERDOWN", 10) == 0))
 		b->wrong_role = true;
+	if (r && r->type == REDIS_REPLY_ERROR &&
+	    (strncmp(r->str, "MOVED ", 6) == 0 ||
+	     strncmp(r->str, "ASK ", 4) == 0 ||
+	     strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+	     strncmp(r->str, "CLUSTERDOWN", 11) == 0))
+		b->moved = true;
 }
 
 int conn_flush(struct bridge *b)
@@ -183,85 +199,99 @@ static int check_role(struct bridge *b)
 	return ret;
 }
 
-int conn_slot(struct bridge *b, unsigned slot)
+/* ------------------------------------------------------------- cluster
+ *
+ * A Redis Cluster: the node table (the masters CLUSTER SLOTS names and
+ * the slots each serves) lives in b->cl. Every node's connection is set
+ * up as the first one is (TLS, AUTH, the scripts); b->rc and
+ * b->tls are always the connection of node cl->cur, the one conn_slot()
+ * chose last. The table's addresses outlive conn_close(): they are where
+ * conn_open() looks for the cluster when the address given is down (its
+ * master killed and replaced). */
+
+#define CL_NODES 128
+
+struct cnode {
+	char host[256];
+	int port;
+	redisContext *rc; /* NULL: not connected */
+	void *tls;
+};
+
+struct cltab {
+	struct cnode node[CL_NODES];
+	int n;
+	int cur;                 /* b->rc is node[cur]'s; -1: the seed's */
+	uint8_t slot[16384];     /* node index + 1; 0: served by no master */
+	unsigned masters;
+};
+
+static struct cltab *cltab(struct bridge *b)
 {
-	(void)slot;
-	if (!b->cluster)
-		return b->rc ? 0 : -1;
-	return -1; /* not built yet: check_cluster refuses a cluster */
+	if (!b->cl)
+		b->cl = calloc(1, sizeof(struct cltab));
+	return b->cl;
 }
 
-/* A push is one MULTI over keys of many slots: a Redis Cluster node
- * would refuse it (CROSSSLOT, MOVED). Say so at connect. */
-static int check_cluster(struct bridge *b)
+/* Close one connection that is not b's current one. */
+static void drop(struct bridge *b, redisContext **rc, void **tls)
 {
-	const char *argv[] = { "INFO", "cluster" };
-	redisReply *r = cmd(b, 2, argv);
+	redisContext *keep_rc = b->rc;
+	void *keep_tls = b->tls;
 
-	if (!r)
-		return -1;
-	int ret = 0;
-	if (r->type == REDIS_REPLY_STRING &&
-	    strstr(r->str, "cluster_enabled:1")) {
-		bridge_error(b, SHMSTAT_LOG_ERROR,
-			     "Redis %s (%s) is a Redis Cluster node: the bridge "
-			     "does not support Redis Cluster (a push is one "
-			     "transaction over many slots); use a standalone "
-			     "Redis or a Sentinel group (redis+sentinel://)",
-			     b->cf->addr, b->node);
-		ret = -1;
+	b->rc = *rc;
+	b->tls = *tls;
+	tls_close(b);
+	if (b->rc)
+		redisFree(b->rc);
+	b->rc = keep_rc;
+	b->tls = keep_tls;
+	*rc = NULL;
+	*tls = NULL;
+}
+
+static void cl_close_all(struct bridge *b)
+{
+	struct cltab *t = b->cl;
+
+	if (!t)
+		return;
+	for (int i = 0; i < t->n; i++) {
+		struct cnode *n = &t->node[i];
+		if (n->rc == b->rc) {
+			n->rc = NULL; /* b's: closed by conn_close */
+			n->tls = NULL;
+		} else if (n->rc) {
+			drop(b, &n->rc, &n->tls);
+		}
 	}
-	freeReplyObject(r);
-	return ret;
+	t->cur = -1;
 }
 
-int conn_open(struct bridge *b)
+static void format_node(char *buf, size_t len, const char *host, int port)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	snprintf(buf, len, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+		 port);
+}
+
+/* Set up the connection just made in b->rc (b->node names it): TLS as
+ * `host`, the command timeout, keepalive, AUTH, SELECT, the scripts
+ * (ROLE is conn_open's: a cluster's replica may answer CLUSTER SLOTS). 0, or -1 with the error recorded (b->rc left for the caller
+ * to close). */
+static int node_setup(struct bridge *b, const char *host, bool unix_sock)
 {
 	struct bconf *cf = b->cf;
-	struct timeval ct = tv_ms(cf->connect_timeout_ms);
-	redisContext *c;
-	char host[256];
-	int port = cf->redis.port;
+	redisContext *c = b->rc;
 
-	conn_close(b);
-	snprintf(host, sizeof(host), "%s", cf->redis.host);
-	if (cf->redis.master[0]) {
-		if (sentinel_master(b, host, sizeof(host), &port) < 0)
-			return -1;
-	}
-	if (cf->redis.path[0])
-		snprintf(b->node, sizeof(b->node), "unix:%s", cf->redis.path);
-	else
-		snprintf(b->node, sizeof(b->node), "%s%s%s:%d",
-			 strchr(host, ':') ? "[" : "", host,
-			 strchr(host, ':') ? "]" : "", port);
-	if (cf->redis.path[0])
-		c = redisConnectUnixWithTimeout(cf->redis.path, ct);
-	else
-		c = redisConnectWithTimeout(host, port, ct);
-	if (!c) {
-		bridge_error(b, SHMSTAT_LOG_ERROR,
-			     "cannot connect to Redis %s: out of memory",
-			     cf->addr);
-		return -1;
-	}
-	if (c->err) {
-		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "cannot connect to Redis %s%s%s: %s", cf->addr,
-			     cf->redis.master[0] ? " at " : "",
-			     cf->redis.master[0] ? b->node : "", c->errstr);
-		redisFree(c);
-		return -1;
-	}
-	b->rc = c;
 	if (cf->redis.tls && tls_start(b, host) < 0)
-		goto fail;
+		return -1;
 	if (redisSetTimeout(c, tv_ms(cf->command_timeout_ms)) != REDIS_OK) {
 		bridge_error(b, SHMSTAT_LOG_ERROR,
 			     "cannot set the command timeout: %s", c->errstr);
-		goto fail;
+		return -1;
 	}
-	if (!cf->redis.path[0])
+	if (!unix_sock)
 		redisEnableKeepAlive(c);
 	if (cf->redis.password[0]) {
 		const char *argv[3] = { "AUTH" };
@@ -273,17 +303,17 @@ int conn_open(struct bridge *b)
 		if (!r || r->type == REDIS_REPLY_ERROR) {
 			/* The reply names neither user nor password. */
 			bridge_error(b, SHMSTAT_LOG_ERROR,
-				     "AUTH%s%s on Redis %s failed: %s",
+				     "AUTH%s%s on Redis %s (%s) failed: %s",
 				     cf->redis.user[0] ? " as user " : "",
-				     cf->redis.user, cf->addr,
+				     cf->redis.user, cf->addr, b->node,
 				     conn_errtext(b, r));
 			if (r)
 				freeReplyObject(r);
-			goto fail;
+			return -1;
 		}
 		freeReplyObject(r);
 	}
-	if (cf->redis.db != 0) {
+	if (cf->redis.db != 0 && !b->cluster) {
 		char db[16];
 		snprintf(db, sizeof(db), "%d", cf->redis.db);
 		const char *argv[] = { "SELECT", db };
@@ -294,15 +324,304 @@ int conn_open(struct bridge *b)
 				     cf->addr, conn_errtext(b, r));
 			if (r)
 				freeReplyObject(r);
-			goto fail;
+			return -1;
 		}
 		freeReplyObject(r);
 	}
-	if (check_role(b) < 0 || check_cluster(b) < 0)
-		goto fail;
 	if (load_script(b, reset_lua, b->reset_sha, "reset") < 0 ||
 	    load_script(b, withdraw_lua, b->withdraw_sha, "withdraw") < 0)
+		return -1;
+	return b->rc->err ? -1 : 0;
+}
+
+/* Connect b->rc to host:port (or the unix socket path) and set it up.
+ * 0, or -1 with the error recorded and b->rc NULL. */
+static int node_open(struct bridge *b, const char *host, int port,
+		     const char *path)
+{
+	struct bconf *cf = b->cf;
+	struct timeval ct = tv_ms(cf->connect_timeout_ms);
+	redisContext *c;
+
+	b->rc = NULL;
+	b->tls = NULL;
+	if (path)
+		snprintf(b->node, sizeof(b->node), "unix:%s", path);
+	else
+		format_node(b->node, sizeof(b->node), host, port);
+	c = path ? redisConnectUnixWithTimeout(path, ct)
+		 : redisConnectWithTimeout(host, port, ct);
+	if (!c) {
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "cannot connect to Redis %s: out of memory",
+			     cf->addr);
+		return -1;
+	}
+	if (c->err) {
+		bool other = cf->redis.master[0] || b->cluster;
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "cannot connect to Redis %s%s%s: %s", cf->addr,
+			     other ? " at " : "", other ? b->node : "",
+			     c->errstr);
+		redisFree(c);
+		return -1;
+	}
+	b->rc = c;
+	if (node_setup(b, host, path != NULL) < 0) {
+		tls_close(b);
+		redisFree(b->rc);
+		b->rc = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Is b->rc a Redis Cluster node? 1 yes, 0 no, -1 I/O error. */
+static int is_cluster(struct bridge *b)
+{
+	const char *argv[] = { "INFO", "cluster" };
+	redisReply *r = cmd(b, 2, argv);
+
+	if (!r)
+		return -1;
+	int yes = r->type == REDIS_REPLY_STRING &&
+		  strstr(r->str, "cluster_enabled:1") != NULL;
+	freeReplyObject(r);
+	return yes;
+}
+
+static int cl_find(struct cltab *t, const char *host, int port)
+{
+	for (int i = 0; i < t->n; i++)
+		if (t->node[i].port == port &&
+		    strcmp(t->node[i].host, host) == 0)
+			return i;
+	return -1;
+}
+
+/* Read the slot map from b->rc (CLUSTER SLOTS): the masters, the slots
+ * each serves. Connections of nodes still in the table are kept. 0, -1
+ * on an I/O error, -2 on a reply we cannot use (recorded). */
+static int cl_load(struct bridge *b)
+{
+	struct cltab *t = cltab(b);
+	const char *argv[] = { "CLUSTER", "SLOTS" };
+
+	if (!t) {
+		bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+		return -2;
+	}
+	redisReply *r = cmd(b, 2, argv);
+	if (!r)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "CLUSTER SLOTS on Redis %s (%s): %s", b->cf->addr,
+			     b->node, conn_errtext(b, r));
+		freeReplyObject(r);
+		return -2;
+	}
+	memset(t->slot, 0, sizeof(t->slot));
+	t->masters = 0;
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *e = r->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER ||
+		    e->element[2]->type != REDIS_REPLY_ARRAY ||
+		    e->element[2]->elements < 2)
+			continue;
+		redisReply *m = e->element[2];
+		long long lo = e->element[0]->integer;
+		long long hi = e->element[1]->integer;
+		if (m->element[0]->type != REDIS_REPLY_STRING ||
+		    m->element[1]->type != REDIS_REPLY_INTEGER || lo < 0 ||
+		    hi > 16383 || lo > hi)
+			continue;
+		/* An empty address: the node we asked. */
+		const char *host = m->element[0]->len ? m->element[0]->str
+						      : b->cf->redis.host;
+		int port = (int)m->element[1]->integer;
+		int k = cl_find(t, host, port);
+		if (k < 0) {
+			if (t->n == CL_NODES)
+				continue;
+			k = t->n++;
+			memset(&t->node[k], 0, sizeof(t->node[k]));
+			snprintf(t->node[k].host, sizeof(t->node[k].host), "%s",
+				 host);
+			t->node[k].port = port;
+			t->masters++;
+		} else {
+			bool seen = false;
+			for (int s = 0; s < 16384 && !seen; s++)
+				seen = t->slot[s] == k + 1;
+			if (!seen)
+				t->masters++;
+		}
+		memset(t->slot + lo, k + 1, (size_t)(hi - lo + 1));
+	}
+	freeReplyObject(r);
+	unsigned served = 0;
+	for (int s = 0; s < 16384; s++)
+		served += t->slot[s] != 0;
+	if (served < 16384)
+		blog(SHMSTAT_LOG_WARNING,
+		     "Redis Cluster %s: %u of 16384 slots are served by no "
+		     "master (a failover under way, or the cluster is "
+		     "incomplete); their counters stay pending",
+		     b->cf->addr, 16384 - served);
+	return 0;
+}
+
+int conn_slot(struct bridge *b, unsigned slot)
+{
+	struct cltab *t = b->cl;
+
+	if (!b->cluster)
+		return b->rc ? 0 : -1;
+	if (!b->rc || !t || slot > 16383)
+		return -1;
+	if (b->moved) {
+		/* A redirect: the map is read again from the node at hand. */
+		b->moved = false;
+		if (cl_load(b) == -1)
+			return -1;
+	}
+	int k = t->slot[slot] - 1;
+	if (k < 0) {
+		b->moved = true;
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "Redis Cluster %s: hash slot %u is served by no "
+			     "master (a failover under way?); pushing again "
+			     "later",
+			     b->cf->addr, slot);
+		return -1;
+	}
+	if (k == t->cur)
+		return 0;
+	struct cnode *n = &t->node[k];
+	if (!n->rc) {
+		/* node[cur] keeps the connection b->rc is now. */
+		if (node_open(b, n->host, n->port, NULL) < 0) {
+			b->moved = true;
+			return -1;
+		}
+		n->rc = b->rc;
+		n->tls = b->tls;
+	}
+	b->rc = n->rc;
+	b->tls = n->tls;
+	t->cur = k;
+	format_node(b->node, sizeof(b->node), n->host, n->port);
+	return 0;
+}
+
+int conn_open(struct bridge *b)
+{
+	struct bconf *cf = b->cf;
+	char host[256];
+	int port = cf->redis.port;
+	const char *path = cf->redis.path[0] ? cf->redis.path : NULL;
+
+	conn_close(b);
+	snprintf(host, sizeof(host), "%s", cf->redis.host);
+	if (cf->redis.master[0]) {
+		if (sentinel_master(b, host, sizeof(host), &port) < 0)
+			return -1;
+	}
+	bool was_cluster = b->cluster;
+	int rc = node_open(b, host, port, path);
+	/* The other nodes the URL names, in turn. */
+	for (const char *e = cf->redis.nodes; rc < 0 && *e;) {
+		size_t n = strcspn(e, ",");
+		char h[256];
+		int pt = 6379;
+		if (n < sizeof(h)) {
+			memcpy(h, e, n);
+			h[n] = '\0';
+			char *colon = strrchr(h, ':');
+			if (colon && (h[0] != '[' || colon[-1] == ']')) {
+				*colon = '\0';
+				pt = atoi(colon + 1);
+			}
+			char *hp = h;
+			if (h[0] == '[' && strlen(h) > 1 && h[strlen(h) - 1] == ']') {
+				h[strlen(h) - 1] = '\0';
+				hp = h + 1;
+			}
+			rc = node_open(b, hp, pt, NULL);
+			if (rc == 0) {
+				snprintf(host, sizeof(host), "%s", hp);
+				port = pt;
+			}
+		}
+		e += n + (e[n] == ',');
+	}
+	if (rc < 0 && was_cluster && b->cl) {
+		/* The node given is down (its master killed, a failover):
+		 * ask the others of the cluster as we knew it. */
+		struct cltab *t = b->cl;
+		for (int i = 0; i < t->n && rc < 0; i++) {
+			rc = node_open(b, t->node[i].host, t->node[i].port,
+				       NULL);
+			if (rc == 0) {
+				snprintf(host, sizeof(host), "%s",
+					 t->node[i].host);
+				port = t->node[i].port;
+				path = NULL;
+			}
+		}
+	}
+	if (rc < 0)
+		return -1;
+	int cl = is_cluster(b);
+	if (cl < 0)
 		goto fail;
+	b->cluster = cl == 1;
+	if (!b->cluster && cf->redis.nodes[0]) {
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "the Redis URL names several nodes, but %s is not "
+			     "a Redis Cluster node: give one address (or use "
+			     "redis+sentinel:// for a master and replicas)",
+			     b->node);
+		goto fail;
+	}
+	if (b->cluster) {
+		if (cf->redis.master[0]) {
+			bridge_error(b, SHMSTAT_LOG_ERROR,
+				     "the sentinels of %s name %s, a Redis "
+				     "Cluster node: Sentinel does not manage a "
+				     "Cluster; give the address of any node "
+				     "of the cluster (redis://HOST:PORT)",
+				     cf->addr, b->node);
+			goto fail;
+		}
+		if (cl_load(b) != 0)
+			goto fail;
+		struct cltab *t = b->cl;
+		int k = path ? -1 : cl_find(t, host, port);
+		if (k < 0) {
+			/* Not a master by this name (a replica, another
+			 * address of it): kept for reading the map. */
+			if (t->n == CL_NODES) {
+				bridge_error(b, SHMSTAT_LOG_ERROR,
+					     "Redis Cluster %s: more than %d "
+					     "nodes", cf->addr, CL_NODES);
+				goto fail;
+			}
+			k = t->n++;
+			memset(&t->node[k], 0, sizeof(t->node[k]));
+			snprintf(t->node[k].host, sizeof(t->node[k].host),
+				 "%s", path ? path : host);
+			t->node[k].port = path ? 0 : port;
+		}
+		t->node[k].rc = b->rc;
+		t->node[k].tls = b->tls;
+		t->cur = k;
+	} else if (check_role(b) < 0) {
+		goto fail;
+	}
 	/* Our knowledge of Redis is void after a reconnect: a call whose
 	 * reply we did not read may have run. */
 	push_forget(b);
@@ -310,7 +629,11 @@ int conn_open(struct bridge *b)
 	if (b->rc->err)
 		goto fail;
 	b->status.connected = 1;
-	if (cf->redis.master[0] || cf->redis.tls)
+	if (b->cluster)
+		blog(SHMSTAT_LOG_INFO,
+		     "connected to Redis Cluster %s (%u masters; asked %s)",
+		     cf->addr, ((struct cltab *)b->cl)->masters, b->node);
+	else if (cf->redis.master[0] || cf->redis.tls)
 		blog(SHMSTAT_LOG_INFO, "connected to Redis %s (%s%s)", cf->addr,
 		     cf->redis.master[0] ? "master at " : "TLS to ", b->node);
 	else

@@ -130,6 +130,33 @@ static int parse_query(struct redis_conf *c, const char *q, char *err,
 	return 0;
 }
 
+/* A list "host:port,host:port..." in [p, end): each entry a host and
+ * an optional port. 0, or -1 with err naming the bad entry (`what`). */
+static int check_hostports(const char *p, const char *end, const char *what,
+			   char *err, size_t errlen)
+{
+	for (const char *e = p; e <= end;) {
+		const char *comma = memchr(e, ',', (size_t)(end - e));
+		const char *ee = comma ? comma : end;
+		const char *colon = NULL;
+		for (const char *s = e; s < ee; s++)
+			if (*s == ':')
+				colon = s;
+		int port;
+		if (ee == e || colon == e ||
+		    (colon && parse_int(colon + 1, (size_t)(ee - colon - 1), 1,
+					65535, &port) < 0))
+			return fail(err, errlen,
+				    "bad %s '%.*s' in the Redis URL "
+				    "(host:port)",
+				    what, (int)(ee - e > 60 ? 60 : ee - e), e);
+		if (!comma)
+			break;
+		e = comma + 1;
+	}
+	return 0;
+}
+
 /* redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db] */
 static int parse_sentinel(struct redis_conf *c, const char *p, char *err,
 			  size_t errlen)
@@ -157,23 +184,8 @@ static int parse_sentinel(struct redis_conf *c, const char *p, char *err,
 		return fail(err, errlen, "sentinel list longer than %zu bytes",
 			    sizeof(c->sentinels) - 1);
 	/* Each entry host:port (port default 26379). */
-	for (const char *e = p; e < slash;) {
-		const char *comma = memchr(e, ',', (size_t)(slash - e));
-		const char *ee = comma ? comma : slash;
-		const char *colon = NULL;
-		for (const char *s = e; s < ee; s++)
-			if (*s == ':')
-				colon = s;
-		int port;
-		if (ee == e || colon == e ||
-		    (colon && parse_int(colon + 1, (size_t)(ee - colon - 1), 1,
-					65535, &port) < 0))
-			return fail(err, errlen,
-				    "bad sentinel '%.*s' in the Redis URL "
-				    "(host:port)",
-				    (int)(ee - e > 60 ? 60 : ee - e), e);
-		e = comma ? comma + 1 : slash;
-	}
+	if (check_hostports(p, slash, "sentinel", err, errlen) < 0)
+		return -1;
 	memcpy(c->sentinels, p, n);
 	c->sentinels[n] = '\0';
 	const char *m = slash + 1;
@@ -199,6 +211,7 @@ static int parse_sentinel(struct redis_conf *c, const char *p, char *err,
 			    mend);
 	c->tls = 0;
 	c->path[0] = '\0';
+	c->nodes[0] = '\0';
 	return 0;
 }
 
@@ -237,6 +250,7 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		memcpy(c->path, p, n);
 		c->path[n] = '\0';
 		c->host[0] = '\0';
+		c->nodes[0] = '\0';
 		c->tls = 0;
 		c->master[0] = '\0';
 		if (q && parse_query(c, q + 1, err, errlen) < 0)
@@ -275,16 +289,32 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		p = at + 1;
 	}
 	const char *end = p + strcspn(p, "/?");
+	/* More nodes after a ',' (a Redis Cluster's: where to ask for its
+	 * map when the first is down): kept as given, checked here. */
+	const char *comma = memchr(p, ',', (size_t)(end - p));
+	c->nodes[0] = '\0';
+	if (comma) {
+		if (check_hostports(comma + 1, end, "node", err, errlen) < 0)
+			return -1;
+		size_t nl = (size_t)(end - comma - 1);
+		if (nl >= sizeof(c->nodes))
+			return fail(err, errlen,
+				    "node list longer than %zu bytes",
+				    sizeof(c->nodes) - 1);
+		memcpy(c->nodes, comma + 1, nl);
+		c->nodes[nl] = '\0';
+	}
+	const char *hpend = comma ? comma : end;
 	/* host[:port], host may be [v6] */
 	const char *hend, *port = NULL;
 	if (*p == '[') {
-		const char *rb = memchr(p, ']', (size_t)(end - p));
+		const char *rb = memchr(p, ']', (size_t)(hpend - p));
 		if (!rb)
 			return fail(err, errlen,
 				    "unclosed '[' in the Redis URL host");
 		p++;
 		hend = rb;
-		if (rb + 1 < end) {
+		if (rb + 1 < hpend) {
 			if (rb[1] != ':')
 				return fail(err, errlen,
 					    "bad text after ']' in the Redis "
@@ -292,8 +322,8 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 			port = rb + 2;
 		}
 	} else {
-		const char *colon = memchr(p, ':', (size_t)(end - p));
-		hend = colon ? colon : end;
+		const char *colon = memchr(p, ':', (size_t)(hpend - p));
+		hend = colon ? colon : hpend;
 		if (colon)
 			port = colon + 1;
 	}
@@ -304,7 +334,7 @@ int redis_conf_url(struct redis_conf *c, const char *url, char *err,
 		memcpy(c->host, p, hlen);
 		c->host[hlen] = '\0';
 	}
-	if (port && parse_int(port, (size_t)(end - port), 1, 65535,
+	if (port && parse_int(port, (size_t)(hpend - port), 1, 65535,
 			      &c->port) < 0)
 		/* Not echoed: with an '@' missing, it may be a password. */
 		return fail(err, errlen,
@@ -383,19 +413,17 @@ int redis_conf_env(struct redis_conf *c, char *err, size_t errlen)
 
 void redis_conf_addr(const struct redis_conf *c, char *buf, size_t len)
 {
+	bool v6 = strchr(c->host, ':') != NULL;
+
 	if (c->master[0])
 		snprintf(buf, len, "sentinel:%s/%s/%d", c->sentinels, c->master,
 			 c->db);
-	else if (c->tls)
-		snprintf(buf, len, "tls:%s%s%s:%d/%d",
-			 strchr(c->host, ':') ? "[" : "", c->host,
-			 strchr(c->host, ':') ? "]" : "", c->port, c->db);
 	else if (c->path[0])
 		snprintf(buf, len, "unix:%s/%d", c->path, c->db);
-	else if (strchr(c->host, ':'))
-		snprintf(buf, len, "[%s]:%d/%d", c->host, c->port, c->db);
 	else
-		snprintf(buf, len, "%s:%d/%d", c->host, c->port, c->db);
+		snprintf(buf, len, "%s%s%s%s:%d%s%s/%d", c->tls ? "tls:" : "",
+			 v6 ? "[" : "", c->host, v6 ? "]" : "", c->port,
+			 c->nodes[0] ? "," : "", c->nodes, c->db);
 }
 
 int redis_conf_password_file(struct redis_conf *c, const char *path,

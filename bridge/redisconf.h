@@ -25,6 +25,9 @@ struct redis_conf {
 	 * "host:port,host:port"; host/port above are then unused. */
 	char master[128];
 	char sentinels[512];
+	/* redis://h1:p1,h2:p2...: the nodes after the first, as given
+	 * ("h2:p2,..."); only a Redis Cluster may be given several. */
+	char nodes[512];
 	char sentinel_user[128];     /* $REDIS_SENTINEL_USERNAME */
 	char sentinel_password[256]; /* $REDIS_SENTINEL_PASSWORD */
 };
@@ -35,7 +38,8 @@ void redis_conf_init(struct redis_conf *c);
 /*
  * Parse a URL into c (fields not in the URL keep their values). Percent
  * escapes in user and password are decoded. rediss:// is redis:// over
- * TLS; redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]
+ * TLS; redis://host:port,host:port.../db names several nodes of one Redis
+ * Cluster (asked in turn for its map); redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]
  * names the sentinels to ask for MASTER (user and password are the
  * master's). Returns 0, or -1 with a reason in err that never holds the
  * password.

@@ -28,7 +28,7 @@ void ru_sleep_ms(int ms)
 		;
 }
 
-static uint64_t mono_ms(void)
+uint64_t ru_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -131,7 +131,7 @@ void ru_start(struct ru_server *r)
 		_exit(127);
 	}
 	r->pid = pid;
-	uint64_t deadline = mono_ms() + 5000;
+	uint64_t deadline = ru_mono_ms() + 5000;
 	for (;;) {
 		redisReply *rep = ru_cmd(r, "PING");
 		if (rep) {
@@ -146,7 +146,7 @@ void ru_start(struct ru_server *r)
 			r->pid = 0;
 			fail_msg("redis-server exited at start (see %s)", log);
 		}
-		if (mono_ms() > deadline)
+		if (ru_mono_ms() > deadline)
 			fail_msg("redis-server did not answer within 5 s");
 		ru_sleep_ms(10);
 	}
@@ -159,9 +159,9 @@ void ru_stop(struct ru_server *r)
 	kill(r->pid, SIGCONT);
 	kill(r->pid, SIGTERM);
 	int st;
-	uint64_t deadline = mono_ms() + 5000;
+	uint64_t deadline = ru_mono_ms() + 5000;
 	while (waitpid(r->pid, &st, WNOHANG) == 0) {
-		if (mono_ms() > deadline) {
+		if (ru_mono_ms() > deadline) {
 			kill(r->pid, SIGKILL);
 			waitpid(r->pid, &st, 0);
 			break;
@@ -250,13 +250,13 @@ int ru_bridge_stop(pid_t pid)
 bool ru_wait_synced(shmstat_t *h, int timeout_ms)
 {
 	shmstat_sync_status_t st;
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = ru_mono_ms() + (uint64_t)timeout_ms;
 	uint64_t start_ok;
 
 	if (shmstat_sync_status_read(h, &st) < 0)
 		return false;
 	start_ok = st.pushes_ok;
-	while (mono_ms() < deadline) {
+	while (ru_mono_ms() < deadline) {
 		if (shmstat_sync_status_read(h, &st) == 0 &&
 		    st.pushes_ok >= start_ok + 2 && st.pending == 0)
 			return true;
@@ -285,9 +285,9 @@ bool ru_file_has(const char *path, const char *s)
 
 bool ru_wait_file_has(const char *path, const char *s, int timeout_ms)
 {
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = ru_mono_ms() + (uint64_t)timeout_ms;
 
-	while (mono_ms() < deadline) {
+	while (ru_mono_ms() < deadline) {
 		if (ru_file_has(path, s))
 			return true;
 		ru_sleep_ms(10);
@@ -369,7 +369,7 @@ redisReply *ru_tcp_cmd(int port, const char *fmt, ...)
 
 bool ru_wait_port(int port, int timeout_ms)
 {
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = ru_mono_ms() + (uint64_t)timeout_ms;
 
 	do {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -381,7 +381,7 @@ bool ru_wait_port(int port, int timeout_ms)
 		if (ok)
 			return true;
 		ru_sleep_ms(10);
-	} while (mono_ms() < deadline);
+	} while (ru_mono_ms() < deadline);
 	return false;
 }
 

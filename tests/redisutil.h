@@ -68,6 +68,8 @@ bool ru_file_has(const char *path, const char *s);
 bool ru_wait_file_has(const char *path, const char *s, int timeout_ms);
 /* Sleep ms. */
 void ru_sleep_ms(int ms);
+/* CLOCK_MONOTONIC in ms: for deadlines and the times tests print. */
+uint64_t ru_mono_ms(void);
 
 /* A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
 int ru_free_port(void);

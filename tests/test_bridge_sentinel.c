@@ -42,13 +42,6 @@ static const shmstat_options_t small = {
 	.size = 4u << 20, .max_counters = 64, .max_workers = 8,
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static redisReply *scmd(int port, const char *fmt, const char *arg)
 {
 	struct timeval tv = { 2, 0 };
@@ -136,9 +129,9 @@ static int setup(void **state)
 
 	for (int i = 0; i < 3; i++)
 		start_sentinel(f, i);
-	uint64_t deadline = mono_ms() + 20000;
+	uint64_t deadline = ru_mono_ms() + 20000;
 	while (!sentinels_ready(f)) {
-		if (mono_ms() > deadline)
+		if (ru_mono_ms() > deadline)
 			fail_msg("the sentinels did not find each other and "
 				 "the replica within 20 s (see %s)",
 				 f->dir);
@@ -223,16 +216,16 @@ static void a_failover_is_followed_without_a_restart_and_loses_nothing(
 	assert_true(ru_get(&f->m, "c0") > 0);
 
 	/* Under load: the master dies. */
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = ru_mono_ms();
 	ru_kill(f->m.pid);
 	f->m.pid = 0;
 	snprintf(newmaster, sizeof(newmaster), "(master at 127.0.0.1:%d)",
 		 f->rport);
 	uint64_t deadline = t0 + 30000, t_conn = 0;
-	while (mono_ms() < deadline) {
+	while (ru_mono_ms() < deadline) {
 		bump(f, round++);
 		if (ru_file_has(f->log, newmaster)) {
-			t_conn = mono_ms();
+			t_conn = ru_mono_ms();
 			break;
 		}
 		ru_sleep_ms(5);
@@ -241,7 +234,7 @@ static void a_failover_is_followed_without_a_restart_and_loses_nothing(
 	for (unsigned k = 0; k < 200; k++)
 		bump(f, round++);
 	assert_true(ru_wait_synced(f->a.h, 15000));
-	uint64_t t_sync = mono_ms();
+	uint64_t t_sync = ru_mono_ms();
 	assert_int_equal(tu_wait_nohang(p), -1); /* the same bridge */
 	for (int i = 0; i < NCOUNTERS; i++) {
 		char name[16];

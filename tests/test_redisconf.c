@@ -75,6 +75,37 @@ static void tls_and_sentinel_urls_are_parsed(void **state)
 	assert_string_equal(c.master, "");
 }
 
+static void a_cluster_url_names_several_nodes(void **state)
+{
+	struct redis_conf c;
+	char err[REDISCONF_ERR_LEN], addr[600];
+
+	(void)state;
+	assert_int_equal(url(&c, "redis://u:p,w@n1:7000,n2:7001,[::1]:7002,n4",
+			     err),
+			 0);
+	assert_string_equal(c.host, "n1");
+	assert_int_equal(c.port, 7000);
+	assert_string_equal(c.nodes, "n2:7001,[::1]:7002,n4");
+	assert_string_equal(c.user, "u");
+	assert_string_equal(c.password, "p,w");
+	redis_conf_addr(&c, addr, sizeof(addr));
+	assert_string_equal(addr, "n1:7000,n2:7001,[::1]:7002,n4/0");
+	assert_int_equal(url(&c, "rediss://:pw@a:1,b:2/0", err), 0);
+	assert_int_equal(c.tls, 1);
+	assert_string_equal(c.nodes, "b:2");
+	redis_conf_addr(&c, addr, sizeof(addr));
+	assert_string_equal(addr, "tls:a:1,b:2/0");
+	/* One node: none more. */
+	assert_int_equal(url(&c, "redis://a:1", err), 0);
+	assert_string_equal(c.nodes, "");
+	assert_int_equal(url(&c, "redis://:topsecret@a:1,b:x", err), -1);
+	assert_non_null(strstr(err, "bad node 'b:x'"));
+	assert_null(strstr(err, "topsecret"));
+	assert_int_equal(url(&c, "redis://:topsecret@a:1,", err), -1);
+	assert_non_null(strstr(err, "bad node"));
+}
+
 static void bad_urls_are_refused_without_the_password(void **state)
 {
 	struct redis_conf c;
@@ -271,6 +302,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(urls_with_user_password_host_port_db_parse),
 		cmocka_unit_test(tls_and_sentinel_urls_are_parsed),
+		cmocka_unit_test(a_cluster_url_names_several_nodes),
 		cmocka_unit_test(bad_urls_are_refused_without_the_password),
 		cmocka_unit_test(the_redis_environment_variables_are_read),
 		cmocka_unit_test(passwords_with_special_characters_parse_plain_or_encoded),
