@@ -278,15 +278,18 @@ static double redis_cpu_ms(void)
 	return ms;
 }
 
-/* A bridge in process on segment h, set up as the daemon sets it up. */
-enum transport { T_UNIX, T_TCP, T_TLS };
+/* A bridge in process on segment h, set up as the daemon sets it up;
+ * T_PARTED: on the unix socket, with --partition-by-slot (the layout of
+ * a Redis Cluster). */
+enum transport { T_UNIX, T_TCP, T_TLS, T_PARTED };
 
 static int bridge_open_on(struct bconf *cf, struct bridge *b, shmstat_t *h,
 			  const char *seg, enum transport t)
 {
 	bconf_defaults(cf);
 	cf->segment = seg;
-	if (t == T_UNIX) {
+	cf->partition_by_slot = t == T_PARTED;
+	if (t == T_UNIX || t == T_PARTED) {
 		snprintf(cf->redis.path, sizeof(cf->redis.path), "%s", rs.sock);
 	} else {
 		cf->redis.path[0] = '\0';
@@ -411,6 +414,34 @@ SHIM_BENCH(sync_push_10k_1pct_changed)(shim_state_t *st)
 SHIM_BENCH(sync_push_10k_unchanged)(shim_state_t *st)
 {
 	push_bench(st, PUSH_N, 0);
+}
+
+SHIM_BENCH(sync_push_10k_one_changed)(shim_state_t *st)
+{
+	push_bench(st, PUSH_N, 1);
+}
+
+/* The same pushes in the partitioned layout (--partition-by-slot, what a
+ * Redis Cluster gets), on one standalone Redis: the 10,000 keys fall in
+ * ~7,000 slots, each with its own bookkeeping. */
+SHIM_BENCH(sync_push_10k_changed_parted)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, PUSH_N, T_PARTED);
+}
+
+SHIM_BENCH(sync_push_10k_1pct_changed_parted)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, PUSH_N / 100, T_PARTED);
+}
+
+SHIM_BENCH(sync_push_10k_unchanged_parted)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, 0, T_PARTED);
+}
+
+SHIM_BENCH(sync_push_10k_one_changed_parted)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, 1, T_PARTED);
 }
 
 /* The reference of sync_steady_100k_1pct: a segment of 1,000 counters,

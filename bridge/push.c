@@ -2161,7 +2161,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			     b->cf->addr, conn_errtext(b, ex), qerr[0] ? ": " : "",
 			     qerr);
 		freeReplyObject(ex);
-		forget_all(b);
+		forget_part(b, p);
 		ret = 2;
 		if (drain(b, (int)nref) < 0)
 			ret = -1;
@@ -2189,7 +2189,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			bridge_error(b, SHMSTAT_LOG_WARNING,
 				     "push to Redis %s: %s", b->cf->addr,
 				     e->str);
-			forget_all(b);
+			forget_part(b, p);
 			ret = 2;
 		}
 	}
