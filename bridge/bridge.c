@@ -118,7 +118,7 @@ static void names(struct bridge *b)
 	snprintf(b->k_inc, sizeof(b->k_inc), "%s%si:%s:%s", mp, h,
 		 b->host_hex, b->cf->segment);
 	snprintf(b->k_sources, sizeof(b->k_sources), "%s%ssources", mp, h);
-	snprintf(b->k_feed, sizeof(b->k_feed), "%sfeed", mp);
+	snprintf(b->k_feed, sizeof(b->k_feed), "%s%sfeed", mp, h);
 	snprintf(b->k_keys, sizeof(b->k_keys), "%skeys", mp);
 	snprintf(b->k_rgen, sizeof(b->k_rgen), "%srgen", mp);
 	snprintf(b->k_resets, sizeof(b->k_resets), "%sresets", mp);
@@ -402,6 +402,9 @@ void bridge_fini(struct bridge *b)
 	parts_free(b);
 	free(b->cpart);
 	free(b->cnext);
+	free(b->hint);
+	b->hint = NULL;
+	b->nhint = b->hint_cap = 0;
 	b->cpart = NULL;
 	b->cnext = NULL;
 	if (b->keys)

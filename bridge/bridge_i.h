@@ -61,6 +61,7 @@ struct bpart {
 	char *names;               /* the block, NULL: not ours to free */
 	uint64_t seq;              /* M s:S's seq as we wrote it last */
 	uint64_t feed_ms, feed_seq; /* feed entry id read up to */
+	uint64_t swept_ms;         /* Redis' clock when its feed was read */
 	bool feed_known;
 	uint64_t rgen_known;       /* reset generation applied up to */
 	bool rgen_valid;
@@ -69,6 +70,8 @@ struct bpart {
 	bool need;                 /* run its transaction this push (a reset
 				      or a trimmed feed seen in its feed) */
 	bool refreshed;            /* this push read all its values */
+	bool sweep, hinted;        /* this push reads its feed / the values
+				      the home feed named */
 	uint32_t first;            /* its first counter + 1 (b->cnext), 0 */
 };
 
@@ -86,7 +89,9 @@ struct bstate {
 	uint8_t reserved_name;     /* key under the meta prefix: never sent */
 	uint8_t in_redis;          /* Redis holds a field for the key */
 	uint8_t tried;             /* push_no when Redis last refused it */
-	uint8_t pad[2];
+	uint8_t hinted;            /* partitioned: another source changed it
+				      (M{home}feed): read its value */
+	uint8_t pad[1];
 };
 
 struct bridge {
@@ -161,6 +166,14 @@ struct bridge {
 	char k_pset[160];          /* M{home}p:S: slots this source wrote */
 	uint32_t parts_added;      /* slots of ours in M{home}p:S */
 	uint64_t reset_id, reset_n; /* the reset being run, keys reset */
+	/* The home feed (M{home}feed): hints of what changed where. */
+	uint64_t hfeed_ms, hfeed_seq;
+	bool hfeed_known;
+	bool home_written;         /* our home record was written */
+	bool sweep_all;            /* read every slot's feed this push */
+	uint32_t sweep_next;       /* the slot the next sweep starts at */
+	uint32_t *hint;            /* keys this push changed (indexes) */
+	size_t nhint, hint_cap;
 	/* The layout the segment's status recorded at init (bridge.c):
 	 * checked when known (a cluster is found at connect). */
 	char was_mp[64];

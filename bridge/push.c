@@ -448,6 +448,7 @@ static void forget_all(struct bridge *b)
 			b->part[i]->feed_known = false;
 			b->part[i]->rgen_valid = false;
 		}
+	b->hfeed_known = false;
 }
 
 /* Forget what Redis holds of one partition (its sequence was not ours):
@@ -628,6 +629,21 @@ static bool reset_matches(const char *glob, const char *name, size_t len)
 
 /* ------------------------------------------------------------ partitions */
 
+/* A key this push changed, for the home feed (partitioned). Out of
+ * memory: the hint is lost, the slot's own feed still has it. */
+static void hint_add(struct bridge *b, uint32_t x)
+{
+	if (b->nhint == b->hint_cap) {
+		size_t cap = b->hint_cap ? b->hint_cap * 2 : 256;
+		uint32_t *v = realloc(b->hint, cap * sizeof(*v));
+		if (!v)
+			return;
+		b->hint = v;
+		b->hint_cap = cap;
+	}
+	b->hint[b->nhint++] = x;
+}
+
 /* A reply that says the slot is served elsewhere or not now (Redis
  * Cluster): nothing of that slot was written; try again later. */
 static bool redirected(const struct bridge *b, const redisReply *r)
@@ -696,6 +712,26 @@ static int home_slots(struct bridge *b, const char *key, uint8_t *bits,
 		if (strcmp(cursor, "0") == 0)
 			break;
 	}
+	return 0;
+}
+
+/* An entry without keys in the home feed: `who` (a source, "reset")
+ * changed keys in many slots: every bridge reads every slot's feed at its
+ * next push. 0 or -1 (I/O error). */
+static int home_note(struct bridge *b, const char *who)
+{
+	char cut[24];
+
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 b->redis_ms > FEED_KEEP_MS ? b->redis_ms - FEED_KEEP_MS : 0);
+	const char *argv[] = { "XADD", b->k_feed, "MINID", "~", cut, "*", "s",
+			       who, "k", "" };
+	if (at_home(b) < 0)
+		return -1;
+	redisReply *r = conn_command(b, 10, argv, NULL);
+	if (!r)
+		return -1;
+	freeReplyObject(r);
 	return 0;
 }
 
@@ -844,6 +880,10 @@ static int run_reset_parted(struct bridge *b, const char *glob, uint64_t id)
 		     "global reset '%s': %lld gauge%s left alone (a gauge is "
 		     "a level each source sets: reset it where it is set)",
 		     glob, skipped, skipped == 1 ? "" : "s");
+	if (home_note(b, "reset") < 0) {
+		ret = -1;
+		goto out;
+	}
 	shmstat__sync_reset_done(b->h, id, b->reset_n, 0);
 	blog(SHMSTAT_LOG_INFO, "global reset '%s': %" PRIu64 " keys set to 0",
 	     glob, b->reset_n);
@@ -1993,16 +2033,14 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			     "segment", b->cf->segment, "kp",
 			     b->cf->key_prefix, "pushed_ms", now_s, "proto",
 			     "2" };
-	/* Partitioned: the record of the slot, without the lease (at home). */
-	const char *hp[] = { "HSET", p->k_src, "seq", seq_s, "host",
-			     b->host_name, "segment", b->cf->segment, "kp",
-			     b->cf->key_prefix, "pushed_ms", now_s, "proto",
-			     "2" };
+	/* Partitioned: the record of the slot holds its sequence (the lease
+	 * and the identity are at home). */
+	const char *hp[] = { "HSET", p->k_src, "seq", seq_s };
 	const char *zs[] = { "ZADD", b->k_sources, exp_s, b->source };
 	const char *si[] = { "SET", b->k_inc, b->source };
 	rc = append_cmd(b, &wrep, 1, multi);
 	if (b->parted) {
-		rc |= append_cmd(b, &wrep, 14, hp);
+		rc |= append_cmd(b, &wrep, 4, hp);
 		ops[nops++].kind = OP_OTHER;
 	} else {
 		rc |= append_cmd(b, &wrep, 18, hs);
@@ -2201,6 +2239,8 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		if (q->bad || bad[i])
 			continue;
 		s->refused = 0;
+		if (b->parted && q->delta)
+			hint_add(b, it->index);
 		if (q->write) {
 			s->acked = it->total;
 			s->in_redis = 1;
@@ -2309,18 +2349,78 @@ out:
  * two commands per partition of ours on its node.
  */
 
-/* The partitions holding counters of ours, in slot order; with `unfed`,
- * only those whose feed position is not known. */
-static size_t parts_used(struct bridge *b, struct bpart **v, bool unfed)
-{
-	size_t n = 0;
+#define SWEEP_MIN 64  /* slots whose feed a push reads, at least */
+#define SWEEP_DIV 16  /* ... or 1/16 of ours: each read every 16 pushes */
 
+/*
+ * The partitions whose feeds this push reads (sweep) or whose values the
+ * home feed named (hinted), in slot order. The first round reads every
+ * slot's feed after a doubt (sweep_all: a start, the home feed trimmed or
+ * lost, a reset or withdrawal in many slots), else the next SWEEP_MIN or
+ * 1/SWEEP_DIV of them in turn: what a lost hint (a bridge that died
+ * between a slot's transaction and its home feed entry) or a reset or
+ * withdrawal would leave stale is read within SWEEP_DIV pushes. Later
+ * rounds read the feeds whose position is not known.
+ */
+static size_t parts_select(struct bridge *b, struct bpart **v, int round)
+{
+	size_t n = 0, used = 0;
+
+	for (uint32_t i = 0; i < b->nparts_max; i++)
+		if (b->part[i] && b->part[i]->first)
+			used++;
+	size_t budget = used / SWEEP_DIV + 1;
+	if (budget < SWEEP_MIN)
+		budget = SWEEP_MIN;
+	bool all = round == 0 && (b->sweep_all || budget >= used);
+	if (round == 0 && !all) {
+		uint32_t s = b->sweep_next % b->nparts_max;
+		for (uint32_t k = 0; k < b->nparts_max && budget; k++) {
+			struct bpart *p = b->part[(s + k) % b->nparts_max];
+			if (p && p->first) {
+				p->sweep = true;
+				budget--;
+			}
+			b->sweep_next = (s + k + 1) % b->nparts_max;
+		}
+	}
 	for (uint32_t i = 0; i < b->nparts_max; i++) {
 		struct bpart *p = b->part[i];
-		if (p && p->first && (!unfed || !p->feed_known))
+		if (!p || !p->first)
+			continue;
+		if (all || !p->feed_known)
+			p->sweep = true;
+		if (p->sweep || p->hinted)
 			v[n++] = p;
 	}
+	if (round == 0)
+		b->sweep_all = false;
 	return n;
+}
+
+/* Write the home feed's entries of the keys this push changed: other
+ * bridges read those values at their next push. 0 or -1 (I/O error). */
+static int write_hints(struct bridge *b)
+{
+	struct args a = { 0 };
+	int nrep = 0, rc = 0;
+
+	if (!b->nhint)
+		return 0;
+	if (at_home(b) < 0)
+		return -1;
+	for (size_t off = 0; off < b->nhint && rc == 0; off += BRIDGE_CHUNK) {
+		size_t n = b->nhint - off < BRIDGE_CHUNK ? b->nhint - off
+							 : BRIDGE_CHUNK;
+		rc = build_xadd(b, &a, b->k_feed, b->hint + off, n,
+				b->redis_ms);
+		rc = rc ? -1 : append(b, &a, &nrep);
+	}
+	args_free(&a);
+	b->nhint = 0;
+	if (rc)
+		return -1;
+	return drain(b, nrep);
 }
 
 typedef int (*node_fn)(struct bridge *b, struct bpart **v, size_t n,
@@ -2382,6 +2482,14 @@ out:
 	return ret;
 }
 
+/* Was the feed of p read so long ago that entries after our position
+ * may have been trimmed since (FEED_KEEP_MS)? Then its oldest entry is
+ * read too. */
+static bool trim_check(const struct bridge *b, const struct bpart *p)
+{
+	return b->redis_ms >= p->swept_ms + FEED_KEEP_MS / 2;
+}
+
 struct feedsum {
 	size_t refreshed;
 	bool full;
@@ -2421,6 +2529,8 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct bpart *p = v[i];
 		const char *hs[] = { "HGET", p->k_src, "seq" };
+		if (!p->sweep)
+			continue;
 		if (p->seq_known)
 			rc |= append_cmd(b, &nrep, 3, hs);
 		if (p->feed_known) {
@@ -2430,7 +2540,8 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 					     "COUNT", "1" };
 			const char *xr[] = { "XRANGE", p->k_feed, fp, "+",
 					     "COUNT", FEED_MAX };
-			rc |= append_cmd(b, &nrep, 6, xo);
+			if (trim_check(b, p))
+				rc |= append_cmd(b, &nrep, 6, xo);
 			rc |= append_cmd(b, &nrep, 6, xr);
 		} else {
 			const char *xl[] = { "XREVRANGE", p->k_feed, "+", "-",
@@ -2449,6 +2560,18 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 		start[i] = rf.n;
 		pms[i] = p->feed_ms;
 		psq[i] = p->feed_seq;
+		/* The keys the home feed named. */
+		if (p->hinted)
+			for (uint32_t x = p->first; x; x = b->cnext[x - 1])
+				if (b->st[x - 1].hinted) {
+					b->st[x - 1].hinted = 0;
+					if (refresh_add(&rf, x - 1) < 0) {
+						ret = -1;
+						goto out;
+					}
+				}
+		if (!p->sweep)
+			continue;
 		if (p->seq_known) {
 			/* Our sequence in that slot: another value says
 			 * Redis lost writes (or our gauges were withdrawn):
@@ -2481,24 +2604,28 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 			freeReplyObject(r);
 			r = NULL;
 		}
-		if (!(r = get_reply(b))) {
-			ret = -1;
-			goto out;
+		if (!known || trim_check(b, p)) {
+			if (!(r = get_reply(b))) {
+				ret = -1;
+				goto out;
+			}
+			bool one = r->type == REDIS_REPLY_ARRAY &&
+				   r->elements == 1 &&
+				   r->element[0]->type == REDIS_REPLY_ARRAY &&
+				   r->element[0]->elements == 2 &&
+				   parse_fid(r->element[0]->element[0], &ms, &sq);
+			if (r->type == REDIS_REPLY_ERROR)
+				err[i] = true;
+			if (!known) {
+				pms[i] = one ? ms : 0;
+				psq[i] = one ? sq : 0;
+			} else if (one &&
+				   fid_after(ms, sq, p->feed_ms, p->feed_seq)) {
+				back = true; /* trimmed past our position */
+			}
+			freeReplyObject(r);
+			r = NULL;
 		}
-		bool one = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-			   r->element[0]->type == REDIS_REPLY_ARRAY &&
-			   r->element[0]->elements == 2 &&
-			   parse_fid(r->element[0]->element[0], &ms, &sq);
-		if (r->type == REDIS_REPLY_ERROR)
-			err[i] = true;
-		if (!known) {
-			pms[i] = one ? ms : 0;
-			psq[i] = one ? sq : 0;
-		} else if (one && fid_after(ms, sq, p->feed_ms, p->feed_seq)) {
-			back = true; /* trimmed past our position */
-		}
-		freeReplyObject(r);
-		r = NULL;
 		if (known) {
 			if (!(r = get_reply(b))) {
 				ret = -1;
@@ -2614,7 +2741,8 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!err[i]) {
+		if (!err[i] && v[i]->sweep) {
+			v[i]->swept_ms = b->redis_ms;
 			v[i]->feed_ms = pms[i];
 			v[i]->feed_seq = psq[i];
 			v[i]->feed_known = true;
@@ -2788,7 +2916,7 @@ static int withdraw_slots(struct bridge *b, const char *o, const char *how,
 		}
 		freeReplyObject(r);
 	}
-	if (at_home(b) < 0) {
+	if (home_note(b, o) < 0) {
 		ret = -1;
 		goto out;
 	}
@@ -2827,6 +2955,44 @@ out:
 	return ret;
 }
 
+/* One entry of the home feed: the keys another source changed are read
+ * at this push; an entry without keys (a reset, a withdrawal: many slots)
+ * makes every slot's feed be read. */
+static void hint_entry(struct bridge *b, const redisReply *fields)
+{
+	const redisReply *src = NULL, *keys = NULL;
+
+	if (fields->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *f = fields->element[i];
+		if (f->type != REDIS_REPLY_STRING || f->len != 1)
+			continue;
+		if (f->str[0] == 's')
+			src = fields->element[i + 1];
+		else if (f->str[0] == 'k')
+			keys = fields->element[i + 1];
+	}
+	if (src && src->type == REDIS_REPLY_STRING &&
+	    strcmp(src->str, b->source) == 0)
+		return;
+	if (!keys || keys->type != REDIS_REPLY_STRING || !keys->len) {
+		b->sweep_all = true;
+		return;
+	}
+	const char *p = keys->str, *end = keys->str + keys->len;
+	while (p < end) {
+		const char *z = memchr(p, '\0', (size_t)(end - p));
+		size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
+		int64_t x = index_of_key(b, p, l);
+		if (x >= 0) {
+			b->st[x].hinted = 1;
+			b->part[b->cpart[x]]->hinted = true;
+		}
+		p += l + 1;
+	}
+}
+
 /*
  * At home: the lease (refused while another live bridge holds it), the
  * incarnation (retire the previous one), the sources whose lease ended
@@ -2845,6 +3011,14 @@ static int push_home(struct bridge *b)
 	const char *gi[] = { "GET", b->k_inc };
 	const char *ze[] = { "ZRANGEBYSCORE", b->k_sources, "-inf", cut,
 			     "LIMIT", "0", "4" };
+	char fp[48];
+	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, b->hfeed_ms,
+		 b->hfeed_seq);
+	const char *xo[] = { "XRANGE", b->k_feed, "-", "+", "COUNT", "1" };
+	const char *xr[] = { "XRANGE", b->k_feed, fp, "+", "COUNT", FEED_MAX };
+	const char *xl[] = { "XREVRANGE", b->k_feed, "+", "-", "COUNT", "1" };
+	bool known = b->hfeed_known, ferr = false;
+	uint64_t pms = b->hfeed_ms, psq = b->hfeed_seq;
 	int nrep = 0, rc = 0, nexp = 0, ret = 0;
 	int64_t owner_exp = 0, card = 0;
 	uint64_t now = 0;
@@ -2861,13 +3035,58 @@ static int push_home(struct bridge *b)
 		rc |= append_cmd(b, &nrep, 2, gi);
 	if (read_exp)
 		rc |= append_cmd(b, &nrep, 7, ze);
+	/* The home feed: the keys others changed since we read it. */
+	rc |= append_cmd(b, &nrep, 6, known ? xo : xl);
+	if (known)
+		rc |= append_cmd(b, &nrep, 6, xr);
 	if (rc)
 		return -1;
+	int nfeed = known ? 2 : 1;
 	for (int i = 0; i < nrep; i++) {
 		redisReply *r = get_reply(b);
 		if (!r)
 			return -1;
 		int what = i < 3 ? i : i == 3 && read_inc ? 3 : 4;
+		if (i >= nrep - nfeed) {
+			/* The home feed's replies. */
+			uint64_t ms = 0, sq = 0;
+			if (r->type != REDIS_REPLY_ARRAY) {
+				b->sweep_all = true;
+				ferr = true;
+			} else if (i == nrep - nfeed) {
+				bool one = r->elements == 1 &&
+					   r->element[0]->type ==
+						   REDIS_REPLY_ARRAY &&
+					   r->element[0]->elements == 2 &&
+					   parse_fid(r->element[0]->element[0],
+						     &ms, &sq);
+				if (!known) {
+					pms = one ? ms : 0;
+					psq = one ? sq : 0;
+					b->sweep_all = true;
+				} else if (one && fid_after(ms, sq, b->hfeed_ms,
+							    b->hfeed_seq)) {
+					b->sweep_all = true; /* trimmed */
+				}
+			} else {
+				if (r->elements >= (size_t)atoi(FEED_MAX))
+					b->sweep_all = true;
+				for (size_t j = 0; j < r->elements; j++) {
+					redisReply *e = r->element[j];
+					if (e->type != REDIS_REPLY_ARRAY ||
+					    e->elements != 2 ||
+					    !parse_fid(e->element[0], &ms, &sq))
+						continue;
+					if (fid_after(ms, sq, pms, psq)) {
+						pms = ms;
+						psq = sq;
+					}
+					hint_entry(b, e->element[1]);
+				}
+			}
+			freeReplyObject(r);
+			continue;
+		}
 		if (r->type == REDIS_REPLY_ERROR) {
 			if (!ret)
 				bridge_error(b, SHMSTAT_LOG_WARNING,
@@ -2904,6 +3123,13 @@ static int push_home(struct bridge *b)
 	if (ret)
 		return ret;
 	b->redis_ms = now;
+	if (!ferr) {
+		b->hfeed_ms = pms;
+		b->hfeed_seq = psq;
+	}
+	b->hfeed_known = !ferr;
+	if (missing && b->home_written)
+		b->sweep_all = true; /* Redis lost our home record */
 	if (owner[0] && strcmp(owner, b->token) != 0 && owner_exp > 0 &&
 	    (uint64_t)owner_exp > now) {
 		b->refused = true;
@@ -2932,6 +3158,7 @@ static int push_home(struct bridge *b)
 			if (b->part[i])
 				b->part[i]->in_parts = false;
 		b->parts_added = 0;
+		b->sweep_all = true;
 	}
 	bool set_inc = false;
 	if (read_inc) {
@@ -2992,6 +3219,7 @@ static int push_home(struct bridge *b)
 			if (r->type == REDIS_REPLY_ARRAY) {
 				if (set_inc)
 					b->started = true;
+				b->home_written = true;
 			} else {
 				bridge_error(b, SHMSTAT_LOG_WARNING,
 					     "push to Redis %s: renewing the "
@@ -3030,13 +3258,16 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 	for (uint32_t i = 0; i < b->nparts_max; i++)
 		if (b->part[i])
 			b->part[i]->refreshed = false;
+	b->nhint = 0;
 	ret = push_home(b);
 	if (ret)
 		goto out;
 	for (int round = 0; round < 10; round++) {
-		size_t n = parts_used(b, v, round > 0);
+		size_t n = parts_select(b, v, round);
 		fs.forgot = false;
 		int rc = by_node(b, v, n, feeds_node, &fs);
+		for (size_t i = 0; i < n; i++)
+			v[i]->sweep = v[i]->hinted = false;
 		if (rc < 0) {
 			ret = -1;
 			goto out;
@@ -3140,6 +3371,10 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 			ret = 2;
 			goto out;
 		}
+	}
+	if (write_hints(b) < 0) {
+		ret = -1;
+		goto out;
 	}
 	if (failed)
 		ret = 2;

@@ -323,6 +323,18 @@ static void two_sources_sum_and_see_each_other(void **state)
 	push(&f->a);
 	assert_int_equal(global_of(&f->a, "c007"), 16);
 	assert_int_equal(f->a.b.last_sent, 0);
+	/* A hint lost (the home feed gone): the slot's own feed has the
+	 * change, and a's pushes read every slot's feed in turn. */
+	add(&f->b, "c008", 5);
+	push(&f->b);
+	redisReply *r = ru_cmd(&f->r, "DEL _shmstat:{home}feed");
+	assert_non_null(r);
+	freeReplyObject(r);
+	int n = 0;
+	for (; n < 40 && global_of(&f->a, "c008") != 16; n++)
+		push(&f->a);
+	assert_int_equal(global_of(&f->a, "c008"), 16);
+	assert_true(n > 0);
 }
 
 static void a_global_reset_covers_every_slot(void **state)
