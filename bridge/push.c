@@ -782,6 +782,26 @@ static int run_reset_parted(struct bridge *b, const char *glob, uint64_t id)
 		free(bits);
 		return rc < 0 ? -1 : 0;
 	}
+	{
+		/* The script leaves reset_done in our record of each slot:
+		 * those slots are ours to clean up when we are retired. */
+		struct args ps = { 0 };
+		rc = args_push(&ps, "SADD", 4) | args_str(&ps, b->k_pset);
+		for (unsigned sl = 0; sl < SLOT_COUNT && rc == 0; sl++)
+			if (bit(bits, sl))
+				rc |= args_fmt(&ps, "%u", sl);
+		redisReply *r = rc || ps.n < 3
+					? NULL
+					: conn_command(b, ps.n, ps.v, ps.len);
+		bool io = !rc && ps.n >= 3 && !r;
+		args_free(&ps);
+		if (r)
+			freeReplyObject(r);
+		if (io) {
+			free(bits);
+			return -1;
+		}
+	}
 	for (unsigned sl = 0; sl < SLOT_COUNT; sl++) {
 		if (!bit(bits, sl))
 			continue;
