@@ -3231,6 +3231,7 @@ static int push_home(struct bridge *b)
 	rc |= append_cmd(b, &nrep, 1, exec);
 	if (rc)
 		return -1;
+	char qerr[200] = "";
 	for (int i = 0; i < nrep; i++) {
 		redisReply *r = get_reply(b);
 		if (!r)
@@ -3243,10 +3244,14 @@ static int push_home(struct bridge *b)
 			} else {
 				bridge_error(b, SHMSTAT_LOG_WARNING,
 					     "push to Redis %s: renewing the "
-					     "lease failed: %s",
-					     b->cf->addr, conn_errtext(b, r));
+					     "lease failed: %s%s%s",
+					     b->cf->addr, conn_errtext(b, r),
+					     qerr[0] ? ": " : "", qerr);
 				ret = 2;
 			}
+		} else if (r->type == REDIS_REPLY_ERROR && !qerr[0]) {
+			/* Refused while queued (OOM, NOPERM): say why. */
+			snprintf(qerr, sizeof(qerr), "%s", r->str);
 		}
 		freeReplyObject(r);
 	}
