@@ -492,6 +492,51 @@ static void a_clean_stop_withdraws_gauges_in_every_slot(void **state)
 	assert_int_equal(ru_get(&f->r, "g05"), 106);
 }
 
+static void gauges_of_an_expired_source_leave_every_slot(void **state)
+{
+	struct fx *f = *state;
+	char k[32], key[200];
+
+	for (int i = 0; i < 40; i++) {
+		snprintf(k, sizeof(k), "g%02d", i);
+		gauge(&f->a, k, 1000);
+		gauge(&f->b, k, i);
+	}
+	add(&f->a, "c000", 5);
+	f->a.b.cf->owner_ttl_ms = 300;
+	f->b.b.cf->gauge_expiry_ms = 200;
+	push(&f->a);
+	push(&f->b);
+	assert_int_equal(ru_get(&f->r, "g07"), 1007);
+	/* a's bridge dies (no clean stop): once its lease has ended for the
+	 * expiry, b withdraws a's gauges in every slot, its counts stay. */
+	char old[64];
+	snprintf(old, sizeof(old), "%s", f->a.b.source);
+	bridge_fini(&f->a.b);
+	host_start(f, &f->a, "a1", "_shmstat:", true); /* not pushing */
+	snprintf(key, sizeof(key), "_shmstat:{home}sources");
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		ru_sleep_ms(20);
+		push(&f->b);
+		redisReply *r = ru_cmd(&f->r, "ZSCORE %s %s", key, old);
+		assert_non_null(r);
+		gone = r->type == REDIS_REPLY_NIL;
+		freeReplyObject(r);
+	}
+	assert_true(gone);
+	for (int i = 0; i < 40; i++) {
+		snprintf(k, sizeof(k), "g%02d", i);
+		assert_int_equal(ru_get(&f->r, k), i);
+		assert_int_equal(global_of(&f->b, k), i);
+	}
+	assert_int_equal(ru_get(&f->r, "c000"), 5);
+	/* It comes back: its gauges count again, once. */
+	push(&f->a);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "g07"), 1007);
+}
+
 static void a_recreated_segment_retires_the_old_source(void **state)
 {
 	struct fx *f = *state;
@@ -657,6 +702,7 @@ int main(void)
 		T(a_global_reset_covers_every_slot),
 		T(a_flushed_redis_gets_everything_back),
 		T(a_clean_stop_withdraws_gauges_in_every_slot),
+		T(gauges_of_an_expired_source_leave_every_slot),
 		T(a_recreated_segment_retires_the_old_source),
 		T(one_change_costs_one_slot),
 		T(switching_the_layout_is_refused),
