@@ -669,6 +669,40 @@ static void switching_the_layout_is_refused(void **state)
 	host_start(f, &f->b, "b2", "_shmstat:", false);
 }
 
+static void a_second_bridge_of_a_source_is_refused(void **state)
+{
+	struct fx *f = *state;
+	struct bconf cf;
+	struct bridge b2;
+
+	add(&f->a, "req", 1);
+	push(&f->a);
+	/* Another bridge of the same segment while the lease runs (held at
+	 * home): refused, nothing written. */
+	bconf_defaults(&cf);
+	cf.segment = f->a.s.name;
+	snprintf(cf.redis.path, sizeof(cf.redis.path), "%s", f->r.sock);
+	snprintf(cf.addr, sizeof(cf.addr), "%s", f->r.url);
+	cf.connect_timeout_ms = cf.command_timeout_ms = 5000;
+	cf.owner_ttl_ms = 60000;
+	cf.partition_by_slot = true;
+	cf.host_id = 0xa1;
+	cf.host_id_set = true;
+	assert_int_equal(bridge_init(&b2, &cf, f->a.s.h), 0);
+	assert_string_equal(b2.source, f->a.b.source);
+	/* Its own token: as a bridge of a copy of the segment would have. */
+	b2.token[0] ^= 1;
+	assert_int_equal(conn_open(&b2), 0);
+	add(&f->a, "req", 1);
+	assert_int_equal(push_all(&b2), -1);
+	assert_true(b2.refused);
+	assert_non_null(strstr(b2.status.last_error, "another live bridge"));
+	assert_int_equal(ru_get(&f->r, "req"), 1);
+	bridge_fini(&b2);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "req"), 2);
+}
+
 static void a_meta_prefix_with_a_brace_is_refused(void **state)
 {
 	struct fx *f = *state;
@@ -706,6 +740,7 @@ int main(void)
 		T(a_recreated_segment_retires_the_old_source),
 		T(one_change_costs_one_slot),
 		T(switching_the_layout_is_refused),
+		T(a_second_bridge_of_a_source_is_refused),
 		T(a_meta_prefix_with_a_brace_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
