@@ -1612,36 +1612,45 @@ out:
  * One group: read, decide, write. 0 done; 1 read again (our knowledge was
  * void, or EXEC was aborted); 2 refused or failed (logged); -1 I/O error.
  */
-static int run_txn(struct bridge *b, const struct txn *t)
+/* The read half of a group, sent: what run_txn reads back. */
+struct reads {
+	uint32_t *unk;       /* the counters we do not know */
+	size_t nunk;
+	int nrep;            /* replies */
+	bool read_resets, read_feed, read_inc, read_exp;
+	bool sent;           /* in flight: sent behind the previous group's
+				write (partitioned: the next slot's) */
+	bool broken;         /* its replies were read and its WATCH cleared
+				(the previous group sent a transaction
+				after it): the group is read again */
+};
+
+/* Queue the read half of group t (not flushed). 0; -1 I/O error or out
+ * of memory (rd->unk may be set: the caller frees it). */
+static int send_reads(struct bridge *b, const struct txn *t,
+		      struct reads *rd)
 {
 	const size_t ng = t->ng;
 	const struct snap *sn = t->sn;
-	int nrep = 0, ret = 0;
-	struct args a = { 0 };
-	struct plan *pl = NULL;
-	struct op *ops = NULL;
-	bool *bad = NULL;
-	size_t nops = 0;
-	struct refresh rf = { 0 };
-	char rg[32], fp[32], cut[32];
-	uint32_t *unk = NULL;
-	size_t nunk = 0;
 	struct bpart *p = t->p;
-	bool read_resets = p->rgen_valid, read_feed = t->first && p->feed_known;
-	bool read_inc = !b->started && !b->parted;
-	bool read_exp = t->first && b->redis_ms > b->cf->gauge_expiry_ms;
+	struct args a = { 0 };
+	char rg[32], fp[32], cut[32];
+	int nrep = 0;
 
-	unk = malloc((ng ? ng : 1) * sizeof(*unk));
-	pl = calloc(ng ? ng : 1, sizeof(*pl));
-	if (!unk || !pl) {
-		ret = 2;
-		goto out;
-	}
+	rd->read_resets = p->rgen_valid;
+	rd->read_feed = t->first && p->feed_known;
+	rd->read_inc = !b->started && !b->parted;
+	rd->read_exp = t->first && b->redis_ms > b->cf->gauge_expiry_ms;
+	rd->nunk = 0;
+	rd->unk = malloc((ng ? ng : 1) * sizeof(*rd->unk));
+	if (!rd->unk)
+		return -1;
+	uint32_t *unk = rd->unk;
 	for (size_t i = 0; i < ng; i++)
 		if (!b->st[sn->v[t->grp[i]].index].known)
-			unk[nunk++] = sn->v[t->grp[i]].index;
+			unk[rd->nunk++] = sn->v[t->grp[i]].index;
+	size_t nunk = rd->nunk;
 
-	/* ---- read */
 	const char *watch[] = { "WATCH", p->k_src, p->k_rgen };
 	const char *hm[] = { "HMGET", p->k_src, "owner", "owner_exp", "seq" };
 	const char *tm[] = { "TIME" };
@@ -1653,7 +1662,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, p->feed_ms,
 		 p->feed_seq);
 	snprintf(cut, sizeof(cut), "%" PRIu64,
-		 read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
+		 rd->read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
 	const char *zr[] = { "ZRANGEBYSCORE", p->k_resets, rg, "+inf",
 			     "WITHSCORES" };
 	const char *xr[] = { "XRANGE", p->k_feed, fp, "+", "COUNT", FEED_MAX };
@@ -1663,18 +1672,18 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	rc |= append_cmd(b, &nrep, 5, hm);
 	rc |= append_cmd(b, &nrep, 1, tm);
 	rc |= append_cmd(b, &nrep, 2, grg);
-	if (read_resets)
+	if (rd->read_resets)
 		rc |= append_cmd(b, &nrep, 5, zr);
 	/* The feed: its newest entry (where to read from, after reading
 	 * every value), or its oldest (was it trimmed past where we read?)
 	 * and what came after our position. */
 	if (t->first)
 		rc |= append_cmd(b, &nrep, 6, p->feed_known ? xo : xl);
-	if (read_feed)
+	if (rd->read_feed)
 		rc |= append_cmd(b, &nrep, 6, xr);
-	if (read_inc)
+	if (rd->read_inc)
 		rc |= append_cmd(b, &nrep, 2, gi);
-	if (read_exp)
+	if (rd->read_exp)
 		rc |= append_cmd(b, &nrep, 7, ze);
 	for (size_t off = 0; off < nunk && rc == 0; off += BRIDGE_CHUNK) {
 		size_t n = nunk - off < BRIDGE_CHUNK ? nunk - off : BRIDGE_CHUNK;
@@ -1689,8 +1698,50 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			rc = rc ? -1 : append(b, &a, &nrep);
 		}
 	}
-	if (rc) {
+	args_free(&a);
+	rd->nrep = nrep;
+	return rc ? -1 : 0;
+}
+
+/*
+ * One group: read, decide, write. 0 done; 1 read again (our knowledge was
+ * void, or EXEC was aborted); 2 refused or failed (logged); -1 I/O error.
+ * rd: its read half, sent already (rd->sent) or not. next (may be NULL):
+ * a group of another slot on the same connection whose read half goes
+ * behind this group's write, one round trip for both (partitioned), into
+ * *nrd.
+ */
+static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
+		   const struct txn *next, struct reads *nrd)
+{
+	const size_t ng = t->ng;
+	const struct snap *sn = t->sn;
+	int nrep = 0, ret = 0;
+	struct args a = { 0 };
+	struct plan *pl = NULL;
+	struct op *ops = NULL;
+	bool *bad = NULL;
+	size_t nops = 0;
+	struct refresh rf = { 0 };
+	struct bpart *p = t->p;
+
+	if (rd->broken) {
+		ret = 1;
+		goto out;
+	}
+	if (!rd->sent && send_reads(b, t, rd) < 0) {
 		ret = -1;
+		goto out;
+	}
+	const uint32_t *unk = rd->unk;
+	const size_t nunk = rd->nunk;
+	const bool read_resets = rd->read_resets, read_feed = rd->read_feed;
+	const bool read_inc = rd->read_inc, read_exp = rd->read_exp;
+	nrep = rd->nrep;
+	pl = calloc(ng ? ng : 1, sizeof(*pl));
+	if (!pl) {
+		/* Its replies are on the way: read them, then give up. */
+		ret = drain(b, nrep) < 0 ? -1 : 2;
 		goto out;
 	}
 
@@ -2058,7 +2109,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	const char *hp[] = { "HSET", p->k_src, "seq", seq_s };
 	const char *zs[] = { "ZADD", b->k_sources, exp_s, b->source };
 	const char *si[] = { "SET", b->k_inc, b->source };
-	rc = append_cmd(b, &wrep, 1, multi);
+	int rc = append_cmd(b, &wrep, 1, multi);
 	if (b->parted) {
 		rc |= append_cmd(b, &wrep, 4, hp);
 		ops[nops++].kind = OP_OTHER;
@@ -2175,6 +2226,12 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			nref++;
 		}
 	}
+	/* The next slot's read half, in the same round trip: its WATCH
+	 * comes after our EXEC (which clears the watched keys). */
+	if (rc == 0 && next) {
+		rc = send_reads(b, next, nrd);
+		nrd->sent = rc == 0;
+	}
 	if (rc) {
 		ret = -1;
 		goto out;
@@ -2277,6 +2334,16 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			s->rgen = s->gen;
 		settle(b, it->index);
 	}
+	/* The undo is a transaction of its own, after the next slot's read
+	 * half: its EXEC would clear that WATCH. Read those replies first;
+	 * that group is read again. */
+	if (any_bad && nrd && nrd->sent && !nrd->broken) {
+		if (drain(b, nrd->nrep) < 0) {
+			ret = -1;
+			goto out;
+		}
+		nrd->broken = true;
+	}
 	if (any_bad && undo_refused(b, t, bad) < 0) {
 		ret = -1;
 		goto out;
@@ -2304,6 +2371,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			b->no_mget = true;
 			forget_feeds(b);
 			freeReplyObject(r);
+			/* The other chunks' replies. */
+			if (drain(b, (int)(nref - c - 1)) < 0)
+				ret = -1;
 			goto out;
 		}
 		freeReplyObject(r);
@@ -2330,7 +2400,8 @@ drain_out:
 	}
 out:
 	args_free(&a);
-	free(unk);
+	free(rd->unk);
+	rd->unk = NULL;
 	free(pl);
 	free(ops);
 	free(bad);
@@ -3258,6 +3329,17 @@ static int push_home(struct bridge *b)
 	return ret;
 }
 
+/* UNWATCH: true, or false on an I/O error. */
+static bool unwatch(struct bridge *b)
+{
+	const char *uw[] = { "UNWATCH" };
+	redisReply *u = conn_command(b, 1, uw, NULL);
+
+	if (u)
+		freeReplyObject(u);
+	return u != NULL;
+}
+
 /*
  * The partitioned push: the lease at home, the feeds per node, then the
  * transactions per partition (slot order), each of at most BRIDGE_GROUP
@@ -3272,6 +3354,8 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 	struct bpart **v = malloc(SLOT_COUNT * sizeof(*v));
 	uint32_t *cnt = malloc((SLOT_COUNT + 1) * sizeof(*cnt));
 	uint32_t *grp = NULL;
+	redisContext **node = NULL;
+	struct reads cur = { 0 }, nxt = { 0 };
 	struct feedsum fs = { 0 };
 	int ret = 0;
 	bool failed = false;
@@ -3350,12 +3434,27 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 		}
 		bool again = false;
 		b->reset_seen = false;
+		/* Which slots share a connection (a master): the next slot's
+		 * read half rides with this one's write. */
+		free(node);
+		node = malloc((nw ? nw : 1) * sizeof(*node));
+		if (!node) {
+			ret = 2;
+			goto out;
+		}
+		for (size_t k = 0; k < nw; k++) {
+			if (b->cluster && conn_slot(b, v[k]->slot) < 0) {
+				ret = -1;
+				goto out;
+			}
+			node[k] = b->rc;
+		}
 		for (size_t k = 0; k < nw; k++) {
 			struct bpart *p = v[k];
 			uint32_t lo = p->slot ? cnt[p->slot - 1] : 0;
 			uint32_t hi = cnt[p->slot];
 			bool ok = true;
-			if (conn_slot(b, p->slot) < 0) {
+			if (!cur.sent && conn_slot(b, p->slot) < 0) {
 				ret = -1;
 				goto out;
 			}
@@ -3364,7 +3463,25 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 				size_t ng = hi - off < BRIDGE_GROUP ? hi - off
 								    : BRIDGE_GROUP;
 				struct txn t = { sn, grp + off, ng, false, p };
-				rc = run_txn(b, &t);
+				/* The next slot's first group, when this is
+				 * the last of this slot's. */
+				struct txn tn = { sn, NULL, 0, false, NULL };
+				if (off + ng >= hi && k + 1 < nw &&
+				    node[k + 1] == node[k]) {
+					struct bpart *q = v[k + 1];
+					uint32_t ql = q->slot ? cnt[q->slot - 1]
+							      : 0;
+					uint32_t qh = cnt[q->slot];
+					tn.grp = grp + ql;
+					tn.ng = qh - ql < BRIDGE_GROUP
+							? qh - ql
+							: BRIDGE_GROUP;
+					tn.p = q;
+				}
+				rc = run_txn(b, &t, &cur, tn.p ? &tn : NULL,
+					     &nxt);
+				cur = nxt;
+				memset(&nxt, 0, sizeof(nxt));
 				if (rc < 0) {
 					ret = -1;
 					goto out;
@@ -3404,11 +3521,18 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 	if (failed)
 		ret = 2;
 out:
+	/* A read half left in flight (a refusal stopped the push): read it
+	 * and release its WATCH. */
+	if (cur.sent && !cur.broken && ret != -1 &&
+	    (drain(b, cur.nrep) < 0 || !unwatch(b)))
+		ret = -1;
+	free(cur.unk);
 	*full = fs.full;
 	b->last_refreshed = (uint32_t)fs.refreshed;
 	free(v);
 	free(cnt);
 	free(grp);
+	free(node);
 	return ret;
 }
 
@@ -3493,7 +3617,8 @@ int push_all(struct bridge *b)
 			if (first && !b->part[0]->feed_known)
 				full = true;
 			struct txn t = { &sn, grp, ng, first, b->part[0] };
-			int rc = run_txn(b, &t);
+			struct reads rd = { 0 };
+			int rc = run_txn(b, &t, &rd, NULL, NULL);
 			if (rc < 0)
 				goto io;
 			if (rc == 2)

@@ -582,6 +582,41 @@ static void a_recreated_segment_retires_the_old_source(void **state)
 	assert_int_equal(hlen(f, key), 1);
 }
 
+/* A key Redis refuses (not an integer) stays pending, its field
+ * restored; the slots after it (whose reads rode with its transaction)
+ * are pushed all the same. */
+static void a_refused_key_leaves_the_other_slots_exact(void **state)
+{
+	struct fx *f = *state;
+	char k[32];
+
+	redisReply *r = ru_cmd(&f->r, "SET c010 notanumber");
+	assert_non_null(r);
+	freeReplyObject(r);
+	for (int i = 0; i < NC; i++) {
+		cname(k, sizeof(k), i);
+		add(&f->a, k, 2);
+	}
+	assert_int_equal(conn_open(&f->a.b), 0);
+	for (int n = 0; n < 3; n++) {
+		assert_int_equal(push_all(&f->a.b), 0);
+		assert_int_equal(f->a.b.status.pending, 1);
+		assert_int_equal(f->a.b.status.refused_keys, 1);
+	}
+	for (int i = 0; i < NC; i++) {
+		cname(k, sizeof(k), i);
+		if (i != 10)
+			assert_int_equal(ru_get(&f->r, k), 2);
+	}
+	r = ru_cmd(&f->r, "DEL c010");
+	assert_non_null(r);
+	freeReplyObject(r);
+	add(&f->a, "c011", 1);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "c010"), 2);
+	assert_int_equal(ru_get(&f->r, "c011"), 3);
+}
+
 /* A push with one changed counter costs a bounded number of commands,
  * however many slots the source wrote: the feeds (two reads per slot,
  * pipelined), the lease and one slot's transaction. */
@@ -738,6 +773,7 @@ int main(void)
 		T(a_clean_stop_withdraws_gauges_in_every_slot),
 		T(gauges_of_an_expired_source_leave_every_slot),
 		T(a_recreated_segment_retires_the_old_source),
+		T(a_refused_key_leaves_the_other_slots_exact),
 		T(one_change_costs_one_slot),
 		T(switching_the_layout_is_refused),
 		T(a_second_bridge_of_a_source_is_refused),
