@@ -299,8 +299,6 @@ static double redis_cmd_ms(void)
 				    strncmp(p, "cmdstat_config", 14))
 					ms += atof(u + 6) / 1e3;
 			}
-			if (getenv("BENCH_COMMANDSTATS"))
-				fprintf(stderr, "%s\n", r->str);
 		}
 		if (r)
 			freeReplyObject(r);
