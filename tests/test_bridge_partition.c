@@ -582,6 +582,38 @@ static void a_recreated_segment_retires_the_old_source(void **state)
 	assert_int_equal(hlen(f, key), 1);
 }
 
+/* A slot whose bookkeeping changed behind the bridge's back (here: lost
+ * with its key, as a restore of that slot would) is not written from
+ * stale knowledge: its transaction (or the sweep) finds another
+ * sequence, the slot is read again and its counters pushed whole. */
+static void a_slot_lost_behind_the_bridge_is_pushed_whole(void **state)
+{
+	struct fx *f = *state;
+	char k[32];
+
+	for (int i = 0; i < NC; i++) {
+		cname(k, sizeof(k), i);
+		add(&f->a, k, 5);
+	}
+	push(&f->a);
+	push(&f->a);
+	unsigned s = slot_of("c005", 4);
+	redisReply *r = ru_cmd(&f->r, "DEL c005 _shmstat:{%s}s:%s "
+				      "_shmstat:{%s}t:%s",
+			       slot_tag(s), f->a.b.source, slot_tag(s),
+			       f->a.b.source);
+	assert_non_null(r);
+	freeReplyObject(r);
+	add(&f->a, "c005", 1);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "c005"), 6);
+	for (int i = 0; i < NC; i++) {
+		cname(k, sizeof(k), i);
+		if (slot_of(k, strlen(k)) == s)
+			assert_int_equal(ru_get(&f->r, k), 5 + (i == 5));
+	}
+}
+
 /* A key Redis refuses (not an integer) stays pending, its field
  * restored; the slots after it (whose reads rode with its transaction)
  * are pushed all the same. */
@@ -773,6 +805,7 @@ int main(void)
 		T(a_clean_stop_withdraws_gauges_in_every_slot),
 		T(gauges_of_an_expired_source_leave_every_slot),
 		T(a_recreated_segment_retires_the_old_source),
+		T(a_slot_lost_behind_the_bridge_is_pushed_whole),
 		T(a_refused_key_leaves_the_other_slots_exact),
 		T(one_change_costs_one_slot),
 		T(switching_the_layout_is_refused),
