@@ -45,6 +45,34 @@ struct bconf {
 	const char *tls_cert, *tls_key;
 	const char *tls_server_name; /* default: the host connected to */
 	bool tls_no_verify;        /* --tls-no-verify: explicit opt-out */
+	bool partition_by_slot;    /* --partition-by-slot: the Cluster's
+				      bookkeeping layout (push.c) */
+};
+
+/* The bookkeeping of one Redis Cluster hash slot: a PARTITION (push.c).
+ * Partitioned (b->parted), every counter key belongs to the partition of
+ * its slot, whose bookkeeping keys carry a hash tag of that slot;
+ * otherwise there is one partition with the untagged names. Key names
+ * point into one block (partitioned) or at struct bridge's k_* fields. */
+struct bpart {
+	unsigned slot;
+	const char *k_src, *k_tot, *k_gau, *k_feed, *k_keys, *k_rgen;
+	const char *k_resets, *k_gauges;
+	char *names;               /* the block, NULL: not ours to free */
+	uint64_t seq;              /* M s:S's seq as we wrote it last */
+	uint64_t feed_ms, feed_seq; /* feed entry id read up to */
+	uint64_t swept_ms;         /* Redis' clock when its feed was read */
+	bool feed_known;
+	uint64_t rgen_known;       /* reset generation applied up to */
+	bool rgen_valid;
+	bool seq_known;            /* seq was read since the start */
+	bool in_parts;             /* in M parts and M p:S (partitioned) */
+	bool need;                 /* run its transaction this push (a reset
+				      or a trimmed feed seen in its feed) */
+	bool refreshed;            /* this push read all its values */
+	bool sweep, hinted;        /* this push reads its feed / the values
+				      the home feed named */
+	uint32_t first;            /* its first counter + 1 (b->cnext), 0 */
 };
 
 /* Per counter, indexed by directory index: what this source's bookkeeping
@@ -61,7 +89,9 @@ struct bstate {
 	uint8_t reserved_name;     /* key under the meta prefix: never sent */
 	uint8_t in_redis;          /* Redis holds a field for the key */
 	uint8_t tried;             /* push_no when Redis last refused it */
-	uint8_t pad[2];
+	uint8_t hinted;            /* partitioned: another source changed it
+				      (M{home}feed): read its value */
+	uint8_t pad[1];
 };
 
 struct bridge {
@@ -104,10 +134,6 @@ struct bridge {
 	uint32_t *keylen;
 	shmstat_sync_status_t status;
 	uint64_t dirty_since_ns;   /* first unpushed change, 0 when none */
-	uint64_t feed_ms, feed_seq; /* feed entry id read up to */
-	bool feed_known;           /* feed_pos is meaningful */
-	uint64_t rgen_known;       /* reset generation applied up to */
-	bool rgen_valid;
 	uint64_t redis_ms;         /* Redis' clock at the last push */
 	bool started;              /* the incarnation check ran */
 	bool no_mget;              /* MGET refused (ACL): refresh with GET */
@@ -127,6 +153,32 @@ struct bridge {
 	uint32_t *kmap;            /* Redis key -> index + 1 (open addressing) */
 	uint32_t kmask;            /* kmap slots - 1 */
 	uint32_t nidx;
+	/* Partitions (push.c): parted = --partition-by-slot or a cluster.
+	 * part[] is indexed by slot (partitioned; NULL until a counter of
+	 * the slot is met) or holds part[0] only; cpart[x] is counter x's
+	 * index in part[], cnext[x] the next counter of its partition + 1. */
+	bool parted;
+	struct bpart **part;
+	uint32_t nparts_max;       /* 16384 or 1 */
+	uint16_t *cpart;
+	uint32_t *cnext;
+	char k_parts[96];          /* M{home}parts: slots any source wrote */
+	char k_pset[160];          /* M{home}p:S: slots this source wrote */
+	uint32_t parts_added;      /* slots of ours in M{home}p:S */
+	uint64_t reset_id, reset_n; /* the reset being run, keys reset */
+	/* The home feed (M{home}feed): hints of what changed where. */
+	uint64_t hfeed_ms, hfeed_seq;
+	bool hfeed_known;
+	bool home_written;         /* our home record was written */
+	bool sweep_all;            /* read every slot's feed this push */
+	uint32_t sweep_next;       /* the slot the next sweep starts at */
+	uint32_t *hint;            /* keys this push changed (indexes) */
+	size_t nhint, hint_cap;
+	/* The layout the segment's status recorded at init (bridge.c):
+	 * checked when known (a cluster is found at connect). */
+	char was_mp[64];
+	bool was_pushed;
+	bool layout_checked;
 };
 
 /* log.c */
@@ -218,6 +270,28 @@ void push_account(struct bridge *b);
 int push_withdraw(struct bridge *b);
 /* Forget what Redis holds (after a reconnect): everything is read again. */
 void push_forget(struct bridge *b);
+
+/* slot.c: Redis Cluster's key slots. */
+#define SLOT_COUNT 16384u
+/* The hash slot of a key: CRC16 (XMODEM) of the key, or of the first
+ * non-empty {...} in it, modulo 16384, as Redis computes it. */
+unsigned slot_of(const void *key, size_t len);
+/* A short string ([0-9a-z], at most 4 bytes) whose slot is `slot`: the
+ * hash tag of that slot's bookkeeping keys. */
+const char *slot_tag(unsigned slot);
+/* The tag of the keys that are about no one slot (sources, incarnations,
+ * M parts): "home". */
+#define SLOT_HOME_TAG "home"
+
+/* bridge.c */
+/* Switch b to the partitioned layout (a cluster found at connect):
+ * 0, or -1 refused (logged; b->refused). */
+int bridge_parted(struct bridge *b);
+/* Check the layout against the one the segment was pushed in (once,
+ * before the first push): 0, or -1 refused (logged; b->refused). */
+int bridge_layout_check(struct bridge *b);
+/* The partition of slot s (made on first use), NULL: out of memory. */
+struct bpart *bridge_part(struct bridge *b, unsigned s);
 
 /* lua.c, generated from lua/ *.lua at build time */
 extern const char reset_lua[];

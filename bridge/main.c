@@ -144,6 +144,9 @@ static const char usage[] =
 	"  --tls-server-name NAME name the certificate must hold (and SNI;\n"
 	"                         default: the host of the URL)\n"
 	"  --tls-no-verify        do not check the server's certificate\n"
+	"  --partition-by-slot    keep the bookkeeping per hash slot, as on a\n"
+	"                         Redis Cluster (implied there), on a\n"
+	"                         standalone Redis too\n"
 	"  -v, -q                 more, less logging (levels: error, "
 	"warning,\n"
 	"                         info, debug; default info)\n"
@@ -229,6 +232,7 @@ enum {
 	OPT_TLS_NO_VERIFY,
 	OPT_PASSWORD_FILE,
 	OPT_WAIT_SEGMENT,
+	OPT_PARTITION_BY_SLOT,
 };
 
 /* $SHMSTAT_BRIDGE_OPTS split into words: blanks separate, '...' and
@@ -307,6 +311,7 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 		{ "tls-no-verify", no_argument, NULL, OPT_TLS_NO_VERIFY },
 		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
 		{ "wait-segment", optional_argument, NULL, OPT_WAIT_SEGMENT },
+		{ "partition-by-slot", no_argument, NULL, OPT_PARTITION_BY_SLOT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -428,6 +433,9 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			break;
 		case OPT_TLS_NO_VERIFY:
 			cf->tls_no_verify = true;
+			break;
+		case OPT_PARTITION_BY_SLOT:
+			cf->partition_by_slot = true;
 			break;
 		case OPT_PASSWORD_FILE:
 			pwfile = optarg;

@@ -287,6 +287,13 @@ static int collect_one(const shmstat_stat_t *st, void *priv)
 		b->keys[x] = k;
 		b->keylen[x] = (uint32_t)(kpl + st->name_len);
 		kmap_add(b, x);
+		unsigned sl = b->parted ? slot_of(k, b->keylen[x]) : 0;
+		struct bpart *p = bridge_part(b, sl);
+		if (!p)
+			return SHMSTAT_ENOMEM;
+		b->cpart[x] = (uint16_t)sl;
+		b->cnext[x] = p->first;
+		p->first = x + 1;
 		if (is_reserved(b, k, b->keylen[x])) {
 			b->st[x].reserved_name = 1;
 			b->status.reserved_names++;
@@ -436,8 +443,51 @@ static void forget_all(struct bridge *b)
 		b->st[i].known = 0;
 		settle(b, i);
 	}
-	b->feed_known = false;
-	b->rgen_valid = false;
+	for (uint32_t i = 0; i < b->nparts_max; i++)
+		if (b->part[i]) {
+			b->part[i]->feed_known = false;
+			b->part[i]->rgen_valid = false;
+		}
+	b->hfeed_known = false;
+}
+
+/* Forget what Redis holds of one partition (its sequence was not ours):
+ * its counters are read again; it goes into M parts again (Redis may
+ * have lost that too). Without partitions: forget_all. */
+static void forget_part(struct bridge *b, struct bpart *p)
+{
+	if (!b->parted) {
+		forget_all(b);
+		return;
+	}
+	for (uint32_t x = p->first; x; x = b->cnext[x - 1]) {
+		b->st[x - 1].known = 0;
+		settle(b, x - 1);
+	}
+	p->feed_known = false;
+	p->rgen_valid = false;
+	p->in_parts = false;
+}
+
+/* The sequence of p's bookkeeping as Redis acknowledged it. The status
+ * shows it without partitions; with, the number of transactions Redis
+ * acknowledged (any non-zero value says the source was pushed). */
+static void seq_set(struct bridge *b, struct bpart *p, uint64_t v, bool ok)
+{
+	p->seq = v;
+	p->seq_known = true;
+	if (!b->parted)
+		b->status.seq_acked = v;
+	else if (ok)
+		b->status.seq_acked++;
+}
+
+/* The feed positions are void (MGET refused): every value is read. */
+static void forget_feeds(struct bridge *b)
+{
+	for (uint32_t i = 0; i < b->nparts_max; i++)
+		if (b->part[i])
+			b->part[i]->feed_known = false;
 }
 
 void push_forget(struct bridge *b)
@@ -577,6 +627,291 @@ static bool reset_matches(const char *glob, const char *name, size_t len)
 	return shmstat__glob(glob, d, dl);
 }
 
+/* ------------------------------------------------------------ partitions */
+
+/* A key this push changed, for the home feed (partitioned). Out of
+ * memory: the hint is lost, the slot's own feed still has it. */
+static void hint_add(struct bridge *b, uint32_t x)
+{
+	if (b->nhint == b->hint_cap) {
+		size_t cap = b->hint_cap ? b->hint_cap * 2 : 256;
+		uint32_t *v = realloc(b->hint, cap * sizeof(*v));
+		if (!v)
+			return;
+		b->hint = v;
+		b->hint_cap = cap;
+	}
+	b->hint[b->nhint++] = x;
+}
+
+/* A reply that says the slot is served elsewhere or not now (Redis
+ * Cluster): nothing of that slot was written; try again later. */
+static bool redirected(const struct bridge *b, const redisReply *r)
+{
+	if (b->moved)
+		return true;
+	if (!r || r->type != REDIS_REPLY_ERROR)
+		return false;
+	return strncmp(r->str, "MOVED ", 6) == 0 ||
+	       strncmp(r->str, "ASK ", 4) == 0 ||
+	       strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+	       strncmp(r->str, "CLUSTERDOWN", 11) == 0;
+}
+
+static unsigned home_slot(void)
+{
+	return slot_of(SLOT_HOME_TAG, strlen(SLOT_HOME_TAG));
+}
+
+/* Talk to the master of the home slot (sources, incarnations, M parts). */
+static int at_home(struct bridge *b)
+{
+	return conn_slot(b, home_slot());
+}
+
+/* The name of source o's bookkeeping key `what` ("s:", "t:", "g:") in
+ * slot sl's partition. */
+static void pkey(const struct bridge *b, char *buf, size_t len, unsigned sl,
+		 const char *what, const char *o)
+{
+	snprintf(buf, len, "%s{%s}%s%s", b->cf->meta_prefix, slot_tag(sl),
+		 what, o);
+}
+
+/* The slots a set at home holds (M parts, M p:S), as bits. 0; 1 refused
+ * (logged: *err gets the reply's text); 2 redirected (try later); -1 I/O
+ * error. */
+static int home_slots(struct bridge *b, const char *key, uint8_t *bits,
+		      char *err, size_t errlen)
+{
+	char cursor[32] = "0";
+
+	if (at_home(b) < 0)
+		return -1;
+	for (int round = 0; round < 100000; round++) {
+		const char *argv[] = { "SSCAN", key, cursor, "COUNT", "1000" };
+		redisReply *r = conn_command(b, 5, argv, NULL);
+		if (!r)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING) {
+			int ret = redirected(b, r) ? 2 : 1;
+			snprintf(err, errlen, "%s", conn_errtext(b, r));
+			freeReplyObject(r);
+			return ret;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		redisReply *set = r->element[1];
+		for (size_t i = 0; i < set->elements; i++) {
+			int64_t v;
+			if (reply_i64(set->element[i], &v) && v >= 0 &&
+			    v < (int64_t)SLOT_COUNT)
+				bits[v / 8] |= (uint8_t)(1u << (v % 8));
+		}
+		freeReplyObject(r);
+		if (strcmp(cursor, "0") == 0)
+			break;
+	}
+	return 0;
+}
+
+/* An entry without keys in the home feed: `who` (a source, "reset")
+ * changed keys in many slots: every bridge reads every slot's feed at its
+ * next push. 0 or -1 (I/O error). */
+static int home_note(struct bridge *b, const char *who)
+{
+	char cut[24];
+
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 b->redis_ms > FEED_KEEP_MS ? b->redis_ms - FEED_KEEP_MS : 0);
+	const char *argv[] = { "XADD", b->k_feed, "MINID", "~", cut, "*", "s",
+			       who, "k", "" };
+	if (at_home(b) < 0)
+		return -1;
+	redisReply *r = conn_command(b, 10, argv, NULL);
+	if (!r)
+		return -1;
+	freeReplyObject(r);
+	return 0;
+}
+
+static bool bit(const uint8_t *bits, unsigned i)
+{
+	return bits[i / 8] & (1u << (i % 8));
+}
+
+static bool reset_matches(const char *glob, const char *name, size_t len);
+static int withdraw_slots(struct bridge *b, const char *o, const char *how,
+			  uint64_t t);
+
+/*
+ * A global reset in the partitioned layout: per slot any source wrote
+ * (M parts, at home), reset.lua over that slot's keys (its M keys), the
+ * keys passed as KEYS so a cluster routes and checks them. Each slot's
+ * call is idempotent by request id (reset_done in this source's record of
+ * the slot): a reset that fails half way is run again, whole, at the next
+ * push with the same id, and the slots done already skip it. Done when
+ * every slot is.
+ */
+static int run_reset_parted(struct bridge *b, const char *glob, uint64_t id)
+{
+	const char *kp = b->cf->key_prefix;
+	size_t kpl = strlen(kp);
+	uint8_t *bits = calloc(SLOT_COUNT / 8, 1);
+	char idbuf[32], err[200] = "";
+	long long skipped = 0;
+	int ret = 0;
+
+	if (!bits) {
+		bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	if (id != b->reset_id) {
+		b->reset_id = id;
+		b->reset_n = 0;
+	}
+	snprintf(idbuf, sizeof(idbuf), "%" PRIu64, id);
+	int rc = home_slots(b, b->k_parts, bits, err, sizeof(err));
+	if (rc) {
+		if (rc > 0)
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "global reset '%s': SSCAN of %s failed: %s",
+				     glob, b->k_parts, err);
+		if (rc == 1)
+			shmstat__sync_reset_done(b->h, id, 0, SHMSTAT_ESYS);
+		free(bits);
+		return rc < 0 ? -1 : 0;
+	}
+	{
+		/* The script leaves reset_done in our record of each slot:
+		 * those slots are ours to clean up when we are retired. */
+		struct args ps = { 0 };
+		rc = args_push(&ps, "SADD", 4) | args_str(&ps, b->k_pset);
+		for (unsigned sl = 0; sl < SLOT_COUNT && rc == 0; sl++)
+			if (bit(bits, sl))
+				rc |= args_fmt(&ps, "%u", sl);
+		redisReply *r = rc || ps.n < 3
+					? NULL
+					: conn_command(b, ps.n, ps.v, ps.len);
+		bool io = !rc && ps.n >= 3 && !r;
+		args_free(&ps);
+		if (r)
+			freeReplyObject(r);
+		if (io) {
+			free(bits);
+			return -1;
+		}
+	}
+	for (unsigned sl = 0; sl < SLOT_COUNT; sl++) {
+		if (!bit(bits, sl))
+			continue;
+		struct bpart *p = bridge_part(b, sl);
+		struct args k = { 0 }, a = { 0 };
+		char cursor[32] = "0";
+		if (!p) {
+			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+			ret = -1;
+			goto out;
+		}
+		if (conn_slot(b, sl) < 0) {
+			ret = -1;
+			goto out;
+		}
+		rc = 0;
+		for (int round = 0; round < 1000000 && rc == 0; round++) {
+			const char *argv[] = { "SSCAN", p->k_keys, cursor,
+					       "COUNT", "1000" };
+			redisReply *r = conn_command(b, 5, argv, NULL);
+			if (!r || r->type != REDIS_REPLY_ARRAY ||
+			    r->elements != 2 ||
+			    r->element[0]->type != REDIS_REPLY_STRING) {
+				bridge_error(b, SHMSTAT_LOG_WARNING,
+					     "global reset '%s': SSCAN of %s "
+					     "failed: %s",
+					     glob, p->k_keys, conn_errtext(b, r));
+				if (r && !redirected(b, r))
+					reset_refused(b, id, r);
+				ret = r ? 0 : -1;
+				if (r)
+					freeReplyObject(r);
+				args_free(&k);
+				goto out;
+			}
+			snprintf(cursor, sizeof(cursor), "%s",
+				 r->element[0]->str);
+			redisReply *set = r->element[1];
+			for (size_t i = 0; i < set->elements; i++) {
+				redisReply *e = set->element[i];
+				if (e->type != REDIS_REPLY_STRING ||
+				    e->len < kpl ||
+				    memcmp(e->str, kp, kpl) != 0 ||
+				    is_reserved(b, e->str, e->len) ||
+				    !reset_matches(glob, e->str + kpl,
+						   e->len - kpl))
+					continue;
+				rc |= args_cat(&k, e->str, e->len, "", 0);
+			}
+			freeReplyObject(r);
+			if (strcmp(cursor, "0") == 0)
+				break;
+		}
+		if (!k.n) {
+			args_free(&k);
+			continue;
+		}
+		rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
+		rc |= args_fmt(&a, "%d", 5 + k.n);
+		rc |= args_str(&a, p->k_rgen) | args_str(&a, p->k_resets);
+		rc |= args_str(&a, p->k_feed) | args_str(&a, p->k_gauges);
+		rc |= args_str(&a, p->k_src);
+		for (int i = 0; i < k.n && rc == 0; i++)
+			rc |= args_push(&a, k.v[i], k.len[i]);
+		rc |= args_str(&a, idbuf);
+		if (rc) {
+			args_free(&a);
+			args_free(&k);
+			bridge_error(b, SHMSTAT_LOG_ERROR, "out of memory");
+			ret = -1;
+			goto out;
+		}
+		redisReply *r = run_script(b, b->reset_sha, reset_lua, &a);
+		args_free(&a);
+		args_free(&k);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_INTEGER) {
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "global reset '%s' failed in slot %u: %s",
+				     glob, sl, conn_errtext(b, r));
+			/* Redirected: the next push runs it again. */
+			if (r && !redirected(b, r))
+				reset_refused(b, id, r);
+			ret = r ? 0 : -1;
+			if (r)
+				freeReplyObject(r);
+			goto out;
+		}
+		if (r->element[0]->integer > 0)
+			b->reset_n += (uint64_t)r->element[0]->integer;
+		skipped += r->element[1]->integer;
+		freeReplyObject(r);
+	}
+	if (skipped)
+		blog(SHMSTAT_LOG_WARNING,
+		     "global reset '%s': %lld gauge%s left alone (a gauge is "
+		     "a level each source sets: reset it where it is set)",
+		     glob, skipped, skipped == 1 ? "" : "s");
+	if (home_note(b, "reset") < 0) {
+		ret = -1;
+		goto out;
+	}
+	shmstat__sync_reset_done(b->h, id, b->reset_n, 0);
+	blog(SHMSTAT_LOG_INFO, "global reset '%s': %" PRIu64 " keys set to 0",
+	     glob, b->reset_n);
+out:
+	free(bits);
+	return ret;
+}
+
 /*
  * Run a pending `shmstat reset --global` request: the keys are every key
  * any source ever pushed (M keys) under our key prefix
@@ -591,6 +926,8 @@ static int run_reset(struct bridge *b)
 
 	if (rc <= 0)
 		return 0;
+	if (b->parted)
+		return run_reset_parted(b, glob, id);
 	const char *kp = b->cf->key_prefix;
 	size_t kpl = strlen(kp);
 	struct args a = { 0 };
@@ -690,7 +1027,10 @@ struct txn {
 	const struct snap *sn;
 	const uint32_t *grp; /* indexes into sn->v */
 	size_t ng;
-	bool first;          /* also read the feed and refresh */
+	bool first;          /* also read the feed and refresh (one
+				partition: the partitioned layout reads
+				the feeds apart, feeds_node) */
+	struct bpart *p;     /* the partition of every counter in grp */
 };
 
 static int flush_out(struct bridge *b)
@@ -802,8 +1142,8 @@ static redisReply *withdraw_other(struct bridge *b, const char *o,
 	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
 	rc |= args_push(&a, "5", 1);
 	rc |= args_fmt(&a, "%sg:%s", mp, o) | args_fmt(&a, "%ss:%s", mp, o);
-	rc |= args_str(&a, b->k_sources) | args_str(&a, b->k_feed);
-	rc |= args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_str(&a, b->k_feed) | args_fmt(&a, "%st:%s", mp, o);
+	rc |= args_str(&a, b->k_sources);
 	rc |= args_str(&a, o) | args_str(&a, how) | args_str(&a, tb);
 	*built = rc == 0;
 	if (rc) {
@@ -866,10 +1206,28 @@ int push_withdraw(struct bridge *b)
 
 	if (!b->rc)
 		return -1;
+	if (b->parted) {
+		int d = withdraw_slots(b, b->source, "stop", 0);
+		if (d < 0)
+			conn_close(b);
+		if (d != 1) {
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "withdrawing the gauges on Redis %s: "
+				     "not done in every slot",
+				     b->cf->addr);
+			return -1;
+		}
+		for (uint32_t i = 0; i < b->max_counters; i++)
+			if (b->st[i].kind == SHMSTAT_KIND_GAUGE) {
+				b->st[i].known = 0;
+				settle(b, i);
+			}
+		return 0;
+	}
 	rc |= args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
 	rc |= args_push(&a, "5", 1) | args_str(&a, b->k_gau);
-	rc |= args_str(&a, b->k_src) | args_str(&a, b->k_sources);
-	rc |= args_str(&a, b->k_feed) | args_str(&a, b->k_tot);
+	rc |= args_str(&a, b->k_src) | args_str(&a, b->k_feed);
+	rc |= args_str(&a, b->k_tot) | args_str(&a, b->k_sources);
 	rc |= args_str(&a, b->source);
 	rc |= args_str(&a, "stop") | args_str(&a, "0");
 	if (rc) {
@@ -888,8 +1246,9 @@ int push_withdraw(struct bridge *b)
 			conn_close(b);
 		return -1;
 	}
-	if (r->integer > 0 && b->status.seq_acked + 1 == (uint64_t)r->integer)
-		b->status.seq_acked = (uint64_t)r->integer;
+	struct bpart *p0 = b->part[0];
+	if (r->integer > 0 && p0->seq + 1 == (uint64_t)r->integer)
+		seq_set(b, p0, (uint64_t)r->integer, true);
 	else
 		forget_all(b);
 	freeReplyObject(r);
@@ -910,10 +1269,11 @@ static int undo_refused(struct bridge *b, const struct txn *t,
 	int rc = 0, nrep = 0;
 	size_t n = 0;
 
-	rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
-	rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
-	rc |= args_push(&dt, "HDEL", 4) | args_str(&dt, b->k_tot);
-	rc |= args_push(&dg, "HDEL", 4) | args_str(&dg, b->k_gau);
+	const struct bpart *p = t->p;
+	rc |= args_push(&ht, "HSET", 4) | args_str(&ht, p->k_tot);
+	rc |= args_push(&hg, "HSET", 4) | args_str(&hg, p->k_gau);
+	rc |= args_push(&dt, "HDEL", 4) | args_str(&dt, p->k_tot);
+	rc |= args_push(&dg, "HDEL", 4) | args_str(&dg, p->k_gau);
 	for (size_t i = 0; i < t->ng; i++) {
 		if (!bad[i])
 			continue;
@@ -942,7 +1302,7 @@ static int undo_refused(struct bridge *b, const struct txn *t,
 	}
 	const char *multi[] = { "MULTI" };
 	const char *exec[] = { "EXEC" };
-	const char *bump[] = { "HINCRBY", b->k_src, "seq", "1" };
+	const char *bump[] = { "HINCRBY", p->k_src, "seq", "1" };
 	rc = append_cmd(b, &nrep, 1, multi);
 	struct args *all[] = { &ht, &hg, &dt, &dg };
 	for (int i = 0; i < 4; i++) {
@@ -965,7 +1325,7 @@ static int undo_refused(struct bridge *b, const struct txn *t,
 		    r->elements > 0) {
 			redisReply *e = r->element[r->elements - 1];
 			if (e->type == REDIS_REPLY_INTEGER)
-				b->status.seq_acked = (uint64_t)e->integer;
+				seq_set(b, t->p, (uint64_t)e->integer, true);
 		}
 		freeReplyObject(r);
 	}
@@ -995,8 +1355,8 @@ static bool fid_after(uint64_t ms, uint64_t seq, uint64_t ms2, uint64_t seq2)
 
 /* The feed entry of keys k[0..n): XADD M feed MINID ~ cut * s S k
  * "k1\0k2...". */
-static int build_xadd(struct bridge *b, struct args *a, const uint32_t *k,
-		      size_t n, uint64_t now)
+static int build_xadd(struct bridge *b, struct args *a, const char *feed,
+		      const uint32_t *k, size_t n, uint64_t now)
 {
 	size_t len = 0;
 	char cut[24];
@@ -1004,7 +1364,7 @@ static int build_xadd(struct bridge *b, struct args *a, const uint32_t *k,
 
 	snprintf(cut, sizeof(cut), "%" PRIu64,
 		 now > FEED_KEEP_MS ? now - FEED_KEEP_MS : 0);
-	rc |= args_push(a, "XADD", 4) | args_str(a, b->k_feed);
+	rc |= args_push(a, "XADD", 4) | args_str(a, feed);
 	rc |= args_push(a, "MINID", 5) | args_push(a, "~", 1);
 	rc |= args_str(a, cut) | args_push(a, "*", 1);
 	rc |= args_push(a, "s", 1) | args_str(a, b->source);
@@ -1026,7 +1386,7 @@ static int build_xadd(struct bridge *b, struct args *a, const uint32_t *k,
 
 /* The keys of one feed entry, unless it is ours: refresh those we have. */
 static int feed_entry(struct bridge *b, const redisReply *fields,
-		      struct refresh *rf)
+		      struct refresh *rf, bool *reset)
 {
 	const redisReply *src = NULL, *keys = NULL;
 
@@ -1046,6 +1406,9 @@ static int feed_entry(struct bridge *b, const redisReply *fields,
 	if (src && src->type == REDIS_REPLY_STRING &&
 	    strcmp(src->str, b->source) == 0)
 		return 0;
+	if (src && src->type == REDIS_REPLY_STRING &&
+	    strcmp(src->str, "reset") == 0)
+		*reset = true;
 	const char *p = keys->str, *end = keys->str + keys->len;
 	while (p < end) {
 		const char *z = memchr(p, '\0', (size_t)(end - p));
@@ -1220,7 +1583,7 @@ static int migrate(struct bridge *b)
 		     "upgraded the bookkeeping of host %s (%zu names) to "
 		     "source %s",
 		     b->host_hex, moved, b->source);
-		b->status.seq_acked = 1;
+		seq_set(b, b->part[0], 1, false);
 		forget_all(b);
 		b->migrate_checked = true;
 	} else {
@@ -1249,7 +1612,107 @@ out:
  * One group: read, decide, write. 0 done; 1 read again (our knowledge was
  * void, or EXEC was aborted); 2 refused or failed (logged); -1 I/O error.
  */
-static int run_txn(struct bridge *b, const struct txn *t)
+/* The read half of a group, sent: what run_txn reads back. */
+struct reads {
+	uint32_t *unk;       /* the counters we do not know */
+	size_t nunk;
+	int nrep;            /* replies */
+	bool read_resets, read_feed, read_inc, read_exp;
+	bool sent;           /* in flight: sent behind the previous group's
+				write (partitioned: the next slot's) */
+	bool broken;         /* its replies were read and its WATCH cleared
+				(the previous group sent a transaction
+				after it): the group is read again */
+};
+
+/* Queue the read half of group t (not flushed). 0; -1 I/O error or out
+ * of memory (rd->unk may be set: the caller frees it). */
+static int send_reads(struct bridge *b, const struct txn *t,
+		      struct reads *rd)
+{
+	const size_t ng = t->ng;
+	const struct snap *sn = t->sn;
+	struct bpart *p = t->p;
+	struct args a = { 0 };
+	char rg[32], fp[32], cut[32];
+	int nrep = 0;
+
+	rd->read_resets = p->rgen_valid;
+	rd->read_feed = t->first && p->feed_known;
+	rd->read_inc = !b->started && !b->parted;
+	rd->read_exp = t->first && b->redis_ms > b->cf->gauge_expiry_ms;
+	rd->nunk = 0;
+	rd->unk = malloc((ng ? ng : 1) * sizeof(*rd->unk));
+	if (!rd->unk)
+		return -1;
+	uint32_t *unk = rd->unk;
+	for (size_t i = 0; i < ng; i++)
+		if (!b->st[sn->v[t->grp[i]].index].known)
+			unk[rd->nunk++] = sn->v[t->grp[i]].index;
+	size_t nunk = rd->nunk;
+
+	const char *watch[] = { "WATCH", p->k_src, p->k_rgen };
+	const char *hm[] = { "HMGET", p->k_src, "owner", "owner_exp", "seq" };
+	const char *tm[] = { "TIME" };
+	const char *grg[] = { "GET", p->k_rgen };
+	const char *xl[] = { "XREVRANGE", p->k_feed, "+", "-", "COUNT", "1" };
+	const char *xo[] = { "XRANGE", p->k_feed, "-", "+", "COUNT", "1" };
+	const char *gi[] = { "GET", b->k_inc };
+	snprintf(rg, sizeof(rg), "(%" PRIu64, p->rgen_known);
+	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, p->feed_ms,
+		 p->feed_seq);
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 rd->read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
+	const char *zr[] = { "ZRANGEBYSCORE", p->k_resets, rg, "+inf",
+			     "WITHSCORES" };
+	const char *xr[] = { "XRANGE", p->k_feed, fp, "+", "COUNT", FEED_MAX };
+	const char *ze[] = { "ZRANGEBYSCORE", b->k_sources, "-inf", cut,
+			     "LIMIT", "0", "4" };
+	int rc = append_cmd(b, &nrep, 3, watch);
+	rc |= append_cmd(b, &nrep, 5, hm);
+	rc |= append_cmd(b, &nrep, 1, tm);
+	rc |= append_cmd(b, &nrep, 2, grg);
+	if (rd->read_resets)
+		rc |= append_cmd(b, &nrep, 5, zr);
+	/* The feed: its newest entry (where to read from, after reading
+	 * every value), or its oldest (was it trimmed past where we read?)
+	 * and what came after our position. */
+	if (t->first)
+		rc |= append_cmd(b, &nrep, 6, p->feed_known ? xo : xl);
+	if (rd->read_feed)
+		rc |= append_cmd(b, &nrep, 6, xr);
+	if (rd->read_inc)
+		rc |= append_cmd(b, &nrep, 2, gi);
+	if (rd->read_exp)
+		rc |= append_cmd(b, &nrep, 7, ze);
+	for (size_t off = 0; off < nunk && rc == 0; off += BRIDGE_CHUNK) {
+		size_t n = nunk - off < BRIDGE_CHUNK ? nunk - off : BRIDGE_CHUNK;
+		const char *what[3][2] = { { "HMGET", p->k_tot },
+					   { "HMGET", p->k_gau },
+					   { "ZMSCORE", p->k_resets } };
+		for (int w = 0; w < 3 && rc == 0; w++) {
+			rc |= args_push(&a, what[w][0], strlen(what[w][0]));
+			rc |= args_str(&a, what[w][1]);
+			for (size_t i = 0; i < n; i++)
+				rc |= args_pushk(&a, b, unk[off + i]);
+			rc = rc ? -1 : append(b, &a, &nrep);
+		}
+	}
+	args_free(&a);
+	rd->nrep = nrep;
+	return rc ? -1 : 0;
+}
+
+/*
+ * One group: read, decide, write. 0 done; 1 read again (our knowledge was
+ * void, or EXEC was aborted); 2 refused or failed (logged); -1 I/O error.
+ * rd: its read half, sent already (rd->sent) or not. next (may be NULL):
+ * a group of another slot on the same connection whose read half goes
+ * behind this group's write, one round trip for both (partitioned), into
+ * *nrd.
+ */
+static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
+		   const struct txn *next, struct reads *nrd)
 {
 	const size_t ng = t->ng;
 	const struct snap *sn = t->sn;
@@ -1260,79 +1723,31 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	bool *bad = NULL;
 	size_t nops = 0;
 	struct refresh rf = { 0 };
-	char rg[32], fp[32], cut[32];
-	uint32_t *unk = NULL;
-	size_t nunk = 0;
-	bool read_resets = b->rgen_valid, read_feed = t->first && b->feed_known;
-	bool read_inc = !b->started;
-	bool read_exp = t->first && b->redis_ms > b->cf->gauge_expiry_ms;
+	struct bpart *p = t->p;
 
-	unk = malloc((ng ? ng : 1) * sizeof(*unk));
-	pl = calloc(ng ? ng : 1, sizeof(*pl));
-	if (!unk || !pl) {
-		ret = 2;
+	if (rd->broken) {
+		ret = 1;
 		goto out;
 	}
-	for (size_t i = 0; i < ng; i++)
-		if (!b->st[sn->v[t->grp[i]].index].known)
-			unk[nunk++] = sn->v[t->grp[i]].index;
-
-	/* ---- read */
-	const char *watch[] = { "WATCH", b->k_src, b->k_rgen };
-	const char *hm[] = { "HMGET", b->k_src, "owner", "owner_exp", "seq" };
-	const char *tm[] = { "TIME" };
-	const char *grg[] = { "GET", b->k_rgen };
-	const char *xl[] = { "XREVRANGE", b->k_feed, "+", "-", "COUNT", "1" };
-	const char *xo[] = { "XRANGE", b->k_feed, "-", "+", "COUNT", "1" };
-	const char *gi[] = { "GET", b->k_inc };
-	snprintf(rg, sizeof(rg), "(%" PRIu64, b->rgen_known);
-	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, b->feed_ms,
-		 b->feed_seq);
-	snprintf(cut, sizeof(cut), "%" PRIu64,
-		 read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
-	const char *zr[] = { "ZRANGEBYSCORE", b->k_resets, rg, "+inf",
-			     "WITHSCORES" };
-	const char *xr[] = { "XRANGE", b->k_feed, fp, "+", "COUNT", FEED_MAX };
-	const char *ze[] = { "ZRANGEBYSCORE", b->k_sources, "-inf", cut,
-			     "LIMIT", "0", "4" };
-	int rc = append_cmd(b, &nrep, 3, watch);
-	rc |= append_cmd(b, &nrep, 5, hm);
-	rc |= append_cmd(b, &nrep, 1, tm);
-	rc |= append_cmd(b, &nrep, 2, grg);
-	if (read_resets)
-		rc |= append_cmd(b, &nrep, 5, zr);
-	/* The feed: its newest entry (where to read from, after reading
-	 * every value), or its oldest (was it trimmed past where we read?)
-	 * and what came after our position. */
-	if (t->first)
-		rc |= append_cmd(b, &nrep, 6, b->feed_known ? xo : xl);
-	if (read_feed)
-		rc |= append_cmd(b, &nrep, 6, xr);
-	if (read_inc)
-		rc |= append_cmd(b, &nrep, 2, gi);
-	if (read_exp)
-		rc |= append_cmd(b, &nrep, 7, ze);
-	for (size_t off = 0; off < nunk && rc == 0; off += BRIDGE_CHUNK) {
-		size_t n = nunk - off < BRIDGE_CHUNK ? nunk - off : BRIDGE_CHUNK;
-		const char *what[3][2] = { { "HMGET", b->k_tot },
-					   { "HMGET", b->k_gau },
-					   { "ZMSCORE", b->k_resets } };
-		for (int w = 0; w < 3 && rc == 0; w++) {
-			rc |= args_push(&a, what[w][0], strlen(what[w][0]));
-			rc |= args_str(&a, what[w][1]);
-			for (size_t i = 0; i < n; i++)
-				rc |= args_pushk(&a, b, unk[off + i]);
-			rc = rc ? -1 : append(b, &a, &nrep);
-		}
-	}
-	if (rc) {
+	if (!rd->sent && send_reads(b, t, rd) < 0) {
 		ret = -1;
+		goto out;
+	}
+	const uint32_t *unk = rd->unk;
+	const size_t nunk = rd->nunk;
+	const bool read_resets = rd->read_resets, read_feed = rd->read_feed;
+	const bool read_inc = rd->read_inc, read_exp = rd->read_exp;
+	nrep = rd->nrep;
+	pl = calloc(ng ? ng : 1, sizeof(*pl));
+	if (!pl) {
+		/* Its replies are on the way: read them, then give up. */
+		ret = drain(b, nrep) < 0 ? -1 : 2;
 		goto out;
 	}
 
 	redisReply *r;
 	uint64_t now = 0, seq = 0, rgen = 0;
-	uint64_t pos_ms = b->feed_ms, pos_seq = b->feed_seq;
+	uint64_t pos_ms = p->feed_ms, pos_seq = p->feed_seq;
 	bool refused = false, missing = false;
 	char owner[80] = "", inc[80] = "";
 	int64_t owner_exp = 0;
@@ -1373,7 +1788,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		ret = 2;
 		goto drain_out;
 	}
-	if (owner[0] && strcmp(owner, b->token) != 0 && owner_exp > 0 &&
+	/* Partitioned, the lease is at home (push_home). */
+	if (!b->parted && owner[0] && strcmp(owner, b->token) != 0 &&
+	    owner_exp > 0 &&
 	    (uint64_t)owner_exp > now) {
 		b->refused = true;
 		bridge_error(b, SHMSTAT_LOG_ERROR,
@@ -1420,10 +1837,10 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			   r->element[0]->type == REDIS_REPLY_ARRAY &&
 			   r->element[0]->elements == 2 &&
 			   parse_fid(r->element[0]->element[0], &ms, &sq);
-		if (!b->feed_known) {
+		if (!p->feed_known) {
 			pos_ms = one ? ms : 0;
 			pos_seq = one ? sq : 0;
-		} else if (one && fid_after(ms, sq, b->feed_ms, b->feed_seq)) {
+		} else if (one && fid_after(ms, sq, p->feed_ms, p->feed_seq)) {
 			/* Trimmed past our position (or a new feed): what
 			 * we missed is unknown, read every value. */
 			feed_back = true;
@@ -1450,8 +1867,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 					pos_ms = ms;
 					pos_seq = sq;
 				}
+				bool rs = false;
 				if (!feed_back &&
-				    feed_entry(b, e->element[1], &rf) < 0)
+				    feed_entry(b, e->element[1], &rf, &rs) < 0)
 					feed_back = true;
 			}
 		} else {
@@ -1487,7 +1905,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	}
 
 	/* Is what we know of our bookkeeping still what Redis holds? */
-	if (missing && b->status.seq_acked && inc[0] &&
+	if (!b->parted && missing && b->status.seq_acked && inc[0] &&
 	    strcmp(inc, b->source) != 0) {
 		b->refused = true;
 		bridge_error(b, SHMSTAT_LOG_ERROR,
@@ -1499,18 +1917,21 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		ret = 2;
 		goto drain_out;
 	}
-	if (seq != b->status.seq_acked) {
-		if (seq < b->status.seq_acked)
+	if (!p->seq_known) {
+		/* The first look at this partition since the start: its
+		 * counters are read in this pipeline. */
+		seq_set(b, p, seq, false);
+	} else if (seq != p->seq) {
+		if (seq < p->seq)
 			blog(SHMSTAT_LOG_WARNING,
 			     "Redis %s lost pushes (the sequence of source %s "
 			     "is %" PRIu64 ", below the %" PRIu64
 			     " it acknowledged: restarted empty or restored "
 			     "from an older snapshot); reading its bookkeeping "
 			     "again",
-			     b->cf->addr, b->source, seq,
-			     b->status.seq_acked);
-		b->status.seq_acked = seq;
-		forget_all(b);
+			     b->cf->addr, b->source, seq, p->seq);
+		seq_set(b, p, seq, false);
+		forget_part(b, p);
 		ret = 1;
 		goto drain_out;
 	}
@@ -1577,7 +1998,8 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			s->known = 1;
 			settle(b, x);
 			/* Its global value, whether or not we send it. */
-			if (t->first && refresh_add(&rf, x) < 0)
+			if ((t->first || (b->parted && !p->refreshed)) &&
+			    refresh_add(&rf, x) < 0)
 				feed_back = true;
 		}
 		freeReplyObject(rt);
@@ -1586,9 +2008,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	}
 	if (ret)
 		goto out;
-	if (!b->rgen_valid || rgen >= b->rgen_known) {
-		b->rgen_known = rgen;
-		b->rgen_valid = true;
+	if (!p->rgen_valid || rgen >= p->rgen_known) {
+		p->rgen_known = rgen;
+		p->rgen_valid = true;
 	}
 
 	/* Others' business before ours: a previous incarnation, sources
@@ -1677,18 +2099,26 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	snprintf(seq_s, sizeof(seq_s), "%" PRIu64, seq + 1);
 	const char *multi[] = { "MULTI" };
 	const char *exec[] = { "EXEC" };
-	const char *hs[] = { "HSET", b->k_src, "owner", b->token, "owner_exp",
+	const char *hs[] = { "HSET", p->k_src, "owner", b->token, "owner_exp",
 			     exp_s, "seq", seq_s, "host", b->host_name,
 			     "segment", b->cf->segment, "kp",
 			     b->cf->key_prefix, "pushed_ms", now_s, "proto",
 			     "2" };
+	/* Partitioned: the record of the slot holds its sequence (the lease
+	 * and the identity are at home). */
+	const char *hp[] = { "HSET", p->k_src, "seq", seq_s };
 	const char *zs[] = { "ZADD", b->k_sources, exp_s, b->source };
 	const char *si[] = { "SET", b->k_inc, b->source };
-	rc = append_cmd(b, &wrep, 1, multi);
-	rc |= append_cmd(b, &wrep, 18, hs);
-	ops[nops++].kind = OP_OTHER;
-	rc |= append_cmd(b, &wrep, 4, zs);
-	ops[nops++].kind = OP_OTHER;
+	int rc = append_cmd(b, &wrep, 1, multi);
+	if (b->parted) {
+		rc |= append_cmd(b, &wrep, 4, hp);
+		ops[nops++].kind = OP_OTHER;
+	} else {
+		rc |= append_cmd(b, &wrep, 18, hs);
+		ops[nops++].kind = OP_OTHER;
+		rc |= append_cmd(b, &wrep, 4, zs);
+		ops[nops++].kind = OP_OTHER;
+	}
 	if (set_inc) {
 		rc |= append_cmd(b, &wrep, 3, si);
 		ops[nops++].kind = OP_OTHER;
@@ -1702,14 +2132,14 @@ static int run_txn(struct bridge *b, const struct txn *t)
 		if (!ch)
 			rc = -1;
 		for (size_t i = off; i < off + n && rc == 0; i++) {
-			const struct plan *p = &pl[i];
+			const struct plan *q = &pl[i];
 			uint32_t x = sn->v[t->grp[i]].index;
-			if (p->bad || !p->delta)
+			if (q->bad || !q->delta)
 				continue;
 			const char *v[3] = { "INCRBY", b->keys[x], NULL };
 			size_t l[3] = { 6, b->keylen[x], 0 };
 			char d[24];
-			int dl = snprintf(d, sizeof(d), "%" PRId64, p->delta);
+			int dl = snprintf(d, sizeof(d), "%" PRId64, q->delta);
 			v[2] = d;
 			l[2] = (size_t)dl;
 			if (redisAppendCommandArgv(b->rc, 3, v, l) != REDIS_OK)
@@ -1718,38 +2148,38 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			ops[nops].kind = OP_INCRBY;
 			ops[nops++].item = (uint32_t)i;
 		}
-		rc |= args_push(&ht, "HSET", 4) | args_str(&ht, b->k_tot);
-		rc |= args_push(&hg, "HSET", 4) | args_str(&hg, b->k_gau);
-		rc |= args_push(&sg, "SADD", 4) | args_str(&sg, b->k_gauges);
-		rc |= args_push(&sk, "SADD", 4) | args_str(&sk, b->k_keys);
+		rc |= args_push(&ht, "HSET", 4) | args_str(&ht, p->k_tot);
+		rc |= args_push(&hg, "HSET", 4) | args_str(&hg, p->k_gau);
+		rc |= args_push(&sg, "SADD", 4) | args_str(&sg, p->k_gauges);
+		rc |= args_push(&sk, "SADD", 4) | args_str(&sk, p->k_keys);
 		for (size_t i = off; i < off + n && rc == 0; i++) {
-			const struct plan *p = &pl[i];
+			const struct plan *q = &pl[i];
 			const struct item *it = &sn->v[t->grp[i]];
-			if (p->bad || !p->write)
+			if (q->bad || !q->write)
 				continue;
 			if (it->kind == SHMSTAT_KIND_GAUGE) {
 				rc |= args_pushk(&hg, b, it->index);
 				rc |= args_i64(&hg, it->total);
-				if (p->newg)
+				if (q->newg)
 					rc |= args_pushk(&sg, b, it->index);
 			} else {
 				rc |= args_pushk(&ht, b, it->index);
-				if (p->base == 0 && p->gen == 0)
+				if (q->base == 0 && q->gen == 0)
 					rc |= args_i64(&ht, it->total);
 				else
 					rc |= args_fmt(&ht,
 						       "%" PRId64 " %" PRId64
 						       " %" PRIu64,
-						       it->total, p->base,
-						       p->gen);
+						       it->total, q->base,
+						       q->gen);
 			}
 			if (!b->st[it->index].in_redis)
 				rc |= args_pushk(&sk, b, it->index);
-			if (p->delta && ch)
+			if (q->delta && ch)
 				ch[nch++] = it->index;
 		}
 		if (nch && rc == 0)
-			rc = build_xadd(b, &fd, ch, nch, now);
+			rc = build_xadd(b, &fd, p->k_feed, ch, nch, now);
 		free(ch);
 		struct args *cmds[] = { &ht, &hg, &sg, &sk, &fd };
 		for (int c = 0; c < 5; c++) {
@@ -1763,9 +2193,9 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	}
 	rc |= append_cmd(b, &wrep, 1, exec);
 	/* The global values of what others changed, after EXEC. */
-	bool all = !b->feed_known || feed_back;
+	bool all = t->first && (!p->feed_known || feed_back);
 	size_t nref = 0;
-	if (t->first) {
+	if (t->first || b->parted) {
 		if (all) {
 			rf.n = 0;
 			for (uint32_t i = 0; i < b->nidx; i++)
@@ -1795,6 +2225,12 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			rc = rc ? -1 : append(b, &a, &dummy);
 			nref++;
 		}
+	}
+	/* The next slot's read half, in the same round trip: its WATCH
+	 * comes after our EXEC (which clears the watched keys). */
+	if (rc == 0 && next) {
+		rc = send_reads(b, next, nrd);
+		nrd->sent = rc == 0;
 	}
 	if (rc) {
 		ret = -1;
@@ -1840,13 +2276,13 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			     b->cf->addr, conn_errtext(b, ex), qerr[0] ? ": " : "",
 			     qerr);
 		freeReplyObject(ex);
-		forget_all(b);
+		forget_part(b, p);
 		ret = 2;
 		if (drain(b, (int)nref) < 0)
 			ret = -1;
 		goto out;
 	}
-	b->status.seq_acked = seq + 1;
+	seq_set(b, p, seq + 1, true);
 	if (set_inc)
 		b->started = true;
 	bool any_bad = false;
@@ -1868,7 +2304,7 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			bridge_error(b, SHMSTAT_LOG_WARNING,
 				     "push to Redis %s: %s", b->cf->addr,
 				     e->str);
-			forget_all(b);
+			forget_part(b, p);
 			ret = 2;
 		}
 	}
@@ -1876,25 +2312,37 @@ static int run_txn(struct bridge *b, const struct txn *t)
 	for (size_t i = 0; i < ng; i++) {
 		const struct item *it = &sn->v[t->grp[i]];
 		struct bstate *s = &b->st[it->index];
-		const struct plan *p = &pl[i];
-		if (p->bad || bad[i])
+		const struct plan *q = &pl[i];
+		if (q->bad || bad[i])
 			continue;
 		s->refused = 0;
-		if (p->write) {
+		if (b->parted && q->delta)
+			hint_add(b, it->index);
+		if (q->write) {
 			s->acked = it->total;
 			s->in_redis = 1;
 			if (it->kind != SHMSTAT_KIND_GAUGE) {
-				if (p->base != s->mbase)
+				if (q->base != s->mbase)
 					shmstat__sync_rbase_set(b->h, it->index,
-							       p->base,
+							       q->base,
 							       key_tag(b, it->index));
-				s->base = s->mbase = p->base;
-				s->gen = p->gen;
+				s->base = s->mbase = q->base;
+				s->gen = q->gen;
 			}
 		}
 		if (s->rgen < s->gen)
 			s->rgen = s->gen;
 		settle(b, it->index);
+	}
+	/* The undo is a transaction of its own, after the next slot's read
+	 * half: its EXEC would clear that WATCH. Read those replies first;
+	 * that group is read again. */
+	if (any_bad && nrd && nrd->sent && !nrd->broken) {
+		if (drain(b, nrd->nrep) < 0) {
+			ret = -1;
+			goto out;
+		}
+		nrd->broken = true;
 	}
 	if (any_bad && undo_refused(b, t, bad) < 0) {
 		ret = -1;
@@ -1921,16 +2369,19 @@ static int run_txn(struct bridge *b, const struct txn *t)
 			     "bridge's ACL user",
 			     b->cf->addr, r->str);
 			b->no_mget = true;
-			b->feed_known = false;
+			forget_feeds(b);
 			freeReplyObject(r);
+			/* The other chunks' replies. */
+			if (drain(b, (int)(nref - c - 1)) < 0)
+				ret = -1;
 			goto out;
 		}
 		freeReplyObject(r);
 	}
 	if (t->first) {
-		b->feed_ms = pos_ms;
-		b->feed_seq = pos_seq;
-		b->feed_known = true;
+		p->feed_ms = pos_ms;
+		p->feed_seq = pos_seq;
+		p->feed_known = true;
 	}
 	if (t->first)
 		b->last_refreshed = (uint32_t)rf.n;
@@ -1949,11 +2400,1139 @@ drain_out:
 	}
 out:
 	args_free(&a);
-	free(unk);
+	free(rd->unk);
+	rd->unk = NULL;
 	free(pl);
 	free(ops);
 	free(bad);
 	free(rf.x);
+	return ret;
+}
+
+/* ------------------------------------------------------ partitioned push */
+
+/*
+ * The partitioned layout (--partition-by-slot, Redis Cluster). Every
+ * transaction and script stays in one hash slot: a counter key K belongs
+ * to the partition of slot(K), whose bookkeeping keys M{tag}s:S,
+ * M{tag}t:S, M{tag}g:S, M{tag}feed, M{tag}keys, M{tag}rgen, M{tag}resets
+ * and M{tag}gauges carry a hash tag of that slot (slot_tag). Per
+ * partition the protocol is the one above (run_txn, the WATCH on that
+ * slot's M s:S and M rgen). What is about no one slot lives under the
+ * home tag and is written outside those transactions:
+ *   M{home}s:S      S's lease (owner, owner_exp) and identity
+ *   M{home}sources  S -> lease end
+ *   M{home}i:H:SEG  the current source of segment SEG on host H
+ *   M{home}parts    every slot any source wrote (a reset's scope)
+ *   M{home}p:S      the slots S wrote (its withdrawal's scope)
+ * None needs atomicity with the counts: the lease only keeps two bridges
+ * of one source from taking turns (their writes are exact anyway: each
+ * partition's WATCHed sequence makes the later one read again); a slot
+ * goes into M parts and M p:S before its first transaction (and again
+ * after Redis lost writes), so a reset or a withdrawal never misses a
+ * slot, and one listed in vain costs a call that finds nothing.
+ *
+ * A push: at home, the lease (read, then write: two round trips); per
+ * node, the feeds of every partition of ours (one pipelined round trip,
+ * no WATCH) and the values others changed (one more, when there are
+ * any); then per partition with changed counters (or a reset seen in its
+ * feed) the two round trips of run_txn. So a push costs what changed plus
+ * two commands per partition of ours on its node.
+ */
+
+#define SWEEP_MIN 64  /* slots whose feed a push reads, at least */
+#define SWEEP_DIV 16  /* ... or 1/16 of ours: each read every 16 pushes */
+
+/*
+ * The partitions whose feeds this push reads (sweep) or whose values the
+ * home feed named (hinted), in slot order. The first round reads every
+ * slot's feed after a doubt (sweep_all: a start, the home feed trimmed or
+ * lost, a reset or withdrawal in many slots), else the next SWEEP_MIN or
+ * 1/SWEEP_DIV of them in turn: what a lost hint (a bridge that died
+ * between a slot's transaction and its home feed entry) or a reset or
+ * withdrawal would leave stale is read within SWEEP_DIV pushes. Later
+ * rounds read the feeds whose position is not known.
+ */
+static size_t parts_select(struct bridge *b, struct bpart **v, int round)
+{
+	size_t n = 0, used = 0;
+
+	for (uint32_t i = 0; i < b->nparts_max; i++)
+		if (b->part[i] && b->part[i]->first)
+			used++;
+	size_t budget = used / SWEEP_DIV + 1;
+	if (budget < SWEEP_MIN)
+		budget = SWEEP_MIN;
+	bool all = round == 0 && (b->sweep_all || budget >= used);
+	if (round == 0 && !all) {
+		uint32_t s = b->sweep_next % b->nparts_max;
+		for (uint32_t k = 0; k < b->nparts_max && budget; k++) {
+			struct bpart *p = b->part[(s + k) % b->nparts_max];
+			if (p && p->first) {
+				p->sweep = true;
+				budget--;
+			}
+			b->sweep_next = (s + k + 1) % b->nparts_max;
+		}
+	}
+	for (uint32_t i = 0; i < b->nparts_max; i++) {
+		struct bpart *p = b->part[i];
+		if (!p || !p->first)
+			continue;
+		if (all || !p->feed_known)
+			p->sweep = true;
+		if (p->sweep || p->hinted)
+			v[n++] = p;
+	}
+	if (round == 0)
+		b->sweep_all = false;
+	return n;
+}
+
+/* Write the home feed's entries of the keys this push changed: other
+ * bridges read those values at their next push. 0 or -1 (I/O error). */
+static int write_hints(struct bridge *b)
+{
+	struct args a = { 0 };
+	int nrep = 0, rc = 0;
+
+	if (!b->nhint)
+		return 0;
+	if (at_home(b) < 0)
+		return -1;
+	for (size_t off = 0; off < b->nhint && rc == 0; off += BRIDGE_CHUNK) {
+		size_t n = b->nhint - off < BRIDGE_CHUNK ? b->nhint - off
+							 : BRIDGE_CHUNK;
+		rc = build_xadd(b, &a, b->k_feed, b->hint + off, n,
+				b->redis_ms);
+		rc = rc ? -1 : append(b, &a, &nrep);
+	}
+	args_free(&a);
+	b->nhint = 0;
+	if (rc)
+		return -1;
+	return drain(b, nrep);
+}
+
+typedef int (*node_fn)(struct bridge *b, struct bpart **v, size_t n,
+		       void *arg);
+
+/* fn over v[0..n) one node at a time: the partitions whose slots one
+ * master serves (conn_slot makes the same connection current) go
+ * together, their commands in one pipeline. A slot map that changes
+ * meanwhile sends some to a node that answers MOVED: nothing of theirs
+ * is written, the next push tries again. */
+static int by_node(struct bridge *b, struct bpart **v, size_t n, node_fn fn,
+		   void *arg)
+{
+	if (!n)
+		return 0;
+	if (!b->cluster)
+		return fn(b, v, n, arg);
+	redisContext **rc = malloc(n * sizeof(*rc));
+	struct bpart **g = malloc(n * sizeof(*g));
+	bool *done = calloc(n, sizeof(*done));
+	int ret = 0;
+
+	if (!rc || !g || !done) {
+		ret = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (conn_slot(b, v[i]->slot) < 0) {
+			ret = -1;
+			goto out;
+		}
+		rc[i] = b->rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t m = 0;
+		if (done[i])
+			continue;
+		for (size_t j = i; j < n; j++)
+			if (!done[j] && rc[j] == rc[i]) {
+				g[m++] = v[j];
+				done[j] = true;
+			}
+		if (conn_slot(b, g[0]->slot) < 0) {
+			ret = -1;
+			goto out;
+		}
+		int r = fn(b, g, m, arg);
+		if (r < 0) {
+			ret = -1;
+			goto out;
+		}
+		if (r > ret)
+			ret = r;
+	}
+out:
+	free(rc);
+	free(g);
+	free(done);
+	return ret;
+}
+
+/* Was the feed of p read so long ago that entries after our position
+ * may have been trimmed since (FEED_KEEP_MS)? Then its oldest entry is
+ * read too. */
+static bool trim_check(const struct bridge *b, const struct bpart *p)
+{
+	return b->redis_ms >= p->swept_ms + FEED_KEEP_MS / 2;
+}
+
+struct feedsum {
+	size_t refreshed;
+	bool full;
+	bool forgot;         /* a slot's knowledge was void: snapshot again */
+};
+
+/* Every counter of p into rf (its values are read again). */
+static int refresh_part(struct bridge *b, const struct bpart *p,
+			struct refresh *rf)
+{
+	for (uint32_t x = p->first; x; x = b->cnext[x - 1])
+		if (!b->st[x - 1].reserved_name && refresh_add(rf, x - 1) < 0)
+			return -1;
+	return 0;
+}
+
+/* The feeds of one node's partitions v[0..n): the keys others changed
+ * since we read them (their values read in a second round trip); a reset
+ * seen, or a feed trimmed past our position, makes the partition run its
+ * transaction (need). 0 or -1 (I/O error). */
+static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
+{
+	struct feedsum *fs = arg;
+	uint64_t *pms = calloc(n, sizeof(*pms)), *psq = calloc(n, sizeof(*psq));
+	size_t *start = calloc(n + 1, sizeof(*start));
+	bool *err = calloc(n, sizeof(*err));
+	struct refresh rf = { 0 };
+	struct args a = { 0 };
+	redisReply *r = NULL;
+	int nrep = 0, ret = 0, rc = 0;
+	char fp[48];
+
+	if (!pms || !psq || !start || !err) {
+		ret = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct bpart *p = v[i];
+		const char *hs[] = { "HGET", p->k_src, "seq" };
+		if (!p->sweep)
+			continue;
+		if (p->seq_known)
+			rc |= append_cmd(b, &nrep, 3, hs);
+		if (p->feed_known) {
+			snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64,
+				 p->feed_ms, p->feed_seq);
+			const char *xo[] = { "XRANGE", p->k_feed, "-", "+",
+					     "COUNT", "1" };
+			const char *xr[] = { "XRANGE", p->k_feed, fp, "+",
+					     "COUNT", FEED_MAX };
+			if (trim_check(b, p))
+				rc |= append_cmd(b, &nrep, 6, xo);
+			rc |= append_cmd(b, &nrep, 6, xr);
+		} else {
+			const char *xl[] = { "XREVRANGE", p->k_feed, "+", "-",
+					     "COUNT", "1" };
+			rc |= append_cmd(b, &nrep, 6, xl);
+		}
+	}
+	if (rc) {
+		ret = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct bpart *p = v[i];
+		bool known = p->feed_known, back = !known, rs = false;
+		uint64_t ms = 0, sq = 0;
+		start[i] = rf.n;
+		pms[i] = p->feed_ms;
+		psq[i] = p->feed_seq;
+		/* The keys the home feed named. */
+		if (p->hinted)
+			for (uint32_t x = p->first; x; x = b->cnext[x - 1])
+				if (b->st[x - 1].hinted) {
+					b->st[x - 1].hinted = 0;
+					if (refresh_add(&rf, x - 1) < 0) {
+						ret = -1;
+						goto out;
+					}
+				}
+		if (!p->sweep)
+			continue;
+		if (p->seq_known) {
+			/* Our sequence in that slot: another value says
+			 * Redis lost writes (or our gauges were withdrawn):
+			 * what we know of the slot is void. */
+			uint64_t sq2 = 0;
+			if (!(r = get_reply(b))) {
+				ret = -1;
+				goto out;
+			}
+			if (r->type == REDIS_REPLY_ERROR)
+				err[i] = true;
+			else if (r->type != REDIS_REPLY_NIL &&
+				 !parse_u64(r, &sq2))
+				err[i] = true;
+			else if (sq2 != p->seq) {
+				if (sq2 < p->seq)
+					blog(SHMSTAT_LOG_WARNING,
+					     "Redis %s lost pushes (the sequence "
+					     "of source %s in slot %u is %" PRIu64
+					     ", below the %" PRIu64 " it "
+					     "acknowledged); reading that slot's "
+					     "bookkeeping again",
+					     b->cf->addr, b->source, p->slot, sq2,
+					     p->seq);
+				seq_set(b, p, sq2, false);
+				forget_part(b, p);
+				fs->forgot = true;
+				err[i] = true;
+			}
+			freeReplyObject(r);
+			r = NULL;
+		}
+		if (!known || trim_check(b, p)) {
+			if (!(r = get_reply(b))) {
+				ret = -1;
+				goto out;
+			}
+			bool one = r->type == REDIS_REPLY_ARRAY &&
+				   r->elements == 1 &&
+				   r->element[0]->type == REDIS_REPLY_ARRAY &&
+				   r->element[0]->elements == 2 &&
+				   parse_fid(r->element[0]->element[0], &ms, &sq);
+			if (r->type == REDIS_REPLY_ERROR)
+				err[i] = true;
+			if (!known) {
+				pms[i] = one ? ms : 0;
+				psq[i] = one ? sq : 0;
+			} else if (one &&
+				   fid_after(ms, sq, p->feed_ms, p->feed_seq)) {
+				back = true; /* trimmed past our position */
+			}
+			freeReplyObject(r);
+			r = NULL;
+		}
+		if (known) {
+			if (!(r = get_reply(b))) {
+				ret = -1;
+				goto out;
+			}
+			if (r->type != REDIS_REPLY_ARRAY) {
+				err[i] = true;
+			} else {
+				if (r->elements >= (size_t)atoi(FEED_MAX))
+					back = true;
+				for (size_t j = 0; j < r->elements; j++) {
+					redisReply *e = r->element[j];
+					if (e->type != REDIS_REPLY_ARRAY ||
+					    e->elements != 2 ||
+					    !parse_fid(e->element[0], &ms, &sq))
+						continue;
+					if (fid_after(ms, sq, pms[i], psq[i])) {
+						pms[i] = ms;
+						psq[i] = sq;
+					}
+					if (!back &&
+					    feed_entry(b, e->element[1], &rf,
+						       &rs) < 0)
+						back = true;
+				}
+			}
+			freeReplyObject(r);
+			r = NULL;
+		}
+		if (err[i]) {
+			/* Redirected, refused, or its knowledge void: its
+			 * position is read again. */
+			p->feed_known = false;
+			rf.n = start[i];
+			continue;
+		}
+		/* A reset seen, or one we may have missed (the feed was
+		 * trimmed or its position unknown): the transaction of the
+		 * slot reads its resets. */
+		if (rs || back)
+			p->need = true;
+		if (back) {
+			rf.n = start[i];
+			if (refresh_part(b, p, &rf) < 0) {
+				ret = -1;
+				goto out;
+			}
+			p->refreshed = true;
+			fs->full = true;
+		}
+	}
+	start[n] = rf.n;
+	/* The values: MGET per partition (one slot each), in chunks. */
+	nrep = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		for (size_t off = start[i]; off < start[i + 1] && rc == 0;
+		     off += BRIDGE_CHUNK) {
+			size_t m = start[i + 1] - off < BRIDGE_CHUNK
+					   ? start[i + 1] - off
+					   : BRIDGE_CHUNK;
+			if (b->no_mget) {
+				for (size_t j = 0; j < m && rc == 0; j++) {
+					uint32_t x = rf.x[off + j];
+					const char *gv[2] = { "GET", b->keys[x] };
+					size_t gl[2] = { 3, b->keylen[x] };
+					if (redisAppendCommandArgv(b->rc, 2, gv,
+								   gl) != REDIS_OK)
+						rc = -1;
+					nrep++;
+				}
+				continue;
+			}
+			rc |= args_push(&a, "MGET", 4);
+			for (size_t j = 0; j < m; j++)
+				rc |= args_pushk(&a, b, rf.x[off + j]);
+			rc = rc ? -1 : append(b, &a, &nrep);
+		}
+	if (rc) {
+		ret = -1;
+		goto out;
+	}
+	uint64_t ns = shmstat__now_realtime_ns();
+	size_t pos = 0;
+	bool refused = false;
+	for (int c = 0; c < nrep; c++) {
+		if (!(r = get_reply(b))) {
+			ret = -1;
+			goto out;
+		}
+		if (b->no_mget) {
+			if (pos < rf.n)
+				set_global(b, rf.x[pos++], r, ns);
+		} else if (r->type == REDIS_REPLY_ARRAY) {
+			for (size_t j = 0; j < r->elements && pos < rf.n; j++)
+				set_global(b, rf.x[pos++], r->element[j], ns);
+		} else if (r->type == REDIS_REPLY_ERROR && !refused) {
+			refused = true;
+			if (strncmp(r->str, "NOPERM", 6) == 0) {
+				blog(SHMSTAT_LOG_WARNING,
+				     "Redis %s refuses MGET (%s): reading the "
+				     "global values with GET instead; allow "
+				     "+mget for the bridge's ACL user",
+				     b->cf->addr, r->str);
+				b->no_mget = true;
+			}
+		}
+		freeReplyObject(r);
+		r = NULL;
+	}
+	if (refused) {
+		/* Read every value again, next time. */
+		forget_feeds(b);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!err[i] && v[i]->sweep) {
+			v[i]->swept_ms = b->redis_ms;
+			v[i]->feed_ms = pms[i];
+			v[i]->feed_seq = psq[i];
+			v[i]->feed_known = true;
+		}
+	fs->refreshed += rf.n;
+out:
+	args_free(&a);
+	free(pms);
+	free(psq);
+	free(start);
+	free(err);
+	free(rf.x);
+	return ret;
+}
+
+/* The slots of v[0..n) that are not in M parts and M p:S yet go there,
+ * in one transaction at home. 0, 2 failed (logged), -1 I/O error. */
+static int ensure_parts(struct bridge *b, struct bpart **v, size_t n)
+{
+	struct args s1 = { 0 }, s2 = { 0 };
+	int rc = 0, nrep = 0, ret = 0;
+	size_t add = 0;
+
+	rc |= args_push(&s1, "SADD", 4) | args_str(&s1, b->k_parts);
+	rc |= args_push(&s2, "SADD", 4) | args_str(&s2, b->k_pset);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (!v[i]->in_parts) {
+			rc |= args_fmt(&s1, "%u", v[i]->slot);
+			rc |= args_fmt(&s2, "%u", v[i]->slot);
+			add++;
+		}
+	if (rc || !add) {
+		args_free(&s1);
+		args_free(&s2);
+		return rc ? -1 : 0;
+	}
+	if (at_home(b) < 0) {
+		args_free(&s1);
+		args_free(&s2);
+		return -1;
+	}
+	const char *multi[] = { "MULTI" };
+	const char *card[] = { "SCARD", b->k_pset };
+	const char *exec[] = { "EXEC" };
+	rc = append_cmd(b, &nrep, 1, multi);
+	rc |= append(b, &s1, &nrep);
+	rc |= append(b, &s2, &nrep);
+	rc |= append_cmd(b, &nrep, 2, card);
+	rc |= append_cmd(b, &nrep, 1, exec);
+	if (rc)
+		return -1;
+	redisReply *r = NULL;
+	for (int i = 0; i < nrep; i++) {
+		if (r)
+			freeReplyObject(r);
+		if (!(r = get_reply(b)))
+			return -1;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	    r->element[2]->type == REDIS_REPLY_INTEGER) {
+		b->parts_added = (uint32_t)r->element[2]->integer;
+		for (size_t i = 0; i < n; i++)
+			v[i]->in_parts = true;
+	} else {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "push to Redis %s: adding to %s failed: %s",
+			     b->cf->addr, b->k_parts, conn_errtext(b, r));
+		ret = 2;
+	}
+	freeReplyObject(r);
+	return ret;
+}
+
+/*
+ * Withdraw the gauges of source o in every slot it wrote (M p:O), with
+ * withdraw.lua's mode `how` ("stop": o is us; "expired", "retire": o's
+ * lease, at home, ended before t), then remove o from M sources (retire:
+ * drop its records at home too). 1 done, 0 not (yet), -1 I/O error.
+ */
+static int withdraw_slots(struct bridge *b, const char *o, const char *how,
+			  uint64_t t)
+{
+	const char *mp = b->cf->meta_prefix;
+	bool self = strcmp(how, "stop") == 0;
+	char ks[200], kps[200], tb[24], err[200] = "";
+	uint8_t *bits = calloc(SLOT_COUNT / 8, 1);
+	int ret = 1;
+
+	if (!bits)
+		return 0;
+	snprintf(ks, sizeof(ks), "%s{%s}s:%s", mp, SLOT_HOME_TAG, o);
+	snprintf(kps, sizeof(kps), "%s{%s}p:%s", mp, SLOT_HOME_TAG, o);
+	snprintf(tb, sizeof(tb), "%" PRIu64, t);
+	if (!self) {
+		const char *hg[] = { "HGET", ks, "owner_exp" };
+		int64_t e = 0;
+		if (at_home(b) < 0) {
+			ret = -1;
+			goto out;
+		}
+		redisReply *r = conn_command(b, 3, hg, NULL);
+		if (!r) {
+			ret = -1;
+			goto out;
+		}
+		bool live = r->type == REDIS_REPLY_ERROR ||
+			    (reply_i64(r, &e) && e >= 0 && (uint64_t)e >= t);
+		freeReplyObject(r);
+		if (live) {
+			ret = 0;
+			goto out;
+		}
+	}
+	int rc = home_slots(b, kps, bits, err, sizeof(err));
+	if (rc) {
+		if (rc > 0)
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "withdrawing source %s on Redis %s: %s", o,
+				     b->cf->addr, err);
+		ret = rc < 0 ? -1 : 0;
+		goto out;
+	}
+	if (self)
+		for (uint32_t i = 0; i < b->nparts_max; i++)
+			if (b->part[i] && b->part[i]->first)
+				bits[i / 8] |= (uint8_t)(1u << (i % 8));
+	for (unsigned sl = 0; sl < SLOT_COUNT; sl++) {
+		if (!bit(bits, sl))
+			continue;
+		struct args a = { 0 };
+		char kg[200], kr[200], kt[200];
+		struct bpart *p = bridge_part(b, sl);
+		if (!p) {
+			ret = 0;
+			goto out;
+		}
+		pkey(b, kg, sizeof(kg), sl, "g:", o);
+		pkey(b, kr, sizeof(kr), sl, "s:", o);
+		pkey(b, kt, sizeof(kt), sl, "t:", o);
+		rc = args_push(&a, "EVALSHA", 7) | args_push(&a, "", 0);
+		rc |= args_push(&a, "4", 1) | args_str(&a, kg);
+		rc |= args_str(&a, kr) | args_str(&a, p->k_feed);
+		rc |= args_str(&a, kt) | args_str(&a, o);
+		rc |= args_str(&a, how) | args_str(&a, tb);
+		if (rc || conn_slot(b, sl) < 0) {
+			args_free(&a);
+			ret = rc ? 0 : -1;
+			goto out;
+		}
+		redisReply *r = run_script(b, b->withdraw_sha, withdraw_lua, &a);
+		args_free(&a);
+		if (!r) {
+			ret = -1;
+			goto out;
+		}
+		if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
+			if (r->type == REDIS_REPLY_ERROR)
+				bridge_error(b, SHMSTAT_LOG_WARNING,
+					     "withdrawing source %s in slot %u "
+					     "on Redis %s: %s",
+					     o, sl, b->cf->addr, r->str);
+			freeReplyObject(r);
+			ret = 0;
+			goto out;
+		}
+		if (self) {
+			if (p->seq_known && p->seq + 1 == (uint64_t)r->integer)
+				seq_set(b, p, (uint64_t)r->integer, true);
+			else
+				forget_part(b, p);
+		}
+		freeReplyObject(r);
+	}
+	if (home_note(b, o) < 0) {
+		ret = -1;
+		goto out;
+	}
+	{
+		const char *multi[] = { "MULTI" };
+		const char *zr[] = { "ZREM", b->k_sources, o };
+		const char *del[] = { "DEL", ks, kps };
+		const char *he[] = { "HSET", ks, "owner_exp", "0" };
+		const char *exec[] = { "EXEC" };
+		bool retire = strcmp(how, "retire") == 0;
+		int nrep = 0;
+		rc = append_cmd(b, &nrep, 1, multi);
+		rc |= append_cmd(b, &nrep, 3, zr);
+		if (retire)
+			rc |= append_cmd(b, &nrep, 3, del);
+		else if (self)
+			rc |= append_cmd(b, &nrep, 4, he);
+		rc |= append_cmd(b, &nrep, 1, exec);
+		if (rc) {
+			ret = -1;
+			goto out;
+		}
+		for (int i = 0; i < nrep; i++) {
+			redisReply *r = get_reply(b);
+			if (!r) {
+				ret = -1;
+				goto out;
+			}
+			if (i == nrep - 1 && r->type != REDIS_REPLY_ARRAY)
+				ret = 0;
+			freeReplyObject(r);
+		}
+	}
+out:
+	free(bits);
+	return ret;
+}
+
+/* One entry of the home feed: the keys another source changed are read
+ * at this push; an entry without keys (a reset, a withdrawal: many slots)
+ * makes every slot's feed be read. */
+static void hint_entry(struct bridge *b, const redisReply *fields)
+{
+	const redisReply *src = NULL, *keys = NULL;
+
+	if (fields->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *f = fields->element[i];
+		if (f->type != REDIS_REPLY_STRING || f->len != 1)
+			continue;
+		if (f->str[0] == 's')
+			src = fields->element[i + 1];
+		else if (f->str[0] == 'k')
+			keys = fields->element[i + 1];
+	}
+	if (src && src->type == REDIS_REPLY_STRING &&
+	    strcmp(src->str, b->source) == 0)
+		return;
+	if (!keys || keys->type != REDIS_REPLY_STRING || !keys->len) {
+		b->sweep_all = true;
+		return;
+	}
+	const char *p = keys->str, *end = keys->str + keys->len;
+	while (p < end) {
+		const char *z = memchr(p, '\0', (size_t)(end - p));
+		size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
+		int64_t x = index_of_key(b, p, l);
+		if (x >= 0) {
+			b->st[x].hinted = 1;
+			b->part[b->cpart[x]]->hinted = true;
+		}
+		p += l + 1;
+	}
+}
+
+/*
+ * At home: the lease (refused while another live bridge holds it), the
+ * incarnation (retire the previous one), the sources whose lease ended
+ * long ago (withdraw their gauges), and whether M p:S lost slots (Redis
+ * lost writes: they go in again). Read, decide, write: 0, 2 refused or
+ * failed (logged), -1 I/O error.
+ */
+static int push_home(struct bridge *b)
+{
+	bool read_inc = !b->started;
+	bool read_exp = b->redis_ms > b->cf->gauge_expiry_ms;
+	char cut[24], owner[80] = "", inc[80] = "", expired[4][80];
+	const char *hm[] = { "HMGET", b->k_src, "owner", "owner_exp" };
+	const char *tm[] = { "TIME" };
+	const char *sc[] = { "SCARD", b->k_pset };
+	const char *gi[] = { "GET", b->k_inc };
+	const char *ze[] = { "ZRANGEBYSCORE", b->k_sources, "-inf", cut,
+			     "LIMIT", "0", "4" };
+	char fp[48];
+	snprintf(fp, sizeof(fp), "(%" PRIu64 "-%" PRIu64, b->hfeed_ms,
+		 b->hfeed_seq);
+	const char *xo[] = { "XRANGE", b->k_feed, "-", "+", "COUNT", "1" };
+	const char *xr[] = { "XRANGE", b->k_feed, fp, "+", "COUNT", FEED_MAX };
+	const char *xl[] = { "XREVRANGE", b->k_feed, "+", "-", "COUNT", "1" };
+	bool known = b->hfeed_known, ferr = false;
+	uint64_t pms = b->hfeed_ms, psq = b->hfeed_seq;
+	int nrep = 0, rc = 0, nexp = 0, ret = 0;
+	int64_t owner_exp = 0, card = 0;
+	uint64_t now = 0;
+	bool missing = false;
+
+	snprintf(cut, sizeof(cut), "%" PRIu64,
+		 read_exp ? b->redis_ms - b->cf->gauge_expiry_ms : 0);
+	if (at_home(b) < 0)
+		return -1;
+	rc |= append_cmd(b, &nrep, 4, hm);
+	rc |= append_cmd(b, &nrep, 1, tm);
+	rc |= append_cmd(b, &nrep, 2, sc);
+	if (read_inc)
+		rc |= append_cmd(b, &nrep, 2, gi);
+	if (read_exp)
+		rc |= append_cmd(b, &nrep, 7, ze);
+	/* The home feed: the keys others changed since we read it. */
+	rc |= append_cmd(b, &nrep, 6, known ? xo : xl);
+	if (known)
+		rc |= append_cmd(b, &nrep, 6, xr);
+	if (rc)
+		return -1;
+	int nfeed = known ? 2 : 1;
+	for (int i = 0; i < nrep; i++) {
+		redisReply *r = get_reply(b);
+		if (!r)
+			return -1;
+		int what = i < 3 ? i : i == 3 && read_inc ? 3 : 4;
+		if (i >= nrep - nfeed) {
+			/* The home feed's replies. */
+			uint64_t ms = 0, sq = 0;
+			if (r->type != REDIS_REPLY_ARRAY) {
+				b->sweep_all = true;
+				ferr = true;
+			} else if (i == nrep - nfeed) {
+				bool one = r->elements == 1 &&
+					   r->element[0]->type ==
+						   REDIS_REPLY_ARRAY &&
+					   r->element[0]->elements == 2 &&
+					   parse_fid(r->element[0]->element[0],
+						     &ms, &sq);
+				if (!known) {
+					pms = one ? ms : 0;
+					psq = one ? sq : 0;
+					b->sweep_all = true;
+				} else if (one && fid_after(ms, sq, b->hfeed_ms,
+							    b->hfeed_seq)) {
+					b->sweep_all = true; /* trimmed */
+				}
+			} else {
+				if (r->elements >= (size_t)atoi(FEED_MAX))
+					b->sweep_all = true;
+				for (size_t j = 0; j < r->elements; j++) {
+					redisReply *e = r->element[j];
+					if (e->type != REDIS_REPLY_ARRAY ||
+					    e->elements != 2 ||
+					    !parse_fid(e->element[0], &ms, &sq))
+						continue;
+					if (fid_after(ms, sq, pms, psq)) {
+						pms = ms;
+						psq = sq;
+					}
+					hint_entry(b, e->element[1]);
+				}
+			}
+			freeReplyObject(r);
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			if (!ret)
+				bridge_error(b, SHMSTAT_LOG_WARNING,
+					     "push to Redis %s: %s",
+					     b->cf->addr, r->str);
+			ret = 2;
+		} else if (what == 0 && r->type == REDIS_REPLY_ARRAY &&
+			   r->elements == 2) {
+			if (r->element[0]->type == REDIS_REPLY_STRING)
+				snprintf(owner, sizeof(owner), "%s",
+					 r->element[0]->str);
+			missing = r->element[0]->type == REDIS_REPLY_NIL;
+			if (!reply_i64(r->element[1], &owner_exp))
+				owner_exp = 0;
+		} else if (what == 1 && r->type == REDIS_REPLY_ARRAY &&
+			   r->elements == 2) {
+			uint64_t s = 0, us = 0;
+			parse_u64(r->element[0], &s);
+			parse_u64(r->element[1], &us);
+			now = s * 1000 + us / 1000;
+		} else if (what == 2) {
+			reply_i64(r, &card);
+		} else if (what == 3 && r->type == REDIS_REPLY_STRING) {
+			snprintf(inc, sizeof(inc), "%s", r->str);
+		} else if (what == 4 && r->type == REDIS_REPLY_ARRAY) {
+			for (size_t j = 0; j < r->elements && nexp < 4; j++)
+				if (r->element[j]->type == REDIS_REPLY_STRING &&
+				    strcmp(r->element[j]->str, b->source))
+					snprintf(expired[nexp++], 80, "%s",
+						 r->element[j]->str);
+		}
+		freeReplyObject(r);
+	}
+	if (ret)
+		return ret;
+	b->redis_ms = now;
+	if (!ferr) {
+		b->hfeed_ms = pms;
+		b->hfeed_seq = psq;
+	}
+	b->hfeed_known = !ferr;
+	if (missing && b->home_written)
+		b->sweep_all = true; /* Redis lost our home record */
+	if (owner[0] && strcmp(owner, b->token) != 0 && owner_exp > 0 &&
+	    (uint64_t)owner_exp > now) {
+		b->refused = true;
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "source %s (segment '%s') is in use on Redis %s by "
+			     "another live bridge (its lease ends in %" PRIu64
+			     " ms); refusing to push",
+			     b->source, b->cf->segment, b->cf->addr,
+			     (uint64_t)owner_exp - now);
+		return 2;
+	}
+	if (missing && b->status.seq_acked && inc[0] &&
+	    strcmp(inc, b->source) != 0) {
+		b->refused = true;
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "source %s was retired: segment '%s' on host %s "
+			     "was recreated since (now source %s), and this "
+			     "segment's counts are in Redis already; refusing "
+			     "to push them again",
+			     b->source, b->cf->segment, b->host_hex, inc);
+		return 2;
+	}
+	if (card < (int64_t)b->parts_added) {
+		/* Redis lost slots of M p:S (and maybe of M parts). */
+		for (uint32_t i = 0; i < b->nparts_max; i++)
+			if (b->part[i])
+				b->part[i]->in_parts = false;
+		b->parts_added = 0;
+		b->sweep_all = true;
+	}
+	bool set_inc = false;
+	if (read_inc) {
+		if (!inc[0] || strcmp(inc, b->source) == 0) {
+			set_inc = !inc[0];
+			b->started = !set_inc;
+		} else {
+			int d = withdraw_slots(b, inc, "retire", now);
+			if (d < 0)
+				return -1;
+			if (d == 1)
+				blog(SHMSTAT_LOG_INFO,
+				     "segment '%s' was recreated: retired its "
+				     "previous source %s (its counts stay in "
+				     "the keys)",
+				     b->cf->segment, inc);
+			set_inc = d == 1;
+		}
+	}
+	for (int i = 0; i < nexp; i++) {
+		int d = withdraw_slots(b, expired[i], "expired",
+				       now - b->cf->gauge_expiry_ms);
+		if (d < 0)
+			return -1;
+		if (d == 1)
+			blog(SHMSTAT_LOG_INFO,
+			     "source %s: lease ended over %" PRIu64 " ms ago; "
+			     "its gauges are withdrawn from the sums",
+			     expired[i], b->cf->gauge_expiry_ms);
+	}
+	char exp_s[24], now_s[24];
+	snprintf(exp_s, sizeof(exp_s), "%" PRIu64, now + b->cf->owner_ttl_ms);
+	snprintf(now_s, sizeof(now_s), "%" PRIu64, now);
+	const char *multi[] = { "MULTI" };
+	const char *hs[] = { "HSET", b->k_src, "owner", b->token, "owner_exp",
+			     exp_s, "host", b->host_name, "segment",
+			     b->cf->segment, "kp", b->cf->key_prefix,
+			     "pushed_ms", now_s, "proto", "2" };
+	const char *zs[] = { "ZADD", b->k_sources, exp_s, b->source };
+	const char *si[] = { "SET", b->k_inc, b->source };
+	const char *exec[] = { "EXEC" };
+	if (at_home(b) < 0)
+		return -1;
+	nrep = 0;
+	rc = append_cmd(b, &nrep, 1, multi);
+	rc |= append_cmd(b, &nrep, 16, hs);
+	rc |= append_cmd(b, &nrep, 4, zs);
+	if (set_inc)
+		rc |= append_cmd(b, &nrep, 3, si);
+	rc |= append_cmd(b, &nrep, 1, exec);
+	if (rc)
+		return -1;
+	char qerr[200] = "";
+	for (int i = 0; i < nrep; i++) {
+		redisReply *r = get_reply(b);
+		if (!r)
+			return -1;
+		if (i == nrep - 1) {
+			if (r->type == REDIS_REPLY_ARRAY) {
+				if (set_inc)
+					b->started = true;
+				b->home_written = true;
+			} else {
+				bridge_error(b, SHMSTAT_LOG_WARNING,
+					     "push to Redis %s: renewing the "
+					     "lease failed: %s%s%s",
+					     b->cf->addr, conn_errtext(b, r),
+					     qerr[0] ? ": " : "", qerr);
+				ret = 2;
+			}
+		} else if (r->type == REDIS_REPLY_ERROR && !qerr[0]) {
+			/* Refused while queued (OOM, NOPERM): say why. */
+			snprintf(qerr, sizeof(qerr), "%s", r->str);
+		}
+		freeReplyObject(r);
+	}
+	return ret;
+}
+
+/* UNWATCH: true, or false on an I/O error. */
+static bool unwatch(struct bridge *b)
+{
+	const char *uw[] = { "UNWATCH" };
+	redisReply *u = conn_command(b, 1, uw, NULL);
+
+	if (u)
+		freeReplyObject(u);
+	return u != NULL;
+}
+
+/*
+ * The partitioned push: the lease at home, the feeds per node, then the
+ * transactions per partition (slot order), each of at most BRIDGE_GROUP
+ * counters. A partition that fails (refused, redirected) leaves its
+ * counts pending and the others go on; one whose knowledge was void (rc
+ * 1) or a reset seen make the snapshot be taken again and the partitions
+ * that still have work run again; bounded. 0, 2 failed (logged), -1 I/O.
+ */
+static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
+		      bool *full)
+{
+	struct bpart **v = malloc(SLOT_COUNT * sizeof(*v));
+	uint32_t *cnt = malloc((SLOT_COUNT + 1) * sizeof(*cnt));
+	uint32_t *grp = NULL;
+	redisContext **node = NULL;
+	struct reads cur = { 0 }, nxt = { 0 };
+	struct feedsum fs = { 0 };
+	int ret = 0;
+	bool failed = false;
+
+	if (!v || !cnt) {
+		ret = 2;
+		goto out;
+	}
+	for (uint32_t i = 0; i < b->nparts_max; i++)
+		if (b->part[i])
+			b->part[i]->refreshed = false;
+	b->nhint = 0;
+	ret = push_home(b);
+	if (ret)
+		goto out;
+	for (int round = 0; round < 10; round++) {
+		size_t n = parts_select(b, v, round);
+		fs.forgot = false;
+		int rc = by_node(b, v, n, feeds_node, &fs);
+		for (size_t i = 0; i < n; i++)
+			v[i]->sweep = v[i]->hinted = false;
+		if (rc < 0) {
+			ret = -1;
+			goto out;
+		}
+		if (fs.forgot) {
+			/* Counters the snapshot left out are pending now. */
+			free(sn->v);
+			memset(sn, 0, sizeof(*sn));
+			if (collect(b, sn) < 0) {
+				ret = 2;
+				goto out;
+			}
+		}
+		/* The pending counters by partition (a counting sort). */
+		free(grp);
+		grp = malloc((sn->n ? sn->n : 1) * sizeof(*grp));
+		if (!grp) {
+			ret = 2;
+			goto out;
+		}
+		memset(cnt, 0, (SLOT_COUNT + 1) * sizeof(*cnt));
+		for (size_t i = 0; i < sn->n; i++) {
+			const struct item *it = &sn->v[i];
+			const struct bstate *x = &b->st[it->index];
+			if (pending_one(b, it) &&
+			    !(x->refused && x->tried == b->push_no))
+				cnt[b->cpart[it->index] + 1]++;
+		}
+		for (uint32_t s = 0; s < SLOT_COUNT; s++)
+			cnt[s + 1] += cnt[s];
+		for (size_t i = 0; i < sn->n; i++) {
+			const struct item *it = &sn->v[i];
+			const struct bstate *x = &b->st[it->index];
+			if (pending_one(b, it) &&
+			    !(x->refused && x->tried == b->push_no))
+				grp[cnt[b->cpart[it->index]]++] = (uint32_t)i;
+		}
+		/* cnt[s] is now the end of slot s's run, cnt[s - 1] its
+		 * start. */
+		size_t nw = 0;
+		for (uint32_t s = 0; s < SLOT_COUNT; s++) {
+			uint32_t lo = s ? cnt[s - 1] : 0;
+			struct bpart *p = b->part[s];
+			if (p && (cnt[s] > lo || p->need))
+				v[nw++] = p;
+		}
+		rc = ensure_parts(b, v, nw);
+		if (rc < 0) {
+			ret = -1;
+			goto out;
+		}
+		if (rc) {
+			ret = 2;
+			goto out;
+		}
+		bool again = false;
+		b->reset_seen = false;
+		/* Which slots share a connection (a master): the next slot's
+		 * read half rides with this one's write. */
+		free(node);
+		node = malloc((nw ? nw : 1) * sizeof(*node));
+		if (!node) {
+			ret = 2;
+			goto out;
+		}
+		for (size_t k = 0; k < nw; k++) {
+			if (b->cluster && conn_slot(b, v[k]->slot) < 0) {
+				ret = -1;
+				goto out;
+			}
+			node[k] = b->rc;
+		}
+		for (size_t k = 0; k < nw; k++) {
+			struct bpart *p = v[k];
+			uint32_t lo = p->slot ? cnt[p->slot - 1] : 0;
+			uint32_t hi = cnt[p->slot];
+			bool ok = true;
+			if (!cur.sent && conn_slot(b, p->slot) < 0) {
+				ret = -1;
+				goto out;
+			}
+			for (uint32_t off = lo; ok && (off < hi || off == lo);
+			     off += BRIDGE_GROUP) {
+				size_t ng = hi - off < BRIDGE_GROUP ? hi - off
+								    : BRIDGE_GROUP;
+				struct txn t = { sn, grp + off, ng, false, p };
+				/* The next slot's first group, when this is
+				 * the last of this slot's. */
+				struct txn tn = { sn, NULL, 0, false, NULL };
+				if (off + ng >= hi && k + 1 < nw &&
+				    node[k + 1] == node[k]) {
+					struct bpart *q = v[k + 1];
+					uint32_t ql = q->slot ? cnt[q->slot - 1]
+							      : 0;
+					uint32_t qh = cnt[q->slot];
+					tn.grp = grp + ql;
+					tn.ng = qh - ql < BRIDGE_GROUP
+							? qh - ql
+							: BRIDGE_GROUP;
+					tn.p = q;
+				}
+				rc = run_txn(b, &t, &cur, tn.p ? &tn : NULL,
+					     &nxt);
+				cur = nxt;
+				memset(&nxt, 0, sizeof(nxt));
+				if (rc < 0) {
+					ret = -1;
+					goto out;
+				}
+				if (rc == 2) {
+					failed = true;
+					ok = false;
+					if (b->refused) {
+						ret = 2;
+						goto out;
+					}
+				} else if (rc == 1) {
+					again = true;
+					ok = false;
+				} else {
+					*sent += ng;
+				}
+				if (hi == lo)
+					break;
+			}
+			if (ok)
+				p->need = false;
+		}
+		if (!again && !b->reset_seen)
+			break;
+		free(sn->v);
+		memset(sn, 0, sizeof(*sn));
+		if (collect(b, sn) < 0) {
+			ret = 2;
+			goto out;
+		}
+	}
+	if (write_hints(b) < 0) {
+		ret = -1;
+		goto out;
+	}
+	if (failed)
+		ret = 2;
+out:
+	/* A read half left in flight (a refusal stopped the push): read it
+	 * and release its WATCH. */
+	if (cur.sent && !cur.broken && ret != -1 &&
+	    (drain(b, cur.nrep) < 0 || !unwatch(b)))
+		ret = -1;
+	free(cur.unk);
+	*full = fs.full;
+	b->last_refreshed = (uint32_t)fs.refreshed;
+	free(v);
+	free(cnt);
+	free(grp);
+	free(node);
 	return ret;
 }
 
@@ -1967,11 +3546,33 @@ int push_all(struct bridge *b)
 		return -1;
 	if (b->refused)
 		return -1;
+	/* A Redis Cluster takes the partitioned layout; the layout is
+	 * checked against the segment's record once it is known. */
+	if ((b->cluster && !b->parted && bridge_parted(b) < 0) ||
+	    bridge_layout_check(b) < 0) {
+		b->status.pushes_failed++;
+		return -1;
+	}
 	b->push_no++;
 	if (run_reset(b) < 0)
 		goto io;
 	if (collect(b, &sn) < 0)
 		goto failed;
+	if (b->parted) {
+		/* No older release wrote this layout: nothing to upgrade. */
+		if (b->status.pending && !b->dirty_since_ns)
+			b->dirty_since_ns = shmstat__now_realtime_ns();
+		size_t psent = 0;
+		bool pfull = false;
+		int rc = push_parts(b, &sn, &psent, &pfull);
+		b->last_sent = (uint32_t)psent;
+		b->last_full = pfull;
+		if (rc < 0)
+			goto io;
+		if (rc)
+			goto failed;
+		goto pushed;
+	}
 	if (!b->migrate_checked) {
 		int m = migrate(b);
 		if (m < 0)
@@ -2013,10 +3614,11 @@ int push_all(struct bridge *b)
 			}
 			if (!ng && !first)
 				break;
-			if (first && !b->feed_known)
+			if (first && !b->part[0]->feed_known)
 				full = true;
-			struct txn t = { &sn, grp, ng, first };
-			int rc = run_txn(b, &t);
+			struct txn t = { &sn, grp, ng, first, b->part[0] };
+			struct reads rd = { 0 };
+			int rc = run_txn(b, &t, &rd, NULL, NULL);
 			if (rc < 0)
 				goto io;
 			if (rc == 2)
@@ -2048,6 +3650,7 @@ int push_all(struct bridge *b)
 	}
 	b->last_sent = (uint32_t)sent;
 	b->last_full = full;
+pushed:
 	count_pending(b, &sn);
 	uint64_t now = shmstat__now_realtime_ns();
 	b->status.pushes_ok++;

@@ -2,7 +2,9 @@
 -- generation, KEYS[2] the resets (sorted set: key -> generation of its
 -- last reset), KEYS[3] the change feed (a stream), KEYS[4] the set of
 -- gauge keys, KEYS[5] the issuing source's record. ARGV[1] the request id
--- (idempotent per source), ARGV[2..] the keys.
+-- (idempotent per source), the keys to reset in KEYS[6..] (the
+-- partitioned layout: every key of one hash slot, so a Redis Cluster
+-- routes and checks them) or ARGV[2..].
 -- Each key is set to 0 and stamped with one new generation; each source
 -- then counts its contribution to it from its total as Redis last
 -- accepted it (see push.c). Gauge keys are refused: a gauge is a level
@@ -21,8 +23,7 @@ local function flush()
     m = 0
   end
 end
-for i = 2, #ARGV do
-  local k = ARGV[i]
+local function one(k)
   if redis.call('SISMEMBER', KEYS[4], k) == 1 then
     skipped = skipped + 1
   else
@@ -35,6 +36,8 @@ for i = 2, #ARGV do
     if m >= 500 then flush() end
   end
 end
+for i = 6, #KEYS do one(KEYS[i]) end
+for i = 2, #ARGV do one(ARGV[i]) end
 flush()
 redis.call('HSET', KEYS[5], 'reset_done', ARGV[1])
 return {n, skipped}

@@ -1,7 +1,9 @@
 -- withdraw.lua: take a source's gauges out of the sums. KEYS[1] its
 -- gauge hash (key -> value it contributes), KEYS[2] its record, KEYS[3]
--- the live sources (sorted set: source -> lease end), KEYS[4] the change
--- feed (a stream), KEYS[5] its counter hash. ARGV[1] the source, ARGV[2]
+-- the change feed (a stream), KEYS[4] its counter hash, KEYS[5] the live
+-- sources (sorted set: source -> lease end; absent in the partitioned
+-- layout, where the keys are one hash slot's: the caller checked the
+-- lease and removes the source after every slot). ARGV[1] the source, ARGV[2]
 -- the mode, ARGV[3] a time in ms (Redis' clock):
 --   stop     its own bridge stops cleanly: withdraw now, end the lease
 --   expired  its lease ended before ARGV[3]: withdraw its gauges
@@ -31,20 +33,20 @@ for i = 1, #g, 2 do
     m = m + 1
     f[m] = g[i]
     if m >= 500 then
-      redis.call('XADD', KEYS[4], '*', 's', ARGV[1], 'k',
+      redis.call('XADD', KEYS[3], '*', 's', ARGV[1], 'k',
         table.concat(f, '\0', 1, m))
       m = 0
     end
   end
 end
 if m > 0 then
-  redis.call('XADD', KEYS[4], '*', 's', ARGV[1], 'k',
+  redis.call('XADD', KEYS[3], '*', 's', ARGV[1], 'k',
     table.concat(f, '\0', 1, m))
 end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
+if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end
 if ARGV[2] == 'retire' then
-  redis.call('DEL', KEYS[2], KEYS[5])
+  redis.call('DEL', KEYS[2], KEYS[4])
   return 0
 end
 if ARGV[2] == 'stop' then
