@@ -16,6 +16,12 @@
  *                                the same over TCP on 127.0.0.1, and over
  *                                TLS (rediss://, certificates made with
  *                                openssl at start; skipped without it)
+ *   sync_push_10k_*_parted       the same in the partitioned layout
+ *                                (--partition-by-slot) on the one Redis
+ *   sync_push_10k_*_cluster      the same on a real Redis Cluster of three
+ *                                masters over TCP on 127.0.0.1 (made by
+ *                                redis-cli --cluster create); Redis' CPU
+ *                                is the sum of the three
  *   sync_push_1k_changed         one push of 1,000 counters, all changed:
  *                                the reference of sync_steady_100k_1pct
  *   sync_steady_100k_1pct        100,000 counters, 1,000 changed per
@@ -141,6 +147,129 @@ static void redis_cleanup(void)
 		if (system(cmd) != 0)
 			fprintf(stderr, "bench: could not remove %s\n", rs.dir);
 	}
+}
+
+static int redis_start(void);
+
+/* A Redis Cluster of CL_N masters on 127.0.0.1 (no replicas), made by
+ * redis-cli --cluster create in rs.dir; once per run. */
+#define CL_N 3
+static struct {
+	pid_t pid[CL_N];
+	int port[CL_N];
+	bool tried;
+} cs;
+
+static bool cl_ok(int port)
+{
+	struct timeval tv = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	bool ok = false;
+
+	if (c && !c->err) {
+		redisReply *r = redisCommand(c, "CLUSTER INFO");
+		ok = r && r->type == REDIS_REPLY_STRING &&
+		     strstr(r->str, "cluster_state:ok");
+		if (r)
+			freeReplyObject(r);
+	}
+	if (c)
+		redisFree(c);
+	return ok;
+}
+
+static void cluster_stop(void)
+{
+	int st;
+
+	for (int i = 0; i < CL_N; i++)
+		if (cs.pid[i]) {
+			kill(cs.pid[i], SIGTERM);
+			waitpid(cs.pid[i], &st, 0);
+			cs.pid[i] = 0;
+		}
+}
+
+static int cluster_start(void)
+{
+	char cmd[512];
+	size_t n;
+
+	if (cs.pid[0])
+		return 0;
+	if (cs.tried || redis_start() < 0)
+		return -1;
+	cs.tried = true;
+	atexit(cluster_stop);
+	n = (size_t)snprintf(cmd, sizeof(cmd),
+			     "redis-cli --cluster create --cluster-yes");
+	for (int i = 0; i < CL_N; i++) {
+		char port[16], bus[16], conf[256];
+		cs.port[i] = free_port();
+		snprintf(port, sizeof(port), "%d", cs.port[i]);
+		snprintf(bus, sizeof(bus), "%d", free_port());
+		snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", rs.dir,
+			 cs.port[i]);
+		pid_t pid = fork();
+		if (pid < 0)
+			return -1;
+		if (pid == 0) {
+			int fd = open("/dev/null", O_RDWR);
+			dup2(fd, 1);
+			execlp("redis-server", "redis-server", "--port", port,
+			       "--bind", "127.0.0.1", "--cluster-enabled",
+			       "yes", "--cluster-config-file", conf,
+			       "--cluster-port", bus, "--dir", rs.dir,
+			       "--save", "", "--appendonly", "no",
+			       (char *)NULL);
+			_exit(127);
+		}
+		cs.pid[i] = pid;
+		n += (size_t)snprintf(cmd + n, sizeof(cmd) - n,
+				      " 127.0.0.1:%d", cs.port[i]);
+	}
+	snprintf(cmd + n, sizeof(cmd) - n, " >/dev/null 2>&1");
+	for (int i = 0; i < 500; i++) {
+		if (system(cmd) == 0)
+			break;
+		msleep(20); /* the nodes are not listening yet */
+	}
+	for (int i = 0; i < 1000; i++) {
+		bool all = true;
+		for (int k = 0; k < CL_N && all; k++)
+			all = cl_ok(cs.port[k]);
+		if (all)
+			return 0;
+		msleep(10);
+	}
+	return -1;
+}
+
+/* The sum over the cluster's masters of Redis' CPU (INFO cpu), ms. */
+static double cluster_cpu_ms(void)
+{
+	static redisContext *rc[CL_N];
+	double ms = 0;
+
+	for (int i = 0; i < CL_N; i++) {
+		if (!rc[i])
+			rc[i] = redisConnect("127.0.0.1", cs.port[i]);
+		if (!rc[i] || rc[i]->err)
+			return -1;
+		redisReply *r = redisCommand(rc[i], "INFO cpu");
+		const char *s = r && r->type == REDIS_REPLY_STRING
+					? strstr(r->str, "used_cpu_sys:")
+					: NULL;
+		const char *u = s ? strstr(r->str, "used_cpu_user:") : NULL;
+		if (!u) {
+			if (r)
+				freeReplyObject(r);
+			return -1;
+		}
+		ms += (atof(s + 13) + atof(u + 14)) * 1e3;
+		freeReplyObject(r);
+	}
+	return ms;
 }
 
 /* Start redis-server (once per directory); 0 when it answers PING. */
@@ -310,8 +439,9 @@ static double redis_cmd_ms(void)
 
 /* A bridge in process on segment h, set up as the daemon sets it up;
  * T_PARTED: on the unix socket, with --partition-by-slot (the layout of
- * a Redis Cluster). */
-enum transport { T_UNIX, T_TCP, T_TLS, T_PARTED };
+ * a Redis Cluster); T_CLUSTER: a real cluster of CL_N masters over TCP on
+ * 127.0.0.1, given the first. */
+enum transport { T_UNIX, T_TCP, T_TLS, T_PARTED, T_CLUSTER };
 
 static int bridge_open_on(struct bconf *cf, struct bridge *b, shmstat_t *h,
 			  const char *seg, enum transport t)
@@ -325,6 +455,8 @@ static int bridge_open_on(struct bconf *cf, struct bridge *b, shmstat_t *h,
 		cf->redis.path[0] = '\0';
 		snprintf(cf->redis.host, sizeof(cf->redis.host), "127.0.0.1");
 		cf->redis.port = t == T_TLS ? rs.tls_port : rs.port;
+		if (t == T_CLUSTER)
+			cf->redis.port = cs.port[0];
 		cf->redis.tls = t == T_TLS;
 		cf->tls_ca_file = rs.ca;
 	}
@@ -363,6 +495,11 @@ static void push_bench_on(shim_state_t *st, int n_counters, int changed,
 		shim_skip(st, "redis-server did not start");
 		return;
 	}
+	if (t == T_CLUSTER && cluster_start() < 0) {
+		shim_skip(st, "the Redis Cluster did not form");
+		return;
+	}
+	double (*cpu_ms)(void) = t == T_CLUSTER ? cluster_cpu_ms : redis_cpu_ms;
 	shmstat_t *h = seg_create(seg, sizeof(seg), 16384);
 	if (!h || make_counters(h, c, n_counters) < 0) {
 		shim_skip(st, "segment");
@@ -395,12 +532,12 @@ static void push_bench_on(shim_state_t *st, int n_counters, int changed,
 			shmstat_counter_add(c[next], 1);
 			next = (next + 1) % n_counters;
 		}
-		double r0 = redis_cpu_ms(), o0 = thread_cpu_ms();
+		double r0 = cpu_ms(), o0 = thread_cpu_ms();
 		shim_resume_timing(st);
 		if (push_all(&b) < 0 || b.status.pending != 0)
 			failed++;
 		shim_pause_timing(st);
-		double o1 = thread_cpu_ms(), r1 = redis_cpu_ms();
+		double o1 = thread_cpu_ms(), r1 = cpu_ms();
 		redis += r1 - r0;
 		own += o1 - o0;
 		shim_resume_timing(st);
@@ -411,7 +548,7 @@ static void push_bench_on(shim_state_t *st, int n_counters, int changed,
 			     redis / (double)shim_iterations(st));
 		shim_counter(st, "bridge_cpu_ms_per_push",
 			     own / (double)shim_iterations(st));
-		double cmd = redis_cmd_ms();
+		double cmd = t == T_CLUSTER ? -1 : redis_cmd_ms();
 		if (cmd >= 0)
 			shim_counter(st, "redis_cmd_ms_per_push",
 				     cmd / (double)shim_iterations(st));
@@ -425,6 +562,13 @@ out:
 		freeReplyObject(redisCommand(rc, "FLUSHALL"));
 	if (rc)
 		redisFree(rc);
+	for (int i = 0; t == T_CLUSTER && i < CL_N; i++) {
+		rc = redisConnect("127.0.0.1", cs.port[i]);
+		if (rc && !rc->err)
+			freeReplyObject(redisCommand(rc, "FLUSHALL"));
+		if (rc)
+			redisFree(rc);
+	}
 }
 
 static void push_bench(shim_state_t *st, int n_counters, int changed)
@@ -483,6 +627,23 @@ SHIM_BENCH(sync_push_10k_unchanged_parted)(shim_state_t *st)
 SHIM_BENCH(sync_push_10k_one_changed_parted)(shim_state_t *st)
 {
 	push_bench_on(st, PUSH_N, 1, T_PARTED);
+}
+
+/* And on a real Redis Cluster of three masters (TCP on 127.0.0.1): the
+ * Redis CPU is the sum of the three. */
+SHIM_BENCH(sync_push_10k_changed_cluster)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, PUSH_N, T_CLUSTER);
+}
+
+SHIM_BENCH(sync_push_10k_1pct_changed_cluster)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, PUSH_N / 100, T_CLUSTER);
+}
+
+SHIM_BENCH(sync_push_10k_unchanged_cluster)(shim_state_t *st)
+{
+	push_bench_on(st, PUSH_N, 0, T_CLUSTER);
 }
 
 /* The reference of sync_steady_100k_1pct: a segment of 1,000 counters,
