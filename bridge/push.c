@@ -2228,7 +2228,7 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 	}
 	/* The next slot's read half, in the same round trip: its WATCH
 	 * comes after our EXEC (which clears the watched keys). */
-	if (rc == 0 && next) {
+	if (rc == 0 && next && nrd) {
 		rc = send_reads(b, next, nrd);
 		nrd->sent = rc == 0;
 	}
