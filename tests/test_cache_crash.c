@@ -63,7 +63,12 @@ static int teardown(void **state)
 
 static uint64_t now_ms(void) { return shmstat__now_mono_ns() / 1000000u; }
 
-/* Fork a writer that sets k = "new-value" and parks at `stage`. */
+/* The value parked writers set: of another size class than "old", so that
+ * the set writes a new block and publishes it (a value of the old one's
+ * class is written in place: see the in-place tests below). */
+#define NEWV "new value, of a size class of its own"
+
+/* Fork a writer that sets k = NEWV and parks at `stage`. */
 static pid_t parked_writer(struct tu_seg *s, int stage, int stop)
 {
 	atomic_store(&park->target, stage);
@@ -73,7 +78,8 @@ static pid_t parked_writer(struct tu_seg *s, int stage, int stop)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		shmstat__cache_hook = park_hook;
-		int rc = shmstat_cache_set(s->h, "k", 1, "new-value", 9, 0, 0);
+		int rc = shmstat_cache_set(s->h, "k", 1, NEWV, strlen(NEWV), 0,
+					   0);
 		_exit(rc == 0 ? 0 : 1);
 	}
 	struct timespec ms = { 0, 1000000 };
@@ -90,7 +96,7 @@ static pid_t parked_writer(struct tu_seg *s, int stage, int stop)
 
 static void get_is(shmstat_t *h, const char *want)
 {
-	char buf[32];
+	char buf[64];
 	size_t n;
 	assert_int_equal(shmstat_cache_get(h, "k", 1, buf, sizeof(buf), &n), 0);
 	assert_int_equal(n, strlen(want));
@@ -143,7 +149,7 @@ static void a_writer_killed_before_publishing_leaves_the_old_value(void **state)
 
 static void a_writer_killed_after_publishing_leaves_the_new_value(void **state)
 {
-	killed_at(state, CACHE_HOOK_PUBLISHED, "new-value");
+	killed_at(state, CACHE_HOOK_PUBLISHED, NEWV);
 }
 
 /*
@@ -220,7 +226,7 @@ static void a_stopped_writer_makes_nobody_wait_past_the_bound(void **state)
 	assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
 	kill(pid, SIGCONT);
 	assert_int_equal(tu_wait(pid, 10000), 0);
-	get_is(s->h, "new-value");
+	get_is(s->h, NEWV);
 	nothing_leaked(s->h);
 }
 
