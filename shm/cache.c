@@ -544,6 +544,16 @@ bool cache__find_locked(struct ctx *c, const void *key, size_t klen,
 			struct cache_entry *e;
 			if (slot_tag(s) != tag || !(e = entry_at(c, slot_off(s))))
 				continue;
+			/* A writer goes on to the entry's second line and to
+			 * its page's header (an overwrite in place checks
+			 * the class there): ask for both while the key is
+			 * compared. */
+			__builtin_prefetch((const char *)e + 64, 1);
+			__builtin_prefetch((const void *)(
+				(uintptr_t)c->g->pg +
+				(uintptr_t)page_of(c, slot_off(s) -
+							     c->g->data_off) *
+					sizeof(struct cache_page)));
 			int ok = entry_ok(c, e, slot_off(s), key, klen, hash,
 					  e->val_len);
 			if (!ok)
@@ -1035,7 +1045,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	/* A value of the old one's size class is written over it: no block
 	 * to allocate or free, no class lock. */
 	if (found && !w.corrupt && ENT_HDR + klen + vlen <= INPLACE_MAX &&
-	    cache__block_of_class(&c, w.off, cls)) {
+	    block_of_class(&c, w.off, cls)) {
 		overwrite_in_place(&c, s, &w, val, vlen, exp);
 		goto done;
 	}

@@ -359,6 +359,29 @@ static inline struct cache_entry *block(const struct ctx *c, uint32_t p,
 	return entry_at(c, block_off(c, p, b, cs));
 }
 
+/*
+ * Is the block at off (a block: entry_at said so) a whole block of the
+ * one-page class cls? Its page's class word is read from the region (and
+ * checked against the geometry); a block cut off by the page's end is no
+ * block. The in-place overwrite writes up to class-size bytes there only
+ * when this holds.
+ */
+static inline bool block_of_class(const struct ctx *c, uint64_t off,
+				  uint32_t cls)
+{
+	uint64_t rel = off - c->g->data_off, p = page_of(c, rel), in;
+	uint64_t cs = csize(c, cls);
+
+	if (p >= c->g->npages || !cs || cspan(c, cls) != 1 ||
+	    __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE) != cls)
+		return false;
+	in = rel - p * c->g->page_size;
+	/* One division, of 32 bits when the page allows it. */
+	uint64_t b = c->g->page_size <= UINT32_MAX ? (uint32_t)in / (uint32_t)cs
+						   : in / cs;
+	return b * cs == in && b < cblocks(c, cls);
+}
+
 /* ---------------------------------------------------------- cross-file */
 
 /* cache.c */
@@ -418,8 +441,7 @@ bool cache__spare_keep(struct ctx *c, uint32_t s, uint64_t off);
 void cache__spare_drop(struct ctx *c, uint32_t s);
 /* The class of the block at off, or UINT32_MAX when it is none. */
 uint32_t cache__class_of(const struct ctx *c, uint64_t off);
-/* Is the block at off a block of class cls, whole inside one page? */
-bool cache__block_of_class(const struct ctx *c, uint64_t off, uint32_t cls);
+
 
 /* cache_evict.c */
 bool cache__evict_block(struct ctx *c, uint32_t held, uint64_t off,

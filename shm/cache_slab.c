@@ -375,23 +375,6 @@ uint32_t cache__class_of(const struct ctx *c, uint64_t off)
 	return cls;
 }
 
-bool cache__block_of_class(const struct ctx *c, uint64_t off, uint32_t cls)
-{
-	uint64_t rel = off - c->g->data_off, p = page_of(c, rel), in;
-	uint64_t cs = csize(c, cls);
-
-	if (!entry_at(c, off) || p >= c->g->npages || !cs ||
-	    cspan(c, cls) != 1 ||
-	    __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE) != cls)
-		return false;
-	in = rel - p * c->g->page_size;
-	/* A whole block of the class: on its boundary, and not the part of
-	 * one that the page's end would cut. (One division, of 32 bits
-	 * when the page allows it.) */
-	uint64_t b = c->g->page_size <= UINT32_MAX ? (uint32_t)in / (uint32_t)cs
-						   : in / cs;
-	return b * cs == in && b < cblocks(c, cls);
-}
 
 /* The spare word w names a block still spare: ALLOC, same generation. */
 static struct cache_entry *spare_valid(const struct ctx *c, uint64_t w)
