@@ -22,6 +22,11 @@
  *     64-bit store into the slot: readers (and a crash) see the old value
  *     or the new one, never a mix. A writer journals the blocks it
  *     publishes and unlinks (cache_repair.c).
+ *   - Except an overwrite of the same size class (overwrite_in_place): it
+ *     writes over the old value while the bucket's version is odd, so
+ *     readers retry; it journals the entry first (j_ovr), and a writer
+ *     killed during the copy loses the entry (the repair removes it while
+ *     the bucket is still odd): never a torn value, sometimes no value.
  *   - Nothing of the region's header is read after attach: the geometry
  *     is the handle's copy (struct cache_geo), and every offset read from
  *     a slot is checked against it (entry_at) before use.

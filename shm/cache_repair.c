@@ -26,7 +26,10 @@
  *   - Every writer that unlinks or publishes a block records (offset,
  *     generation) in its stripe's journal first (j_old, j_new); the repair
  *     frees a block nobody references, marks a published one live, evens
- *     odd bucket versions. A record is cleared only once acted on, so a
+ *     odd bucket versions. A writer that overwrites a value in place
+ *     records the entry in j_ovr; the repair removes that entry when its
+ *     bucket is still odd (the copy may be torn), before it evens any
+ *     version, so no reader ever sees the torn value. A record is cleared only once acted on, so a
  *     repairer killed in there leaves it to the next (the action is
  *     idempotent).
  *   - All processes using a segment share one pid namespace (as the
