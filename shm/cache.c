@@ -1009,9 +1009,9 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	uint64_t now = 0, off = 0;
 	int rc;
 
-	if ((rc = cache__ctx_load(h, &c)) < 0)
+	if ((rc = ctx_load(h, &c)) < 0)
 		return rc;
-	if ((rc = cache__check_key(h, key, klen)) < 0)
+	if ((rc = check_key(h, key, klen)) < 0)
 		return cache__fail(&c, rc);
 	if (mode < SHMSTAT_CACHE_ALWAYS || mode > SHMSTAT_CACHE_XX ||
 	    (!val && vlen))
@@ -1023,7 +1023,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 					     "the segment's maximum of %llu",
 					     vlen,
 					     (unsigned long long)c.g->max_value));
-	uint64_t hash = cache_hash(key, klen), exp = cache__expiry(ttl_ms);
+	uint64_t hash = cache_hash(key, klen), exp = ttl_ms ? cache__expiry(ttl_ms) : 0;
 	uint32_t s = stripe_of(&c, home_of(&c, hash));
 	/* The bucket and the stripe's lease line while the lock is taken:
 	 * their misses overlap instead of following each other. */
@@ -1114,7 +1114,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	}
 done:
 	cache__lease_drop(&c, s, hash);
-	cache__stat_add(&c, RS_CACHE_SETS, 1);
+	stat_add(&c, RS_CACHE_SETS, 1);
 out:
 	cache__stripe_unlock(&c, s);
 	if (rc < 0)
