@@ -982,7 +982,7 @@ static void overwrite_in_place(struct ctx *c, uint32_t s,
 	e->val_len = (uint32_t)vlen;
 	atomic_store_explicit(&e->expires, exp, memory_order_relaxed);
 	atomic_store_explicit(&e->ref, 0, memory_order_relaxed);
-	if (__builtin_expect(shmstat__cache_hook != NULL, 0)) {
+	if (__builtin_expect(shmstat__cache_hook != NULL, 0) && vlen) {
 		memcpy(dst, val, vlen / 2);
 		cache_hook(CACHE_HOOK_OVERWRITING);
 		memcpy(dst + vlen / 2, (const unsigned char *)val + vlen / 2,
