@@ -1029,7 +1029,7 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	 * their misses overlap instead of following each other. */
 	__builtin_prefetch(&c.g->bk[home_of(&c, hash)], 1);
 	__builtin_prefetch(&c.g->st[s].lease[0], 1);
-	if ((rc = cache__stripe_lock(&c, s, false)) < 0)
+	if ((rc = stripe_lock_fast(&c, s)) < 0)
 		return cache__fail(&c, rc);
 	cache_hook(CACHE_HOOK_LOCKED);
 	/* A corrupt entry of the key counts as absent and is replaced. */

@@ -424,6 +424,25 @@ bool cache__holder_dead(uint64_t w);
 int32_t cache__self_pid(void);
 int32_t cache__self_tid(void);
 
+/* This process's lock word (cache_repair.c); 0 until its first lock. */
+extern _Atomic uint64_t cache__self_word;
+
+/* cache__stripe_lock(c, s, false) with its common case inline: a free
+ * lock taken by one CAS (the set's hot path). Anything else (held, a
+ * dead holder, the first lock of this process) goes the full way. */
+static inline int stripe_lock_fast(struct ctx *c, uint32_t s)
+{
+	uint64_t self = atomic_load_explicit(&cache__self_word,
+					     memory_order_relaxed), w = 0;
+
+	if (__builtin_expect(self != 0, 1) &&
+	    atomic_compare_exchange_strong_explicit(&c->g->st[s].lk.word, &w,
+						    self, memory_order_acquire,
+						    memory_order_relaxed))
+		return 0;
+	return cache__stripe_lock(c, s, false);
+}
+
 /* cache_slab.c */
 uint32_t cache__class_for(const struct ctx *c, uint64_t need);
 uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j);

@@ -69,28 +69,29 @@ uint64_t cache__deadline(struct ctx *c)
 
 /* ------------------------------------------------------------ who am I */
 
-/* This process's lock word; 0 until first needed, again 0 in a child. */
-static _Atomic uint64_t self_word;
+/* This process's lock word; 0 until first needed, again 0 in a child
+ * (the inline fast path in cache_impl_i.h reads it too). */
+_Atomic uint64_t cache__self_word;
 static _Thread_local int32_t self_tid;
 static _Thread_local int32_t self_tid_pid;
 static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 
 static void self_child(void)
 {
-	atomic_store_explicit(&self_word, 0, memory_order_relaxed);
+	atomic_store_explicit(&cache__self_word, 0, memory_order_relaxed);
 }
 static void self_init(void) { pthread_atfork(NULL, NULL, self_child); }
 
 static uint64_t me(void)
 {
-	uint64_t w = atomic_load_explicit(&self_word, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&cache__self_word, memory_order_relaxed);
 
 	if (__builtin_expect(w != 0, 1))
 		return w;
 	pthread_once(&self_once, self_init);
 	pid_t pid = getpid();
 	w = (uint64_t)(uint32_t)shmstat__proc_start(pid) << 32 | (uint32_t)pid;
-	atomic_store_explicit(&self_word, w, memory_order_relaxed);
+	atomic_store_explicit(&cache__self_word, w, memory_order_relaxed);
 	return w;
 }
 
