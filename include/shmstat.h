@@ -910,8 +910,12 @@ enum shmstat_cache_mode {
  * Concurrency: any; sets of one key are applied one at a time, the last
  * one wins. Ordering: a get that starts after this returned sees the new
  * value (or a later one); a concurrent get sees the old value or the new,
- * never a mix. Killed: the key holds the old value or the new one, never a
- * mix, and no memory is lost (the next caller to take the lock repairs).
+ * never a mix (a value of the old one's size class, up to 4 KiB with its
+ * key, is written over it in place while readers of its bucket retry).
+ * Killed: the key holds the old value or the new one, never a mix, and no
+ * memory is lost (the next caller to take the lock repairs); except that a
+ * caller killed while it wrote a value in place leaves the key absent
+ * (the repair removes the entry it was writing, never shows half of it).
  */
 int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 		      const void *val, size_t vlen, uint64_t ttl_ms, int mode);

@@ -35,6 +35,7 @@ struct cache_geo {
 	uint64_t region_size, max_value, page_size;
 	uint64_t stripes_off, classes_off, buckets_off, pages_off, data_off;
 	uint64_t data_end;
+	uint32_t page_shift; /* log2(page_size) when a power of two, else 0 */
 	uint64_t class_size[CACHE_MAX_CLASSES];
 	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* blocks per page (>= 1) */
 	uint32_t class_span[CACHE_MAX_CLASSES];   /* pages per block (>= 1) */
@@ -89,6 +90,8 @@ enum cache_hook_stage {
 	CACHE_HOOK_PUBLISHED = 3, /* new entry published, old not yet freed */
 	CACHE_HOOK_SETTLING = 4,  /* repairing a dead holder's stripe: a
 				   * journal record read, not yet acted on */
+	CACHE_HOOK_OVERWRITING = 5, /* overwriting a value in place: half
+				     * of the new value copied */
 };
 /* Called by writers at each stage while they hold the stripe lock; NULL
  * (the default) costs one predictable branch. A crash test sets it in a

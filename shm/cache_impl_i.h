@@ -51,12 +51,20 @@
 #include "cache_i.h"
 #include "shmstat_i.h"
 
+/* XXH3 inlined into the cache's hot paths (the same function, so the same
+ * values, as shmstat__hash()): a call into the library costs a tenth of a
+ * hit for a 16-32 byte key. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #define CACHE_MAGIC UINT64_C(0x3145484341434853) /* "SHCACHE1" LE */
-#define CACHE_VERSION 2u /* 2: owner-word locks (1 held pthread mutexes) */
+/* 3: 32-byte entry headers, the in-place journal (j_ovr); 2: owner-word
+ * locks (1 held pthread mutexes) */
+#define CACHE_VERSION 3u
 #define CACHE_HDR_SIZE 4096u
 #define WAYS 7
 #define GROUP 4u
-#define ENT_HDR 40u
+#define ENT_HDR 32u
 #define BLOCK_ALIGN 16u
 #define MIN_BLOCK 64u
 #define MIN_PAGE (64u << 10)
@@ -64,6 +72,11 @@
 #define PAGE_NONE 0xffffffffu
 #define PAGE_TAIL 0xfffffffeu /* a page inside a larger block's run */
 #define MAX_STRIPES 1024u
+/* A set that overwrites a value of the same size class, in a block of at
+ * most this many bytes, writes it in place (under the bucket's version)
+ * instead of into a new block: see shmstat_cache_set(). Larger values go
+ * to a new block, so readers of the bucket never wait for a long copy. */
+#define INPLACE_MAX 4096u
 /* XXX Set on a home bucket when a key of its group lives elsewhere in the
  * group, never cleared: lookups of a once-overflowed home keep looking at
  * the whole group (a few extra lines; never a wrong answer). Clearing it
@@ -94,7 +107,9 @@ struct cache_lock {
 	_Atomic uint64_t j_old; /* ... of a block being unlinked */
 	_Atomic uint64_t spare; /* stripes: (gen << 40 | off) of an ALLOC
 				 * block kept for the next overwrite */
-	uint64_t reserved[3];
+	_Atomic uint64_t j_ovr; /* stripes: ... of a LIVE entry whose value
+				 * is being overwritten in place */
+	uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct cache_lock) == 64, "cache_lock size");
 
@@ -144,16 +159,18 @@ struct cache_page {
 };
 _Static_assert(sizeof(struct cache_page) == 32, "page header size");
 
-/* The start of every block. Key, then value, follow. */
+/*
+ * The start of every block. Key, then value, follow. 32 bytes, so that the
+ * header and a key of up to 32 bytes share one line, and a block of a
+ * 64-byte-multiple class holds a small entry in the fewest lines.
+ */
 struct cache_entry {
-	_Atomic uint32_t state; /* enum ent_state */
+	_Atomic uint8_t state;  /* enum ent_state (any other value: none) */
+	_Atomic uint8_t ref;    /* CLOCK bit */
+	uint16_t key_len;
 	uint32_t next_free;     /* block + 1, while free */
 	uint32_t gen;           /* +1 at every allocation */
-	uint16_t key_len;
-	_Atomic uint8_t ref;    /* CLOCK bit */
-	uint8_t reserved;
 	uint32_t val_len;
-	uint32_t reserved2;
 	uint64_t hash;
 	_Atomic uint64_t expires; /* cache clock ms; 0 = never */
 	unsigned char data[];
@@ -218,6 +235,11 @@ static inline void cache_hook(int stage)
 		shmstat__cache_hook(stage);
 }
 
+static inline uint64_t cache_hash(const void *key, size_t klen)
+{
+	return XXH3_64bits(key, klen);
+}
+
 static inline uint16_t slot_tag(uint64_t s) { return (uint16_t)(s >> 48); }
 static inline uint64_t slot_off(uint64_t s) { return s & OFF_MASK; }
 static inline uint16_t hash_tag(uint64_t hash)
@@ -244,8 +266,10 @@ static inline uint64_t jword(uint64_t off, uint32_t gen)
 /* A block's header at offset off, or NULL when off is not a block. */
 static inline struct cache_entry *entry_at(const struct ctx *c, uint64_t off)
 {
-	if (off < c->g->data_off || off >= c->g->data_end ||
-	    (off - c->g->data_off) % BLOCK_ALIGN || c->g->data_end - off < ENT_HDR)
+	/* One unsigned compare for both ends: off - data_off wraps when off
+	 * lies below the data area. */
+	uint64_t rel = off - c->g->data_off;
+	if (rel > c->g->data_end - c->g->data_off - ENT_HDR || rel % BLOCK_ALIGN)
 		return NULL;
 	return (struct cache_entry *)(void *)(c->g->base + off);
 }
@@ -267,6 +291,32 @@ static inline bool expired(uint64_t expires, uint64_t *now)
 	return *now >= expires;
 }
 
+/*
+ * Do the n bytes at a and b match? Keys of 8 to 32 bytes (the common case)
+ * by four overlapping 8-byte loads, without a call or a loop.
+ */
+static inline bool key_eq(const unsigned char *a, const void *bv, size_t n)
+{
+	const unsigned char *b = bv;
+	uint64_t x[4], y[4];
+
+	if (n - 8 <= 24) {
+		size_t h = n >= 16 ? 8 : n - 8;
+		__builtin_memcpy(&x[0], a, 8);
+		__builtin_memcpy(&y[0], b, 8);
+		__builtin_memcpy(&x[1], a + h, 8);
+		__builtin_memcpy(&y[1], b + h, 8);
+		__builtin_memcpy(&x[2], a + n - 8 - h, 8);
+		__builtin_memcpy(&y[2], b + n - 8 - h, 8);
+		__builtin_memcpy(&x[3], a + n - 8, 8);
+		__builtin_memcpy(&y[3], b + n - 8, 8);
+		return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) |
+			(x[3] ^ y[3])) == 0;
+	}
+	return __builtin_memcmp(a, b, n) == 0;
+}
+
+
 /* Class size of cls (from the geometry), 0 when cls is no class. */
 static inline uint64_t csize(const struct ctx *c, uint32_t cls)
 {
@@ -284,6 +334,14 @@ static inline uint32_t cspan(const struct ctx *c, uint32_t cls)
 	return c->g->class_span[cls];
 }
 
+/* The page of the data-area offset rel (a shift when pages are a power of
+ * of two: a 64-bit division costs more than the rest of a free). */
+static inline uint64_t page_of(const struct ctx *c, uint64_t rel)
+{
+	return c->g->page_shift ? rel >> c->g->page_shift
+				: rel / c->g->page_size;
+}
+
 static inline struct cache_page *page_at(const struct ctx *c, uint32_t p1)
 {
 	return p1 && p1 <= c->g->npages ? &c->g->pg[p1 - 1] : NULL;
@@ -299,6 +357,29 @@ static inline struct cache_entry *block(const struct ctx *c, uint32_t p,
 					uint32_t b, uint64_t cs)
 {
 	return entry_at(c, block_off(c, p, b, cs));
+}
+
+/*
+ * Is the block at off (a block: entry_at said so) a whole block of the
+ * one-page class cls? Its page's class word is read from the region (and
+ * checked against the geometry); a block cut off by the page's end is no
+ * block. The in-place overwrite writes up to class-size bytes there only
+ * when this holds.
+ */
+static inline bool block_of_class(const struct ctx *c, uint64_t off,
+				  uint32_t cls)
+{
+	uint64_t rel = off - c->g->data_off, p = page_of(c, rel), in;
+	uint64_t cs = csize(c, cls);
+
+	if (p >= c->g->npages || !cs || cspan(c, cls) != 1 ||
+	    __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE) != cls)
+		return false;
+	in = rel - p * c->g->page_size;
+	/* One division, of 32 bits when the page allows it. */
+	uint64_t b = c->g->page_size <= UINT32_MAX ? (uint32_t)in / (uint32_t)cs
+						   : in / cs;
+	return b * cs == in && b < cblocks(c, cls);
 }
 
 /* ---------------------------------------------------------- cross-file */
@@ -343,6 +424,25 @@ bool cache__holder_dead(uint64_t w);
 int32_t cache__self_pid(void);
 int32_t cache__self_tid(void);
 
+/* This process's lock word (cache_repair.c); 0 until its first lock. */
+extern _Atomic uint64_t cache__self_word;
+
+/* cache__stripe_lock(c, s, false) with its common case inline: a free
+ * lock taken by one CAS (the set's hot path). Anything else (held, a
+ * dead holder, the first lock of this process) goes the full way. */
+static inline int stripe_lock_fast(struct ctx *c, uint32_t s)
+{
+	uint64_t self = atomic_load_explicit(&cache__self_word,
+					     memory_order_relaxed), w = 0;
+
+	if (__builtin_expect(self != 0, 1) &&
+	    atomic_compare_exchange_strong_explicit(&c->g->st[s].lk.word, &w,
+						    self, memory_order_acquire,
+						    memory_order_relaxed))
+		return 0;
+	return cache__stripe_lock(c, s, false);
+}
+
 /* cache_slab.c */
 uint32_t cache__class_for(const struct ctx *c, uint64_t need);
 uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j);
@@ -360,6 +460,7 @@ bool cache__spare_keep(struct ctx *c, uint32_t s, uint64_t off);
 void cache__spare_drop(struct ctx *c, uint32_t s);
 /* The class of the block at off, or UINT32_MAX when it is none. */
 uint32_t cache__class_of(const struct ctx *c, uint64_t off);
+
 
 /* cache_evict.c */
 bool cache__evict_block(struct ctx *c, uint32_t held, uint64_t off,

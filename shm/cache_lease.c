@@ -85,7 +85,7 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
 	if (!lease_ms)
 		lease_ms = 10000;
-	uint64_t hash = shmstat__hash(key, klen);
+	uint64_t hash = cache_hash(key, klen);
 	uint32_t s = stripe_of(&c, home_of(&c, hash));
 	uint64_t until = shmstat__now_mono_ns() + (uint64_t)wait_ms * 1000000u;
 	bool counted = false;
@@ -170,7 +170,7 @@ int shmstat_cache_lease_release(shmstat_t *h, const void *key, size_t klen)
 		return rc;
 	if ((rc = cache__check_key(h, key, klen)) < 0)
 		return cache__fail(&c, rc);
-	uint64_t hash = shmstat__hash(key, klen);
+	uint64_t hash = cache_hash(key, klen);
 	uint32_t s = stripe_of(&c, home_of(&c, hash));
 	int32_t pid = cache__self_pid(), tid = cache__self_tid();
 	if ((rc = cache__stripe_lock(&c, s, false)) < 0)

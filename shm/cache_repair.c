@@ -26,7 +26,10 @@
  *   - Every writer that unlinks or publishes a block records (offset,
  *     generation) in its stripe's journal first (j_old, j_new); the repair
  *     frees a block nobody references, marks a published one live, evens
- *     odd bucket versions. A record is cleared only once acted on, so a
+ *     odd bucket versions. A writer that overwrites a value in place
+ *     records the entry in j_ovr; the repair removes that entry when its
+ *     bucket is still odd (the copy may be torn), before it evens any
+ *     version, so no reader ever sees the torn value. A record is cleared only once acted on, so a
  *     repairer killed in there leaves it to the next (the action is
  *     idempotent).
  *   - All processes using a segment share one pid namespace (as the
@@ -66,28 +69,29 @@ uint64_t cache__deadline(struct ctx *c)
 
 /* ------------------------------------------------------------ who am I */
 
-/* This process's lock word; 0 until first needed, again 0 in a child. */
-static _Atomic uint64_t self_word;
+/* This process's lock word; 0 until first needed, again 0 in a child
+ * (the inline fast path in cache_impl_i.h reads it too). */
+_Atomic uint64_t cache__self_word;
 static _Thread_local int32_t self_tid;
 static _Thread_local int32_t self_tid_pid;
 static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 
 static void self_child(void)
 {
-	atomic_store_explicit(&self_word, 0, memory_order_relaxed);
+	atomic_store_explicit(&cache__self_word, 0, memory_order_relaxed);
 }
 static void self_init(void) { pthread_atfork(NULL, NULL, self_child); }
 
 static uint64_t me(void)
 {
-	uint64_t w = atomic_load_explicit(&self_word, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&cache__self_word, memory_order_relaxed);
 
 	if (__builtin_expect(w != 0, 1))
 		return w;
 	pthread_once(&self_once, self_init);
 	pid_t pid = getpid();
 	w = (uint64_t)(uint32_t)shmstat__proc_start(pid) << 32 | (uint32_t)pid;
-	atomic_store_explicit(&self_word, w, memory_order_relaxed);
+	atomic_store_explicit(&cache__self_word, w, memory_order_relaxed);
 	return w;
 }
 
@@ -339,11 +343,50 @@ static void settle(struct ctx *c, _Atomic uint64_t *j)
 	atomic_store_explicit(j, 0, memory_order_relaxed);
 }
 
-/* The holder of stripe s died: even out its groups' versions, settle its
+/*
+ * Settle the in-place record of stripe s (see overwrite_in_place in
+ * cache.c): the entry it names is LIVE, of that generation, and
+ * referenced from a slot whose bucket is still odd: its holder died while
+ * copying the new value over the old one, and the value may be torn. The
+ * entry is unlinked (the bucket stays odd until repair_stripe evens it,
+ * so no reader has seen it since) and its block freed. An even bucket
+ * means the holder died before the copy began or after it ended: the
+ * value is whole, old or new, and stays. A block already unlinked (a
+ * repairer killed after unlinking it) is freed.
+ */
+static void settle_overwrite(struct ctx *c, _Atomic uint64_t *j)
+{
+	uint64_t word = atomic_load_explicit(j, memory_order_relaxed);
+	uint64_t off = word & OFF_MASK;
+	struct cache_entry *e = entry_at(c, off);
+	struct where w;
+
+	if (word)
+		cache_hook(CACHE_HOOK_SETTLING);
+	if (e && (e->gen & GEN_MASK) == word >> OFF_BITS &&
+	    atomic_load_explicit(&e->state, memory_order_relaxed) == ENT_LIVE) {
+		if (!cache__referenced(c, off, e->hash, &w)) {
+			cache__block_free(c, off);
+		} else if (atomic_load_explicit(&c->g->bk[w.bucket].ver,
+					       memory_order_relaxed) &
+			   1) {
+			atomic_store_explicit(&c->g->bk[w.bucket].slot[w.way], 0,
+					      memory_order_relaxed);
+			atomic_thread_fence(memory_order_release);
+			cache__block_free(c, off);
+		}
+	}
+	atomic_store_explicit(j, 0, memory_order_relaxed);
+}
+
+/* The holder of stripe s died: settle an in-place overwrite (while its
+ * bucket is still odd), even out its groups' versions, settle its
  * journal. Runs holding the lock, before anything else uses the stripe. */
 static void repair_stripe(struct ctx *c, uint32_t s)
 {
 	uint32_t ngroups = (c->g->bmask + 1) / GROUP;
+
+	settle_overwrite(c, &c->g->st[s].lk.j_ovr);
 
 	for (uint32_t g = s; g < ngroups; g += c->g->smask + 1)
 		for (uint32_t i = 0; i < GROUP; i++) {

@@ -254,21 +254,22 @@ bool cache__block_free(struct ctx *c, uint64_t off)
 {
 	struct cache_entry *e = entry_at(c, off);
 	uint64_t rel = off - c->g->data_off;
-	uint32_t p = (uint32_t)(rel / c->g->page_size);
+	uint32_t p;
 	struct cache_page *pg;
-	uint64_t cs;
+	uint64_t cs, in;
 
-	if (!e || p >= c->g->npages)
+	if (!e || (p = (uint32_t)page_of(c, rel)) >= c->g->npages)
 		return false;
 	pg = &c->g->pg[p];
+	in = rel - (uint64_t)p * c->g->page_size;
 	uint32_t cls = __atomic_load_n(&pg->cls, __ATOMIC_ACQUIRE);
-	if (!(cs = csize(c, cls)) || (rel % c->g->page_size) % cs)
+	if (!(cs = csize(c, cls)) || in % cs)
 		return false;
 	if (cache__class_lock(c, cls, false) < 0) {
 		c->unfreed++;
 		return false;
 	}
-	uint32_t b = (uint32_t)((rel % c->g->page_size) / cs);
+	uint32_t b = (uint32_t)(in / cs);
 	if (pg->cls != cls || b >= pg->bump || b >= pg->nblocks ||
 	    atomic_load_explicit(&e->state, memory_order_relaxed) == ENT_FREE) {
 		cache__class_unlock(c, cls);
@@ -364,16 +365,16 @@ uint32_t cache__class_of(const struct ctx *c, uint64_t off)
 {
 	if (!entry_at(c, off))
 		return UINT32_MAX;
-	uint64_t rel = off - c->g->data_off;
-	uint32_t p = (uint32_t)(rel / c->g->page_size);
+	uint64_t rel = off - c->g->data_off, p = page_of(c, rel);
 	if (p >= c->g->npages)
 		return UINT32_MAX;
 	uint32_t cls = __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE);
 	uint64_t cs = csize(c, cls);
-	if (!cs || (rel % c->g->page_size) % cs)
+	if (!cs || (rel - p * c->g->page_size) % cs)
 		return UINT32_MAX;
 	return cls;
 }
+
 
 /* The spare word w names a block still spare: ALLOC, same generation. */
 static struct cache_entry *spare_valid(const struct ctx *c, uint64_t w)

@@ -33,7 +33,8 @@ static int count_keys(const void *key, size_t klen, void *priv)
 }
 
 /* Where the locks are: the pool's, each stripe's, each class's (the
- * first 40 bytes of each: where a pthread mutex used to be). */
+ * whole line of each: the owner word, the waiters, the journal words
+ * j_new, j_old, j_ovr and the spare word). */
 static uint64_t lock_at(const unsigned char *cache, uint32_t n)
 {
 	uint64_t stripes, classes;
@@ -88,7 +89,7 @@ static void scribble(uint64_t seg_size, size_t maxv, int rounds)
 			uint64_t span = (r % 4) ? data_off : csz;
 			uint64_t at = (seed >> 3) % span;
 			if (r % 5 == 0) /* a lock's bytes */
-				at = lock_at(cache, seed >> 8) + (seed >> 3) % 40;
+				at = lock_at(cache, seed >> 8) + (seed >> 3) % 64;
 			seed = seed * 1664525u + 1013904223u;
 			cache[at] = (unsigned char)(seed >> 24);
 		}
@@ -253,9 +254,129 @@ static void crafted_lock_bytes_give_defined_results(void **state)
 	shmstat_unlink(s.name);
 }
 
+/* Where key's entry is: its bucket, its offset (0: not found), its
+ * generation. Read from the layout: buckets of 64 bytes (version, flags,
+ * 7 slots of tag << 48 | offset), entries of a 32-byte header (key length
+ * at 2, generation at 8) and the key. */
+static uint64_t entry_of(const unsigned char *cache, const char *key,
+			 uint32_t *bucket, uint32_t *gen)
+{
+	uint32_t nb;
+	uint64_t boff;
+	size_t kl = strlen(key);
+
+	memcpy(&nb, cache + 40, 4);
+	memcpy(&boff, cache + 72, 8);
+	for (uint32_t b = 0; b < nb; b++)
+		for (int k = 0; k < 7; k++) {
+			uint64_t sl, off;
+			uint16_t l;
+			memcpy(&sl, cache + boff + (uint64_t)b * 64 + 8 + k * 8, 8);
+			off = sl & ((UINT64_C(1) << 40) - 1);
+			if (!off)
+				continue;
+			memcpy(&l, cache + off + 2, 2);
+			if (l == kl && memcmp(cache + off + 32, key, kl) == 0) {
+				*bucket = b;
+				memcpy(gen, cache + off + 8, 4);
+				return off;
+			}
+		}
+	return 0;
+}
+
+/*
+ * The in-place journal word (j_ovr) of a stripe whose holder is dead (its
+ * lock word names a pid above INT32_MAX: no process), crafted to name the
+ * entry of a key with its generation while the bucket is odd (a torn
+ * copy: the entry goes), the same with the bucket even (a whole value: it
+ * stays), a generation that moved on (not that entry: it stays), an
+ * offset that is no block, and random words. The taker repairs; every
+ * call gives a defined result; the key reads whole or is absent; a flush
+ * then leaves nothing in use.
+ */
+static void crafted_in_place_records_are_settled_safely(void **state)
+{
+	(void)state;
+	uint32_t seed = 99;
+
+	for (int c = 0; c < 12; c++) {
+		struct tu_seg s;
+		shmstat_options_t o = { .size = 1u << 20, .max_counters = 16,
+					.max_workers = 8,
+					.cache_max_value = MAXV };
+		tu_seg_create(&s, "covr", &o);
+		shmstat__cache_set_lock_timeout(20);
+		char key[16], val[64], buf[64];
+		memset(val, 'w', sizeof(val));
+		for (int i = 0; i < 50; i++) {
+			int kl = snprintf(key, sizeof(key), "o%d", i);
+			assert_int_equal(shmstat_cache_set(s.h, key, (size_t)kl,
+							   val, 40, 0, 0),
+					 0);
+		}
+		unsigned char *cache = s.h->cache;
+		uint32_t b = 0, gen = 0, ns;
+		uint64_t off = entry_of(cache, "o7", &b, &gen), soff, boff;
+		assert_true(off != 0);
+		memcpy(&ns, cache + 44, 4);
+		memcpy(&soff, cache + 56, 8);
+		memcpy(&boff, cache + 72, 8);
+		unsigned char *lk = cache + soff + (uint64_t)((b / 4) & (ns - 1)) * 128;
+		uint64_t word = UINT64_C(0x80000001), rec;
+		seed = seed * 1664525u + 1013904223u;
+		switch (c % 6) {
+		case 0: case 1: /* the entry: odd (torn), then even (whole) */
+			rec = (uint64_t)(gen & 0xffffff) << 40 | off;
+			break;
+		case 2: /* a generation that moved on */
+			rec = (uint64_t)((gen + 1) & 0xffffff) << 40 | off;
+			break;
+		case 3: /* no block */
+			rec = off + 8;
+			break;
+		default:
+			rec = (uint64_t)seed << 32 | (seed * 7u);
+			break;
+		}
+		uint32_t ver;
+		memcpy(&ver, cache + boff + (uint64_t)b * 64, 4);
+		if (c % 6 != 1)
+			ver |= 1; /* the holder died inside its odd window */
+		memcpy(cache + boff + (uint64_t)b * 64, &ver, 4);
+		memcpy(lk + 40, &rec, 8); /* j_ovr */
+		memcpy(lk, &word, 8);     /* a dead holder */
+		size_t n = 0;
+		int rc = shmstat_cache_get(s.h, "o7", 2, buf, sizeof(buf), &n);
+		assert_true(rc == 0 || rc == SHMSTAT_ENOTFOUND);
+		if (rc == 0)
+			assert_true(n == 40 && memcmp(buf, val, 40) == 0);
+		if (c % 6 == 0)
+			assert_int_equal(rc, SHMSTAT_ENOTFOUND); /* dropped */
+		if (c % 6 == 1 || c % 6 == 2)
+			assert_int_equal(rc, 0); /* whole: kept */
+		for (int i = 0; i < 50; i++) {
+			int kl = snprintf(key, sizeof(key), "o%d", i);
+			assert_true(is_code(shmstat_cache_get(
+				s.h, key, (size_t)kl, buf, sizeof(buf), &n)));
+			assert_true(is_code(shmstat_cache_set(
+				s.h, key, (size_t)kl, val, 41, 0, 0)));
+		}
+		shmstat_cache_stats_t st;
+		assert_int_equal(shmstat_cache_flush(s.h, NULL), 0);
+		assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+		assert_int_equal(st.entries, 0);
+		assert_int_equal(st.bytes_used, 0);
+		shmstat__cache_set_lock_timeout(0);
+		shmstat_close(&s.h);
+		shmstat_unlink(s.name);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(crafted_in_place_records_are_settled_safely),
 		cmocka_unit_test(scribbled_cache_regions_give_defined_results),
 		cmocka_unit_test(crafted_lock_bytes_give_defined_results),
 		cmocka_unit_test(
