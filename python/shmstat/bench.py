@@ -13,6 +13,7 @@ of the time per call, loop included (a bare loop's time is printed too).
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -60,12 +61,24 @@ class _Redis:
             [exe, "--port", "0", "--unixsocket", self.sock, "--save", "",
              "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The socket file appears at bind(), before listen(): wait for
+        # an answer to PING, not for the file.
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        while not self._pong():
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.close()
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.01)
+
+    def _pong(self):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(1)
+                c.connect(self.sock)
+                c.sendall(b"PING\r\n")
+                return c.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def close(self):
         if self.proc.poll() is None:
