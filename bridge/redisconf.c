@@ -498,10 +498,13 @@ bool redis_url_hide_password(char *url)
 	if (!colon || colon + 1 == at)
 		return false;
 	/* "scheme://user:***@rest": the rest moves left, the bytes after it
-	 * are cleared, so neither the password nor its length stays. */
+	 * are cleared, so neither the password nor its length stays. The
+	 * URL never grows (it is argv's memory): a password of 1 or 2 bytes
+	 * becomes one '*'. */
 	size_t tail = strlen(at) + 1, old = strlen(url);
-	memcpy(colon + 1, "***", 3);
-	memmove(colon + 4, at, tail);
+	size_t mask = (size_t)(at - colon - 1) >= 3 ? 3 : 1;
+	memcpy(colon + 1, "***", mask);
+	memmove(colon + 1 + mask, at, tail);
 	size_t now = strlen(url);
 	memset(url + now, 0, old - now);
 	return true;

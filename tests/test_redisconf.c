@@ -249,6 +249,17 @@ static void the_process_title_loses_the_password(void **state)
 	assert_string_equal(u2, "unix://:***@/run/r.sock");
 	assert_false(redis_url_hide_password(u3));
 	assert_string_equal(u3, "redis://h:1");
+	/* Short passwords: the URL never grows (argv has no room). */
+	char u4[] = "redis://:pw@127.0.0.1:6379", u5[] = "redis://u:x@h,h2:2";
+	char u6[] = "redis+sentinel://:abc@s:1/m";
+	assert_true(redis_url_hide_password(u4));
+	assert_string_equal(u4, "redis://:*@127.0.0.1:6379");
+	for (size_t i = strlen(u4); i < sizeof(u4); i++)
+		assert_int_equal(u4[i], 0);
+	assert_true(redis_url_hide_password(u5));
+	assert_string_equal(u5, "redis://u:*@h,h2:2");
+	assert_true(redis_url_hide_password(u6));
+	assert_string_equal(u6, "redis+sentinel://:***@s:1/m");
 }
 
 static void the_password_file_is_read_and_its_mode_checked(void **state)
