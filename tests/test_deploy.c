@@ -154,12 +154,31 @@ static void the_shipped_redis_conf_serves_the_bridge_through_its_acl_user(void *
 	freeReplyObject(rep);
 
 	assert_int_equal(ru_bridge_stop(b), 0);
+
+	/* The per-slot layout (a Redis Cluster's) under the same user. */
+	struct tu_seg sp;
+	tu_seg_create(&sp, "deployp", NULL);
+	shmstat_counter_add_by_name(sp.h, "filter_stats:parted", 7);
+	assert_true(apply_env_file(src, r.url) >= 4);
+	b = ru_bridge(r.dir, sp.name, NULL, log, "-i", "20ms",
+		      "--partition-by-slot", NULL);
+	unset_env_file();
+	assert_true(ru_wait_synced(sp.h, 10000));
+	assert_int_equal(ru_get(&r, "stats:filter_stats:parted"), 7);
+	assert_int_equal(tu_tool(out, sizeof(out), "-n", sp.name, "reset",
+				 "--global", "filter_stats:parted", NULL),
+			 0);
+	assert_int_equal(ru_get(&r, "stats:filter_stats:parted"), 0);
+	assert_int_equal(ru_bridge_stop(b), 0);
+
 	/* Nothing the bridge sent was refused by the ACL. */
 	assert_false(ru_file_has(log, "NOPERM"));
 	assert_false(ru_file_has(log, "no permissions"));
 	ru_destroy(&r);
 	shmstat_close(&s.h);
 	shmstat_unlink(s.name);
+	shmstat_close(&sp.h);
+	shmstat_unlink(sp.name);
 }
 
 /* A reset that Redis refuses (here: an ACL without SSCAN) ends with a
