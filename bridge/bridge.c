@@ -56,6 +56,7 @@ static int mode_check(struct bridge *b, bool parted, bool layout)
 			     "prefix; choose a prefix without braces",
 			     mp);
 		b->refused = true;
+		b->misconfigured = true;
 		return -1;
 	}
 	memcpy(was, b->was_mp, wl + 1);
@@ -73,18 +74,27 @@ static int mode_check(struct bridge *b, bool parted, bool layout)
 		b->refused = true;
 		return -1;
 	}
-	if (layout && was_parted != parted) {
+	if (layout && was_parted && !parted) {
 		bridge_error(b, SHMSTAT_LOG_ERROR,
-			     "segment '%s' was pushed %s --partition-by-slot "
-			     "(the layout of a Redis Cluster); pushing it %s "
-			     "would miss that bookkeeping and count its totals "
-			     "twice. %s, or recreate the segment",
-			     cf->segment, was_parted ? "with" : "without",
-			     parted ? "in that layout" : "without it",
-			     was_parted ? "Start the bridge with "
-					  "--partition-by-slot"
-					: "Use a standalone Redis, without "
-					  "--partition-by-slot");
+			     "segment '%s' was pushed in the per-slot layout "
+			     "(a Redis Cluster's); pushing it in the "
+			     "standalone layout would miss that bookkeeping "
+			     "and count it twice. Start the bridge with "
+			     "--partition-by-slot, or recreate the segment",
+			     cf->segment);
+		b->refused = true;
+		return -1;
+	}
+	if (layout && !was_parted && parted) {
+		bridge_error(b, SHMSTAT_LOG_ERROR,
+			     "segment '%s' was pushed in the standalone layout: "
+			     "%s keeps the bookkeeping per slot and would count "
+			     "it twice. Push it as before; to move it to a "
+			     "Redis Cluster, recreate the segment (see "
+			     "doc/bridge.md)",
+			     cf->segment,
+			     b->cluster ? "a Redis Cluster"
+					: "--partition-by-slot");
 		b->refused = true;
 		return -1;
 	}

@@ -116,6 +116,9 @@ struct bridge {
 				      CLUSTERDOWN: the slot map is read
 				      again at the next conn_slot() */
 	void *cl;                  /* conn.c's node table, NULL: none */
+	char conn_err[400];        /* why the last connection failed (no
+				      password): what conn_errtext() says
+				      while disconnected */
 	char reset_sha[41];
 	char withdraw_sha[41];
 	char host_hex[17];
@@ -141,6 +144,11 @@ struct bridge {
 	uint32_t last_refreshed;   /* global values only read back */
 	bool last_full;            /* the last push read every field */
 	bool refused;              /* the source is owned or retired */
+	bool misconfigured;        /* refused for an option that cannot
+				      work (exit 1, not 3): a meta prefix
+				      with braces in the per-slot layout,
+				      a database other than 0 on a Redis
+				      Cluster */
 	bool reset_seen;           /* a push learnt of a reset */
 	uint8_t push_no;           /* pushes, modulo 256 */
 	/* What the snapshot compares with, compact: a counter is in step

@@ -30,7 +30,7 @@ const char *conn_errtext(const struct bridge *b, const redisReply *r)
 	if (b->rc && b->rc->err)
 		return b->rc->errstr[0] ? b->rc->errstr : "I/O error";
 	if (!b->rc)
-		return "not connected";
+		return b->conn_err[0] ? b->conn_err : "not connected";
 	return "unexpected reply";
 }
 
@@ -275,10 +275,22 @@ static void format_node(char *buf, size_t len, const char *host, int port)
 		 port);
 }
 
+/* A database other than 0 on a Redis Cluster: an option that cannot
+ * work, whatever the retries (the daemon exits 1). */
+static void cluster_db_error(struct bridge *b)
+{
+	bridge_error(b, SHMSTAT_LOG_ERROR,
+		     "Redis %s (%s) is a Redis Cluster, which has only "
+		     "database 0: drop '/%d' from the URL (or unset REDIS_DB)",
+		     b->cf->addr, b->node, b->cf->redis.db);
+	b->misconfigured = true;
+}
+
 /* Set up the connection just made in b->rc (b->node names it): TLS as
  * `host`, the command timeout, keepalive, AUTH, SELECT, the scripts
- * (ROLE is conn_open's: a cluster's replica may answer CLUSTER SLOTS). 0, or -1 with the error recorded (b->rc left for the caller
- * to close). */
+ * (ROLE is conn_open's: a cluster's replica may answer CLUSTER SLOTS).
+ * 0, or -1 with the error recorded (b->rc left for the caller to
+ * close). */
 static int node_setup(struct bridge *b, const char *host, bool unix_sock)
 {
 	struct bconf *cf = b->cf;
@@ -318,6 +330,12 @@ static int node_setup(struct bridge *b, const char *host, bool unix_sock)
 		snprintf(db, sizeof(db), "%d", cf->redis.db);
 		const char *argv[] = { "SELECT", db };
 		redisReply *r = cmd(b, 2, argv);
+		if (r && r->type == REDIS_REPLY_ERROR &&
+		    strstr(r->str, "cluster mode")) {
+			cluster_db_error(b);
+			freeReplyObject(r);
+			return -1;
+		}
 		if (!r || r->type == REDIS_REPLY_ERROR) {
 			bridge_error(b, SHMSTAT_LOG_ERROR,
 				     "SELECT %s on Redis %s failed: %s", db,
@@ -358,11 +376,14 @@ static int node_open(struct bridge *b, const char *host, int port,
 		return -1;
 	}
 	if (c->err) {
-		bool other = cf->redis.master[0] || b->cluster;
+		bool other = cf->redis.master[0] || b->cluster ||
+			     cf->redis.nodes[0];
 		bridge_error(b, SHMSTAT_LOG_WARNING,
 			     "cannot connect to Redis %s%s%s: %s", cf->addr,
 			     other ? " at " : "", other ? b->node : "",
 			     c->errstr);
+		snprintf(b->conn_err, sizeof(b->conn_err), "%.260s: %.120s",
+			 b->node, c->errstr);
 		redisFree(c);
 		return -1;
 	}
@@ -465,6 +486,14 @@ static int cl_load(struct bridge *b)
 	unsigned served = 0;
 	for (int s = 0; s < 16384; s++)
 		served += t->slot[s] != 0;
+	if (served == 0) {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "Redis Cluster %s serves no hash slot yet (not "
+			     "formed: redis-cli --cluster create; or every "
+			     "master is down): connecting again later",
+			     b->cf->addr);
+		return -2;
+	}
 	if (served < 16384)
 		blog(SHMSTAT_LOG_WARNING,
 		     "Redis Cluster %s: %u of 16384 slots are served by no "
@@ -491,11 +520,13 @@ int conn_slot(struct bridge *b, unsigned slot)
 	int k = t->slot[slot] - 1;
 	if (k < 0) {
 		b->moved = true;
-		bridge_error(b, SHMSTAT_LOG_WARNING,
-			     "Redis Cluster %s: hash slot %u is served by no "
-			     "master (a failover under way?); pushing again "
-			     "later",
-			     b->cf->addr, slot);
+		snprintf(b->conn_err, sizeof(b->conn_err),
+			 "hash slot %u is served by no master (a failover "
+			 "under way, or a master without a replica is down); "
+			 "pushing again later",
+			 slot);
+		bridge_error(b, SHMSTAT_LOG_WARNING, "Redis Cluster %s: %s",
+			     b->cf->addr, b->conn_err);
 		return -1;
 	}
 	if (k == t->cur)
@@ -504,6 +535,13 @@ int conn_slot(struct bridge *b, unsigned slot)
 	if (!n->rc) {
 		/* node[cur] keeps the connection b->rc is now. */
 		if (node_open(b, n->host, n->port, NULL) < 0) {
+			char why[sizeof(b->conn_err)];
+			snprintf(why, sizeof(why), "%s", b->conn_err);
+			snprintf(b->conn_err, sizeof(b->conn_err),
+				 "the master of hash slot %u cannot be reached "
+				 "(%.200s); every count stays pending until "
+				 "it, or its promoted replica, answers",
+				 slot, why);
 			b->moved = true;
 			return -1;
 		}
@@ -588,6 +626,10 @@ int conn_open(struct bridge *b)
 		goto fail;
 	}
 	if (b->cluster) {
+		if (cf->redis.db != 0) {
+			cluster_db_error(b);
+			goto fail;
+		}
 		if (cf->redis.master[0]) {
 			bridge_error(b, SHMSTAT_LOG_ERROR,
 				     "the sentinels of %s name %s, a Redis "
@@ -629,6 +671,7 @@ int conn_open(struct bridge *b)
 	if (b->rc->err)
 		goto fail;
 	b->status.connected = 1;
+	b->conn_err[0] = '\0';
 	if (b->cluster)
 		blog(SHMSTAT_LOG_INFO,
 		     "connected to Redis Cluster %s (%u masters; asked %s)",

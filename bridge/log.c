@@ -186,6 +186,21 @@ void log_explain(char *msg, size_t size)
 		       " (this Redis is a read-only replica: after a failover "
 		       "it is no longer the master; point the bridge at the "
 		       "master, counts stay pending meanwhile)");
+	} else if (strstr(msg, "ASK ") || strstr(msg, "TRYAGAIN")) {
+		append(msg, size,
+		       " (a hash slot is being moved between two masters: its "
+		       "counts stay pending and are pushed once the move "
+		       "ends; a move left open by an interrupted reshard "
+		       "needs 'redis-cli --cluster fix')");
+	} else if (strstr(msg, "MOVED ")) {
+		append(msg, size,
+		       " (the cluster's slot map changed: it is read again "
+		       "and the slot pushed at the next interval)");
+	} else if (strstr(msg, "CLUSTERDOWN")) {
+		append(msg, size,
+		       " (slots without a master: a failover under way, or "
+		       "a master without a replica is down; counts stay "
+		       "pending)");
 	} else if (strstr(msg, "NOPERM") && strstr(msg, "keys")) {
 		append(msg, size,
 		       " (the ACL user's key patterns must cover --key-prefix "

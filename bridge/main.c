@@ -745,7 +745,9 @@ int main(int argc, char **argv)
 		return rc < 0 ? EXIT_SEGMENT : 0;
 	}
 	if (bridge_init(&b, &cf, h) < 0) {
-		status = b.refused ? EXIT_REFUSED : EXIT_SEGMENT;
+		status = b.misconfigured ? EXIT_USAGE
+			 : b.refused	 ? EXIT_REFUSED
+					 : EXIT_SEGMENT;
 		goto out;
 	}
 	if (cf.redis.tls && tls_check(&b) < 0) {
@@ -806,7 +808,10 @@ int main(int argc, char **argv)
 			/* The backoff restarts only after a good push: a
 			 * Redis that accepts connections and then fails every
 			 * push is retried with backoff too. */
-			if (conn_open(&b) < 0) {
+			if (conn_open(&b) < 0 && b.misconfigured) {
+				status = EXIT_USAGE; /* it cannot heal */
+				break;
+			} else if (!b.rc) {
 				uint64_t d = backoff(&cf, attempt++);
 				next_connect = t0 + d * 1000000u;
 				blog(SHMSTAT_LOG_DEBUG,
@@ -823,7 +828,8 @@ int main(int argc, char **argv)
 				attempt = 0;
 			}
 			if (b.refused) {
-				status = EXIT_REFUSED;
+				status = b.misconfigured ? EXIT_USAGE
+							 : EXIT_REFUSED;
 				break;
 			}
 			if (!b.rc) {

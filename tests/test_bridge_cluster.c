@@ -11,7 +11,9 @@
  * the matching keys to 0 and counting goes on exactly; slots moved by
  * `redis-cli --cluster reshard` under load lose nothing; gauges sum over
  * both sources and a clean stop withdraws one's in every slot. The times
- * from the kill to the promotion and to every key exact are printed.
+ * from the kill to the promotion and to every key exact are printed. And
+ * the documented move from a standalone Redis (--partition-by-slot, then
+ * redis-cli --cluster import) loses and doubles nothing.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -304,6 +306,15 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	const char *opt[] = { "-i", "50ms", "--backoff-max", "200ms",
 			      "--connect-timeout", "300ms",
 			      "--command-timeout", "500ms" };
+	/* A database other than 0 cannot work on a cluster: the daemon
+	 * exits 1 at once, saying what to do. */
+	char url3[96];
+	snprintf(url3, sizeof(url3), "redis://127.0.0.1:%d/3", f->port[seed]);
+	pid_t p3 = ru_bridge(f->dir, f->a.name, url3, f->log, NULL);
+	assert_int_equal(tu_wait(p3, 15000), 1);
+	assert_true(ru_file_has(f->log, "which has only database 0: drop "
+					"'/3' from the URL"));
+
 	pid_t pa = ru_bridge(f->dir, f->a.name, url, f->log, opt[0], opt[1],
 			     opt[2], opt[3], opt[4], opt[5], opt[6], opt[7],
 			     NULL);
@@ -355,6 +366,10 @@ static void a_cluster_push_is_exact_through_a_failover_and_a_reset(
 	assert_int_equal(tu_wait_nohang(pa), -1); /* the same bridges */
 	assert_int_equal(tu_wait_nohang(pb), -1);
 	assert_exact(f);
+	/* What the bridges said meanwhile names the cause. */
+	assert_true(ru_file_has(f->log, "cannot be reached (127.0.0.1:") ||
+		    ru_file_has(f->log, "is served by no master") ||
+		    ru_file_has(f->log, "(slots without a master"));
 	printf("cluster failover: kill -9 of a master to its replica "
 	       "promoted %llu ms, to every key exact %llu ms (%u increments "
 	       "over %d counters on %d, %d, %d keys per master)\n",
@@ -484,9 +499,57 @@ static void several_nodes_of_a_standalone_redis_are_refused(void **state)
 	ru_destroy(&r);
 }
 
+/* The documented way to a cluster: pushed to a standalone Redis with
+ * --partition-by-slot, its keys moved into the cluster with redis-cli
+ * --cluster import, the same segment's bridge then pushes to the cluster:
+ * nothing lost, nothing counted twice. */
+static void a_per_slot_standalone_redis_moves_into_a_cluster(void **state)
+{
+	struct fx *f = *state;
+	struct ru_server r = { 0 };
+	char ps[16], url[64], cmd[400], out[256];
+
+	int port = ru_free_port();
+	snprintf(ps, sizeof(ps), "%d", port);
+	const char *extra[] = { "--port", ps, NULL };
+	r.extra = extra;
+	ru_start(&r);
+	for (unsigned i = 0; i < 3 * NCOUNTERS; i++)
+		bump(f, i);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	pid_t p = ru_bridge(f->dir, f->a.name, url, f->log, "--once",
+			    "--partition-by-slot", NULL);
+	assert_int_equal(tu_wait(p, 15000), 0);
+	p = ru_bridge(f->dir, f->b.name, url, f->log, "--once",
+		      "--partition-by-slot", NULL);
+	assert_int_equal(tu_wait(p, 15000), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "redis-cli --cluster import 127.0.0.1:%d --cluster-from "
+		 "127.0.0.1:%d --cluster-copy >%s/import.log 2>&1",
+		 f->port[0], port, f->dir);
+	int rc = tu_sh(out, sizeof(out), "%s", cmd);
+	if (rc != 0)
+		fail_msg("%s failed (%d)", cmd, rc);
+	ru_destroy(&r);
+	for (unsigned i = 0; i < 2 * NCOUNTERS; i++)
+		bump(f, 7 + i);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port[0]);
+	for (int k = 0; k < 2; k++) {
+		p = ru_bridge(f->dir, k ? f->b.name : f->a.name, url, f->log,
+			      "--once", NULL);
+		assert_int_equal(tu_wait(p, 15000), 0);
+	}
+	p = ru_bridge(f->dir, f->a.name, url, f->log, "--once", NULL);
+	assert_int_equal(tu_wait(p, 15000), 0);
+	assert_exact(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			a_per_slot_standalone_redis_moves_into_a_cluster, setup,
+			teardown),
 		cmocka_unit_test(several_nodes_of_a_standalone_redis_are_refused),
 		cmocka_unit_test_setup_teardown(
 			a_cluster_push_is_exact_through_a_failover_and_a_reset,

@@ -708,7 +708,11 @@ static void switching_the_layout_is_refused(void **state)
 	assert_int_equal(push_all(&f->a.b), -1);
 	assert_true(f->a.b.refused);
 	assert_non_null(strstr(f->a.b.status.last_error,
-			       "without it would miss that bookkeeping"));
+			       "pushing it in the standalone layout would "
+			       "miss that bookkeeping"));
+	assert_true(strlen(f->a.b.status.last_error) < 255); /* all of it */
+	assert_non_null(strstr(f->a.b.status.last_error,
+			       "Start the bridge with --partition-by-slot"));
 	assert_int_equal(ru_get(&f->r, "req"), 1);
 	assert_false(exists(f, "_shmstat:feed"));
 	bridge_fini(&f->a.b);
@@ -732,6 +736,11 @@ static void switching_the_layout_is_refused(void **state)
 	f->b.cf.host_id_set = true;
 	assert_int_equal(bridge_init(&f->b.b, &f->b.cf, f->b.s.h), -1);
 	assert_true(f->b.b.refused);
+	assert_non_null(strstr(f->b.b.status.last_error,
+			       "was pushed in the standalone layout"));
+	assert_non_null(strstr(f->b.b.status.last_error,
+			       "to move it to a Redis Cluster, recreate the "
+			       "segment (see doc/bridge.md)"));
 	bridge_fini(&f->b.b);
 	host_start(f, &f->b, "b2", "_shmstat:", false);
 }
@@ -782,6 +791,7 @@ static void a_meta_prefix_with_a_brace_is_refused(void **state)
 	cf.meta_prefix = "_s{x}:";
 	assert_int_equal(bridge_init(&b, &cf, f->a.s.h), -1);
 	assert_true(b.refused);
+	assert_true(b.misconfigured); /* the daemon exits 1: an option */
 	bridge_fini(&b);
 	cf.meta_prefix = "_s}:";
 	assert_int_equal(bridge_init(&b, &cf, f->a.s.h), -1);
