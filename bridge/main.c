@@ -157,10 +157,12 @@ static const char usage[] =
 	"(split at blanks; '...' and \"...\" quote).\n"
 	"SIGTERM and SIGINT push once more and exit 0.\n"
 	"exit status: 0 stopped by a signal (or --once pushed), 1 usage or\n"
-	"configuration error, 2 segment missing or invalid, 3 refused (another\n"
-	"bridge serves the segment, or the options would count its totals\n"
-	"twice: see the message), 4 the segment was removed or recreated under\n"
-	"it (pushed a last time; start it again for the new segment).\n";
+	"configuration error (also one found at connect: a database other\n"
+	"than 0 on a Redis Cluster), 2 segment missing or invalid, 3 refused\n"
+	"(another bridge serves the segment, or the options would count its\n"
+	"totals twice: see the message), 4 the segment was removed or\n"
+	"recreated under it (pushed a last time; start it again for the new\n"
+	"segment).\n";
 
 static void on_signal(int sig)
 {
