@@ -544,6 +544,39 @@ static void a_per_slot_standalone_redis_moves_into_a_cluster(void **state)
 	assert_exact(f);
 }
 
+/* A cluster node that serves no slot yet (the cluster not formed): the
+ * bridge says so and what to do, writes nothing, and tries again. */
+static void a_cluster_not_formed_yet_is_named(void **state)
+{
+	struct ru_server r = { 0 };
+	struct tu_seg a;
+	char ps[16], url[64], log[300];
+
+	(void)state;
+	int port = ru_free_port();
+	snprintf(ps, sizeof(ps), "%d", port);
+	const char *extra[] = { "--port", ps, "--cluster-enabled", "yes",
+				NULL };
+	r.extra = extra;
+	ru_start(&r);
+	ru_path(&r, log, sizeof(log), "bridge.log");
+	tu_seg_create(&a, "clf", &small);
+	assert_int_equal(shmstat_counter_add_by_name(a.h, "c", 3), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	pid_t p = ru_bridge(r.dir, a.name, url, log, "--once", NULL);
+	assert_int_equal(tu_wait(p, 15000), 1);
+	assert_true(ru_file_has(log, "serves no hash slot yet (not formed: "
+				     "redis-cli --cluster create"));
+	assert_false(ru_file_has(log, "connected to Redis Cluster"));
+	redisReply *rep = ru_tcp_cmd(port, "DBSIZE");
+	assert_non_null(rep);
+	assert_int_equal(rep->integer, 0);
+	freeReplyObject(rep);
+	shmstat_close(&a.h);
+	shmstat_unlink(a.name);
+	ru_destroy(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +584,7 @@ int main(void)
 			a_per_slot_standalone_redis_moves_into_a_cluster, setup,
 			teardown),
 		cmocka_unit_test(several_nodes_of_a_standalone_redis_are_refused),
+		cmocka_unit_test(a_cluster_not_formed_yet_is_named),
 		cmocka_unit_test_setup_teardown(
 			a_cluster_push_is_exact_through_a_failover_and_a_reset,
 			setup, teardown),
