@@ -1127,6 +1127,44 @@ static int refresh_add(struct refresh *f, uint32_t x)
 	return 0;
 }
 
+/* The n replies of a refresh (MGET chunks, or one GET per key when MGET
+ * is refused) into the global values of rf's counters, in order. Every
+ * reply is read. 0; 1 when one was an error (a refused MGET sets no_mget:
+ * GET from then on), the values being read again next time; -1 on an I/O
+ * error. */
+static int refresh_replies(struct bridge *b, const struct refresh *rf,
+			   size_t n, uint64_t ns)
+{
+	bool gets = b->no_mget, refused = false;
+	size_t pos = 0;
+
+	for (size_t c = 0; c < n; c++) {
+		redisReply *r = get_reply(b);
+		if (!r)
+			return -1;
+		if (gets) {
+			if (pos < rf->n)
+				set_global(b, rf->x[pos++], r, ns);
+		} else if (r->type == REDIS_REPLY_ARRAY) {
+			for (size_t j = 0; j < r->elements && pos < rf->n; j++)
+				set_global(b, rf->x[pos++], r->element[j], ns);
+		} else if (r->type == REDIS_REPLY_ERROR && !refused) {
+			refused = true;
+			if (strncmp(r->str, "NOPERM", 6) == 0) {
+				blog(SHMSTAT_LOG_WARNING,
+				     "Redis %s refuses MGET (%s): reading the "
+				     "global values with GET instead; allow "
+				     "+mget for the bridge's ACL user",
+				     b->cf->addr, r->str);
+				b->no_mget = true;
+			}
+		}
+		freeReplyObject(r);
+	}
+	return refused;
+}
+
+
 /* withdraw.lua for another source O ("retire" or "expired", with its
  * time argument): the reply, or NULL on an I/O error or when the
  * arguments could not be built (*built false). */
@@ -2349,34 +2387,12 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 		goto out;
 	}
 	/* Refresh replies. */
-	size_t pos = 0;
-	for (size_t c = 0; c < nref; c++) {
-		if (!(r = get_reply(b))) {
-			ret = -1;
-			goto out;
-		}
-		if (b->no_mget) {
-			if (pos < rf.n)
-				set_global(b, rf.x[pos++], r, ns);
-		} else if (r->type == REDIS_REPLY_ARRAY) {
-			for (size_t j = 0; j < r->elements && pos < rf.n; j++)
-				set_global(b, rf.x[pos++], r->element[j], ns);
-		} else if (r->type == REDIS_REPLY_ERROR &&
-			   strncmp(r->str, "NOPERM", 6) == 0) {
-			blog(SHMSTAT_LOG_WARNING,
-			     "Redis %s refuses MGET (%s): reading the global "
-			     "values with GET instead; allow +mget for the "
-			     "bridge's ACL user",
-			     b->cf->addr, r->str);
-			b->no_mget = true;
-			forget_feeds(b);
-			freeReplyObject(r);
-			/* The other chunks' replies. */
-			if (drain(b, (int)(nref - c - 1)) < 0)
-				ret = -1;
-			goto out;
-		}
-		freeReplyObject(r);
+	int rr = refresh_replies(b, &rf, nref, ns);
+	if (rr) {
+		if (rr > 0)
+			forget_feeds(b); /* read every value again */
+		ret = rr < 0 ? -1 : ret;
+		goto out;
 	}
 	if (t->first) {
 		p->feed_ms = pos_ms;
@@ -2799,34 +2815,12 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 		goto out;
 	}
 	uint64_t ns = shmstat__now_realtime_ns();
-	size_t pos = 0;
-	bool refused = false;
-	for (int c = 0; c < nrep; c++) {
-		if (!(r = get_reply(b))) {
-			ret = -1;
-			goto out;
-		}
-		if (b->no_mget) {
-			if (pos < rf.n)
-				set_global(b, rf.x[pos++], r, ns);
-		} else if (r->type == REDIS_REPLY_ARRAY) {
-			for (size_t j = 0; j < r->elements && pos < rf.n; j++)
-				set_global(b, rf.x[pos++], r->element[j], ns);
-		} else if (r->type == REDIS_REPLY_ERROR && !refused) {
-			refused = true;
-			if (strncmp(r->str, "NOPERM", 6) == 0) {
-				blog(SHMSTAT_LOG_WARNING,
-				     "Redis %s refuses MGET (%s): reading the "
-				     "global values with GET instead; allow "
-				     "+mget for the bridge's ACL user",
-				     b->cf->addr, r->str);
-				b->no_mget = true;
-			}
-		}
-		freeReplyObject(r);
-		r = NULL;
+	int rr = refresh_replies(b, &rf, (size_t)nrep, ns);
+	if (rr < 0) {
+		ret = -1;
+		goto out;
 	}
-	if (refused) {
+	if (rr > 0) {
 		/* Read every value again, next time. */
 		forget_feeds(b);
 		goto out;
