@@ -74,6 +74,25 @@ redisReply *ru_cmd(struct ru_server *r, const char *fmt, ...)
 	return rep;
 }
 
+long long ru_hlen(struct ru_server *r, const char *key)
+{
+	redisReply *rep = ru_cmd(r, "HLEN %s", key);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+	long long n = rep->integer;
+	freeReplyObject(rep);
+	return n;
+}
+
+bool ru_exists(struct ru_server *r, const char *key)
+{
+	redisReply *rep = ru_cmd(r, "EXISTS %s", key);
+	assert_non_null(rep);
+	bool e = rep->integer == 1;
+	freeReplyObject(rep);
+	return e;
+}
+
 long long ru_get(struct ru_server *r, const char *key)
 {
 	redisReply *rep = ru_cmd(r, "GET %s", key);

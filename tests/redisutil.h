@@ -46,6 +46,9 @@ void ru_destroy(struct ru_server *r);
 redisReply *ru_cmd(struct ru_server *r, const char *fmt, ...);
 /* Integer value of a key; LLONG_MIN when missing. Fails on other errors. */
 long long ru_get(struct ru_server *r, const char *key);
+/* HLEN of a key (fails on an error); does a key exist? */
+long long ru_hlen(struct ru_server *r, const char *key);
+bool ru_exists(struct ru_server *r, const char *key);
 /* path of a file in the server's directory. */
 void ru_path(const struct ru_server *r, char *buf, size_t len,
 	     const char *file);

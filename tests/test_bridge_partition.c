@@ -122,25 +122,6 @@ static int64_t global_of(struct host *x, const char *name)
 	return st.global;
 }
 
-static long long hlen(struct fx *f, const char *key)
-{
-	redisReply *r = ru_cmd(&f->r, "HLEN %s", key);
-	assert_non_null(r);
-	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-	long long n = r->integer;
-	freeReplyObject(r);
-	return n;
-}
-
-static bool exists(struct fx *f, const char *key)
-{
-	redisReply *r = ru_cmd(&f->r, "EXISTS %s", key);
-	assert_non_null(r);
-	bool e = r->integer == 1;
-	freeReplyObject(r);
-	return e;
-}
-
 /* The slots counters c000..c(n-1) fall in. */
 static unsigned nslots(int n)
 {
@@ -267,8 +248,8 @@ static void counters_over_many_slots_are_exact(void **state)
 	}
 	assert_int_equal(ru_get(&f->r, "g1"), 7);
 	/* No key of the untagged layout. */
-	assert_false(exists(f, "_shmstat:feed"));
-	assert_false(exists(f, "_shmstat:keys"));
+	assert_false(ru_exists(&f->r, "_shmstat:feed"));
+	assert_false(ru_exists(&f->r, "_shmstat:keys"));
 	/* The slots it wrote, at home. */
 	snprintf(key, sizeof(key), "_shmstat:{home}p:%s", f->a.b.source);
 	redisReply *r = ru_cmd(&f->r, "SCARD %s", key);
@@ -565,21 +546,21 @@ static void a_recreated_segment_retires_the_old_source(void **state)
 	push(&f->a);
 	assert_int_equal(ru_get(&f->r, "req"), 1005);
 	snprintf(key, sizeof(key), "_shmstat:{home}s:%s", old);
-	for (int i = 0; i < 100 && exists(f, key); i++) {
+	for (int i = 0; i < 100 && ru_exists(&f->r, key); i++) {
 		ru_sleep_ms(50);
 		push(&f->a);
 	}
-	assert_false(exists(f, key));
+	assert_false(ru_exists(&f->r, key));
 	assert_int_equal(ru_get(&f->r, "req"), 1005);
 	assert_int_equal(ru_get(&f->r, "g03"), 0);
 	snprintf(key, sizeof(key), "_shmstat:{home}p:%s", old);
-	assert_false(exists(f, key));
+	assert_false(ru_exists(&f->r, key));
 	unsigned s = slot_of("req", 3);
 	snprintf(key, sizeof(key), "_shmstat:{%s}t:%s", slot_tag(s), old);
-	assert_false(exists(f, key));
+	assert_false(ru_exists(&f->r, key));
 	snprintf(key, sizeof(key), "_shmstat:{%s}t:%s", slot_tag(s),
 		 f->a.b.source);
-	assert_int_equal(hlen(f, key), 1);
+	assert_int_equal(ru_hlen(&f->r, key), 1);
 }
 
 /* A slot whose bookkeeping changed behind the bridge's back (here: lost
@@ -714,7 +695,7 @@ static void switching_the_layout_is_refused(void **state)
 	assert_non_null(strstr(f->a.b.status.last_error,
 			       "Start the bridge with --partition-by-slot"));
 	assert_int_equal(ru_get(&f->r, "req"), 1);
-	assert_false(exists(f, "_shmstat:feed"));
+	assert_false(ru_exists(&f->r, "_shmstat:feed"));
 	bridge_fini(&f->a.b);
 	/* And back: it pushes as before. */
 	host_start(f, &f->a, "a1", "_shmstat:", true);

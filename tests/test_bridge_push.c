@@ -119,25 +119,6 @@ static void push(struct host *x)
 	status_save(x);
 }
 
-static long long hlen(struct fx *f, const char *key)
-{
-	redisReply *r = ru_cmd(&f->r, "HLEN %s", key);
-	assert_non_null(r);
-	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-	long long n = r->integer;
-	freeReplyObject(r);
-	return n;
-}
-
-static bool exists(struct fx *f, const char *key)
-{
-	redisReply *r = ru_cmd(&f->r, "EXISTS %s", key);
-	assert_non_null(r);
-	bool e = r->integer == 1;
-	freeReplyObject(r);
-	return e;
-}
-
 static int64_t global_of(struct host *x, const char *name)
 {
 	shmstat_stat_t st;
@@ -320,7 +301,7 @@ static void redis_restarted_empty_gets_every_counter_back_in_one_push(
 		assert_int_equal(ru_get(&f->r, name), i + 1);
 	}
 	snprintf(tot, sizeof(tot), "_shmstat:t:%s", f->a.b.source);
-	assert_int_equal(hlen(f, tot), NCOLD);
+	assert_int_equal(ru_hlen(&f->r, tot), NCOLD);
 
 	/* Same again while the connection survives: Redis forgets
 	 * everything (FLUSHALL) between two pushes of a live bridge. The
@@ -516,11 +497,11 @@ static void a_recreated_segment_adds_to_the_history(void **state)
 	/* Once the old lease has ended the old source is retired: its
 	 * bookkeeping goes, its counts stay. */
 	snprintf(key, sizeof(key), "_shmstat:t:%s", old);
-	for (int i = 0; i < 100 && exists(f, key); i++) {
+	for (int i = 0; i < 100 && ru_exists(&f->r, key); i++) {
 		ru_sleep_ms(50);
 		push(&f->a);
 	}
-	assert_false(exists(f, key));
+	assert_false(ru_exists(&f->r, key));
 	assert_int_equal(ru_get(&f->r, "req"), 1005);
 	add(&f->a, "req", 1);
 	push(&f->a);
@@ -532,7 +513,7 @@ static void a_recreated_segment_adds_to_the_history(void **state)
 	add(&f->a, "req", 2);
 	push(&f->a);
 	snprintf(key, sizeof(key), "_shmstat:s:%s", old);
-	assert_false(exists(f, key));
+	assert_false(ru_exists(&f->r, key));
 	assert_int_equal(ru_get(&f->r, "req"), 1008);
 }
 
@@ -921,9 +902,9 @@ static void old_host_bookkeeping_is_migrated(void **state)
 	/* jobs: 45 now, 40 accepted: +5. other: unchanged. */
 	assert_int_equal(ru_get(&f->r, "jobs"), 17);
 	assert_int_equal(ru_get(&f->r, "other"), 7);
-	assert_false(exists(f, "_shmstat:h:00000000000000a1"));
-	assert_false(exists(f, "_shmstat:m:00000000000000a1"));
-	assert_true(exists(f, "_shmstat:h:00000000000000b2"));
+	assert_false(ru_exists(&f->r, "_shmstat:h:00000000000000a1"));
+	assert_false(ru_exists(&f->r, "_shmstat:m:00000000000000a1"));
+	assert_true(ru_exists(&f->r, "_shmstat:h:00000000000000b2"));
 	add(&f->a, "jobs", 1);
 	push(&f->a);
 	assert_int_equal(ru_get(&f->r, "jobs"), 18);
