@@ -1127,6 +1127,31 @@ static int refresh_add(struct refresh *f, uint32_t x)
 	return 0;
 }
 
+/* Queue the reads of the values of the m counters x[0..m): one MGET, or
+ * one GET each when MGET is refused; *n counts the replies to read.
+ * 0, or -1 (out of memory, I/O). */
+static int refresh_requests(struct bridge *b, struct args *a,
+			    const uint32_t *x, size_t m, size_t *n)
+{
+	if (b->no_mget) {
+		for (size_t j = 0; j < m; j++) {
+			const char *v[2] = { "GET", b->keys[x[j]] };
+			size_t l[2] = { 3, b->keylen[x[j]] };
+			if (redisAppendCommandArgv(b->rc, 2, v, l) != REDIS_OK)
+				return -1;
+			(*n)++;
+		}
+		return 0;
+	}
+	int rc = args_push(a, "MGET", 4), q = 0;
+	for (size_t j = 0; j < m; j++)
+		rc |= args_pushk(a, b, x[j]);
+	if (rc || append(b, a, &q) < 0)
+		return -1;
+	*n += (size_t)q;
+	return 0;
+}
+
 /* The n replies of a refresh (MGET chunks, or one GET per key when MGET
  * is refused) into the global values of rf's counters, in order. Every
  * reply is read. 0; 1 when one was an error (a refused MGET sets no_mget:
@@ -2244,24 +2269,7 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 		for (size_t off = 0; off < rf.n && rc == 0; off += BRIDGE_CHUNK) {
 			size_t n = rf.n - off < BRIDGE_CHUNK ? rf.n - off
 							     : BRIDGE_CHUNK;
-			if (b->no_mget) {
-				for (size_t i = 0; i < n && rc == 0; i++) {
-					const char *v[2] = { "GET",
-							     b->keys[rf.x[off + i]] };
-					size_t l[2] = { 3, b->keylen[rf.x[off + i]] };
-					if (redisAppendCommandArgv(b->rc, 2, v,
-								   l) != REDIS_OK)
-						rc = -1;
-					nref++;
-				}
-				continue;
-			}
-			rc |= args_push(&a, "MGET", 4);
-			for (size_t i = 0; i < n; i++)
-				rc |= args_pushk(&a, b, rf.x[off + i]);
-			int dummy = 0;
-			rc = rc ? -1 : append(b, &a, &dummy);
-			nref++;
+			rc = refresh_requests(b, &a, rf.x + off, n, &nref);
 		}
 	}
 	/* The next slot's read half, in the same round trip: its WATCH
@@ -2793,22 +2801,9 @@ static int feeds_node(struct bridge *b, struct bpart **v, size_t n, void *arg)
 			size_t m = start[i + 1] - off < BRIDGE_CHUNK
 					   ? start[i + 1] - off
 					   : BRIDGE_CHUNK;
-			if (b->no_mget) {
-				for (size_t j = 0; j < m && rc == 0; j++) {
-					uint32_t x = rf.x[off + j];
-					const char *gv[2] = { "GET", b->keys[x] };
-					size_t gl[2] = { 3, b->keylen[x] };
-					if (redisAppendCommandArgv(b->rc, 2, gv,
-								   gl) != REDIS_OK)
-						rc = -1;
-					nrep++;
-				}
-				continue;
-			}
-			rc |= args_push(&a, "MGET", 4);
-			for (size_t j = 0; j < m; j++)
-				rc |= args_pushk(&a, b, rf.x[off + j]);
-			rc = rc ? -1 : append(b, &a, &nrep);
+			size_t q = 0;
+			rc = refresh_requests(b, &a, rf.x + off, m, &q);
+			nrep += (int)q;
 		}
 	if (rc) {
 		ret = -1;
