@@ -240,8 +240,11 @@ redisReply *conn_reply(struct bridge *b);
 void conn_fini(struct bridge *b);
 /* Redis Cluster: make b->rc (and b->tls) the connection of the master
  * that serves hash slot `slot` (0..16383), connecting to it when needed.
- * 0, or -1 on an I/O error (treat as any I/O error: conn_close closes
- * every node's connection). Without a cluster: nothing to do, 0. */
+ * 0; -2 when that master cannot be reached now or no master serves the
+ * slot (b->rc stays the connection it was: the other slots can go on;
+ * the node is not tried again for --backoff-max, the map is read again);
+ * -1 on an I/O error (treat as any I/O error: conn_close closes every
+ * node's connection). Without a cluster: nothing to do, 0. */
 int conn_slot(struct bridge *b, unsigned slot);
 
 /* tls.c: OpenSSL under hiredis 0.14 (see the file's comment). */

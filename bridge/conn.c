@@ -16,6 +16,7 @@
 #include <sys/time.h>
 
 #include "bridge_i.h"
+#include "shmstat_i.h"
 
 static struct timeval tv_ms(uint64_t ms)
 {
@@ -216,6 +217,8 @@ struct cnode {
 	int port;
 	redisContext *rc; /* NULL: not connected */
 	void *tls;
+	uint64_t down_until_ns; /* could not be reached: not tried again
+				   before this (monotonic) */
 };
 
 struct cltab {
@@ -519,32 +522,51 @@ int conn_slot(struct bridge *b, unsigned slot)
 	}
 	int k = t->slot[slot] - 1;
 	if (k < 0) {
+		if (!b->moved) {
+			snprintf(b->conn_err, sizeof(b->conn_err),
+				 "hash slot %u is served by no master (a "
+				 "failover under way, or a master without a "
+				 "replica is down): its counts stay pending",
+				 slot);
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "Redis Cluster %s: %s", b->cf->addr,
+				     b->conn_err);
+		}
 		b->moved = true;
-		snprintf(b->conn_err, sizeof(b->conn_err),
-			 "hash slot %u is served by no master (a failover "
-			 "under way, or a master without a replica is down); "
-			 "pushing again later",
-			 slot);
-		bridge_error(b, SHMSTAT_LOG_WARNING, "Redis Cluster %s: %s",
-			     b->cf->addr, b->conn_err);
-		return -1;
+		return -2;
 	}
 	if (k == t->cur)
 		return 0;
 	struct cnode *n = &t->node[k];
 	if (!n->rc) {
+		uint64_t now = shmstat__now_mono_ns();
+		if (now < n->down_until_ns)
+			return -2;
 		/* node[cur] keeps the connection b->rc is now. */
+		redisContext *rc = b->rc;
+		void *tls = b->tls;
+		char node[sizeof(b->node)];
+		snprintf(node, sizeof(node), "%s", b->node);
 		if (node_open(b, n->host, n->port, NULL) < 0) {
 			char why[sizeof(b->conn_err)];
 			snprintf(why, sizeof(why), "%s", b->conn_err);
 			snprintf(b->conn_err, sizeof(b->conn_err),
 				 "the master of hash slot %u cannot be reached "
-				 "(%.200s); every count stays pending until "
-				 "it, or its promoted replica, answers",
+				 "(%.200s); its slots' counts stay pending "
+				 "until it, or its promoted replica, answers",
 				 slot, why);
+			bridge_error(b, SHMSTAT_LOG_WARNING,
+				     "Redis Cluster %s: %s", b->cf->addr,
+				     b->conn_err);
+			/* The others go on, on the connection they had. */
+			b->rc = rc;
+			b->tls = tls;
+			snprintf(b->node, sizeof(b->node), "%s", node);
+			n->down_until_ns = now + b->cf->backoff_max_ms * 1000000u;
 			b->moved = true;
-			return -1;
+			return -2;
 		}
+		n->down_until_ns = 0;
 		n->rc = b->rc;
 		n->tls = b->tls;
 	}

@@ -2563,16 +2563,25 @@ static int by_node(struct bridge *b, struct bpart **v, size_t n, node_fn fn,
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (conn_slot(b, v[i]->slot) < 0) {
+		int c = conn_slot(b, v[i]->slot);
+		if (c == -1) {
 			ret = -1;
 			goto out;
 		}
-		rc[i] = b->rc;
+		rc[i] = c == 0 ? b->rc : NULL; /* NULL: unreachable now */
 	}
 	for (size_t i = 0; i < n; i++) {
 		size_t m = 0;
 		if (done[i])
 			continue;
+		if (!rc[i]) {
+			/* Its master cannot be reached: the slots of the
+			 * others go on (these are read at a later push). */
+			done[i] = true;
+			if (ret < 2)
+				ret = 2;
+			continue;
+		}
 		for (size_t j = i; j < n; j++)
 			if (!done[j] && rc[j] == rc[i]) {
 				g[m++] = v[j];
@@ -3432,17 +3441,24 @@ static int push_parts(struct bridge *b, struct snap *sn, size_t *sent,
 			goto out;
 		}
 		for (size_t k = 0; k < nw; k++) {
-			if (b->cluster && conn_slot(b, v[k]->slot) < 0) {
+			int c = b->cluster ? conn_slot(b, v[k]->slot) : 0;
+			if (c == -1) {
 				ret = -1;
 				goto out;
 			}
-			node[k] = b->rc;
+			/* NULL: its master cannot be reached now; the other
+			 * slots go on, its counts stay pending. */
+			node[k] = c == 0 ? b->rc : NULL;
 		}
 		for (size_t k = 0; k < nw; k++) {
 			struct bpart *p = v[k];
 			uint32_t lo = p->slot ? cnt[p->slot - 1] : 0;
 			uint32_t hi = cnt[p->slot];
 			bool ok = true;
+			if (!node[k]) {
+				failed = true;
+				continue;
+			}
 			if (!cur.sent && conn_slot(b, p->slot) < 0) {
 				ret = -1;
 				goto out;

@@ -30,8 +30,9 @@
 
 struct fx {
 	char dir[128];
-	int port[NODES];
+	int port[NODES], bus[NODES];
 	pid_t pid[NODES];
+	int n;                /* nodes made */
 	struct tu_seg a, b;
 	char log[300];
 	long long expect[NCOUNTERS]; /* what every key must come to */
@@ -162,7 +163,32 @@ static int keys_on(struct fx *f, int port)
 	return n;
 }
 
-static int setup(void **state)
+/* Start node i (again: the same ports and nodes file). */
+static void node_start(struct fx *f, int i)
+{
+	char ps[16], bs[16], conf[256], log[256];
+
+	snprintf(ps, sizeof(ps), "%d", f->port[i]);
+	snprintf(bs, sizeof(bs), "%d", f->bus[i]);
+	snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", f->dir, f->port[i]);
+	snprintf(log, sizeof(log), "%s/redis-%d.log", f->dir, f->port[i]);
+	const char *argv[] = { "redis-server", "--port", ps, "--bind",
+			       "127.0.0.1", "--cluster-enabled", "yes",
+			       "--cluster-config-file", conf,
+			       "--cluster-node-timeout", "1000",
+			       "--cluster-port", bs,
+			       "--cluster-replica-validity-factor", "0",
+			       "--cluster-require-full-coverage", "no",
+			       "--dir", f->dir, "--save", "", "--appendonly",
+			       "no", NULL };
+	f->pid[i] = ru_spawn(log, argv);
+	assert_true(ru_wait_port(f->port[i], 5000));
+}
+
+/* A cluster of `nodes` redis-servers, `replicas` per master, made by
+ * redis-cli --cluster create; the two segments. Slots whose master is
+ * down are not served, the others are (require-full-coverage no). */
+static struct fx *make_cluster(int nodes, int replicas)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	char out[4096], cmd[1024];
@@ -172,30 +198,17 @@ static int setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/shmstat-cluster-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->log, sizeof(f->log), "%s/bridge.log", f->dir);
+	f->n = nodes;
 	n = (size_t)snprintf(cmd, sizeof(cmd),
-			     "redis-cli --cluster create --cluster-replicas 1 "
-			     "--cluster-yes");
-	for (int i = 0; i < NODES; i++) {
-		char ps[16], bs[16], conf[256], log[256];
+			     "redis-cli --cluster create --cluster-replicas %d "
+			     "--cluster-yes",
+			     replicas);
+	for (int i = 0; i < nodes; i++) {
 		/* The cluster bus gets a free port too (its default, port +
 		 * 10000, may be past 65535). */
 		f->port[i] = ru_free_port();
-		snprintf(ps, sizeof(ps), "%d", f->port[i]);
-		snprintf(bs, sizeof(bs), "%d", ru_free_port());
-		snprintf(conf, sizeof(conf), "%s/nodes-%d.conf", f->dir,
-			 f->port[i]);
-		snprintf(log, sizeof(log), "%s/redis-%d.log", f->dir,
-			 f->port[i]);
-		const char *argv[] = { "redis-server", "--port", ps, "--bind",
-				       "127.0.0.1", "--cluster-enabled", "yes",
-				       "--cluster-config-file", conf,
-				       "--cluster-node-timeout", "1000",
-				       "--cluster-port", bs,
-				       "--cluster-replica-validity-factor", "0",
-				       "--dir", f->dir, "--save", "",
-				       "--appendonly", "no", NULL };
-		f->pid[i] = ru_spawn(log, argv);
-		assert_true(ru_wait_port(f->port[i], 5000));
+		f->bus[i] = ru_free_port();
+		node_start(f, i);
 		n += (size_t)snprintf(cmd + n, sizeof(cmd) - n,
 				      " 127.0.0.1:%d", f->port[i]);
 	}
@@ -203,7 +216,7 @@ static int setup(void **state)
 	if (rc != 0)
 		fail_msg("redis-cli --cluster create failed (%d): %s", rc, out);
 	uint64_t deadline = ru_mono_ms() + 30000;
-	for (int i = 0; i < NODES; i++)
+	for (int i = 0; i < nodes; i++)
 		while (!node_ok(f, i) || !link_up(f, i)) {
 			if (ru_mono_ms() > deadline)
 				fail_msg("the cluster did not form within 30 s "
@@ -219,7 +232,18 @@ static int setup(void **state)
 		assert_int_equal(shmstat_counter_add_by_name(f->a.h, name, 0), 0);
 		assert_int_equal(shmstat_counter_add_by_name(f->b.h, name, 0), 0);
 	}
-	*state = f;
+	return f;
+}
+
+static int setup(void **state)
+{
+	*state = make_cluster(6, 1);
+	return 0;
+}
+
+static int setup_no_replicas(void **state)
+{
+	*state = make_cluster(3, 0);
 	return 0;
 }
 
@@ -499,6 +523,81 @@ static void several_nodes_of_a_standalone_redis_are_refused(void **state)
 	ru_destroy(&r);
 }
 
+/* A master without a replica dies: the slots of the other masters go on
+ * being pushed (exact), its slots' counts stay pending and the status
+ * names it; it comes back empty and everything is exact again, with no
+ * bridge restarted. */
+static void a_dead_master_stops_only_its_own_slots(void **state)
+{
+	struct fx *f = *state;
+	char url[64];
+
+	int home = master_of(f, "{home}"), victim = -1;
+	for (int i = 0; i < f->n && victim < 0; i++)
+		if (f->port[i] != home)
+			victim = i;
+	assert_true(victim >= 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", home);
+	const char *opt[] = { "-i", "50ms", "--backoff-max", "200ms",
+			      "--connect-timeout", "300ms",
+			      "--command-timeout", "500ms" };
+	pid_t pa = ru_bridge(f->dir, f->a.name, url, f->log, opt[0], opt[1],
+			     opt[2], opt[3], opt[4], opt[5], opt[6], opt[7],
+			     NULL);
+	pid_t pb = ru_bridge(f->dir, f->b.name, url, f->log, opt[0], opt[1],
+			     opt[2], opt[3], opt[4], opt[5], opt[6], opt[7],
+			     NULL);
+	unsigned round = 0;
+	for (; round < 3 * NCOUNTERS; round++)
+		bump(f, round);
+	synced(f);
+	assert_exact(f);
+
+	bool on_victim[NCOUNTERS];
+	int nv = 0;
+	for (int i = 0; i < NCOUNTERS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "c%d", i);
+		on_victim[i] = master_of(f, name) == f->port[victim];
+		nv += on_victim[i];
+	}
+	assert_true(nv > 0 && nv < NCOUNTERS);
+	ru_kill(f->pid[victim]);
+	f->pid[victim] = 0;
+	for (unsigned k = 0; k < 3 * NCOUNTERS; k++)
+		bump(f, round++);
+	/* Every key of the live masters reaches Redis, while the dead one's
+	 * cannot. */
+	uint64_t deadline = ru_mono_ms() + 20000;
+	int behind = NCOUNTERS;
+	while (behind && ru_mono_ms() < deadline) {
+		behind = 0;
+		for (int i = 0; i < NCOUNTERS; i++) {
+			char name[16];
+			snprintf(name, sizeof(name), "c%d", i);
+			if (!on_victim[i] && cget(f, name) != f->expect[i])
+				behind++;
+		}
+		if (behind)
+			ru_sleep_ms(20);
+	}
+	assert_int_equal(behind, 0);
+	assert_true(ru_file_has(f->log, "cannot be reached (127.0.0.1:"));
+	shmstat_sync_status_t st;
+	assert_int_equal(shmstat_sync_status_read(f->a.h, &st), 0);
+	assert_true(st.pending > 0);
+
+	/* It comes back empty (no persistence): its slots are pushed whole
+	 * again. */
+	node_start(f, victim);
+	synced(f);
+	assert_int_equal(tu_wait_nohang(pa), -1);
+	assert_int_equal(tu_wait_nohang(pb), -1);
+	assert_exact(f);
+	assert_int_equal(ru_bridge_stop(pa), 0);
+	assert_int_equal(ru_bridge_stop(pb), 0);
+}
+
 /* The documented way to a cluster: pushed to a standalone Redis with
  * --partition-by-slot, its keys moved into the cluster with redis-cli
  * --cluster import, the same segment's bridge then pushes to the cluster:
@@ -583,6 +682,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			a_per_slot_standalone_redis_moves_into_a_cluster, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			a_dead_master_stops_only_its_own_slots,
+			setup_no_replicas, teardown),
 		cmocka_unit_test(several_nodes_of_a_standalone_redis_are_refused),
 		cmocka_unit_test(a_cluster_not_formed_yet_is_named),
 		cmocka_unit_test_setup_teardown(
