@@ -649,13 +649,15 @@ static void a_cluster_not_formed_yet_is_named(void **state)
 {
 	struct ru_server r = { 0 };
 	struct tu_seg a;
-	char ps[16], url[64], log[300];
+	char ps[16], bs[16], url[64], log[300];
 
 	(void)state;
 	int port = ru_free_port();
 	snprintf(ps, sizeof(ps), "%d", port);
+	snprintf(bs, sizeof(bs), "%d", ru_free_port());
+	/* The bus port given: port + 10000 may be past 65535. */
 	const char *extra[] = { "--port", ps, "--cluster-enabled", "yes",
-				NULL };
+				"--cluster-port", bs, NULL };
 	r.extra = extra;
 	ru_start(&r);
 	ru_path(&r, log, sizeof(log), "bridge.log");

@@ -144,7 +144,12 @@ static unsigned nslots(int n)
 static void the_slot_function_is_redis_own(void **state)
 {
 	struct ru_server c = { 0 };
-	static const char *const extra[] = { "--cluster-enabled", "yes", NULL };
+	char bs[16];
+	/* A free bus port (the default, port + 10000, is 10000 for port 0:
+	 * two runs at once would collide). */
+	snprintf(bs, sizeof(bs), "%d", ru_free_port());
+	const char *const extra[] = { "--cluster-enabled", "yes",
+				      "--cluster-port", bs, NULL };
 	static const char *const keys[] = {
 		"foo", "bar", "{user1000}.following", "{user1000}.followers",
 		"foo{}{bar}", "foo{{bar}}zap", "foo{bar}{zap}", "{}", "}{",
