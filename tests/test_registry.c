@@ -358,10 +358,13 @@ static void two_hundred_processes_over_128_rows_count_exactly(void **state)
 			for (int k = 0; k < PER; k++)
 				shmstat_counter_incr(c);
 			__atomic_fetch_add(&m->ready, 1, __ATOMIC_RELEASE);
-			if (i < LONG) /* long-lived: hold the row */
-				while (!__atomic_load_n(&m->go_home,
-							__ATOMIC_ACQUIRE))
-					usleep(1000);
+			/* Long-lived: hold the row until told (bounded:
+			 * 120 s, should the test die first). */
+			for (int t = 0; i < LONG && t < 120000 &&
+					!__atomic_load_n(&m->go_home,
+							 __ATOMIC_ACQUIRE);
+			     t++)
+				usleep(1000);
 			_exit(0); /* no close */
 		}
 	}

@@ -575,6 +575,35 @@ static PyTypeObject Gauge_Type = {
 
 /* ------------------------------------------------------- Segment methods */
 
+/* A new counter, histogram or gauge object of type tp for `name` (the
+ * argument itself when a str, else decoded), holding its segment: the
+ * caller sets its handle, then hands it to metric_done(). */
+static MetricObject *metric_alloc(SegmentObject *self, PyObject *arg,
+				  const char *name, PyTypeObject *tp)
+{
+	MetricObject *o = PyObject_GC_New(MetricObject, tp);
+
+	if (!o)
+		return NULL;
+	Py_INCREF(self);
+	o->seg = self;
+	o->name = PyUnicode_Check(arg) ? Py_NewRef(arg)
+				       : PyUnicode_DecodeUTF8(name, strlen(name),
+							      "replace");
+	return o;
+}
+
+/* Track o, or drop it when its name could not be made. */
+static PyObject *metric_done(MetricObject *o)
+{
+	PyObject_GC_Track(o);
+	if (!o->name) {
+		Py_DECREF(o);
+		return NULL;
+	}
+	return (PyObject *)o;
+}
+
 static PyObject *Segment_counter(SegmentObject *self, PyObject *arg)
 {
 	const char *name = name_arg(arg, "name");
@@ -589,21 +618,10 @@ static PyObject *Segment_counter(SegmentObject *self, PyObject *arg)
 		     if (rc < 0) reason_save(&why, self->h));
 	if (rc < 0)
 		return raise_code(rc, why.text);
-	if (!(o = PyObject_GC_New(CounterObject, &Counter_Type)))
+	if (!(o = (CounterObject *)metric_alloc(self, arg, name, &Counter_Type)))
 		return NULL;
-	Py_INCREF(self);
-	o->seg = self;
-	o->name = PyUnicode_Check(arg) ? Py_NewRef(arg)
-				       : PyUnicode_DecodeUTF8(name,
-							      strlen(name),
-							      "replace");
 	o->c = c;
-	PyObject_GC_Track(o);
-	if (!o->name) {
-		Py_DECREF(o);
-		return NULL;
-	}
-	return (PyObject *)o;
+	return metric_done((MetricObject *)o);
 }
 
 static PyObject *Segment_histogram(SegmentObject *self, PyObject *args)
@@ -648,21 +666,10 @@ static PyObject *Segment_histogram(SegmentObject *self, PyObject *args)
 		     if (rc < 0) reason_save(&why, self->h));
 	if (rc < 0)
 		return raise_code(rc, why.text);
-	if (!(o = PyObject_GC_New(HistogramObject, &Histogram_Type)))
+	if (!(o = (HistogramObject *)metric_alloc(self, arg, name, &Histogram_Type)))
 		return NULL;
-	Py_INCREF(self);
-	o->seg = self;
-	o->name = PyUnicode_Check(arg) ? Py_NewRef(arg)
-				       : PyUnicode_DecodeUTF8(name,
-							      strlen(name),
-							      "replace");
 	o->hg = hg;
-	PyObject_GC_Track(o);
-	if (!o->name) {
-		Py_DECREF(o);
-		return NULL;
-	}
-	return (PyObject *)o;
+	return metric_done((MetricObject *)o);
 }
 
 static PyObject *Segment_help(SegmentObject *self, PyObject *args)
@@ -732,21 +739,10 @@ static PyObject *Segment_gauge(SegmentObject *self, PyObject *arg)
 		     if (rc < 0) reason_save(&why, self->h));
 	if (rc < 0)
 		return raise_code(rc, why.text);
-	if (!(o = PyObject_GC_New(GaugeObject, &Gauge_Type)))
+	if (!(o = (GaugeObject *)metric_alloc(self, arg, name, &Gauge_Type)))
 		return NULL;
-	Py_INCREF(self);
-	o->seg = self;
-	o->name = PyUnicode_Check(arg) ? Py_NewRef(arg)
-				       : PyUnicode_DecodeUTF8(name,
-							      strlen(name),
-							      "replace");
 	o->g = g;
-	PyObject_GC_Track(o);
-	if (!o->name) {
-		Py_DECREF(o);
-		return NULL;
-	}
-	return (PyObject *)o;
+	return metric_done((MetricObject *)o);
 }
 
 static PyObject *stat_dict(const shmstat_stat_t *st)
