@@ -148,12 +148,7 @@ typedef struct shmstat_options {
 	uint32_t wait_ms;        /* wait for a concurrent creator; 0 = 2000 */
 	uint32_t owner_uid;      /* with SHMSTAT_O_OWNER: the expected owner */
 	uint32_t group_gid;      /* with SHMSTAT_O_GROUP: the expected group */
-	uint32_t cache_inline;   /* percent (0-90) of the cache region given
-	                          * to inline blocks: entries of up to 128
-	                          * bytes (header, key, value) kept next to
-	                          * their bucket, read with one memory access
-	                          * less; 0 = none (see doc/cache.md) */
-	uint32_t reserved_[4];
+	uint32_t reserved_[5];
 } shmstat_options_t;
 
 /*
@@ -745,9 +740,7 @@ typedef struct shmstat_info {
 	int32_t handle_row;        /* this handle's row, or SHMSTAT_ROW_* */
 	uint32_t dir_dead;         /* directory entries lost to dead inserts */
 	uint64_t source_nonce;     /* random, made at creation: the sync source */
-	uint64_t cache_inline_blocks; /* inline blocks of the cache (0: none) */
-	uint64_t cache_inline_used;   /* of them, holding an entry now */
-	uint64_t reserved_[6];
+	uint64_t reserved_[8];
 } shmstat_info_t;
 
 /* Fill *out; checks liveness of each claimed row's process.

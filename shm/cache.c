@@ -111,12 +111,11 @@ static uint32_t span_of(uint64_t cs, uint64_t page)
 	return cs > page ? (uint32_t)((cs + page - 1) / page) : 1;
 }
 
-static int plan(uint64_t size, uint64_t max_value, uint32_t inline_pct,
-		struct cache_hdr *g);
+static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g);
 
 /* The smallest region plan() lays out for max_value (every larger one
  * works too: plan trades buckets for pages), 0 when none can. */
-uint64_t shmstat__cache_min_size(uint64_t max_value, uint32_t inline_pct)
+uint64_t shmstat__cache_min_size(uint64_t max_value)
 {
 	struct cache_hdr g;
 	uint64_t lo, hi;
@@ -124,12 +123,12 @@ uint64_t shmstat__cache_min_size(uint64_t max_value, uint32_t inline_pct)
 	if (max_value == 0 || max_value > MAX_VALUE_LIMIT)
 		return 0;
 	hi = 2 * (largest_block(max_value) + 4 * MIN_PAGE) + (1u << 20);
-	while (plan(hi, max_value, inline_pct, &g) != 0)
+	while (plan(hi, max_value, &g) != 0)
 		hi += hi / 4;
 	lo = hi / 2;
 	while (hi - lo > 4096) { /* plan succeeds at hi, not (yet) at lo */
 		uint64_t mid = lo + (hi - lo) / 2;
-		if (plan(mid, max_value, inline_pct, &g) == 0)
+		if (plan(mid, max_value, &g) == 0)
 			hi = mid;
 		else
 			lo = mid;
@@ -181,14 +180,12 @@ static bool classes_ok(const struct cache_hdr *g)
 	       span_of(last, g->page_size) + CACHE_MIN_PAGES <= g->npages;
 }
 
-static int plan(uint64_t size, uint64_t max_value, uint32_t inline_pct,
-		struct cache_hdr *g)
+static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
 {
 	uint64_t big = largest_block(max_value), s = MIN_BLOCK, off;
 	uint32_t n = 0;
 
-	if (max_value == 0 || max_value > MAX_VALUE_LIMIT ||
-	    inline_pct > CACHE_INLINE_MAX)
+	if (max_value == 0 || max_value > MAX_VALUE_LIMIT)
 		return SHMSTAT_EINVAL;
 	memset(g, 0, sizeof(*g));
 	g->magic = CACHE_MAGIC;
@@ -310,12 +307,12 @@ static void ctx_of(const struct cache_geo *g, struct ctx *c)
 }
 
 int shmstat__cache_init(unsigned char *region, uint64_t size,
-			uint64_t max_value, uint32_t inline_pct)
+			uint64_t max_value)
 {
 	struct cache_hdr g;
 	struct cache_geo geo;
 	struct ctx c;
-	int rc = plan(size, max_value, inline_pct, &g);
+	int rc = plan(size, max_value, &g);
 
 	if (rc < 0)
 		return rc;
@@ -1305,13 +1302,3 @@ uint64_t shmstat__cache_bytes_used(const struct shmstat *h)
 	return c.g->data_off + usage(&c);
 }
 
-
-void shmstat__cache_inline_info(const struct shmstat *h, uint64_t *blocks,
-				uint64_t *used)
-{
-	struct ctx c = { 0 };
-
-	*blocks = *used = 0;
-	if (ctx_peek((struct shmstat *)h, &c) < 0)
-		return;
-}

@@ -23,8 +23,6 @@ struct cache_page;
 #define CACHE_MIN_PAGES 2u
 /* The largest cache_max_value. */
 #define CACHE_MAX_VALUE_LIMIT (UINT32_MAX / 2)
-/* The largest share of the cache region for inline blocks, in percent. */
-#define CACHE_INLINE_MAX 90u
 
 /*
  * The cache region's geometry, read from its header and checked once, at
@@ -57,11 +55,10 @@ struct cache_geo {
 /* Smallest cache region for max_value (the run of pages of its largest
  * entry, CACHE_MIN_PAGES more pages, and the tables); 0 when max_value is
  * 0 or above CACHE_MAX_VALUE_LIMIT. */
-uint64_t shmstat__cache_min_size(uint64_t max_value, uint32_t inline_pct);
-/* Lay out a zeroed region of `size` bytes at `region` (creator only), with
- * about inline_pct percent of it in inline blocks (0: none). */
+uint64_t shmstat__cache_min_size(uint64_t max_value);
+/* Lay out a zeroed region of `size` bytes at `region` (creator only). */
 int shmstat__cache_init(unsigned char *region, uint64_t size,
-			uint64_t max_value, uint32_t inline_pct);
+			uint64_t max_value);
 /* Check the region's own header before trusting it (every attacher), and
  * copy its geometry into *geo. SHMSTAT_EVERSION when the region carries
  * the cache's magic but another format version (*version: that one, and
@@ -74,10 +71,6 @@ int shmstat__cache_validate(const unsigned char *region, uint64_t size,
 uint32_t shmstat__cache_format(void);
 /* Bytes of the region in use, for shmstat_info(). */
 uint64_t shmstat__cache_bytes_used(const struct shmstat *h);
-/* Inline blocks of the region, and how many hold an entry, for
- * shmstat_info(). */
-void shmstat__cache_inline_info(const struct shmstat *h, uint64_t *blocks,
-				uint64_t *used);
 
 /*
  * Test hooks (process-local; tests and benchmarks only).

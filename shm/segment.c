@@ -103,7 +103,6 @@ struct geometry {
 	uint64_t size;
 	uint32_t counters, workers, row_stride;
 	uint64_t cache_max_value;
-	uint32_t cache_inline;
 	struct seg_region region[REG_ALL];
 };
 
@@ -116,11 +115,6 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 	g->workers = o->max_workers ? o->max_workers : DEFAULT_WORKERS;
 	g->cache_max_value =
 		o->cache_max_value ? o->cache_max_value : DEFAULT_CACHE_MAX_VALUE;
-	g->cache_inline = o->cache_inline;
-	if (g->cache_inline > CACHE_INLINE_MAX)
-		return shmstat__err(NULL, SHMSTAT_EINVAL,
-				    "cache_inline %u%% is above the limit %u%%",
-				    g->cache_inline, CACHE_INLINE_MAX);
 	if (g->counters > MAX_COUNTERS)
 		return shmstat__err(NULL, SHMSTAT_EINVAL,
 				    "max_counters %u is above the limit %u",
@@ -153,8 +147,7 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 	g->region[REG_HELP].size = (uint64_t)help_entries(g->counters) *
 				   sizeof(struct help_entry);
 	off += g->region[REG_HELP].size;
-	uint64_t cmin = shmstat__cache_min_size(g->cache_max_value,
-						g->cache_inline);
+	uint64_t cmin = shmstat__cache_min_size(g->cache_max_value);
 	if (cmin == 0)
 		return shmstat__err(NULL, SHMSTAT_EINVAL,
 				    "cache_max_value %llu is above the limit %u",
@@ -166,16 +159,12 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 				    "size %llu is too small for %u counters, "
 				    "%u workers and a cache of values up to "
 				    "%llu bytes (%u pages of one largest value "
-				    "each%s): need at least %llu bytes, or a "
-				    "smaller cache_max_value%s",
+				    "each): need at least %llu bytes, or a "
+				    "smaller cache_max_value",
 				    (unsigned long long)g->size, g->counters,
 				    g->workers,
 				    (unsigned long long)g->cache_max_value,
-				    CACHE_MIN_PAGES,
-				    g->cache_inline ? ", and its inline blocks"
-						    : "",
-				    (unsigned long long)need,
-				    g->cache_inline ? " or cache_inline" : "");
+				    CACHE_MIN_PAGES, (unsigned long long)need);
 	g->size = align_up(g->size, (uint64_t)sysconf(_SC_PAGESIZE));
 	g->region[REG_CACHE].off = off;
 	g->region[REG_CACHE].size = g->size - off;
@@ -245,7 +234,7 @@ static int build(struct shmstat *h, const struct geometry *g)
 	source_nonce(hdr);
 	int rc = shmstat__cache_init(h->base + g->region[REG_CACHE].off,
 				     g->region[REG_CACHE].size,
-				     g->cache_max_value, g->cache_inline);
+				     g->cache_max_value);
 	if (rc < 0)
 		return shmstat__err(NULL, rc, "cannot lay out the cache region");
 	atomic_store_explicit(&hdr->magic, SEG_MAGIC, memory_order_release);
@@ -770,8 +759,6 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 		&((struct seg_header *)h->hdr)->row_overflows,
 		memory_order_relaxed);
 	out->cache_max_value = hdr->cache_max_value;
-	shmstat__cache_inline_info(h, &out->cache_inline_blocks,
-				   &out->cache_inline_used);
 	for (uint32_t w = 0; w < h->max_workers; w++) {
 		uint64_t word = atomic_load_explicit(&h->slots[w].word,
 						     memory_order_acquire);

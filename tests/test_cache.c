@@ -576,7 +576,7 @@ static void the_minimum_size_holds_one_largest_value(void **state)
 				.cache_max_value = 100000 };
 	/* Find the smallest segment that opens, then use the value. */
 	o.size = 4096 + 8 * 64 + 2 * 128 + 4096 + 4096 + 8 * 320 +
-		 shmstat__cache_min_size(100000, 0) + 16384;
+		 shmstat__cache_min_size(100000) + 16384;
 	tu_seg_create(&s, "min", &o);
 	char *v = malloc(100000), *b = malloc(100000);
 	size_t n;
