@@ -465,8 +465,9 @@ int cache__ctx_load(struct shmstat *h, struct ctx *c)
  * that owns the row (registry.c; the first to count through the handle
  * takes it) adds with a plain load and store, any other thread atomically
  * into the handle's second row, so a plain store and an atomic add never
- * meet on one word. (A locked add here cost a set about 5%: it is a full
- * barrier, so consecutive calls could not overlap their misses.) No row:
+ * meet on one word. (A locked add is a full barrier on x86: a get or set
+ * then cannot overlap its misses with the next call's. Measured: a set
+ * about 2-3% faster without it, within the benchmark's noise.) No row:
  * the segment's process-local record.
  */
 static inline __attribute__((always_inline)) void
