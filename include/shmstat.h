@@ -885,8 +885,7 @@ int shmstat_sync_reset_wait(shmstat_t *h, uint64_t req_id,
  *   Ordering:    what another thread or process may observe;
  *   Killed:      what a caller killed inside it (SIGKILL) leaves behind.
  * For all of them a shmstat_t may be shared by threads; its statistics
- * miss no count (the thread that owns its row adds plainly, the others
- * atomically into a second row, as for counters).
+ * are added atomically and miss no count.
  */
 #define SHMSTAT_CACHE_KEY_MAX 250
 /* The longest TTL, in ms (about 292 million years): a longer ttl_ms given

@@ -461,41 +461,25 @@ int cache__ctx_load(struct shmstat *h, struct ctx *c)
 }
 
 /*
- * Count into the handle's row, as a counter cell is counted: the thread
- * that owns the row (registry.c; the first to count through the handle
- * takes it) adds with a plain load and store, any other thread atomically
- * into the handle's second row, so a plain store and an atomic add never
- * meet on one word. (A locked add is a full barrier on x86: a get or set
- * then cannot overlap its misses with the next call's. Measured: a set
- * about 2-3% faster without it, within the benchmark's noise.) No row:
- * the segment's process-local record.
+ * Count into the handle's row. Unlike a counter cell (one writer, plain
+ * load + store), a row's cache statistics may be written by every thread
+ * that shares the handle, so they are added atomically: the line is this
+ * process's own, so the lock prefix costs a few ns and no sharing, and a
+ * process that uses the cache from many threads still takes one row
+ * (counting plainly from the owner thread, as counters do, would give the
+ * others a second row: tried, and it ran out of rows where processes had
+ * one each, for a gain within the benchmark's noise). No row: the
+ * segment's process-local record.
  */
 static inline __attribute__((always_inline)) void
 stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 {
-	struct shmstat *h = c->h;
-	int32_t w = h->slot;
+	int32_t w = c->h->slot;
 
-	if (w >= 0 && (uint32_t)w < h->max_workers) {
-		uintptr_t me = shmstat_thread_token_();
-		uintptr_t owner = __atomic_load_n(&h->row.owner_,
-						  __ATOMIC_RELAXED);
-		if (__builtin_expect(owner == me, 1) ||
-		    (owner == 0 &&
-		     __atomic_compare_exchange_n(&h->row.owner_, &owner, me,
-						 false, __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED))) {
-			_Atomic uint64_t *q =
-				&shmstat__row_stats(h, (uint32_t)w)[s];
-			atomic_store_explicit(
-				q,
-				atomic_load_explicit(q, memory_order_relaxed) + n,
-				memory_order_relaxed);
-		} else {
-			atomic_fetch_add_explicit(
-				&shmstat__second_row_stats(h)[s], n,
-				memory_order_relaxed);
-		}
+	if (w >= 0 && (uint32_t)w < c->h->max_workers) {
+		atomic_fetch_add_explicit(
+			&shmstat__row_stats(c->h, (uint32_t)w)[s], n,
+			memory_order_relaxed);
 	} else {
 		struct local_stats *l = local_of(c->h, true);
 		if (l)

@@ -265,13 +265,6 @@ static uint64_t *second_row(struct shmstat *h)
 	return c;
 }
 
-_Atomic uint64_t *shmstat__second_row_stats(struct shmstat *h)
-{
-	/* A row's statistics lie just before its cells (layout_i.h). */
-	return (_Atomic uint64_t *)(void *)((unsigned char *)second_row(h) -
-					    ROW_HDR_BYTES);
-}
-
 /* More than half the registry free? Then a thread may take a row of its
  * own; below that, rows are kept for processes. fork_lock held. */
 static bool rows_to_spare(const struct shmstat *h)

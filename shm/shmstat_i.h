@@ -121,9 +121,6 @@ bool shmstat__slot_dead(const struct shmstat *h, const struct worker_slot *s,
  * ERDONLY. Idempotent. */
 int shmstat__row_claim(struct shmstat *h);
 void shmstat__row_release(struct shmstat *h);
-/* The statistics of h's second row (claimed on first use), where threads
- * other than the owner of h's row add atomically. */
-_Atomic uint64_t *shmstat__second_row_stats(struct shmstat *h);
 void shmstat__fork_register(struct shmstat *h);
 void shmstat__fork_unregister(struct shmstat *h);
 

@@ -723,10 +723,9 @@ static void *hammer_gets(void *arg)
 	return NULL;
 }
 
-/* shmstat.h: a shmstat_t may be shared by threads for the cache. The
- * thread that owns the handle's row (this one: its set counted first)
- * counts with plain adds while two others count into the second row,
- * all at once: every hit is counted. */
+/* shmstat.h: a shmstat_t may be shared by threads for the cache. Three
+ * threads getting through one handle at once: every hit is counted, and
+ * the process holds one row. */
 static void threads_sharing_a_handle_lose_no_statistics(void **state)
 {
 	shmstat_t *h = H(state);
@@ -745,6 +744,9 @@ static void threads_sharing_a_handle_lose_no_statistics(void **state)
 	assert_int_equal(shmstat_cache_stats(h, &st), 0);
 	assert_int_equal(st.hits, 3 * THREAD_GETS);
 	assert_int_equal(st.sets, 1);
+	shmstat_info_t in;
+	assert_int_equal(shmstat_info(h, &in), 0);
+	assert_int_equal(in.workers_live, 1);
 }
 
 /* A TTL above SHMSTAT_CACHE_TTL_MAX is that maximum: ttl reports it,
