@@ -530,10 +530,14 @@ entry_ok(const struct ctx *c, const struct cache_entry *e,
 		    uint64_t off, const void *key, size_t klen, uint64_t hash,
 		    uint32_t vl)
 {
-	if (e->key_len != klen || e->hash != hash ||
-	    !entry_fits(c, off, klen, 0) || !key_eq(e->data, key, klen))
+	if (e->key_len != klen || e->hash != hash)
 		return 0;
-	return entry_fits(c, off, klen, vl) ? 1 : -1;
+	/* One bounds check when the whole entry fits (the common case). */
+	if (__builtin_expect(entry_fits(c, off, klen, vl), 1))
+		return key_eq(e->data, key, klen) ? 1 : 0;
+	if (!entry_fits(c, off, klen, 0) || !key_eq(e->data, key, klen))
+		return 0;
+	return -1;
 }
 
 /* Find key in its group (w->corrupt: found, with a corrupt value
@@ -672,7 +676,7 @@ bucket_read(struct ctx *c, struct cache_bucket *b, uint16_t tag,
 						  memory_order_relaxed);
 		r->e = e;
 		if (buf && vl <= buflen)
-			memcpy(buf, e->data + klen, vl);
+			value_copy(buf, e->data + klen, vl);
 		res = 1;
 		break;
 	}
