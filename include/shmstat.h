@@ -924,7 +924,8 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
  * Copy the value of key into buf[0..buflen) and its length into *vlen.
  * 0 on a hit; SHMSTAT_ENOTFOUND on a miss (absent, expired, or the bucket
  * held by a stopped writer past the deadline); SHMSTAT_ERANGE when buflen
- * is too small (*vlen = the length needed; counted as a hit);
+ * is too small (*vlen = the length needed; counted neither as a hit nor
+ * as a miss: the retry with a buffer that fits counts the hit);
  * SHMSTAT_ECORRUPT when the key's entry is corrupt. buf may be NULL when
  * buflen is 0.
  * Concurrency: any; takes no lock. Ordering: as shmstat_cache_set(): one
@@ -1003,8 +1004,9 @@ int shmstat_cache_iter(shmstat_t *h, const char *pattern,
 
 /* Statistics of the cache, summed over every process. */
 typedef struct shmstat_cache_stats {
-	uint64_t hits;        /* gets that found a live value */
-	uint64_t misses;      /* gets that did not */
+	uint64_t hits;        /* gets and fetches that returned a value */
+	uint64_t misses;      /* gets that found none; fetches whose caller
+	                       * is to compute (or waited in vain) */
 	uint64_t sets;        /* successful sets */
 	uint64_t deletes;     /* entries removed by delete, clear, flush */
 	uint64_t evictions;   /* live entries removed to make room */
@@ -1055,7 +1057,9 @@ enum shmstat_cache_outcome {
  * Otherwise the caller waits, up to wait_ms, for the value to appear (HIT)
  * or the lease to become free (LEASED); then returns SHMSTAT_ELEASE.
  * *outcome gets one of enum shmstat_cache_outcome when 0 is returned.
- * Errors as for get and set, and ERANGE as for get.
+ * Errors as for get and set, and ERANGE as for get. Statistics: each call
+ * counts once, a hit when it returns a value (HIT or STALE, however long
+ * it waited), a miss when it returns LEASED or ELEASE.
  * Concurrency: any; other threads of the holder's process are callers
  * like any other. Ordering: the holder's set is seen by the waiters'
  * next poll (every millisecond). Killed: a lease it held is free at once.

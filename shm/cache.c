@@ -845,14 +845,16 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 	 * line stays shared-clean in every reader's cache. */
 	if (!atomic_load_explicit(&r.e->ref, memory_order_relaxed))
 		atomic_store_explicit(&r.e->ref, 1, memory_order_relaxed);
-	stat_add(&c, RS_CACHE_HITS, 1);
 	if (vlen)
 		*vlen = r.vlen;
+	/* A hit is a value returned: a buffer too small counts nothing (the
+	 * caller's retry with a larger one counts the hit). */
 	if (r.vlen > buflen)
 		return shmstat__err(h, SHMSTAT_ERANGE,
 				    "cache value of %u bytes does not fit a "
 				    "buffer of %zu",
 				    r.vlen, buflen);
+	stat_add(&c, RS_CACHE_HITS, 1);
 	return 0;
 }
 

@@ -88,7 +88,6 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 	uint64_t hash = cache_hash(key, klen);
 	uint32_t s = stripe_of(&c, home_of(&c, hash));
 	uint64_t until = shmstat__now_mono_ns() + (uint64_t)wait_ms * 1000000u;
-	bool counted = false;
 
 	for (;;) {
 		uint64_t now = 0;
@@ -100,13 +99,9 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 			return cache__corrupt_entry(&c, &r);
 		bool have = rc == 1, stale = have && expired(r.expires, &now);
 		if (have && !stale) {
-			cache__stat_add(&c, RS_CACHE_HITS, 1);
 			*outcome = SHMSTAT_CACHE_HIT;
 			goto copied;
 		}
-		if (!counted)
-			cache__stat_add(&c, RS_CACHE_MISSES, 1);
-		counted = true;
 		if ((rc = cache__stripe_lock(&c, s, false)) < 0)
 			return cache__fail(&c, rc);
 		struct where w;
@@ -127,11 +122,14 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 		}
 		cache__stripe_unlock(&c, s);
 		if (fresh) {
-			cache__stat_add(&c, RS_CACHE_HITS, 1);
 			*outcome = SHMSTAT_CACHE_HIT;
 			goto copied;
 		}
 		if (took) {
+			/* One count per call: a miss when the caller is to
+			 * compute (or waited in vain), a hit when it returns a
+			 * value, fresh or stale, however long it waited. */
+			cache__stat_add(&c, RS_CACHE_MISSES, 1);
 			*outcome = SHMSTAT_CACHE_LEASED;
 			if (vlen)
 				*vlen = 0;
@@ -142,11 +140,13 @@ int shmstat_cache_fetch(shmstat_t *h, const void *key, size_t klen, void *buf,
 			goto copied;
 		}
 		/* Every turn ends here: the wait is bounded by wait_ms. */
-		if (shmstat__now_mono_ns() >= until)
+		if (shmstat__now_mono_ns() >= until) {
+			cache__stat_add(&c, RS_CACHE_MISSES, 1);
 			return shmstat__err(h, SHMSTAT_ELEASE,
 					    "cache fetch: another caller holds "
 					    "the lease; no value within %u ms",
 					    wait_ms);
+		}
 		struct timespec ts = { 0, 1000000 }; /* poll: 1 ms */
 		nanosleep(&ts, NULL);
 	}
@@ -158,6 +158,7 @@ copied:
 				    "cache value of %u bytes does not fit a "
 				    "buffer of %zu",
 				    r.vlen, buflen);
+	cache__stat_add(&c, RS_CACHE_HITS, 1);
 	return 0;
 }
 

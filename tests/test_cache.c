@@ -984,6 +984,84 @@ static void threads_of_one_process_lease_a_miss_once(void **state)
 	assert_int_equal(shmstat_cache_lease_release(H(state), "tl", 2), 0);
 }
 
+struct stale_fetch {
+	shmstat_t *h;
+	int rc, out;
+	char buf[16];
+};
+
+static void *fetch_stale(void *arg)
+{
+	struct stale_fetch *f = arg;
+	size_t n;
+
+	f->rc = shmstat_cache_fetch(f->h, "sk", 2, f->buf, sizeof(f->buf), &n,
+				    10000, 0, &f->out);
+	return NULL;
+}
+
+static void hits_and_misses(shmstat_t *h, uint64_t hits, uint64_t misses)
+{
+	shmstat_cache_stats_t st;
+
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.hits, hits);
+	assert_int_equal(st.misses, misses);
+}
+
+/*
+ * A hit is a value returned, once per call: a get whose buffer is too
+ * small counts nothing (its retry counts the hit), and a fetch counts one
+ * miss when its caller is to compute and one hit when it returns a value,
+ * the expired one included. (Before: ERANGE counted a hit, so a tool or
+ * Python get of a large value counted two; a fetch that waited counted a
+ * miss and then a hit.)
+ */
+static void a_call_counts_one_hit_or_one_miss(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+	size_t n;
+	int out = -1;
+
+	shmstat__cache_set_clock(1000);
+	assert_int_equal(set_s(h, "sk", "old", 100, 0), 0);
+	assert_int_equal(shmstat_cache_get(h, "sk", 2, buf, 1, &n),
+			 SHMSTAT_ERANGE);
+	hits_and_misses(h, 0, 0);
+	assert_int_equal(shmstat_cache_get(h, "sk", 2, buf, sizeof(buf), &n), 0);
+	hits_and_misses(h, 1, 0);
+	shmstat__cache_set_clock(2000); /* expired */
+	assert_int_equal(shmstat_cache_fetch(h, "sk", 2, buf, sizeof(buf), &n,
+					     10000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_LEASED);
+	hits_and_misses(h, 1, 1);
+	/* Another thread, while this one computes: the expired value. */
+	struct stale_fetch f = { .h = h, .out = -1 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fetch_stale, &f), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(f.rc, 0);
+	assert_int_equal(f.out, SHMSTAT_CACHE_STALE);
+	assert_memory_equal(f.buf, "old", 3);
+	hits_and_misses(h, 2, 1);
+	/* Again: the expired value again, another hit. */
+	f.out = -1;
+	assert_int_equal(pthread_create(&t, NULL, fetch_stale, &f), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(f.rc, 0);
+	assert_int_equal(f.out, SHMSTAT_CACHE_STALE);
+	hits_and_misses(h, 3, 1);
+	assert_int_equal(set_s(h, "sk", "new", 0, 0), 0);
+	assert_int_equal(shmstat_cache_fetch(h, "sk", 2, buf, sizeof(buf), &n,
+					     10000, 0, &out),
+			 0);
+	assert_int_equal(out, SHMSTAT_CACHE_HIT);
+	hits_and_misses(h, 4, 1);
+	shmstat__cache_set_clock(0);
+}
+
 /*
  * The geometry is read once, at attach: a process that keeps rewriting
  * the header's page count (to 0, to huge, back) while another uses the
@@ -1204,6 +1282,7 @@ int main(void)
 		T(a_huge_ttl_is_clamped_and_never_negative),
 		T(fallback_statistics_stay_with_their_segment),
 		T(threads_of_one_process_lease_a_miss_once),
+		T(a_call_counts_one_hit_or_one_miss),
 		T(a_header_rewritten_after_attach_is_never_trusted),
 		T(a_large_max_value_leaves_the_memory_usable),
 		T(a_lease_of_a_killed_unreaped_process_is_free),
