@@ -35,7 +35,6 @@
  *     other processes, except a block's CLOCK bit, and only when it is
  *     not set yet.
  */
-#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,66 +359,6 @@ int shmstat__cache_validate(const unsigned char *region, uint64_t size,
 
 /* ------------------------------------------------------------------ ctx */
 
-/*
- * Statistics of handles that found no row (all rows held by live
- * processes): process-local, one record per segment (its name, creation
- * time and creator), so one segment's fallback counts never show in
- * another's. Records live as long as the process (a few per segment ever
- * used without a row); a child starts from zero, as it has its own rows.
- */
-struct local_stats {
-	struct local_stats *next;
-	char name[SHMSTAT_SEGNAME_MAX + 1];
-	uint64_t created_ns;
-	int32_t creator_pid;
-	_Atomic uint64_t v[RS_COUNT_];
-};
-static pthread_mutex_t local_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t local_once = PTHREAD_ONCE_INIT;
-static struct local_stats *local_head;
-
-static void local_prepare(void) { pthread_mutex_lock(&local_lock); }
-static void local_parent(void) { pthread_mutex_unlock(&local_lock); }
-static void local_child(void)
-{
-	for (struct local_stats *l = local_head; l; l = l->next)
-		for (int i = 0; i < RS_COUNT_; i++)
-			atomic_store_explicit(&l->v[i], 0,
-					      memory_order_relaxed);
-	pthread_mutex_unlock(&local_lock);
-}
-static void local_init(void)
-{
-	pthread_atfork(local_prepare, local_parent, local_child);
-}
-
-/* The fallback record of h's segment; created when `create`, else NULL
- * when there is none (or no memory: the counts are then dropped). */
-static struct local_stats *local_of(const struct shmstat *h, bool create)
-{
-	struct local_stats *l;
-	uint64_t created = h->hdr->created_ns;
-	int32_t creator = h->hdr->creator_pid;
-
-	pthread_once(&local_once, local_init);
-	pthread_mutex_lock(&local_lock);
-	for (l = local_head; l; l = l->next)
-		if (l->created_ns == created && l->creator_pid == creator &&
-		    strcmp(l->name, h->name) == 0)
-			break;
-	if (!l && create && (l = calloc(1, sizeof(*l)))) {
-		memcpy(l->name, h->name, sizeof(l->name));
-		l->name[sizeof(l->name) - 1] = '\0';
-		l->created_ns = created;
-		l->creator_pid = creator;
-		l->next = local_head;
-		local_head = l;
-	}
-	pthread_mutex_unlock(&local_lock);
-	return l;
-}
-
-
 /* The handle's geometry, read once at attach: nothing here reads the
  * region's header. */
 static inline __attribute__((always_inline)) int
@@ -468,8 +407,7 @@ int cache__ctx_load(struct shmstat *h, struct ctx *c)
  * process that uses the cache from many threads still takes one row
  * (counting plainly from the owner thread, as counters do, would give the
  * others a second row: tried, and it ran out of rows where processes had
- * one each, for a gain within the benchmark's noise). No row: the
- * segment's process-local record.
+ * one each, for a gain within the benchmark's noise).
  */
 static inline __attribute__((always_inline)) void
 stat_add(struct ctx *c, enum row_stat s, uint64_t n)
@@ -481,10 +419,13 @@ stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 			&shmstat__row_stats(c->h, (uint32_t)w)[s], n,
 			memory_order_relaxed);
 	} else {
-		struct local_stats *l = local_of(c->h, true);
-		if (l)
-			atomic_fetch_add_explicit(&l->v[s], n,
-						  memory_order_relaxed);
+		/* No row of its own (every row held by a live process): the
+		 * segment's overflow row, atomically, as its counters do, so
+		 * every process sees the counts and none is lost at exit. */
+		atomic_fetch_add_explicit(
+			&shmstat__row_stats(c->h,
+					    ROW_OVERFLOW(c->h->max_workers))[s],
+			n, memory_order_relaxed);
 	}
 }
 
@@ -1260,12 +1201,8 @@ int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out)
 	/* Only reads: works on a read-only handle too. */
 	if ((rc = ctx_peek(h, &c)) < 0)
 		return rc;
-	struct local_stats *l = local_of(h, false);
 	for (int s = 0; s < RS_COUNT_; s++)
-		v[s] = shmstat__row_stat_sum(h, (enum row_stat)s) +
-		       (l ? atomic_load_explicit(&l->v[s],
-						 memory_order_relaxed)
-			  : 0);
+		v[s] = shmstat__row_stat_sum(h, (enum row_stat)s);
 	memset(out, 0, sizeof(*out));
 	out->hits = v[RS_CACHE_HITS];
 	out->misses = v[RS_CACHE_MISSES];

@@ -777,6 +777,10 @@ static void a_huge_ttl_is_clamped_and_never_negative(void **state)
  * A handle that found no free row counts into process-local statistics:
  * they show in the stats of its own segment, and in no other segment's.
  */
+/* A handle that found no free row counts its cache statistics into the
+ * segment's overflow row, as its counters: they are its segment's only,
+ * seen by every process, and stay after it closes. (Before: a
+ * process-local record, lost when the process exited.) */
 static void fallback_statistics_stay_with_their_segment(void **state)
 {
 	(void)state;
@@ -800,6 +804,18 @@ static void fallback_statistics_stay_with_their_segment(void **state)
 	assert_int_equal(st.hits, 5);
 	assert_int_equal(st.sets, 1);
 	shmstat_close(&a2);
+	/* Another process, after the handle closed, sees them. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmstat_t *c = NULL;
+		shmstat_cache_stats_t cs;
+		int ok = shmstat_open(a.name, NULL, &c) == 0 &&
+			 shmstat_cache_stats(c, &cs) == 0 && cs.hits == 5 &&
+			 cs.sets == 1;
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(tu_wait(pid, 10000), 0);
 	shmstat_close(&a.h);
 	shmstat_unlink(a.name);
 	shmstat_close(&b.h);
