@@ -1011,7 +1011,9 @@ typedef struct shmstat_cache_stats {
 	uint64_t deletes;     /* entries removed by delete, clear, flush */
 	uint64_t evictions;   /* live entries removed to make room */
 	uint64_t expirations; /* expired entries removed */
-	uint64_t errors;      /* calls that failed (not misses, not NX/XX) */
+	uint64_t errors;      /* calls that failed in the cache: not misses,
+	                       * NX/XX, nor a caller's bad key or value
+	                       * (EINVAL, ETOOBIG) */
 	uint64_t entries;     /* live entries in the table now */
 	uint64_t bytes_used;  /* bytes of the value memory not free */
 	uint64_t bytes_free;  /* bytes of the value memory free */

@@ -436,9 +436,12 @@ void cache__stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 
 int cache__fail(struct ctx *c, int rc)
 {
-	/* Misses and unmet NX / XX conditions are answers, not errors. */
+	/* Misses and unmet NX / XX conditions are answers, not errors, and a
+	 * caller's bad argument (a key or value out of bounds) is the
+	 * caller's: errors (and health) count what went wrong in the cache. */
 	if (rc != SHMSTAT_ENOTFOUND && rc != SHMSTAT_EKEYEXISTS &&
-	    rc != SHMSTAT_ERANGE)
+	    rc != SHMSTAT_ERANGE && rc != SHMSTAT_EINVAL &&
+	    rc != SHMSTAT_ETOOBIG)
 		cache__stat_add(c, RS_CACHE_ERRORS, 1);
 	return rc;
 }

@@ -242,7 +242,8 @@ int cache__stripe_lock(struct ctx *c, uint32_t s, bool try)
 		if (!try)
 			shmstat__err(c->h, rc,
 				     "cache stripe %u: lock not had within "
-				     "%u ms (its holder is stopped?)",
+				     "%u ms (its holder is stopped, or the "
+				     "machine overloaded?)",
 				     s,
 				     atomic_load(&cache__lock_timeout_ms));
 		return rc;
@@ -269,7 +270,8 @@ int cache__class_lock(struct ctx *c, uint32_t cls, bool try)
 		return try ? rc
 			   : shmstat__err(c->h, rc,
 					  "cache class %u: lock not had in "
-					  "time (its holder is stopped?)",
+					  "time (its holder is stopped, or the "
+					  "machine overloaded?)",
 					  cls);
 	if (rc == 1)
 		cache__rebuild_class(c, cls);
