@@ -904,7 +904,7 @@ enum shmstat_cache_mode {
  * An expired entry counts as absent for NX and XX. When the memory for the
  * value's size class is used up, entries are evicted to make room.
  * Errors: EINVAL (key length, mode), ETOOBIG (value above the maximum),
- * EEXISTS / ENOTFOUND (mode not met), EBUSY (a lock not had by the
+ * EKEYEXISTS / ENOTFOUND (mode not met), EBUSY (a lock not had by the
  * deadline), EFULL (nothing could be evicted: every candidate was
  * locked), ECORRUPT.
  * Concurrency: any; sets of one key are applied one at a time, the last
@@ -1014,7 +1014,8 @@ typedef struct shmstat_cache_stats {
 	uint64_t errors;      /* calls that failed in the cache: not misses,
 	                       * NX/XX, nor a caller's bad key or value
 	                       * (EINVAL, ETOOBIG) */
-	uint64_t entries;     /* live entries in the table now */
+	uint64_t entries;     /* entries in the table now (expired ones not
+	                       * removed yet included) */
 	uint64_t bytes_used;  /* bytes of the value memory not free */
 	uint64_t bytes_free;  /* bytes of the value memory free */
 	uint64_t max_value;   /* largest value accepted */

@@ -609,10 +609,31 @@ static void cache_set_takes_the_value_from_stdin(void **state)
 			    "head -c -1 %s.out | cmp -s - %s", name, path, path,
 			    path),
 			 0);
+	/* get -r (--raw): the bytes alone, as they went in; and the hit
+	 * of a value larger than the first buffer counts once. */
+	shmstat_t *h = NULL;
+	shmstat_cache_stats_t st;
+	assert_int_equal(shmstat_open(name, NULL, &h), 0);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	uint64_t hits = st.hits;
+	assert_int_equal(sh("$T -n %s cache get -r big | cmp -s - %s", name,
+			    path),
+			 0);
+	assert_int_equal(sh("$T -n %s cache get big --raw | cmp -s - %s", name,
+			    path),
+			 0);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.hits, hits + 2);
+	shmstat_close(&h);
 	assert_int_equal(sh("$T -n %s cache set big v -x < %s", name, path), 64);
 	assert_int_equal(sh("$T -n %s cache set k --stdin < /dev/null", name), 0);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "k", NULL), 0);
 	assert_string_equal(out, "\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "-r", "k",
+				 NULL),
+			 0);
+	assert_string_equal(out, "");
+	assert_int_equal(sh("$T -n %s cache set k v -r", name), 64);
 	assert_int_equal(sh("$T -n %s cache expire k -x --ttl 1s", name), 64);
 	sh("rm -f %s %s.out", path, path);
 	shmstat_unlink(name);

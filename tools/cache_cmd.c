@@ -16,8 +16,9 @@ const char usage_cache[] =
 	"usage: shmstat [-n NAME] cache SUBCOMMAND [ARGS]\n"
 	"\n"
 	"Read and edit the segment's TTL cache.\n"
-	"  get KEY            print the value alone (and a newline); exit 1 on\n"
-	"                     a miss\n"
+	"  get KEY [-r|--raw] print the value alone and a newline (-r: its bytes\n"
+	"                     alone, no newline: a -x value back byte for\n"
+	"                     byte); exit 1 on a miss\n"
 	"  set KEY VALUE [--ex SECONDS | --px MS | --ttl TIME] [--nx|--xx]\n"
 	"  set KEY -x|--stdin [...]\n"
 	"                     store VALUE (-x: all of stdin's bytes, as they\n"
@@ -128,10 +129,11 @@ struct args {
 	int mode;
 	bool json;
 	bool from_stdin; /* set: the value is stdin's bytes */
+	bool raw;        /* get: no newline after the value */
 };
 
 static int parse(int argc, char **argv, bool set_opts, bool j_opt,
-		 struct args *a)
+		 bool raw_opt, struct args *a)
 {
 	bool opts = true;
 
@@ -170,6 +172,9 @@ static int parse(int argc, char **argv, bool set_opts, bool j_opt,
 			a->from_stdin = true;
 		} else if (opts && j_opt && strcmp(s, "-j") == 0) {
 			a->json = true;
+		} else if (opts && raw_opt &&
+			   (strcmp(s, "-r") == 0 || strcmp(s, "--raw") == 0)) {
+			a->raw = true;
 		} else if (opts && s[0] == '-' && s[1]) {
 			return usage_err("unknown option '%s'", s);
 		} else if (a->npos < 4) {
@@ -199,28 +204,33 @@ static int print_key_cb(const void *key, size_t klen, void *priv)
 	return 0;
 }
 
-static int cmd_get(shmstat_t *h, const char *key)
+static int cmd_get(shmstat_t *h, const char *key, bool raw)
 {
 	size_t cap = 4096, n = 0;
 	char *buf = malloc(cap);
-	int rc;
+	int rc = SHMSTAT_ERANGE;
 
-	if (!buf)
-		return 1;
-	rc = shmstat_cache_get(h, key, strlen(key), buf, cap, &n);
-	if (rc == SHMSTAT_ERANGE) {
-		char *nb = realloc(buf, n);
-		if (!nb) {
-			free(buf);
-			return 1;
-		}
-		buf = nb;
-		cap = n;
+	/* A value that grew between two looks is looked at again (a few
+	 * times: each look sizes the buffer for the value it saw). */
+	for (int tries = 0; buf && rc == SHMSTAT_ERANGE && tries < 8; tries++) {
 		rc = shmstat_cache_get(h, key, strlen(key), buf, cap, &n);
+		if (rc == SHMSTAT_ERANGE) {
+			char *nb = realloc(buf, n);
+			if (!nb)
+				free(buf);
+			buf = nb;
+			cap = n;
+		}
+	}
+	if (!buf) {
+		tool_err("cache: get: out of memory for a value of %zu bytes",
+			 n);
+		return TOOL_FAILED;
 	}
 	if (rc == 0) {
 		fwrite(buf, 1, n, stdout);
-		putchar('\n');
+		if (!raw)
+			putchar('\n');
 	} else if (rc != SHMSTAT_ENOTFOUND) {
 		free(buf);
 		return lib_err(h, rc);
@@ -261,22 +271,28 @@ static void stats_json(const shmstat_cache_stats_t *s)
 struct sub {
 	const char *name;
 	int min, max; /* positionals */
-	bool set_opts, j_opt;
+	bool set_opts, j_opt, raw_opt;
 };
 
 static const struct sub subs[] = {
-	{ "get", 1, 1, false, false },  { "set", 1, 2, true, false },
-	{ "expire", 1, 1, true, false },
-	{ "del", 1, 1, false, false },  { "ttl", 1, 1, false, false },
-	{ "keys", 0, 1, false, false }, { "clear", 1, 1, false, false },
-	{ "flush", 0, 0, false, false }, { "stats", 0, 0, false, true },
+	/* name, positionals min and max, options: TTL and NX/XX, -j, -r */
+	{ "get", 1, 1, false, false, true },
+	{ "set", 1, 2, true, false, false },
+	{ "expire", 1, 1, true, false, false },
+	{ "del", 1, 1, false, false, false },
+	{ "ttl", 1, 1, false, false, false },
+	{ "keys", 0, 1, false, false, false },
+	{ "clear", 1, 1, false, false, false },
+	{ "flush", 0, 0, false, false, false },
+	{ "stats", 0, 0, false, true, false },
 };
 
 /* All of stdin, as bytes: TOOL_FAILED when it cannot be read (or holds
- * more than any cache value may: 1 GiB). */
+ * more than any cache value may: 2 GiB - 1; the segment's own maximum is
+ * checked by the set). */
 static int read_stdin(char **out, size_t *len)
 {
-	const size_t max = (size_t)1 << 30;
+	const size_t max = (size_t)1 << 31;
 	size_t cap = 65536, n = 0;
 	char *buf = malloc(cap);
 
@@ -288,8 +304,8 @@ static int read_stdin(char **out, size_t *len)
 		if (n == cap) {
 			if (cap >= max) {
 				free(buf);
-				tool_err("cache: set: stdin holds more than "
-					 "1 GiB: no cache value is that large");
+				tool_err("cache: set: stdin holds 2 GiB or "
+					 "more: no cache value is that large");
 				return TOOL_FAILED;
 			}
 			char *nb = realloc(buf, cap * 2);
@@ -332,7 +348,8 @@ int do_cache(const char *seg, int argc, char **argv)
 			fputs(usage_cache, stdout);
 			return 0;
 		}
-	if ((rc = parse(argc - 2, argv + 2, sub->set_opts, sub->j_opt, &a)))
+	if ((rc = parse(argc - 2, argv + 2, sub->set_opts, sub->j_opt,
+			sub->raw_opt, &a)))
 		return rc;
 	if (a.npos < sub->min || a.npos > sub->max)
 		return usage_err("%s: wrong number of arguments", sub->name);
@@ -357,7 +374,7 @@ int do_cache(const char *seg, int argc, char **argv)
 	uint64_t n = 0;
 	int64_t ttl;
 	if (strcmp(sub->name, "get") == 0) {
-		rc = cmd_get(h, k);
+		rc = cmd_get(h, k, a.raw);
 	} else if (strcmp(sub->name, "set") == 0) {
 		char *buf = NULL;
 		size_t len = 0;

@@ -192,8 +192,8 @@ static const char usage_create[] =
 	"                     any local user could truncate the segment and\n"
 	"                     crash every worker\n"
 	"Numbers are decimal: --counters 1 to 16777216, --workers 1 to 4096,\n"
-	"--size and --max-value 1 to 1099511627776 (the library then checks\n"
-	"that the tables fit).\n"
+	"--size 1 to 1099511627776, --max-value 1 to 2147483647 (the library\n"
+	"then checks that the tables fit).\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int do_create(const char *seg, int argc, char **argv)
@@ -213,7 +213,7 @@ static int do_create(const char *seg, int argc, char **argv)
 		{ 1, UINT64_C(1) << 40 }, /* --size */
 		{ 1, 1u << 24 },	  /* --counters */
 		{ 1, 4096 },		  /* --workers */
-		{ 1, UINT64_C(1) << 40 }, /* --max-value */
+		{ 1, INT32_MAX },	  /* --max-value: the cache's limit */
 	};
 	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL };
 	uint64_t v = 0;
