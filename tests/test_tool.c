@@ -459,6 +459,23 @@ static void permission_denied_names_segment_path_owner_and_mode(void **state)
 	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
 			    "%s/shmstat -n %s health", dir, name), 2);
 	assert_non_null(strstr(out, want));
+	/* cache stats only reads: a 0640 segment of its group is enough
+	 * (a get still needs write access). */
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", name);
+	assert_int_equal(sh("chgrp nogroup %s && chmod 0640 %s", path, path), 0);
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache stats", dir, name), 0);
+	assert_non_null(strstr(out, "hits"));
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache get k", dir, name), 2);
+	/* The owner whose own mode bits deny it is told so, not to "run as"
+	 * itself. */
+	assert_int_equal(sh("chown nobody %s && chmod 0444 %s", path, path), 0);
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache get k", dir, name), 2);
+	assert_non_null(strstr(out, "owned by you (nobody), mode 0444"));
+	assert_non_null(strstr(out, "chmod u+rw"));
 	sh("rm -rf %s", dir);
 	shmstat_unlink(name);
 }

@@ -45,8 +45,9 @@ const char usage_cache[] =
 	"                     expirations, errors, entries, bytes used and free;\n"
 	"                     -j: as JSON\n"
 	"Keys and values are the argument's bytes; '--' ends the options.\n"
-	"Every subcommand, get too, needs write access to the segment (a get\n"
-	"marks the entry used and counts the hit or miss).\n"
+	"Every subcommand but stats, get too, needs write access to the segment\n"
+	"(a get marks the entry used and counts the hit or miss); stats only\n"
+	"reads.\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int lib_err(shmstat_t *h, int rc)
@@ -366,9 +367,11 @@ int do_cache(const char *seg, int argc, char **argv)
 				 "no --nx or --xx",
 				 "expire");
 	/* Read and write, even for get: a get marks the entry used and
-	 * counts the hit or miss in the segment. A permission error names
-	 * the segment, its owner and mode, as every command's does. */
-	if ((rc = tool_attach(seg, false, &h)))
+	 * counts the hit or miss in the segment. stats only reads, so it
+	 * attaches read-only (it works where the mode lets this user read,
+	 * 0640 for a group). A permission error names the segment, its
+	 * owner and mode, as every command's does. */
+	if ((rc = tool_attach(seg, strcmp(sub->name, "stats") == 0, &h)))
 		return rc;
 	const char *k = a.npos ? a.pos[0] : NULL;
 	uint64_t n = 0;

@@ -136,6 +136,14 @@ bool tool_perm_text(const char *seg, char *buf, size_t len)
 	if (stat(path, &st) != 0)
 		return false;
 	owner_of(&st, user, sizeof(user), group, sizeof(group));
+	if (geteuid() == st.st_uid) { /* the owner's own bits deny it */
+		snprintf(buf, len,
+			 "segment '%s' (%s): permission denied: owned by you "
+			 "(%s), mode %04o, which does not let its owner write "
+			 "it: chmod u+rw %s",
+			 seg, path, user, (unsigned)(st.st_mode & 07777), path);
+		return true;
+	}
 	snprintf(buf, len,
 		 "segment '%s' (%s): permission denied: owned by %s:%s, mode "
 		 "%04o; run as %s, or create the segment with --mode 0660 (or "
