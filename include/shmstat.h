@@ -223,7 +223,10 @@ int shmstat_name_check(const char *name);
  * handle, or of shmstat_open()), or "no error". The text lives in
  * thread-local storage: threads sharing a handle each see their own.
  * Valid until this thread's next failing call. Never NULL. h is accepted
- * for symmetry and may be NULL.
+ * for symmetry and may be NULL. A cache miss is an answer, not a
+ * failure, and sets no reason: SHMSTAT_ENOTFOUND from get, exists, ttl,
+ * expire, delete and lease_release leaves the text as it was (read it
+ * after a code that is a failure).
  */
 const char *shmstat_errstr(const shmstat_t *h);
 

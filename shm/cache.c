@@ -726,11 +726,13 @@ int cache__corrupt_entry(struct ctx *c, const struct rd *r)
 static inline __attribute__((always_inline)) int
 check_key(struct shmstat *h, const void *key, size_t klen)
 {
-	if (!key || klen == 0 || klen > SHMSTAT_CACHE_KEY_MAX)
+	if (!key)
+		return shmstat__err(h, SHMSTAT_EINVAL, "cache key is NULL");
+	if (klen == 0 || klen > SHMSTAT_CACHE_KEY_MAX)
 		return shmstat__err(h, SHMSTAT_EINVAL,
 				    "cache key of %zu bytes: keys are 1 to %u "
 				    "bytes",
-				    key ? klen : 0, SHMSTAT_CACHE_KEY_MAX);
+				    klen, SHMSTAT_CACHE_KEY_MAX);
 	return 0;
 }
 
