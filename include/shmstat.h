@@ -181,8 +181,10 @@ typedef struct shmstat_options {
  *
  * Read-only (SHMSTAT_O_RDONLY, not with O_CREATE): the segment is mapped
  * without write access. Every read works (stat, iter, info, export,
- * health, cache stats); every call that would write returns
- * SHMSTAT_ERDONLY: counter and gauge open, reset, reap, cache writes.
+ * health, cache stats, and cache get, exists, ttl and iter, which through
+ * such a handle mark no entry used, count no hit or miss and remove no
+ * expired entry); every call that would write returns SHMSTAT_ERDONLY:
+ * counter and gauge open, reset, reap, cache writes and fetch.
  *
  * On success *out is a new handle; on failure *out is NULL and
  * shmstat_errstr(NULL) gives the reason in this thread.

@@ -399,6 +399,23 @@ int cache__ctx_load(struct shmstat *h, struct ctx *c)
 	return ctx_load(h, c);
 }
 
+/* For the calls that only read (get, exists, ttl, iter): as ctx_load, but
+ * a read-only handle is let in, without a row. It then writes nothing: no
+ * use bit, no statistics, no lazy expiry, no repair of a stuck bucket
+ * (the mapping has no write access: a write would fault). */
+static inline __attribute__((always_inline)) int
+ctx_read(struct shmstat *h, struct ctx *c)
+{
+	if (__builtin_expect(h && h->rdonly, 0))
+		return ctx_peek(h, c);
+	return ctx_load(h, c);
+}
+
+int cache__ctx_read(struct shmstat *h, struct ctx *c)
+{
+	return ctx_read(h, c);
+}
+
 /*
  * Count into the handle's row. Unlike a counter cell (one writer, plain
  * load + store), a row's cache statistics may be written by every thread
@@ -418,10 +435,11 @@ stat_add(struct ctx *c, enum row_stat s, uint64_t n)
 		atomic_fetch_add_explicit(
 			&shmstat__row_stats(c->h, (uint32_t)w)[s], n,
 			memory_order_relaxed);
-	} else {
+	} else if (!c->h->rdonly) {
 		/* No row of its own (every row held by a live process): the
 		 * segment's overflow row, atomically, as its counters do, so
-		 * every process sees the counts and none is lost at exit. */
+		 * every process sees the counts and none is lost at exit. A
+		 * read-only handle counts nothing. */
 		atomic_fetch_add_explicit(
 			&shmstat__row_stats(c->h,
 					    ROW_OVERFLOW(c->h->max_workers))[s],
@@ -661,7 +679,7 @@ void cache__unstick(struct ctx *c, uint32_t bucket)
 {
 	uint32_t s = stripe_of(c, bucket), g0 = bucket & ~(GROUP - 1);
 
-	if (cache__stripe_lock(c, s, true) < 0)
+	if (c->h->rdonly || cache__stripe_lock(c, s, true) < 0)
 		return;
 	for (uint32_t i = 0; i < GROUP; i++) {
 		struct cache_bucket *b = &c->g->bk[g0 + i];
@@ -768,7 +786,7 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 	uint64_t now = 0;
 	int rc;
 
-	if ((rc = ctx_load(h, &c)) < 0)
+	if ((rc = ctx_read(h, &c)) < 0)
 		return rc;
 	if ((rc = check_key(h, key, klen)) < 0 || (!buf && buflen))
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
@@ -777,7 +795,8 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 	if (rc == 2)
 		return cache__corrupt_entry(&c, &r);
 	if (rc == 1 && expired(r.expires, &now)) {
-		expire_lazily(&c, key, klen, hash);
+		if (!h->rdonly)
+			expire_lazily(&c, key, klen, hash);
 		rc = 0;
 	}
 	if (rc != 1) {
@@ -789,7 +808,8 @@ int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 	}
 	/* The CLOCK bit: written only when not yet set, so a hot key's
 	 * line stays shared-clean in every reader's cache. */
-	if (!atomic_load_explicit(&r.e->ref, memory_order_relaxed))
+	if (!atomic_load_explicit(&r.e->ref, memory_order_relaxed) &&
+	    !h->rdonly)
 		atomic_store_explicit(&r.e->ref, 1, memory_order_relaxed);
 	if (vlen)
 		*vlen = r.vlen;
@@ -811,7 +831,7 @@ int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen)
 	uint64_t now = 0;
 	int rc;
 
-	if ((rc = ctx_load(h, &c)) < 0)
+	if ((rc = ctx_read(h, &c)) < 0)
 		return rc;
 	if ((rc = check_key(h, key, klen)) < 0)
 		return cache__fail(&c, rc);
@@ -829,7 +849,7 @@ int shmstat_cache_ttl(shmstat_t *h, const void *key, size_t klen,
 	uint64_t now = 0;
 	int rc;
 
-	if ((rc = ctx_load(h, &c)) < 0)
+	if ((rc = ctx_read(h, &c)) < 0)
 		return rc;
 	if ((rc = check_key(h, key, klen)) < 0 || !ttl_ms)
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);

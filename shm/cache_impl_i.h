@@ -409,6 +409,8 @@ static inline bool block_of_class(const struct ctx *c, uint64_t off,
 /* cache.c */
 enum row_stat;
 void cache__stat_add(struct ctx *c, enum row_stat s, uint64_t n);
+/* ctx for a call that only reads: a read-only handle too (cache.c). */
+int cache__ctx_read(struct shmstat *h, struct ctx *c);
 int cache__fail(struct ctx *c, int rc);
 int cache__ctx_load(struct shmstat *h, struct ctx *c);
 int cache__check_key(struct shmstat *h, const void *key, size_t klen);

@@ -109,7 +109,7 @@ int shmstat_cache_iter(shmstat_t *h, const char *pattern,
 	uint64_t now = 0, seen = 0;
 	int rc;
 
-	if ((rc = cache__ctx_load(h, &c)) < 0)
+	if ((rc = cache__ctx_read(h, &c)) < 0)
 		return rc;
 	if (!fn)
 		return SHMSTAT_EINVAL;

@@ -1080,6 +1080,64 @@ static void a_call_counts_one_hit_or_one_miss(void **state)
 	shmstat__cache_set_clock(0);
 }
 
+static int count_key(const void *key, size_t klen, void *priv)
+{
+	(void)key;
+	(void)klen;
+	(*(int *)priv)++;
+	return 0;
+}
+
+/*
+ * A read-only handle reads the cache (the header's promise): get, exists,
+ * ttl and iter work, and write nothing (its mapping has no write access,
+ * so a write would fault): no hit counted, an expired entry left in
+ * place. Writes and fetch say ERDONLY. (Before: every cache read but
+ * stats returned ERDONLY.)
+ */
+static void a_read_only_handle_reads_the_cache(void **state)
+{
+	struct tu_seg *s = *state;
+	shmstat_options_t ro = { .flags = SHMSTAT_O_RDONLY };
+	shmstat_t *r = NULL;
+	shmstat_cache_stats_t st;
+	char buf[16];
+	size_t n;
+	int64_t ttl;
+	int out, keys = 0;
+
+	shmstat__cache_set_clock(1000);
+	assert_int_equal(set_s(s->h, "a", "value", 0, 0), 0);
+	assert_int_equal(set_s(s->h, "t", "gone", 100, 0), 0);
+	shmstat__cache_set_clock(2000); /* t expired */
+	assert_int_equal(shmstat_open(s->name, &ro, &r), 0);
+	assert_int_equal(shmstat_cache_get(r, "a", 1, buf, sizeof(buf), &n), 0);
+	assert_int_equal(n, 5);
+	assert_memory_equal(buf, "value", 5);
+	assert_int_equal(shmstat_cache_get(r, "a", 1, buf, 2, &n),
+			 SHMSTAT_ERANGE);
+	assert_int_equal(shmstat_cache_exists(r, "a", 1), 1);
+	assert_int_equal(shmstat_cache_ttl(r, "a", 1, &ttl), 0);
+	assert_true(ttl == -1);
+	assert_int_equal(shmstat_cache_get(r, "t", 1, buf, sizeof(buf), &n),
+			 SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_cache_get(r, "x", 1, buf, sizeof(buf), &n),
+			 SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_cache_iter(r, "*", count_key, &keys), 0);
+	assert_int_equal(keys, 1);
+	assert_int_equal(shmstat_cache_set(r, "b", 1, "v", 1, 0, 0),
+			 SHMSTAT_ERDONLY);
+	assert_int_equal(shmstat_cache_fetch(r, "b", 1, buf, sizeof(buf), &n,
+					     0, 0, &out),
+			 SHMSTAT_ERDONLY);
+	assert_int_equal(shmstat_cache_stats(r, &st), 0);
+	assert_int_equal(st.hits, 0);
+	assert_int_equal(st.misses, 0);
+	assert_int_equal(st.entries, 2); /* t is still there */
+	shmstat_close(&r);
+	shmstat__cache_set_clock(0);
+}
+
 /*
  * The geometry is read once, at attach: a process that keeps rewriting
  * the header's page count (to 0, to huge, back) while another uses the
@@ -1301,6 +1359,7 @@ int main(void)
 		T(fallback_statistics_stay_with_their_segment),
 		T(threads_of_one_process_lease_a_miss_once),
 		T(a_call_counts_one_hit_or_one_miss),
+		T(a_read_only_handle_reads_the_cache),
 		T(a_header_rewritten_after_attach_is_never_trusted),
 		T(a_large_max_value_leaves_the_memory_usable),
 		T(a_lease_of_a_killed_unreaped_process_is_free),

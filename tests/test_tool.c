@@ -468,6 +468,10 @@ static void permission_denied_names_segment_path_owner_and_mode(void **state)
 			    "%s/shmstat -n %s cache stats", dir, name), 0);
 	assert_non_null(strstr(out, "hits"));
 	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache keys", dir, name), 0);
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
+			    "%s/shmstat -n %s cache ttl k", dir, name), 1);
+	assert_int_equal(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups "
 			    "%s/shmstat -n %s cache get k", dir, name), 2);
 	/* The owner whose own mode bits deny it is told so, not to "run as"
 	 * itself. */

@@ -45,9 +45,9 @@ const char usage_cache[] =
 	"                     expirations, errors, entries, bytes used and free;\n"
 	"                     -j: as JSON\n"
 	"Keys and values are the argument's bytes; '--' ends the options.\n"
-	"Every subcommand but stats, get too, needs write access to the segment\n"
-	"(a get marks the entry used and counts the hit or miss); stats only\n"
-	"reads.\n"
+	"get, set, expire, del, clear and flush need write access to the\n"
+	"segment (a get marks the entry used and counts the hit or miss);\n"
+	"stats, keys and ttl only read.\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int lib_err(shmstat_t *h, int rc)
@@ -367,11 +367,14 @@ int do_cache(const char *seg, int argc, char **argv)
 				 "no --nx or --xx",
 				 "expire");
 	/* Read and write, even for get: a get marks the entry used and
-	 * counts the hit or miss in the segment. stats only reads, so it
-	 * attaches read-only (it works where the mode lets this user read,
-	 * 0640 for a group). A permission error names the segment, its
-	 * owner and mode, as every command's does. */
-	if ((rc = tool_attach(seg, strcmp(sub->name, "stats") == 0, &h)))
+	 * counts the hit or miss in the segment. stats, keys and ttl only
+	 * read, so they attach read-only (they work where the mode lets this
+	 * user read, 0640 for a group). A permission error names the
+	 * segment, its owner and mode, as every command's does. */
+	bool inspect = strcmp(sub->name, "stats") == 0 ||
+		       strcmp(sub->name, "keys") == 0 ||
+		       strcmp(sub->name, "ttl") == 0;
+	if ((rc = tool_attach(seg, inspect, &h)))
 		return rc;
 	const char *k = a.npos ? a.pos[0] : NULL;
 	uint64_t n = 0;
