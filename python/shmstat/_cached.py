@@ -222,8 +222,11 @@ async def fetch_async(cache, key, compute, ttl, lease, wait,
         # library gives it to any thread but the holder's.
         if flight.leased and not peeked:
             peeked = True
-            value = await loop.run_in_executor(None, _peek, cache, key,
-                                               lease_ms)
+            try:
+                value = await loop.run_in_executor(None, _peek, cache, key,
+                                                   lease_ms)
+            except RuntimeError:  # the loop's executor is shut down
+                value = None
             if value is not None:
                 return value
             continue
@@ -451,7 +454,7 @@ def cached(target, ttl=None, *, key=None, prefix=None, lease=10.0,
         params = _positional_names(fn)
         if prefix is not None:
             name = prefix
-        elif key is None and fn.__closure__:
+        elif key is None and getattr(fn, "__closure__", None):
             name = fname + _cells_part(fname, fn) + ":"
         else:
             name = fname + ":"

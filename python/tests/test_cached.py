@@ -4,7 +4,6 @@ cancelled and failing computations, stale values within one process, ttl 0."""
 import asyncio
 import math
 import threading
-import time
 
 import pytest
 
@@ -192,6 +191,11 @@ def test_afetch_whose_computing_task_is_cancelled_lets_a_waiter_compute(seg):
 
 # ---------------------------------------------------- failing computations
 
+def _users(seg, key):
+    ent = shmstat._cached._keys._keys.get((seg.name, key))
+    return ent.users if ent else 0
+
+
 def test_threads_waiting_on_a_failing_compute_get_its_exception(seg):
     calls = []
     start = threading.Barrier(4)
@@ -199,7 +203,10 @@ def test_threads_waiting_on_a_failing_compute_get_its_exception(seg):
 
     def boom():
         calls.append(1)
-        time.sleep(0.2)
+        # Every thread is a caller of this round (bounded wait); those
+        # not yet in the library get the lease after the release below,
+        # and the exception too.
+        assert wait_for(lambda: _users(seg, b"k") == 4, timeout=10)
         raise RuntimeError("model down")
 
     def run():
