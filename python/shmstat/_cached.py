@@ -246,9 +246,13 @@ async def fetch_async(cache, key, compute, ttl, lease, wait,
         value = await _fetch_async(cache, key, compute, ttl, lease_ms,
                                    deadline, wait_s, keep_going, flight)
     except Exception as e:
-        # The waiters of this round get the same exception.
-        flight.done.set_exception(e)
-        flight.done.exception()  # retrieved: nobody may be waiting
+        if getattr(e, "code", None) == _ELEASE:
+            # This caller's wait ran out: the others have their own.
+            flight.done.set_result(_ABANDONED)
+        else:
+            # The waiters of this round get the same exception.
+            flight.done.set_exception(e)
+            flight.done.exception()  # retrieved: nobody may be waiting
         raise
     except BaseException:
         flight.done.set_result(_ABANDONED)

@@ -347,3 +347,47 @@ def test_a_bad_ttl_is_refused_before_compute_runs(seg):
             shmstat.cached(seg, ttl=bad)
     assert calls == []
     assert seg.cache.get("k") is None
+
+
+def test_an_async_waiter_keeps_its_own_wait_when_another_ran_out(seg):
+    # Another process holds the lease until the parent says so; the first
+    # coroutine waits 0.1 s, the second 10 s.
+    import os
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(w2)
+            outcome, _ = seg.cache._fetch("held", 10_000, 0)
+            os.write(w, b"1")
+            os.read(r2, 1)
+            seg.cache.set("held", b"theirs", ttl=60.0)
+            os._exit(0 if outcome == 1 else 1)
+        except BaseException:
+            os._exit(2)
+    os.close(w)
+    os.close(r2)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+
+    async def compute():
+        return b"mine"
+
+    async def main():
+        short = asyncio.ensure_future(
+            seg.cache.afetch("held", compute, wait=0.1))
+        long = asyncio.ensure_future(
+            seg.cache.afetch("held", compute, wait=10.0))
+        with pytest.raises(shmstat.Busy):
+            await short
+        os.write(w2, b"1")
+        return await long
+
+    try:
+        assert asyncio.run(main()) == b"theirs"
+    finally:
+        os.close(w2)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
