@@ -309,22 +309,22 @@ _CONTAINERS = frozenset((tuple, list, set, frozenset))
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
-def _unstable(a):
+def _unstable(a, depth=0):
     """Why repr(a) does not identify a's value (None when it does): the
     default repr, or an address in it, which the next object of the
     process may have at once."""
     t = type(a)
     if t in _PLAIN:
         return None
-    if t in _CONTAINERS:
+    if depth < 16 and t in _CONTAINERS:
         for x in a:
-            why = _unstable(x)
+            why = _unstable(x, depth + 1)
             if why:
                 return why
         return None
-    if t is dict:
+    if depth < 16 and t is dict:
         for k, v in a.items():
-            why = _unstable(k) or _unstable(v)
+            why = _unstable(k, depth + 1) or _unstable(v, depth + 1)
             if why:
                 return why
         return None
@@ -440,8 +440,9 @@ def cached(target, ttl=None, *, key=None, prefix=None, lease=10.0,
     Values of str, bytes, int, float, complex, bool and None, tuples,
     lists, sets and dicts of them, and objects with their own repr are
     used as they are. Give key= (or a __repr__ to the class; for a
-    closure variable, prefix=) where it refuses, and for arguments whose
-    repr differs between processes.
+    closure variable, prefix=) where it refuses, for arguments whose
+    repr differs between processes, and for those whose repr leaves out
+    part of the value (numpy's of a large array: "...").
 
     dumps/loads: the encoding of results (pickle by default: the segment
     is readable and writable by its owner only, mode 0600; use json for

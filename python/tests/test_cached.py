@@ -391,3 +391,15 @@ def test_an_async_waiter_keeps_its_own_wait_when_another_ran_out(seg):
         os.close(w2)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_self_containing_argument_is_keyed_by_its_repr(seg):
+    @shmstat.cached(seg, ttl=60.0)
+    def f(x):
+        return len(x)
+
+    a = [1]
+    a.append(a)  # repr: [1, [...]]
+    for _ in range(200):
+        a = [a]
+    assert f(a) == 1
