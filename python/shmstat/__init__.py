@@ -142,11 +142,15 @@ def _ms(seconds, what):
 
 # ------------------------------------------------------------------- cache
 
+_cache_set = _shmstat._Cache.set
+_cache_expire = _shmstat._Cache.expire
+
+
 class Cache(_shmstat._Cache):
     """The TTL cache of a segment, shared by every process that opens it.
 
     Keys are str (UTF-8) or bytes, 1 to 250 bytes; values are bytes; TTLs
-    are seconds (float), None for no expiry. get/set/delete/exists/ttl/
+    are seconds (float), 0 or None for no expiry. get/set/delete/exists/ttl/
     expire/clear/keys/stats/fetch; see each method's docstring.
     """
 
@@ -154,20 +158,45 @@ class Cache(_shmstat._Cache):
         super().__init__(seg)
         self._segment_name = seg.name
 
+    def set(self, key, value, ttl=None, *, nx=False, xx=False):
+        """Store a copy of the bytes value under key for ttl seconds (0 or
+        None: never expires; negative: ValueError). nx=True: only when
+        absent, xx=True: only when present (False when the condition is
+        not met, as redis-py's set)."""
+        if ttl is not None and not ttl > 0:
+            ttl = _ttl_arg(ttl)
+        if nx or xx:
+            return _cache_set(self, key, value, ttl, nx=nx, xx=xx)
+        return _cache_set(self, key, value, ttl)
+
+    def expire(self, key, ttl):
+        """Give a live entry a new ttl (seconds; 0 or None: never expires,
+        which removes its TTL). False when the key is absent."""
+        return _cache_expire(self, key, _ttl_arg(ttl))
+
     def fetch(self, key, compute, ttl=None, *, lease=10.0, wait=None):
         """The value of key, computed by compute() (returning bytes) when
         missing, by one caller among every process and thread; the others
         wait for it (up to `wait` seconds, default `lease`), or get the
-        expired value while it is recomputed. `lease` bounds how long a
+        expired value while it is recomputed: other threads of this
+        process too, as other processes do. `lease` bounds how long a
         computing caller may hold the others off. Busy when no value came
-        within `wait`. compute's exceptions propagate (the lease is
-        released)."""
+        within `wait`. ttl as set() (checked before compute runs).
+        compute's exceptions propagate (the lease is released); the
+        threads of this process that were waiting for that computation
+        get the same exception (compute is not called again by each of
+        them); a waiting caller of another process computes again."""
         from ._cached import fetch_sync
         return fetch_sync(self, key, compute, ttl, lease, wait)
 
     async def afetch(self, key, compute, ttl=None, *, lease=10.0, wait=None):
         """fetch() for asyncio: compute is an async callable returning
-        bytes; waiting for another caller never blocks the event loop."""
+        bytes; waiting for another caller never blocks the event loop.
+        The coroutines of this loop waiting for one computing coroutine
+        get the expired value while there is one, else its result or its
+        exception (the same exception object). A waiter cancelled or timed
+        out (asyncio.wait_for) is alone in that; when the computing
+        coroutine is cancelled, a waiter computes instead."""
         from ._cached import fetch_async
         return await fetch_async(self, key, compute, ttl, lease, wait)
 
@@ -392,3 +421,4 @@ def open(name, create=False, *, exclusive=False, mode=0o600, size=None,
 
 
 from ._cached import cached  # noqa: E402  (needs Segment and Cache)
+from ._cached import ttl_arg as _ttl_arg  # noqa: E402

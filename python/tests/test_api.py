@@ -140,7 +140,7 @@ def test_cache_rejects_str_values_and_bad_ttls(seg):
     with pytest.raises(TypeError):
         seg.cache.set("k", "text")
     with pytest.raises(ValueError):
-        seg.cache.set("k", b"v", ttl=0)
+        seg.cache.set("k", b"v", ttl=math.nan)
     with pytest.raises(ValueError):
         seg.cache.set("k", b"v", ttl=-1.0)
     with pytest.raises(ValueError):
@@ -345,7 +345,8 @@ def test_cached_decorator_on_a_sync_function(seg):
     assert answer("hi") == {"prompt": "hi", "answer": "HI"}
     assert answer("ho", temperature=0.5)["answer"] == "HO"
     assert calls == ["hi", "ho"]
-    assert answer.key("hi").endswith("answer:'hi'")
+    # A closure (over calls): its variables' values when decorated.
+    assert answer.key("hi").endswith("answer[calls=[]]:'hi'")
     assert seg.cache.exists(answer.key("hi"))
     answer.invalidate("hi")
     answer("hi")
