@@ -142,10 +142,6 @@ def _ms(seconds, what):
 
 # ------------------------------------------------------------------- cache
 
-_cache_set = _shmstat._Cache.set
-_cache_expire = _shmstat._Cache.expire
-
-
 class Cache(_shmstat._Cache):
     """The TTL cache of a segment, shared by every process that opens it.
 
@@ -157,22 +153,6 @@ class Cache(_shmstat._Cache):
     def __init__(self, seg):
         super().__init__(seg)
         self._segment_name = seg.name
-
-    def set(self, key, value, ttl=None, *, nx=False, xx=False):
-        """Store a copy of the bytes value under key for ttl seconds (0 or
-        None: never expires; negative: ValueError). nx=True: only when
-        absent, xx=True: only when present (False when the condition is
-        not met, as redis-py's set)."""
-        if ttl is not None and not ttl > 0:
-            ttl = _ttl_arg(ttl)
-        if nx or xx:
-            return _cache_set(self, key, value, ttl, nx=nx, xx=xx)
-        return _cache_set(self, key, value, ttl)
-
-    def expire(self, key, ttl):
-        """Give a live entry a new ttl (seconds; 0 or None: never expires,
-        which removes its TTL). False when the key is absent."""
-        return _cache_expire(self, key, _ttl_arg(ttl))
 
     def fetch(self, key, compute, ttl=None, *, lease=10.0, wait=None):
         """The value of key, computed by compute() (returning bytes) when
@@ -421,4 +401,3 @@ def open(name, create=False, *, exclusive=False, mode=0o600, size=None,
 
 
 from ._cached import cached  # noqa: E402  (needs Segment and Cache)
-from ._cached import ttl_arg as _ttl_arg  # noqa: E402

@@ -1221,12 +1221,15 @@ static int ttl_arg(PyObject *o, const char *what, int none_ok,
 	s = PyFloat_AsDouble(o);
 	if (s == -1.0 && PyErr_Occurred())
 		return -1;
-	if (isnan(s) || s <= 0) {
+	if (isnan(s) || s < 0) {
 		PyErr_Format(PyExc_ValueError,
-			     "%s must be > 0 seconds (None: never expires)",
-			     what);
+			     "%s must be >= 0 seconds (0 or None: never "
+			     "expires), not %R",
+			     what, o);
 		return -1;
 	}
+	if (s == 0) /* never expires, as in C and the tool */
+		return 0;
 	if (isinf(s) || s * 1000.0 >= (double)SHMSTAT_CACHE_TTL_MAX) {
 		*ms = none_ok ? 0 : SHMSTAT_CACHE_TTL_MAX;
 		return 0;
@@ -1653,9 +1656,10 @@ static PyMethodDef Cache_methods[] = {
 	{ "set", (PyCFunction)(void (*)(void))Cache_set,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "set(key, value, ttl=None, *, nx=False, xx=False)\n--\n\nStore a "
-	  "copy of the bytes value under key for ttl seconds (None: no "
-	  "expiry). nx: only if absent; xx: only if present. True when "
-	  "stored, False when the nx/xx condition was not met." },
+	  "copy of the bytes value under key for ttl seconds (0 or None: "
+	  "never expires; negative: ValueError). nx: only if absent; xx: "
+	  "only if present (False when the condition is not met, as "
+	  "redis-py's set). True when stored." },
 	{ "delete", (PyCFunction)(void (*)(void))Cache_delete, METH_FASTCALL,
 	  "delete(*keys)\n--\n\nRemove keys; returns how many were there." },
 	{ "exists", (PyCFunction)Cache_exists, METH_O,
@@ -1665,8 +1669,8 @@ static PyMethodDef Cache_methods[] = {
 	  "ttl(key)\n--\n\nSeconds left to live (float), math.inf when it "
 	  "never expires, None when absent or expired." },
 	{ "expire", (PyCFunction)Cache_expire, METH_VARARGS,
-	  "expire(key, ttl)\n--\n\nGive a live entry a new ttl (seconds, None: "
-	  "never expires). False when absent." },
+	  "expire(key, ttl)\n--\n\nGive a live entry a new ttl (seconds; 0 or "
+	  "None: never expires, which removes its TTL). False when absent." },
 	{ "clear", (PyCFunction)(void (*)(void))Cache_clear,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "clear(pattern=None)\n--\n\nRemove every entry whose key matches the "
