@@ -660,6 +660,52 @@ static void cache_set_takes_the_value_from_stdin(void **state)
 	shmstat_unlink(name);
 }
 
+/* cache -e: a KEY written as cache keys prints it (\xHH, \\) names a key
+ * of any bytes, a newline and a NUL included. */
+static void cache_keys_of_any_bytes_are_named_with_e(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "esc");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	shmstat_t *h = NULL;
+	assert_int_equal(shmstat_open(name, NULL, &h), 0);
+	assert_int_equal(shmstat_cache_set(h, "nl\nk\0\\", 6, "v1", 2, 0, 0), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "keys", NULL), 0);
+	assert_string_equal(out, "nl\\x0ak\\x00\\x5c\n");
+	/* What keys printed, given back with -e. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get", "-e",
+				 "nl\\x0ak\\x00\\x5c", NULL),
+			 0);
+	assert_string_equal(out, "v1\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl",
+				 "--escaped", "nl\\x0ak\\x00\\\\", NULL),
+			 0);
+	assert_string_equal(out, "-1\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "-e",
+				 "t\\x09ab", "v2", NULL),
+			 0);
+	size_t n;
+	char buf[8];
+	assert_int_equal(shmstat_cache_get(h, "t\tab", 4, buf, sizeof(buf), &n),
+			 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "del", "-e",
+				 "nl\\x0ak\\x00\\x5c", NULL),
+			 0);
+	assert_int_equal(shmstat_cache_exists(h, "nl\nk\0\\", 6), 0);
+	/* Without -e the argument is its bytes; a bad escape, or -e with a
+	 * GLOB, is a usage error. */
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "get",
+				 "t\\x09ab", NULL),
+			 1);
+	assert_int_equal(sh("$T -n %s cache get -e 'a\\q'", name), 64);
+	assert_int_equal(sh("$T -n %s cache get -e 'a\\x4'", name), 64);
+	assert_int_equal(sh("$T -n %s cache keys -e", name), 64);
+	assert_int_equal(sh("$T -n %s cache clear -e 'x*'", name), 64);
+	shmstat_close(&h);
+	shmstat_unlink(name);
+}
+
 /* A name that is not UTF-8 is refused: exit 1, the reason on stderr,
  * nothing created. */
 static void incr_refuses_a_name_that_is_not_utf8(void **state)
@@ -875,6 +921,7 @@ int main(void)
 		cmocka_unit_test(numbers_on_the_command_line_are_decimal),
 		cmocka_unit_test(cache_ttls_take_ex_px_and_a_duration),
 		cmocka_unit_test(cache_set_takes_the_value_from_stdin),
+		cmocka_unit_test(cache_keys_of_any_bytes_are_named_with_e),
 		cmocka_unit_test(filters_repeat_and_a_caret_or_X_excludes),
 		cmocka_unit_test(the_textfile_is_replaced_whole_while_a_reader_races_it),
 		cmocka_unit_test(ls_shows_each_segment_with_owner_mode_and_bridge),

@@ -2,6 +2,7 @@
  * cache_cmd.c — `shmstat cache`: read and edit the segment's TTL cache.
  * One function per subcommand; each output format is one function.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -45,6 +46,9 @@ const char usage_cache[] =
 	"                     expirations, errors, entries, bytes used and free;\n"
 	"                     -j: as JSON\n"
 	"Keys and values are the argument's bytes; '--' ends the options.\n"
+	"-e (--escaped), with get, set, expire, del and ttl: KEY is written as\n"
+	"keys prints it, \\xHH for a byte and \\\\ for a backslash (a key with\n"
+	"a newline or a NUL byte can be named so).\n"
 	"get, set, expire, del, clear and flush need write access to the\n"
 	"segment (a get marks the entry used and counts the hit or miss);\n"
 	"stats, keys and ttl only read.\n"
@@ -131,6 +135,7 @@ struct args {
 	bool json;
 	bool from_stdin; /* set: the value is stdin's bytes */
 	bool raw;        /* get: no newline after the value */
+	bool escaped;    /* KEY in keys' \xHH form */
 };
 
 static int parse(int argc, char **argv, bool set_opts, bool j_opt,
@@ -176,6 +181,9 @@ static int parse(int argc, char **argv, bool set_opts, bool j_opt,
 		} else if (opts && raw_opt &&
 			   (strcmp(s, "-r") == 0 || strcmp(s, "--raw") == 0)) {
 			a->raw = true;
+		} else if (opts && (strcmp(s, "-e") == 0 ||
+				    strcmp(s, "--escaped") == 0)) {
+			a->escaped = true;
 		} else if (opts && s[0] == '-' && s[1]) {
 			return usage_err("unknown option '%s'", s);
 		} else if (a->npos < 4) {
@@ -198,6 +206,32 @@ static void print_key(const unsigned char *k, size_t n)
 	putchar('\n');
 }
 
+/* KEY in print_key's form (\xHH, \\) back to its bytes, in place (the
+ * bytes never grow): its length, or -1 for a backslash of any other kind. */
+static long unescape_key(char *k)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; k[i]; i++) {
+		if (k[i] != '\\') {
+			k[o++] = k[i];
+			continue;
+		}
+		if (k[i + 1] == '\\') {
+			k[o++] = '\\';
+			i++;
+		} else if (k[i + 1] == 'x' && isxdigit((unsigned char)k[i + 2]) &&
+			   isxdigit((unsigned char)k[i + 3])) {
+			char hex[3] = { k[i + 2], k[i + 3], 0 };
+			k[o++] = (char)strtol(hex, NULL, 16);
+			i += 3;
+		} else {
+			return -1;
+		}
+	}
+	return (long)o;
+}
+
 static int print_key_cb(const void *key, size_t klen, void *priv)
 {
 	(*(uint64_t *)priv)++;
@@ -205,7 +239,7 @@ static int print_key_cb(const void *key, size_t klen, void *priv)
 	return 0;
 }
 
-static int cmd_get(shmstat_t *h, const char *key, bool raw)
+static int cmd_get(shmstat_t *h, const char *key, size_t klen, bool raw)
 {
 	size_t cap = 4096, n = 0;
 	char *buf = malloc(cap);
@@ -214,7 +248,7 @@ static int cmd_get(shmstat_t *h, const char *key, bool raw)
 	/* A value that grew between two looks is looked at again (a few
 	 * times: each look sizes the buffer for the value it saw). */
 	for (int tries = 0; buf && rc == SHMSTAT_ERANGE && tries < 8; tries++) {
-		rc = shmstat_cache_get(h, key, strlen(key), buf, cap, &n);
+		rc = shmstat_cache_get(h, key, klen, buf, cap, &n);
 		if (rc == SHMSTAT_ERANGE) {
 			char *nb = realloc(buf, n);
 			if (!nb)
@@ -360,6 +394,11 @@ int do_cache(const char *seg, int argc, char **argv)
 						 "is stdin's: give KEY alone"
 					       : "set: wrong number of arguments "
 						 "(KEY VALUE, or KEY -x)");
+	if (a.escaped && (sub->min != 1 || strcmp(sub->name, "clear") == 0))
+		return usage_err("%s: -e names one KEY: it goes with get, set, "
+				 "expire, del and ttl (a GLOB has its own \\ "
+				 "escapes; ? matches any byte)",
+				 sub->name);
 	if (strcmp(sub->name, "expire") == 0 && a.from_stdin)
 		return usage_err("%s", "expire: unknown option '-x'");
 	if (strcmp(sub->name, "expire") == 0 && (a.mode || !a.has_ttl))
@@ -376,11 +415,26 @@ int do_cache(const char *seg, int argc, char **argv)
 		       strcmp(sub->name, "ttl") == 0;
 	if ((rc = tool_attach(seg, inspect, &h)))
 		return rc;
+	char *kbuf = NULL;
 	const char *k = a.npos ? a.pos[0] : NULL;
+	size_t kl = k ? strlen(k) : 0;
 	uint64_t n = 0;
 	int64_t ttl;
+	if (a.escaped && k) {
+		long l = (kbuf = strdup(k)) ? unescape_key(kbuf) : -2;
+		if (l < 0) {
+			free(kbuf);
+			shmstat_close(&h);
+			return l == -2 ? TOOL_FAILED
+				       : usage_err("-e: '%s' has a backslash "
+						   "that is not \\xHH or \\\\",
+						   k);
+		}
+		k = kbuf;
+		kl = (size_t)l;
+	}
 	if (strcmp(sub->name, "get") == 0) {
-		rc = cmd_get(h, k, a.raw);
+		rc = cmd_get(h, k, kl, a.raw);
 	} else if (strcmp(sub->name, "set") == 0) {
 		char *buf = NULL;
 		size_t len = 0;
@@ -394,7 +448,7 @@ int do_cache(const char *seg, int argc, char **argv)
 		} else {
 			len = strlen(v);
 		}
-		rc = shmstat_cache_set(h, k, strlen(k), v, len, a.ttl, a.mode);
+		rc = shmstat_cache_set(h, k, kl, v, len, a.ttl, a.mode);
 		free(buf);
 		if (rc == SHMSTAT_EKEYEXISTS || rc == SHMSTAT_ENOTFOUND) {
 			tool_err("cache: set: %s", rc == SHMSTAT_EKEYEXISTS
@@ -405,15 +459,15 @@ int do_cache(const char *seg, int argc, char **argv)
 			rc = rc < 0 ? lib_err(h, rc) : 0;
 		}
 	} else if (strcmp(sub->name, "expire") == 0) {
-		rc = shmstat_cache_expire(h, k, strlen(k), a.ttl);
+		rc = shmstat_cache_expire(h, k, kl, a.ttl);
 		rc = rc == SHMSTAT_ENOTFOUND ? TOOL_NOTFOUND
 		     : rc < 0		    ? lib_err(h, rc)
 					    : 0;
 	} else if (strcmp(sub->name, "del") == 0) {
-		rc = shmstat_cache_delete(h, k, strlen(k));
+		rc = shmstat_cache_delete(h, k, kl);
 		rc = rc == SHMSTAT_ENOTFOUND ? 1 : rc < 0 ? lib_err(h, rc) : 0;
 	} else if (strcmp(sub->name, "ttl") == 0) {
-		rc = shmstat_cache_ttl(h, k, strlen(k), &ttl);
+		rc = shmstat_cache_ttl(h, k, kl, &ttl);
 		if (rc == 0)
 			printf("%" PRId64 "\n", ttl);
 		rc = rc == SHMSTAT_ENOTFOUND ? 1 : rc < 0 ? lib_err(h, rc) : 0;
@@ -433,6 +487,7 @@ int do_cache(const char *seg, int argc, char **argv)
 			(a.json ? stats_json : stats_text)(&st);
 		rc = rc < 0 ? lib_err(h, rc) : 0;
 	}
+	free(kbuf);
 	shmstat_close(&h);
 	return rc;
 }
