@@ -37,7 +37,8 @@ __all__ = [
     "open", "unlink", "cached", "Segment", "Cache", "Counter", "Gauge",
     "Histogram", "labelled", "DEFAULT_BUCKETS", "exponential_buckets",
     "Error", "InvalidArgument", "NotFound", "Exists", "Full", "Busy",
-    "TooBig", "WrongKind", "Corrupt", "PermissionDenied", "NotSupported",
+    "TooBig", "WrongKind", "Corrupt", "PermissionDenied", "ReadOnly",
+    "NotSupported",
     "OutOfMemory", "SystemCallError", "strerror",
 ]
 
@@ -98,6 +99,10 @@ class PermissionDenied(Error):
     """EPERM."""
 
 
+class ReadOnly(PermissionDenied):
+    """ERDONLY: a write through a segment opened with readonly=True."""
+
+
 class NotSupported(Error):
     """ENOTSUP."""
 
@@ -121,7 +126,7 @@ _CLASSES = {
     "ECORRUPT": Corrupt, "EINIT": Corrupt,
     "EKIND": WrongKind, "ETOOBIG": TooBig,
     "EBUSY": Busy, "ELEASE": Busy,
-    "EPERM": PermissionDenied, "ESYS": SystemCallError,
+    "EPERM": PermissionDenied, "ERDONLY": ReadOnly, "ESYS": SystemCallError,
     "ENOTSUP": NotSupported,
 }
 _shmstat._set_errors(Error, {code: _CLASSES.get(name, Error)
@@ -379,11 +384,15 @@ def _literal_prefix(pattern):
     return ""
 
 
-def open(name, create=False, *, exclusive=False, mode=0o600, size=None,
-         max_counters=None, max_workers=None, cache_max_value=None,
-         wait=None):
+def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
+         size=None, max_counters=None, max_workers=None,
+         cache_max_value=None, wait=None):
     """Attach to the segment "/shmstat.<name>", or create it (create=True)
     when it does not exist; exclusive=True fails with Exists when it does.
+    readonly=True maps it without write access (a segment another user
+    lets you read): reading counters, stats, export and the cache's get,
+    exists, ttl and keys work (the cache then marks nothing used and counts
+    nothing); every write raises ReadOnly.
     Sizes (bytes) and counts matter only to the creator: size (32 MiB),
     max_counters (4096), max_workers (rows for concurrent processes, 128),
     cache_max_value (1 MiB); mode (0o600); wait: seconds to wait for a
@@ -395,6 +404,10 @@ def open(name, create=False, *, exclusive=False, mode=0o600, size=None,
         if not create:
             raise ValueError("exclusive=True needs create=True")
         flags |= _K["O_EXCL"]
+    if readonly:
+        if create:
+            raise ValueError("readonly=True cannot create")
+        flags |= _K["O_RDONLY"]
     return Segment(name, flags, mode, size or 0, max_counters or 0,
                    max_workers or 0, cache_max_value or 0,
                    _ms(wait, "wait"))

@@ -1802,6 +1802,7 @@ PyMODINIT_FUNC PyInit__shmstat(void)
 	    add_int(consts, "STALE", SHMSTAT_CACHE_STALE) < 0 ||
 	    add_int(consts, "O_CREATE", SHMSTAT_O_CREATE) < 0 ||
 	    add_int(consts, "O_EXCL", SHMSTAT_O_EXCL) < 0 ||
+	    add_int(consts, "O_RDONLY", SHMSTAT_O_RDONLY) < 0 ||
 	    add_int(consts, "NAME_MAX", SHMSTAT_NAME_MAX) < 0 ||
 	    add_int(consts, "KEY_MAX", SHMSTAT_CACHE_KEY_MAX) < 0 ||
 	    add_int(consts, "SEGNAME_MAX", SHMSTAT_SEGNAME_MAX) < 0 ||

@@ -574,3 +574,25 @@ def test_cached_result_too_big_to_store_is_returned_and_not_cached(segname):
         assert calls == [4096, 4096, 10]
         with pytest.raises(shmstat.TooBig):
             s.cache.fetch("direct", lambda: b"y" * 4096)
+
+
+def test_a_read_only_open_reads_the_cache_and_refuses_writes(segname):
+    with shmstat.open(segname, create=True) as s:
+        s.cache.set("k", b"value")
+        s.counter("c").inc(3)
+        with shmstat.open(segname, readonly=True) as r:
+            assert r.cache.get("k") == b"value"
+            assert r.cache.exists("k")
+            assert r.cache.ttl("k") == math.inf
+            assert r.cache.get("absent") is None
+            assert list(r.cache.keys()) == [b"k"]
+            assert r.stat("c")["value"] == 3
+            with pytest.raises(shmstat.ReadOnly):
+                r.cache.set("k", b"other")
+            with pytest.raises(shmstat.ReadOnly):
+                r.counter("d")
+            # It counted nothing and marked nothing: stats unchanged.
+            assert r.cache.stats()["hits"] == 0
+        assert s.cache.get("k") == b"value"
+    with pytest.raises(ValueError):
+        shmstat.open(segname, create=True, readonly=True)
