@@ -56,7 +56,10 @@ const char usage_cache[] =
 
 static int lib_err(shmstat_t *h, int rc)
 {
-	tool_err("cache: %s", shmstat_errstr(h));
+	/* The library's reasons name the cache already ("cache value of
+	 * ...", "cache stripe ..."): not "cache: cache ...". */
+	const char *why = shmstat_errstr(h);
+	tool_err(strncmp(why, "cache", 5) == 0 ? "%s" : "cache: %s", why);
 	return tool_status(rc);
 }
 
