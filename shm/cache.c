@@ -375,39 +375,46 @@ ctx_peek(struct shmstat *h, struct ctx *c)
 	return 0;
 }
 
-/* ctx_peek, and the first cache call of a handle claims its row. */
+/*
+ * ctx_peek, and the first cache call of a handle claims its row. A
+ * read-only handle never has a row: a call that writes (rdonly_ok false)
+ * gets ERDONLY; one that only reads (get, exists, ttl, iter: rdonly_ok)
+ * goes on, and then writes nothing (no use bit, no statistics, no lazy
+ * expiry, no repair of a stuck bucket: the mapping has no write access,
+ * a write would fault). Both cases are in the branch a handle with a row
+ * never takes, so they cost the others nothing.
+ */
 static inline __attribute__((always_inline)) int
-ctx_load(struct shmstat *h, struct ctx *c)
+ctx_open(struct shmstat *h, struct ctx *c, bool rdonly_ok)
 {
 	int rc = ctx_peek(h, c);
 
 	if (__builtin_expect(rc == 0 && !h->row.cells, 0)) {
-		/* Gets write too (reference bits, expiry, statistics): not
-		 * through a mapping without write access. A read-only
-		 * handle never has a row, so this costs the others nothing. */
 		if (h->rdonly)
-			return shmstat__err(h, SHMSTAT_ERDONLY,
-					    "segment '%s' is open read-only",
-					    h->name);
+			return rdonly_ok ? 0
+					 : shmstat__err(h, SHMSTAT_ERDONLY,
+							"segment '%s' is open "
+							"read-only",
+							h->name);
 		(void)shmstat__row_claim(h);
 	}
 	return rc;
 }
 
-int cache__ctx_load(struct shmstat *h, struct ctx *c)
+static inline __attribute__((always_inline)) int
+ctx_load(struct shmstat *h, struct ctx *c)
 {
-	return ctx_load(h, c);
+	return ctx_open(h, c, false);
 }
 
-/* For the calls that only read (get, exists, ttl, iter): as ctx_load, but
- * a read-only handle is let in, without a row. It then writes nothing: no
- * use bit, no statistics, no lazy expiry, no repair of a stuck bucket
- * (the mapping has no write access: a write would fault). */
 static inline __attribute__((always_inline)) int
 ctx_read(struct shmstat *h, struct ctx *c)
 {
-	if (__builtin_expect(h && h->rdonly, 0))
-		return ctx_peek(h, c);
+	return ctx_open(h, c, true);
+}
+
+int cache__ctx_load(struct shmstat *h, struct ctx *c)
+{
 	return ctx_load(h, c);
 }
 
