@@ -310,19 +310,21 @@ struct sub {
 	const char *name;
 	int min, max; /* positionals */
 	bool set_opts, j_opt, raw_opt;
+	bool one_key; /* its first positional is one KEY (-e applies) */
 };
 
 static const struct sub subs[] = {
-	/* name, positionals min and max, options: TTL and NX/XX, -j, -r */
-	{ "get", 1, 1, false, false, true },
-	{ "set", 1, 2, true, false, false },
-	{ "expire", 1, 1, true, false, false },
-	{ "del", 1, 1, false, false, false },
-	{ "ttl", 1, 1, false, false, false },
-	{ "keys", 0, 1, false, false, false },
-	{ "clear", 1, 1, false, false, false },
-	{ "flush", 0, 0, false, false, false },
-	{ "stats", 0, 0, false, true, false },
+	/* name, positionals min and max, options: TTL and NX/XX, -j, -r;
+	 * a KEY (not a GLOB) */
+	{ "get", 1, 1, false, false, true, true },
+	{ "set", 1, 2, true, false, false, true },
+	{ "expire", 1, 1, true, false, false, true },
+	{ "del", 1, 1, false, false, false, true },
+	{ "ttl", 1, 1, false, false, false, true },
+	{ "keys", 0, 1, false, false, false, false },
+	{ "clear", 1, 1, false, false, false, false },
+	{ "flush", 0, 0, false, false, false, false },
+	{ "stats", 0, 0, false, true, false, false },
 };
 
 /* All of stdin, as bytes: TOOL_FAILED when it cannot be read (or holds
@@ -397,7 +399,7 @@ int do_cache(const char *seg, int argc, char **argv)
 						 "is stdin's: give KEY alone"
 					       : "set: wrong number of arguments "
 						 "(KEY VALUE, or KEY -x)");
-	if (a.escaped && (sub->min != 1 || strcmp(sub->name, "clear") == 0))
+	if (a.escaped && !sub->one_key)
 		return usage_err("%s: -e names one KEY: it goes with get, set, "
 				 "expire, del and ttl (a GLOB has its own \\ "
 				 "escapes; ? matches any byte)",
