@@ -420,6 +420,7 @@ static int create(struct shmstat *h, int fd, const char *path,
 	h->seg_uid = (uint32_t)st.st_uid;
 	h->seg_gid = (uint32_t)st.st_gid;
 	h->seg_mode = (uint32_t)st.st_mode & 07777;
+	h->seg_blksize = (uint32_t)st.st_blksize;
 	if ((rc = map(h, fd, g->size)) < 0)
 		goto fail;
 	if ((rc = build(h, g)) < 0)
@@ -487,6 +488,7 @@ static int check_owner(struct shmstat *h, const struct stat *st,
 	h->seg_uid = (uint32_t)st->st_uid;
 	h->seg_gid = (uint32_t)st->st_gid;
 	h->seg_mode = mode;
+	h->seg_blksize = (uint32_t)st->st_blksize;
 	if ((o->flags & SHMSTAT_O_OWNER) && st->st_uid != (uid_t)o->owner_uid)
 		why = "its owner is not the expected one";
 	else if ((o->flags & SHMSTAT_O_GROUP) &&
@@ -781,6 +783,7 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 	out->owner_uid = h->seg_uid;
 	out->owner_gid = h->seg_gid;
 	out->mode = h->seg_mode;
+	out->page_size = h->seg_blksize;
 	out->read_only = h->rdonly;
 	switch (atomic_load_explicit(&h->row_state, memory_order_acquire)) {
 	case ROW_OWN:

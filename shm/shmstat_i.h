@@ -53,6 +53,7 @@ struct shmstat {
 	/* The segment's file at attach: for the maps check and info. */
 	uint64_t seg_ino;
 	uint32_t seg_uid, seg_gid, seg_mode;
+	uint32_t seg_blksize; /* st_blksize of its file: its memory's page */
 	/* Primary row: row.cells is what counter handles dereference; the
 	 * thread whose token is row.owner_ adds with plain stores. Changed
 	 * under the registry lock (registry.c); row_state is read without it

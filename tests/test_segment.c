@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cache_i.h"
@@ -589,6 +592,96 @@ static void another_user_inspects_a_0644_segment_read_only(void **state)
 	shmstat_unlink(s.name);
 }
 
+/*
+ * info's page_size is the page of the segment's file system: /dev/shm's
+ * own (st_blksize of the segment's file), and 2 MiB on a tmpfs mounted
+ * huge=within_size, where the mapping is then made of huge pages. The
+ * huge mount is made in a mount namespace of a child's own, so the
+ * host's /dev/shm is never touched; skipped where that is not allowed
+ * (not root) or the kernel has no huge tmpfs.
+ */
+static int huge_child(const char *name, const char *tool)
+{
+	char out[4096];
+	shmstat_t *h = NULL;
+	shmstat_info_t in;
+
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", 0,
+		  "huge=within_size,size=64m") < 0)
+		return 77;
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL,
+				.size = 8u << 20 };
+	if (shmstat_open(name, &o, &h) < 0 || shmstat_info(h, &in) < 0)
+		return 10;
+	if (in.page_size != (2u << 20))
+		return 11;
+	/* The mapping is made of huge pages: the cache region, written
+	 * through, is mapped by PMDs (smaps counts them). */
+	unsigned char v[1024] = { 0 };
+	for (int i = 0; i < 2000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%d", i);
+		if (shmstat_cache_set(h, k, strlen(k), v, sizeof(v), 0, 0) < 0)
+			return 12;
+	}
+	FILE *f = fopen("/proc/self/smaps", "r");
+	long pmd = 0, kb;
+	if (!f)
+		return 13;
+	while (fgets(out, sizeof(out), f))
+		if (sscanf(out, "ShmemPmdMapped: %ld kB", &kb) == 1)
+			pmd += kb;
+	fclose(f);
+	if (pmd < 2048)
+		return 13;
+	if (tu_sh(out, sizeof(out), "%s -n %s info", tool, name) != 0 ||
+	    !strstr(out, "pages:     2 MiB (huge pages)"))
+		return 14;
+	shmstat_close(&h);
+	shmstat_unlink(name);
+	return 0;
+}
+
+static void info_names_the_page_size_of_the_segments_memory(void **state)
+{
+	(void)state;
+	char name[SHMSTAT_SEGNAME_MAX + 1], path[128], out[4096];
+	const char *tool = getenv("SHMSTAT_TOOL");
+	shmstat_t *h = NULL;
+	shmstat_info_t in;
+	struct stat st;
+
+	tu_name(name, sizeof(name), "pages");
+	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL };
+	assert_int_equal(shmstat_open(name, &o, &h), 0);
+	assert_int_equal(shmstat_info(h, &in), 0);
+	snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", name);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(in.page_size, (uint32_t)st.st_blksize);
+	assert_true(in.page_size >= 4096);
+	assert_int_equal(tu_sh(out, sizeof(out), "%s -n %s info -j", tool, name),
+			 0);
+	char want[64];
+	snprintf(want, sizeof(want), "\"page_size\": %u,", in.page_size);
+	assert_non_null(strstr(out, want));
+	shmstat_close(&h);
+	shmstat_unlink(name);
+
+	tu_name(name, sizeof(name), "huge");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(huge_child(name, tool));
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -627,6 +720,7 @@ int main(void)
 		cmocka_unit_test(hot_path_structs_keep_their_size),
 		cmocka_unit_test(a_segment_squatted_by_another_user_is_refused),
 		cmocka_unit_test(another_user_inspects_a_0644_segment_read_only),
+		cmocka_unit_test(info_names_the_page_size_of_the_segments_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

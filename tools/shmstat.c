@@ -1011,8 +1011,9 @@ static int do_reset(const char *seg, int argc, char **argv)
 static const char usage_info[] =
 	"usage: shmstat [-n NAME] info [-j]\n"
 	"\n"
-	"Show the layout version, size, creation, owner and mode, usage of\n"
-	"each region, the rows held by live processes and by processes that\n"
+	"Show the layout version, size, creation, owner and mode, the page\n"
+	"size of its memory (2 MiB where its file system gives huge pages),\n"
+	"usage of each region, the rows held by live processes and by processes that\n"
 	"ended (a row keeps its counts and the next process reuses it: a\n"
 	"worker that exited, cleanly or not, or a restarted server leaves\n"
 	"such rows; they are not errors), and the\n"
@@ -1037,6 +1038,12 @@ static void info_table(const shmstat_info_t *in)
 	       in->owner_gid, in->mode);
 	printf("nonce:     %016" PRIx64 " (this incarnation, for the bridge)\n",
 	       in->source_nonce);
+	if (in->page_size >= (1u << 20) && in->page_size % (1u << 20) == 0)
+		printf("pages:     %u MiB (huge pages)\n", in->page_size >> 20);
+	else
+		printf("pages:     %u bytes (its file system offers no huge "
+		       "pages)\n",
+		       in->page_size);
 	printf("counters:  %u of %u\n", in->counters_used, in->max_counters);
 	printf("workers:   %u live, %u free of %u (%u rows used)\n",
 	       in->workers_live, in->workers_free, in->max_workers,
@@ -1080,11 +1087,12 @@ static void info_json(const shmstat_info_t *in)
 	       "  \"counters\": {\"used\": %u, \"max\": %u},\n"
 	       "  \"workers\": {\"live\": %u, \"dead\": %u, \"free\": %u, "
 	       "\"max\": %u, \"rows_used\": %u, \"overflows\": %" PRIu64 "},\n"
-	       "  \"cache_max_value\": %" PRIu64 ",\n  \"regions\": [",
+	       "  \"cache_max_value\": %" PRIu64 ",\n  \"page_size\": %u,\n"
+	       "  \"regions\": [",
 	       in->host_id, in->source_nonce, in->counters_used,
 	       in->max_counters, in->workers_live, in->workers_dead, in->workers_free,
 	       in->max_workers, in->workers_hwm, in->row_overflows,
-	       in->cache_max_value);
+	       in->cache_max_value, in->page_size);
 	for (uint32_t r = 0; r < in->nregions; r++)
 		printf("%s\n    {\"name\": \"%s\", \"offset\": %" PRIu64
 		       ", \"size\": %" PRIu64 ", \"used\": %" PRIu64 "}",

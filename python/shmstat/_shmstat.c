@@ -926,7 +926,7 @@ static PyObject *Segment_info(SegmentObject *self, PyObject *unused)
 	}
 	d = Py_BuildValue(
 		"{s:s,s:s,s:K,s:K,s:i,s:K,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:K,"
-		"s:K,s:N}",
+		"s:K,s:I,s:N}",
 		"name", in.name, "layout",
 		"", /* replaced below */
 		"size", (unsigned long long)in.size, "created_ns",
@@ -939,7 +939,7 @@ static PyObject *Segment_info(SegmentObject *self, PyObject *unused)
 		in.workers_free, "workers_hwm", in.workers_hwm,
 		"row_overflows", (unsigned long long)in.row_overflows,
 		"cache_max_value", (unsigned long long)in.cache_max_value,
-		"regions", regions);
+		"page_size", in.page_size, "regions", regions);
 	if (d) {
 		PyObject *lay = PyUnicode_FromFormat("%u.%u",
 						     (unsigned)in.layout_major,

@@ -504,6 +504,9 @@ def test_info_describes_the_segment(seg):
     assert info["max_workers"] == 64
     assert info["row_overflows"] == 0
     assert "cache" in info["regions"]
+    # the page of its memory: its file's (2 MiB on a huge-page tmpfs)
+    st = os.stat("/dev/shm/shmstat." + seg.name)
+    assert info["page_size"] == st.st_blksize
 
 
 def test_help_documents_the_package():
