@@ -10,6 +10,8 @@
  * guessed at. Integers are decimal only: "010" is ten, never octal (a
  * leading zero is what a user pads with, not what they mean as base 8).
  * Every result is exact in uint64_t nanoseconds or refused as out of range.
+ * A size is decimal digits and optionally K, M, G or T (KiB ... TiB too),
+ * 1024-based, as sizes of memory are: "64K", "32M", "1G".
  */
 #include <stdint.h>
 #include <string.h>
@@ -88,6 +90,42 @@ int shmstat__parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 	if (x < min || x > max)
 		return SHMSTAT_PARSE_RANGE;
 	*out = x;
+	return SHMSTAT_PARSE_OK;
+}
+
+int shmstat__parse_size(const char *s, uint64_t min, uint64_t max,
+			uint64_t *out)
+{
+	static const char mult[] = "KMGT";
+	uint64_t v;
+	int n, shift = 0;
+
+	if (!s || *s < '0' || *s > '9')
+		return SHMSTAT_PARSE_SYNTAX;
+	const char *p = s;
+	bool big = !digits(&p, &v, &n);
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (*p) {
+		char u = *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+		const char *m = strchr(mult, u);
+		if (!m || !u)
+			return SHMSTAT_PARSE_SYNTAX;
+		shift = 10 * (int)(m - mult + 1);
+		p++;
+		if (strcmp(p, "iB") == 0)
+			p += 2;
+		if (*p)
+			return SHMSTAT_PARSE_SYNTAX;
+	}
+	/* Too many digits, or too big with its unit: out of range, not a
+	 * typo. */
+	if (big || v > UINT64_MAX >> shift)
+		return SHMSTAT_PARSE_RANGE;
+	v <<= shift;
+	if (v < min || v > max)
+		return SHMSTAT_PARSE_RANGE;
+	*out = v;
 	return SHMSTAT_PARSE_OK;
 }
 

@@ -245,6 +245,12 @@ int shmstat__parse_duration(const char *s, uint64_t min_ns, uint64_t max_ns,
 int shmstat__parse_u64(const char *s, uint64_t min, uint64_t max,
 		       uint64_t *out);
 int shmstat__parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* A size in bytes: decimal digits, optionally K, M, G or T (or KiB, MiB,
+ * GiB, TiB; 1024-based): "65536", "64K", "32M", "1GiB". */
+#define SHMSTAT_SIZE_SYNTAX \
+	"a decimal number of bytes, optionally with K, M, G or T (1024-based: 64K, 32M, 1G)"
+int shmstat__parse_size(const char *s, uint64_t min, uint64_t max,
+			uint64_t *out);
 /* ns as the shortest exact duration ("1500ms", "2m"), else "1.23s". */
 void shmstat__duration_str(char *buf, size_t len, uint64_t ns);
 

@@ -1,6 +1,7 @@
 /*
  * test_parse.c — shm/parse.c: durations with and without units, decimal
- * integers (never octal), and refusals for everything else.
+ * integers (never octal), sizes with K/M/G/T, and refusals for everything
+ * else.
  */
 #include <stdint.h>
 #include <string.h>
@@ -135,6 +136,62 @@ static void durations_print_in_the_syntax_they_parse_from(void **state)
 	}
 }
 
+static uint64_t size(const char *s)
+{
+	uint64_t v = 12345;
+	assert_int_equal(shmstat__parse_size(s, 0, UINT64_MAX, &v),
+			 SHMSTAT_PARSE_OK);
+	return v;
+}
+
+static void sizes_take_k_m_g_t_as_powers_of_1024(void **state)
+{
+	(void)state;
+	assert_int_equal(size("0"), 0);
+	assert_int_equal(size("65536"), 65536);
+	assert_int_equal(size("010"), 10);
+	assert_int_equal(size("64K"), 65536);
+	assert_int_equal(size("64k"), 65536);
+	assert_int_equal(size("32M"), 32ull << 20);
+	assert_int_equal(size("32MiB"), 32ull << 20);
+	assert_int_equal(size("1G"), 1ull << 30);
+	assert_int_equal(size("1g"), 1ull << 30);
+	assert_int_equal(size("1GiB"), 1ull << 30);
+	assert_int_equal(size("2T"), 2ull << 40);
+	assert_int_equal(size("16777215T"), 16777215ull << 40);
+}
+
+static void malformed_or_too_big_sizes_are_refused_and_leave_the_output(
+	void **state)
+{
+	(void)state;
+	const char *bad[] = { "", "K", "1KB", "1kb", "1 K", " 1K", "1K ", "1.5M",
+			      "-1", "+1", "1Ki", "1kib", "0x10", "1P", "1e3",
+			      "1KK", "1MiBs", "M1" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint64_t v = 42;
+		assert_int_equal(shmstat__parse_size(bad[i], 0, UINT64_MAX, &v),
+				 SHMSTAT_PARSE_SYNTAX);
+		assert_int_equal(v, 42);
+	}
+	const char *big[] = { "16777216T", "18446744073709551616",
+			      "99999999999999999999K", "17179869184G" };
+	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		uint64_t v = 42;
+		assert_int_equal(shmstat__parse_size(big[i], 0, UINT64_MAX, &v),
+				 SHMSTAT_PARSE_RANGE);
+		assert_int_equal(v, 42);
+	}
+	uint64_t v = 42;
+	assert_int_equal(shmstat__parse_size("2T", 1, 1ull << 40, &v),
+			 SHMSTAT_PARSE_RANGE);
+	assert_int_equal(shmstat__parse_size("1T", 1, 1ull << 40, &v),
+			 SHMSTAT_PARSE_OK);
+	assert_int_equal(v, 1ull << 40);
+	assert_int_equal(shmstat__parse_size(NULL, 0, 1, &v),
+			 SHMSTAT_PARSE_SYNTAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -145,6 +202,9 @@ int main(void)
 		cmocka_unit_test(integers_are_decimal_even_with_a_leading_zero),
 		cmocka_unit_test(integers_out_of_range_and_non_decimal_are_refused),
 		cmocka_unit_test(durations_print_in_the_syntax_they_parse_from),
+		cmocka_unit_test(sizes_take_k_m_g_t_as_powers_of_1024),
+		cmocka_unit_test(
+			malformed_or_too_big_sizes_are_refused_and_leave_the_output),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -837,6 +837,23 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	assert_non_null(strstr(out, "--max-value 0 is out of range: 1 to"));
 	assert_int_equal(sh("$T -n %s create --counters 12k", name), 64);
 	assert_non_null(strstr(out, "decimal whole number (1 to 16777216)"));
+	/* Sizes take K, M, G, T (1024-based); a unit they do not take is
+	 * named with the syntax, one too large with the range. */
+	assert_int_equal(sh("$T -n %s create --size 8MB", name), 64);
+	assert_non_null(strstr(out, "--size takes a decimal number of bytes, "
+				    "optionally with K, M, G or T"));
+	assert_non_null(strstr(out, "not '8MB'"));
+	assert_int_equal(sh("$T -n %s create --size 2T", name), 64);
+	assert_non_null(strstr(out, "--size 2T is out of range: 1 to "
+				    "1099511627776"));
+	assert_int_equal(sh("$T -n %s create --max-value 3G", name), 64);
+	assert_non_null(strstr(out, "--max-value 3G is out of range"));
+	assert_int_equal(sh("$T -n %s create --size 8M --max-value 64K", name),
+			 0);
+	assert_non_null(strstr(out, "8388608 bytes"));
+	assert_int_equal(sh("$T -n %s cache stats", name), 0);
+	assert_non_null(strstr(out, "max_value:    65536"));
+	assert_int_equal(sh("$T -n %s destroy", name), 0);
 	/* --mode: world-writable is refused, with why. */
 	assert_int_equal(sh("$T -n %s create --mode 0666", name), 64);
 	assert_non_null(strstr(out, "world-writable"));

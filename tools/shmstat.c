@@ -182,18 +182,19 @@ static const char usage_create[] =
 	"                               [--mode OCTAL]\n"
 	"\n"
 	"Create the segment. Fails (exit 3) if it exists.\n"
-	"  --size BYTES       total size (default 33554432 = 32 MiB; the cache\n"
+	"  --size BYTES       total size (default 32M = 33554432; the cache\n"
 	"                     gets what the counters leave)\n"
 	"  --counters N       counters + gauges it can hold (default 4096)\n"
 	"  --workers N        processes that can count at once (default 128)\n"
-	"  --max-value BYTES  largest cache value (default 1048576)\n"
+	"  --max-value BYTES  largest cache value (default 1M = 1048576)\n"
 	"  --mode OCTAL       permissions (default 0600; 0660 for a group); a\n"
 	"                     world-writable mode (o+w, e.g. 0666) is refused:\n"
 	"                     any local user could truncate the segment and\n"
 	"                     crash every worker\n"
 	"Numbers are decimal: --counters 1 to 16777216, --workers 1 to 4096,\n"
-	"--size 1 to 1099511627776, --max-value 1 to 2147483647 (the library\n"
-	"then checks that the tables fit).\n"
+	"--size 1 to 1099511627776 (1T), --max-value 1 to 2147483647 (the\n"
+	"library then checks that the tables fit). BYTES may end in K, M, G\n"
+	"or T (or KiB ... TiB), 1024-based: --size 256M, --max-value 64K.\n"
 	"\n" TOOL_EXIT_HELP;
 
 static int do_create(const char *seg, int argc, char **argv)
@@ -221,9 +222,12 @@ static int do_create(const char *seg, int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "s:c:w:v:m:", lo, NULL)) != -1) {
 		opt = c == 's' ? 0 : c == 'c' ? 1 : c == 'w' ? 2 : c == 'v' ? 3 : 4;
+		/* Sizes in bytes take K, M, G, T; counts are plain numbers. */
 		if (c != 'm' && opt < 4 &&
-		    (prc = shmstat__parse_u64(optarg, range[opt].min,
-					      range[opt].max, &v)) != 0)
+		    (prc = (c == 's' || c == 'v'
+				    ? shmstat__parse_size
+				    : shmstat__parse_u64)(optarg, range[opt].min,
+							  range[opt].max, &v)) != 0)
 			goto bad;
 		switch (c) {
 		case 's':
@@ -282,6 +286,10 @@ bad:
 	if (prc == SHMSTAT_PARSE_RANGE)
 		tool_err("create: --%s %s is out of range: %" PRIu64 " to %" PRIu64,
 			 lo[opt].name, optarg, range[opt].min, range[opt].max);
+	else if (opt == 0 || opt == 3)
+		tool_err("create: --%s takes " SHMSTAT_SIZE_SYNTAX ", %" PRIu64
+			 " to %" PRIu64 ", not '%s'",
+			 lo[opt].name, range[opt].min, range[opt].max, optarg);
 	else
 		tool_err("create: --%s takes a decimal whole number (%" PRIu64
 			 " to %" PRIu64 "), not '%s'",
