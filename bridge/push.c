@@ -2380,9 +2380,16 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 			s->rgen = s->gen;
 		settle(b, it->index);
 	}
+	/* The refresh replies, next in the stream after EXEC's. */
+	int rr = refresh_replies(b, &rf, nref, ns);
+	if (rr < 0) {
+		ret = -1;
+		goto out;
+	}
 	/* The undo is a transaction of its own, after the next slot's read
-	 * half: its EXEC would clear that WATCH. Read those replies first;
-	 * that group is read again. */
+	 * half (sent after the refresh): its EXEC would clear that WATCH.
+	 * Read those replies first; that group is read again. Only then
+	 * are the undo's own replies the next ones. */
 	if (any_bad && nrd && nrd->sent && !nrd->broken) {
 		if (drain(b, nrd->nrep) < 0) {
 			ret = -1;
@@ -2394,8 +2401,6 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 		ret = -1;
 		goto out;
 	}
-	/* Refresh replies. */
-	int rr = refresh_replies(b, &rf, nref, ns);
 	if (rr) {
 		if (rr > 0)
 			forget_feeds(b); /* read every value again */

@@ -707,6 +707,53 @@ static void a_refused_key_stays_pending_and_degrades_health(void **state)
 	assert_int_equal(f->a.b.status.refused_keys, 0);
 }
 
+/*
+ * A push whose INCRBY of one key Redis refuses, and which reads in the
+ * same round trip the values other sources changed: those values land on
+ * their own counters (the undo of the refused key's bookkeeping is read
+ * after them, not in their place), and the refused key's global value is
+ * left alone.
+ */
+static void a_refused_key_leaves_the_values_read_with_it_right(void **state)
+{
+	struct fx *f = *state;
+
+	add(&f->a, "x", 10);
+	add(&f->a, "y", 20);
+	add(&f->b, "x", 1);
+	add(&f->b, "y", 2);
+	add(&f->b, "word", 1);
+	push(&f->a);
+	push(&f->b);
+	push(&f->a);
+	int64_t word = global_of(&f->b, "word");
+	/* a changes x and y; then b's push of word is refused. */
+	add(&f->a, "x", 100);
+	add(&f->a, "y", 200);
+	push(&f->a);
+	redisReply *r = ru_cmd(&f->r, "SET word abc");
+	freeReplyObject(r);
+	add(&f->b, "word", 1);
+	assert_int_equal(push_all(&f->b.b), 0);
+	assert_int_equal(f->b.b.status.refused_keys, 1);
+	assert_int_equal(ru_get(&f->r, "x"), 111);
+	assert_int_equal(ru_get(&f->r, "y"), 222);
+	assert_int_equal(global_of(&f->b, "x"), 111);
+	assert_int_equal(global_of(&f->b, "y"), 222);
+	assert_int_equal(global_of(&f->b, "word"), word);
+	/* And the pushes after it stay right. */
+	add(&f->a, "x", 1000);
+	push(&f->a);
+	assert_int_equal(push_all(&f->b.b), 0);
+	assert_int_equal(global_of(&f->b, "x"), 1111);
+	assert_int_equal(global_of(&f->b, "y"), 222);
+	r = ru_cmd(&f->r, "SET word 1");
+	freeReplyObject(r);
+	push(&f->b); /* its pending 1 on top of the 1 set by hand */
+	assert_int_equal(ru_get(&f->r, "word"), 2);
+	assert_int_equal(global_of(&f->b, "word"), 2);
+}
+
 static void a_name_under_the_meta_prefix_is_never_written(void **state)
 {
 	struct fx *f = *state;
@@ -955,6 +1002,7 @@ int main(int argc, char **argv)
 		T(a_status_left_mid_write_does_not_stop_the_next_bridge),
 		T(totals_are_exact_to_int64_max),
 		T(a_refused_key_stays_pending_and_degrades_health),
+		T(a_refused_key_leaves_the_values_read_with_it_right),
 		T(a_name_under_the_meta_prefix_is_never_written),
 		T(gauges_are_not_reset_and_are_withdrawn),
 		T(old_host_bookkeeping_is_migrated),
