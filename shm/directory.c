@@ -742,7 +742,8 @@ int shmstat_stat_read(shmstat_t *h, const char *name, shmstat_stat_t *out)
 		return rc;
 	rc = shmstat__dir_lookup(h, key, len, 0, false, &i);
 	if (rc == SHMSTAT_ENOTFOUND)
-		return shmstat__err(h, rc, "no counter or gauge '%.80s'", name);
+		return shmstat__err(h, rc, "no counter, gauge or histogram '%.80s'",
+				    name);
 	if (rc < 0)
 		return rc;
 	return shmstat__dir_stat(h, i, out);

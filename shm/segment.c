@@ -542,8 +542,8 @@ static int attach(struct shmstat *h, int fd, const shmstat_options_t *o,
 						    "segment '%s' is empty: "
 						    "its creator never sized "
 						    "it (remove it with "
-						    "'shmstat destroy')",
-						    h->name);
+						    "'shmstat -n %s destroy')",
+						    h->name, h->name);
 			sleep_ms(1);
 			continue;
 		}

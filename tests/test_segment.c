@@ -266,8 +266,13 @@ static void a_segment_its_creator_never_built_gives_einit(void **state)
 	snprintf(path, sizeof(path), "/shmstat.%s", name);
 	int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
-	/* Size 0: the creator died before sizing it. */
+	/* Size 0: the creator died before sizing it; the way out names the
+	 * segment. */
 	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINIT);
+	char want[128];
+	snprintf(want, sizeof(want), "remove it with 'shmstat -n %s destroy'",
+		 name);
+	assert_non_null(strstr(shmstat_errstr(NULL), want));
 	/* Sized, magic still 0: died while building. */
 	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	assert_int_equal(shmstat_open(name, &o, &h), SHMSTAT_EINIT);

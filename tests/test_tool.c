@@ -877,6 +877,41 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	assert_non_null(strstr(out, "gauge name is not valid UTF-8"));
 	assert_int_equal(sh("$T -n %s incr \"$(printf 'bad\\303')\"", name), 64);
 	assert_non_null(strstr(out, "counter name is not valid UTF-8"));
+	/* The live view's options without the live view are refused. */
+	assert_int_equal(sh("$T -n %s list -c 2", name), 64);
+	assert_non_null(strstr(out, "-c goes with -w"));
+	assert_int_equal(sh("$T -n %s list -H", name), 64);
+	assert_non_null(strstr(out, "-H goes with -w"));
+	/* An observation too large for a double is out of range, not "not
+	 * a number". */
+	assert_int_equal(sh("$T -n %s observe h 1e400", name), 64);
+	assert_non_null(strstr(out, "VALUE '1e400' is out of range"));
+	assert_int_equal(sh("$T -n %s observe h -1", name), 64);
+	assert_non_null(strstr(out, "must be a decimal number >= 0"));
+	/* A missing name is not only a counter's or a gauge's. */
+	assert_int_equal(sh("$T -n %s get nope", name), 1);
+	assert_non_null(strstr(out, "no counter, gauge or histogram 'nope'"));
+	shmstat_unlink(name);
+}
+
+/* The live view shows a histogram as the table does: its count (and the
+ * rate of its observations), not its sum. */
+static void the_live_view_shows_a_histograms_count(void **state)
+{
+	(void)state;
+	char name[64];
+	tu_name(name, sizeof(name), "livehist");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(sh("$T -n %s observe 'lat{r=\"/\"}' 0.342", name), 0);
+	assert_int_equal(sh("$T -n %s observe 'lat{r=\"/\"}' 0.25", name), 0);
+	assert_int_equal(sh("$T -n %s observe 'lat{r=\"/\"}' 7", name), 0);
+	assert_int_equal(sh("$T -n %s list -w 50ms -c 1 -f 'lat*'", name), 0);
+	const char *row = strstr(out, "lat{r=\"/\"}");
+	assert_non_null(row);
+	long v = -1;
+	assert_int_equal(sscanf(row + strlen("lat{r=\"/\"}"), "%ld", &v), 1);
+	assert_int_equal(v, 3);
+	assert_null(strstr(out, "sum"));
 	shmstat_unlink(name);
 }
 
@@ -958,6 +993,7 @@ int main(void)
 		cmocka_unit_test(reset_global_without_a_bridge_exits_3),
 		cmocka_unit_test(errors_say_what_is_wrong_and_the_allowed_range),
 		cmocka_unit_test(incr_that_saturates_warns_and_exits_3),
+		cmocka_unit_test(the_live_view_shows_a_histograms_count),
 		cmocka_unit_test(info_words_rows_of_ended_processes_as_no_crash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <float.h>
 #include <math.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -587,6 +588,11 @@ static int do_list(const char *seg, int argc, char **argv)
 		tool_err("list: --global goes with -j");
 		return TOOL_USAGE;
 	}
+	if ((count || human) && !watch) {
+		tool_err("list: %s goes with -w (the live view)",
+			 count ? "-c" : "-H");
+		return TOOL_USAGE;
+	}
 	if ((json || prom) && sort != SORT_NAME) {
 		tool_err("list: --sort is for the table and the live view");
 		return TOOL_USAGE;
@@ -640,7 +646,8 @@ static int do_list(const char *seg, int argc, char **argv)
 	if (rc < 0)
 		return TOOL_FAILED;
 	if (flt.ninc + flt.nexc && shown == 0) {
-		tool_err("list: no counter or gauge matches the filters");
+		tool_err("list: no counter, gauge or histogram matches the "
+			 "filters");
 		return TOOL_NOTFOUND;
 	}
 	return TOOL_OK;
@@ -899,10 +906,16 @@ static int do_observe(const char *seg, int argc, char **argv)
 	char *end;
 	const char *vs = argv[optind + 1];
 	double v = strtod(vs, &end);
-	if (end == vs || *end || !isfinite(v) || v < 0) {
+	if (end == vs || *end || isnan(v) || v < 0) {
 		tool_err("observe: VALUE must be a decimal number >= 0, not "
 			 "'%s'",
 			 vs);
+		return TOOL_USAGE;
+	}
+	if (!isfinite(v)) {
+		tool_err("observe: VALUE '%s' is out of range: a histogram "
+			 "takes finite numbers (at most %g)",
+			 vs, DBL_MAX);
 		return TOOL_USAGE;
 	}
 	shmstat_t *h;

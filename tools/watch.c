@@ -166,11 +166,21 @@ static int sample(struct view *v, double dt)
 		uint32_t ix = st[i].index;
 		rows[i].st = st[i];
 		rows[i].rate = NAN;
+		/* A histogram shows its count, as the table does, and the
+		 * rate of its observations. */
+		shmstat_histogram_stat_t hs;
+		if (st[i].kind == SHMSTAT_KIND_HISTOGRAM)
+			rows[i].st.value =
+				shmstat_histogram_read(v->h, st[i].name, &hs) == 0 &&
+						hs.count <= INT64_MAX
+					? (int64_t)hs.count
+					: 0;
 		if (ix >= v->max_counters)
 			continue;
-		if (dt > 0 && v->seen[ix] && st[i].kind == SHMSTAT_KIND_COUNTER)
-			rows[i].rate = (double)(st[i].value - v->prev[ix]) / dt;
-		v->prev[ix] = st[i].value;
+		if (dt > 0 && v->seen[ix] && st[i].kind != SHMSTAT_KIND_GAUGE)
+			rows[i].rate =
+				(double)(rows[i].st.value - v->prev[ix]) / dt;
+		v->prev[ix] = rows[i].st.value;
 		v->seen[ix] = 1;
 	}
 	free(st);
@@ -193,12 +203,7 @@ static void row_text(const struct view *v, const struct row *r, int width,
 	char val[32], rate[32];
 
 	tool_number(val, sizeof(val), (double)r->st.value, v->human);
-	if (r->st.kind == SHMSTAT_KIND_HISTOGRAM) {
-		/* Its cell is the sum, in millionths: shown as the sum. */
-		tool_number(val, sizeof(val),
-			    (double)r->st.value / SHMSTAT_HIST_SUM_SCALE, v->human);
-		snprintf(rate, sizeof(rate), "(hist. sum)");
-	} else if (r->st.kind == SHMSTAT_KIND_GAUGE)
+	if (r->st.kind == SHMSTAT_KIND_GAUGE)
 		snprintf(rate, sizeof(rate), "(gauge)");
 	else if (isnan(r->rate))
 		snprintf(rate, sizeof(rate), "-");
