@@ -645,6 +645,7 @@ int conn_open(struct bridge *b)
 			     "a Redis Cluster node: give one address (or use "
 			     "redis+sentinel:// for a master and replicas)",
 			     b->node);
+		b->misconfigured = true;
 		goto fail;
 	}
 	if (b->cluster) {

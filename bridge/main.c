@@ -40,6 +40,7 @@
 #define EXIT_SEGMENT 2
 #define EXIT_REFUSED 3
 #define EXIT_MOVED 4 /* the segment's name went to another segment */
+#define EXIT_NOPUSH 5 /* --once did not push (the log says why) */
 
 volatile sig_atomic_t bridge_stop;
 
@@ -132,7 +133,8 @@ static const char usage[] =
 	"  --wait-segment[=TIME]  wait for the segment to be created (for\n"
 	"                         ever, or TIME) instead of exiting 2\n"
 	"  --once                 push once and exit (0 when the push "
-	"succeeded)\n"
+	"succeeded,\n"
+	"                         5 when it could not)\n"
 	"  --http [HOST:]PORT     serve GET /metrics, /health and /stats on\n"
 	"                         HOST (default 127.0.0.1; [::1] for IPv6);\n"
 	"                         off by default\n"
@@ -162,7 +164,8 @@ static const char usage[] =
 	"(another bridge serves the segment, or the options would count its\n"
 	"totals twice: see the message), 4 the segment was removed or\n"
 	"recreated under it (pushed a last time; start it again for the new\n"
-	"segment).\n";
+	"segment), 5 --once could not push (Redis unreachable, refused the\n"
+	"login or the push; the log says why).\n";
 
 static void on_signal(int sig)
 {
@@ -468,7 +471,9 @@ static int parse_args(struct bconf *cf, int argc, char **argv)
 			printf("shmstat-bridge %s\n", SHMSTAT_VERSION_STRING);
 			exit(0);
 		default:
-			fputs(usage, stderr);
+			/* getopt said what is wrong; the options are in
+			 * --help, not repeated into a journal. */
+			blog(SHMSTAT_LOG_ERROR, "see 'shmstat-bridge --help'");
 			return EXIT_USAGE;
 		}
 		if (t && !parse_time(optarg, min, t)) {
@@ -877,7 +882,7 @@ int main(int argc, char **argv)
 			     b.status.pending);
 	}
 	if (cf.once && !pushed_once && status == 0)
-		status = EXIT_USAGE;
+		status = EXIT_NOPUSH;
 	if (moved && status == 0)
 		status = EXIT_MOVED;
 	conn_close(&b);

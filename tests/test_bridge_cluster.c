@@ -665,7 +665,7 @@ static void a_cluster_not_formed_yet_is_named(void **state)
 	assert_int_equal(shmstat_counter_add_by_name(a.h, "c", 3), 0);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
 	pid_t p = ru_bridge(r.dir, a.name, url, log, "--once", NULL);
-	assert_int_equal(tu_wait(p, 15000), 1);
+	assert_int_equal(tu_wait(p, 15000), 5);
 	assert_true(ru_file_has(log, "serves no hash slot yet (not formed: "
 				     "redis-cli --cluster create"));
 	assert_false(ru_file_has(log, "connected to Redis Cluster"));

@@ -173,6 +173,19 @@ static void an_unreachable_redis_is_retried_until_it_comes(void **state)
 	assert_true(ru_wait_file_has(f->log, "127.0.0.1:1/0", 10000));
 	assert_true(alive(q));
 	assert_int_equal(ru_bridge_stop(q), 0);
+	/* --once that cannot push exits 5, not 1 (kept for options that
+	 * are wrong): a cron job tells the two apart. */
+	q = ru_bridge(f->r.dir, f->a.name, "redis://127.0.0.1:1/0", f->log,
+		      "--once", "--connect-timeout", "1s", NULL);
+	assert_int_equal(tu_wait(q, 15000), 5);
+	/* An unknown option: one line pointing at --help, exit 1. */
+	char out[4096];
+	assert_int_equal(tu_sh(out, sizeof(out), "%s --bogus",
+			       getenv("SHMSTAT_BRIDGE")),
+			 1);
+	assert_non_null(strstr(out, "unrecognized option"));
+	assert_non_null(strstr(out, "see 'shmstat-bridge --help'"));
+	assert_null(strstr(out, "--interval"));
 }
 
 static void error_replies_are_logged_and_nothing_is_lost(void **state)

@@ -180,7 +180,7 @@ static void a_failover_is_followed_without_a_restart_and_loses_nothing(
 	snprintf(url, sizeof(url), "redis://:m-pw%%2F%%3F%%23%%40%%25%%20x@"
 		 "127.0.0.1:%d/0", f->rport);
 	pid_t q = ru_bridge(f->dir, f->a.name, url, f->log, "--once", NULL);
-	assert_int_equal(tu_wait(q, 15000), 1);
+	assert_int_equal(tu_wait(q, 15000), 5);
 	snprintf(newmaster, sizeof(newmaster), "is a replica of 127.0.0.1:%d",
 		 f->mport);
 	assert_true(ru_file_has(f->log, newmaster));
@@ -195,7 +195,7 @@ static void a_failover_is_followed_without_a_restart_and_loses_nothing(
 	setenv("REDIS_SENTINEL_PASSWORD", "wrong-sentinel-pw", 1);
 	q = ru_bridge(f->dir, f->a.name, url, f->log, "--once", NULL);
 	unsetenv("REDIS_SENTINEL_PASSWORD");
-	assert_int_equal(tu_wait(q, 15000), 1);
+	assert_int_equal(tu_wait(q, 15000), 5);
 	assert_true(ru_file_has(f->log, "named master 'mm' (last: AUTH failed"));
 	assert_false(ru_file_has(f->log, "wrong-sentinel-pw"));
 	assert_false(ru_file_has(f->log, "m-pw"));
