@@ -751,7 +751,10 @@ typedef struct shmstat_info {
 	 * millions of keys. */
 	uint32_t page_size;
 	uint32_t reserved32_;
-	uint64_t reserved_[7];
+	/* CLOCK_REALTIME of the last claim that found no free row (0: none,
+	 * or made by an older build). */
+	uint64_t row_overflow_ns;
+	uint64_t reserved_[6];
 } shmstat_info_t;
 
 /* Fill *out; checks liveness of each claimed row's process.
@@ -1196,6 +1199,8 @@ enum shmstat_health_status {
 	SHMSTAT_BROKEN = 2,   /* segment missing or invalid */
 };
 #define SHMSTAT_HEALTH_NO_BRIDGE 0x1u /* do not require a running bridge */
+/* A claim that found no free row degrades health this long (seconds). */
+#define SHMSTAT_HEALTH_ROWS_WINDOW_S 600u
 
 typedef struct shmstat_health {
 	int status;              /* enum shmstat_health_status */
@@ -1215,8 +1220,9 @@ typedef struct shmstat_health {
  * SHMSTAT_HEALTH_NO_BRIDGE), cache calls failed (locks held past their
  * bound, nothing evictable, corrupt entries: at least 10 failed calls and
  * 1% of all calls; a full cache that evicts is healthy, cache_fill only
- * reports its fill), the directory is 90% full, or a process found no
- * free row. (A segment that cannot be opened is broken: the caller knows
+ * reports its fill), the directory is 90% full, or every row is held by
+ * a live process, or one found no free row in the last
+ * SHMSTAT_HEALTH_ROWS_WINDOW_S (10 minutes). (A segment that cannot be opened is broken: the caller knows
  * that from shmstat_open().)
  * Concurrency: any. Ordering: each check reads its part of the segment
  * once, one after another. Killed: the segment is unchanged (it only

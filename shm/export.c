@@ -1064,10 +1064,27 @@ int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out)
 	if (in.max_counters && in.counters_used * 10u >= in.max_counters * 9u)
 		DEGRADE(directory, "nearly full: %u of %u names", in.counters_used,
 			in.max_counters);
-	if (in.row_overflows)
+	/* Rows running out: degraded while every row is held by a live
+	 * process (the next one counts in the overflow row), and for
+	 * SHMSTAT_HEALTH_ROWS_WINDOW_S after a claim found none (as the
+	 * alert rule's window), not for ever after one did; a claim of an
+	 * older build (its time unknown) counts as recent. */
+	uint64_t now = shmstat__now_realtime_ns(),
+		 since = in.row_overflow_ns && now > in.row_overflow_ns
+				 ? (now - in.row_overflow_ns) / 1000000000u
+				 : 0;
+	if (in.max_workers && in.workers_live >= in.max_workers)
 		DEGRADE(workers,
-			"%" PRIu64 " processes found no free row (raise --workers)",
-			in.row_overflows);
+			"all %u rows are held by live processes: the next one "
+			"counts in the shared overflow row (raise --workers)",
+			in.max_workers);
+	else if (in.row_overflows &&
+		 (!in.row_overflow_ns || since < SHMSTAT_HEALTH_ROWS_WINDOW_S))
+		DEGRADE(workers,
+			"%" PRIu64 " process%s found no free row, the last "
+			"%" PRIu64 " s ago (raise --workers)",
+			in.row_overflows, in.row_overflows == 1 ? "" : "es",
+			since);
 	if (!(flags & SHMSTAT_HEALTH_NO_BRIDGE)) {
 		rc = shmstat_sync_status_read(h, &s);
 		if (rc < 0)

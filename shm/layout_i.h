@@ -91,7 +91,10 @@ struct seg_header {
 	 * segment is its own sync source (never 0; the bridge still derives
 	 * one from the creation time if it reads 0). */
 	uint64_t source_nonce;
-	uint64_t reserved_a[3];
+	/* CLOCK_REALTIME of the last claim that found no free row: health
+	 * looks at recent ones. In bytes older builds leave 0 (unknown). */
+	_Atomic uint64_t row_overflow_ns;
+	uint64_t reserved_a[2];
 	struct seg_region region[SHMSTAT_MAX_REGIONS];
 	char host_name[64];
 	uint8_t reserved[SEG_HDR_SIZE - 320];

@@ -203,6 +203,8 @@ static int32_t claim_slot(struct shmstat *h, uint64_t *gen)
 	}
 	atomic_fetch_add_explicit(&h->hdr->row_overflows, 1,
 				  memory_order_relaxed);
+	atomic_store_explicit(&h->hdr->row_overflow_ns,
+			      shmstat__now_realtime_ns(), memory_order_relaxed);
 	shmstat__log(SHMSTAT_LOG_WARNING,
 		     "shmstat: segment '%s': all %u rows are held by live "
 		     "processes; process %d counts in the shared overflow row "

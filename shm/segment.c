@@ -760,6 +760,9 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 	out->row_overflows = atomic_load_explicit(
 		&((struct seg_header *)h->hdr)->row_overflows,
 		memory_order_relaxed);
+	out->row_overflow_ns = atomic_load_explicit(
+		&((struct seg_header *)h->hdr)->row_overflow_ns,
+		memory_order_relaxed);
 	out->cache_max_value = hdr->cache_max_value;
 	for (uint32_t w = 0; w < h->max_workers; w++) {
 		uint64_t word = atomic_load_explicit(&h->slots[w].word,

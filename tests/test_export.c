@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "expo.h"
+#include "layout_i.h"
 #include "shmstat_i.h"
 #include "testutil.h"
 
@@ -677,6 +678,54 @@ static void health_is_degraded_when_the_directory_is_nearly_full(void **state)
 	shmstat_unlink(s.name);
 }
 
+/* Rows running out degrade health while every row is held by a live
+ * process and for ten minutes after a claim found none, not for ever. */
+static void health_is_degraded_while_rows_run_out_and_ten_minutes_after(
+	void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .max_workers = 2, .max_counters = 8,
+				.size = 2u << 20 };
+	shmstat_t *a, *b;
+	shmstat_counter_t c;
+	shmstat_health_t hs;
+
+	tu_seg_create(&s, "rows", &o);
+	assert_int_equal(shmstat_open(s.name, NULL, &a), 0);
+	assert_int_equal(shmstat_open(s.name, NULL, &b), 0);
+	assert_int_equal(shmstat_counter_open(s.h, "x", &c), 0);
+	assert_int_equal(shmstat_health(s.h, SHMSTAT_HEALTH_NO_BRIDGE, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_HEALTHY);
+	/* Both rows held: the next process would overflow. */
+	assert_int_equal(shmstat_counter_open(a, "x", &c), 0);
+	assert_int_equal(shmstat_health(s.h, SHMSTAT_HEALTH_NO_BRIDGE, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_DEGRADED);
+	assert_non_null(strstr(hs.workers, "all 2 rows are held by live "
+					   "processes"));
+	/* One did; then a row is free again: degraded, for now. */
+	assert_int_equal(shmstat_counter_open(b, "x", &c), 0);
+	shmstat_close(&a);
+	assert_int_equal(shmstat_health(s.h, SHMSTAT_HEALTH_NO_BRIDGE, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_DEGRADED);
+	assert_non_null(strstr(hs.workers, "1 process found no free row, the "
+					   "last "));
+	/* Ten minutes and a second later: healthy. */
+	_Atomic uint64_t *t = &s.h->hdr->row_overflow_ns;
+	atomic_store(t, shmstat__now_realtime_ns() -
+				(SHMSTAT_HEALTH_ROWS_WINDOW_S + 1) * 1000000000ull);
+	assert_int_equal(shmstat_health(s.h, SHMSTAT_HEALTH_NO_BRIDGE, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_HEALTHY);
+	assert_string_equal(hs.workers, "ok");
+	/* A claim of an older build (no time kept) counts as recent. */
+	atomic_store(t, 0);
+	assert_int_equal(shmstat_health(s.h, SHMSTAT_HEALTH_NO_BRIDGE, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_DEGRADED);
+	shmstat_close(&b);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
 /* Whatever a caller puts in the struct (quotes, a newline, bytes that are
  * not UTF-8, a field with no NUL), the health JSON stays valid. */
 static void health_json_is_valid_for_any_text_in_the_verdict(void **state)
@@ -840,6 +889,8 @@ int main(void)
 		T(live_stats_json_is_valid_for_every_accepted_name),
 		T(health_is_degraded_without_a_bridge_and_names_why),
 		cmocka_unit_test(health_is_degraded_when_the_directory_is_nearly_full),
+		cmocka_unit_test(
+			health_is_degraded_while_rows_run_out_and_ten_minutes_after),
 		T(health_json_is_valid_for_any_text_in_the_verdict),
 		T(buffer_forms_write_the_stream_bytes_and_say_the_size),
 		T(a_stream_that_fails_gives_an_error),

@@ -21,7 +21,8 @@ const char usage_health[] =
 	"\n"
 	"exit status: 0 healthy; 1 degraded (no bridge, bridge disconnected or\n"
 	"not pushing, 1% or more of the cache's calls failed (a full cache that\n"
-	"evicts is healthy), directory 90% full, a process found no free row);\n"
+	"evicts is healthy), directory 90% full, every row held by a live\n"
+	"process or one that found no free row in the last 10 minutes);\n"
 	"2 broken (segment missing or invalid); 3 the output could not be\n"
 	"written (this wins over the status); 64 usage error.\n";
 

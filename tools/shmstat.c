@@ -1073,10 +1073,17 @@ static void info_table(const shmstat_info_t *in)
 		printf("ended:     %u rows of processes that ended (their counts "
 		       "kept, reused by the next process)\n",
 		       in->workers_dead);
-	if (in->row_overflows)
+	if (in->row_overflows) {
+		char last[64] = "";
+		if (in->row_overflow_ns) {
+			char t[48];
+			iso_time(t, sizeof(t), in->row_overflow_ns);
+			snprintf(last, sizeof(last), ", the last at %s", t);
+		}
 		printf("overflow:  %" PRIu64 " claims found no free row and "
-		       "count in the shared overflow row (exact, slower)\n",
-		       in->row_overflows);
+		       "count in the shared overflow row (exact, slower)%s\n",
+		       in->row_overflows, last);
+	}
 	printf("cache:     values up to %" PRIu64 " bytes\n",
 	       in->cache_max_value);
 	printf("regions:   %-10s %12s %12s %12s\n", "name", "offset", "size",

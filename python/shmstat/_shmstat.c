@@ -941,6 +941,13 @@ static PyObject *Segment_info(SegmentObject *self, PyObject *unused)
 		"cache_max_value", (unsigned long long)in.cache_max_value,
 		"page_size", in.page_size, "regions", regions);
 	if (d) {
+		PyObject *t = PyLong_FromUnsignedLongLong(
+			(unsigned long long)in.row_overflow_ns);
+		if (!t || PyDict_SetItemString(d, "row_overflow_ns", t) < 0)
+			Py_CLEAR(d);
+		Py_XDECREF(t);
+	}
+	if (d) {
 		PyObject *lay = PyUnicode_FromFormat("%u.%u",
 						     (unsigned)in.layout_major,
 						     (unsigned)in.layout_minor);
