@@ -1217,7 +1217,8 @@ typedef struct shmstat_health {
 /*
  * Judge an attached segment: degraded when the bridge is absent,
  * disconnected, stale or refused keys by Redis (unless
- * SHMSTAT_HEALTH_NO_BRIDGE), cache calls failed (locks held past their
+ * SHMSTAT_HEALTH_NO_BRIDGE: then `bridge` says "not required: " and its
+ * state, and the verdict ignores it), cache calls failed (locks held past their
  * bound, nothing evictable, corrupt entries: at least 10 failed calls and
  * 1% of all calls; a full cache that evicts is healthy, cache_fill only
  * reports its fill), the directory is 90% full, or every row is held by

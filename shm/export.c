@@ -1085,26 +1085,31 @@ int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out)
 			"%" PRIu64 " s ago (raise --workers)",
 			in.row_overflows, in.row_overflows == 1 ? "" : "es",
 			since);
-	if (!(flags & SHMSTAT_HEALTH_NO_BRIDGE)) {
-		rc = shmstat_sync_status_read(h, &s);
-		if (rc < 0)
-			DEGRADE(bridge, "status unreadable: %s", shmstat_errstr(h));
-		else if (!s.alive)
-			DEGRADE(bridge, "no bridge is running");
-		else if (!s.connected)
-			DEGRADE(bridge, "disconnected from Redis%s%s",
-				s.last_error[0] ? ": " : "", s.last_error);
-		else if (shmstat_sync_fresh(h, 0) != 1)
-			DEGRADE(bridge, "no successful push recently");
-		else if (s.refused_keys)
-			DEGRADE(bridge,
-				"Redis refuses %" PRIu64 " key%s (e.g. '%s'): "
-				"their counts stay pending",
-				s.refused_keys, s.refused_keys == 1 ? "" : "s",
-				s.refused_key);
-	} else {
-		snprintf(out->bridge, sizeof(out->bridge), "not checked");
-	}
+	/* The bridge's state is said either way; without a bridge
+	 * required it does not degrade the verdict. */
+	char bt[sizeof(out->bridge)] = "";
+	rc = shmstat_sync_status_read(h, &s);
+	if (rc < 0)
+		snprintf(bt, sizeof(bt), "status unreadable: %s",
+			 shmstat_errstr(h));
+	else if (!s.alive)
+		snprintf(bt, sizeof(bt), "no bridge is running");
+	else if (!s.connected)
+		snprintf(bt, sizeof(bt), "disconnected from Redis%s%.300s",
+			 s.last_error[0] ? ": " : "", s.last_error);
+	else if (shmstat_sync_fresh(h, 0) != 1)
+		snprintf(bt, sizeof(bt), "no successful push recently");
+	else if (s.refused_keys)
+		snprintf(bt, sizeof(bt),
+			 "Redis refuses %" PRIu64 " key%s (e.g. '%.127s'): "
+			 "their counts stay pending",
+			 s.refused_keys, s.refused_keys == 1 ? "" : "s",
+			 s.refused_key);
+	if (bt[0] && !(flags & SHMSTAT_HEALTH_NO_BRIDGE))
+		DEGRADE(bridge, "%s", bt);
+	else if (bt[0])
+		snprintf(out->bridge, sizeof(out->bridge), "not required: %.360s",
+			 bt);
 	if (shmstat_cache_stats(h, &cs) == 0) {
 		uint64_t all = cs.bytes_used + cs.bytes_free;
 		out->cache_fill = all ? (double)cs.bytes_used / (double)all : 0;

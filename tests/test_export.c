@@ -656,6 +656,8 @@ static void health_is_degraded_without_a_bridge_and_names_why(void **state)
 	assert_int_equal(shmstat_health(s->h, SHMSTAT_HEALTH_NO_BRIDGE, &hs), 0);
 	assert_int_equal(hs.status, SHMSTAT_HEALTHY);
 	assert_string_equal(hs.reason, "");
+	/* Not required, but still said. */
+	assert_string_equal(hs.bridge, "not required: no bridge is running");
 }
 
 static void health_is_degraded_when_the_directory_is_nearly_full(void **state)

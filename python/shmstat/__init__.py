@@ -371,7 +371,8 @@ class Segment(_shmstat._Segment):
     def health(self, require_bridge=True):
         """{"status": "healthy"|"degraded"|"broken", "timestamp",
         "segment", "reason", "checks": {...}}. With require_bridge=False a
-        missing shmstat-bridge does not make it degraded."""
+        missing or failing shmstat-bridge does not make it degraded (its
+        state is still in checks["bridge"], "not required: ...")."""
         return _json.loads(self.health_json(require_bridge=require_bridge))
 
 

@@ -12,7 +12,10 @@ def blueprint(seg, *, pattern=None, require_bridge=False, name="shmstat",
     """GET /stats: seg.live_stats(pattern) as JSON (?pattern= overrides);
     GET /metrics: the Prometheus exposition; GET /health: seg.health() as
     JSON, 200 when healthy or degraded, 503 when broken. require_bridge:
-    whether a missing shmstat-bridge makes the health degraded."""
+    whether a missing or failing shmstat-bridge makes the health degraded
+    (default False, unlike Segment.health(): a worker whose Redis is down
+    still counts exactly, so a load balancer need not take it out; the
+    bridge's state is in checks.bridge either way)."""
     bp = _flask.Blueprint(name, __name__, url_prefix=url_prefix)
 
     @bp.get("/stats")

@@ -15,7 +15,9 @@ def routes(seg, *, pattern=None, require_bridge=False):
     threadpool, and the segment's calls release the GIL while they wait).
     GET /stats: seg.live_stats(pattern) (?pattern= overrides);
     GET /metrics: the Prometheus exposition; GET /health: seg.health(),
-    200 when healthy or degraded, 503 when broken."""
+    200 when healthy or degraded, 503 when broken. require_bridge: as for
+    shmstat.flask.blueprint() (default False: a failing bridge is said in
+    checks.bridge, not made a degraded verdict)."""
 
     def stats(request):
         return JSONResponse(
