@@ -144,6 +144,10 @@ struct bridge {
 	uint32_t last_refreshed;   /* global values only read back */
 	bool last_full;            /* the last push read every field */
 	bool refused;              /* the source is owned or retired */
+	bool pushed_conn;          /* a push on this connection succeeded
+				      (its sequence checked, a Redis that
+				      lost writes repaired): a pending
+				      global reset may run */
 	bool misconfigured;        /* refused for an option that cannot
 				      work (exit 1, not 3): a meta prefix
 				      with braces in the per-slot layout,

@@ -42,6 +42,7 @@ void conn_close(struct bridge *b)
 	cl_close_all(b);
 	tls_close(b);
 	b->wrong_role = false;
+	b->pushed_conn = false;
 	if (b->rc) {
 		redisFree(b->rc);
 		b->rc = NULL;

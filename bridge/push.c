@@ -3564,7 +3564,12 @@ int push_all(struct bridge *b)
 		return -1;
 	}
 	b->push_no++;
-	if (run_reset(b) < 0)
+	/* A pending global reset runs once this connection has pushed: a
+	 * Redis that restarted empty gets this source's totals back first,
+	 * so the reset clears them instead of running on an empty Redis
+	 * and being undone by the repair. */
+	bool reset_ran = b->pushed_conn;
+	if (reset_ran && run_reset(b) < 0)
 		goto io;
 	if (collect(b, &sn) < 0)
 		goto failed;
@@ -3669,6 +3674,15 @@ pushed:
 	if (b->status.pending && !b->dirty_since_ns)
 		b->dirty_since_ns = now;
 	ret = 0;
+	b->pushed_conn = true;
+	if (!reset_ran && run_reset(b) < 0) {
+		bridge_error(b, SHMSTAT_LOG_WARNING,
+			     "global reset on Redis %s failed: %s", b->cf->addr,
+			     conn_errtext(b, NULL));
+		forget_all(b);
+		conn_close(b);
+		ret = -1;
+	}
 	goto out;
 failed:
 	b->status.pushes_failed++;

@@ -386,6 +386,36 @@ static void a_reset_by_another_host_reaches_counters_not_sent(void **state)
 	assert_int_equal(global_of(&f->a, "jobs"), 3);
 }
 
+/*
+ * A global reset asked for while Redis is down, and Redis back empty: the
+ * resetting source sends its totals again first, then runs the reset, so
+ * its counts from before the reset are cleared. (Run first, the reset
+ * found nothing and the repair brought them all back.)
+ */
+static void a_reset_queued_over_an_empty_restart_clears_the_resetters_counts(
+	void **state)
+{
+	struct fx *f = *state;
+	uint64_t id, n;
+
+	add(&f->a, "jobs", 10);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "jobs"), 10);
+	ru_restart(&f->r);
+	assert_int_equal(shmstat_sync_reset_request(f->a.s.h, "jobs", &id), 0);
+	add(&f->a, "jobs", 100);
+	if (push_all(&f->a.b) < 0)
+		assert_null(f->a.b.rc);
+	push(&f->a);
+	assert_int_equal(shmstat_sync_reset_wait(f->a.s.h, id, 0, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ru_get(&f->r, "jobs"), 0);
+	add(&f->a, "jobs", 5);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "jobs"), 5);
+	assert_int_equal(global_of(&f->a, "jobs"), 5);
+}
+
 /* A transaction built from what Redis held before the bridge's last push
  * (as a call that timed out on a hung Redis and runs late): EXEC refuses
  * it, since the source's record changed after its WATCH. */
@@ -1003,6 +1033,7 @@ int main(int argc, char **argv)
 		T(totals_are_exact_to_int64_max),
 		T(a_refused_key_stays_pending_and_degrades_health),
 		T(a_refused_key_leaves_the_values_read_with_it_right),
+		T(a_reset_queued_over_an_empty_restart_clears_the_resetters_counts),
 		T(a_name_under_the_meta_prefix_is_never_written),
 		T(gauges_are_not_reset_and_are_withdrawn),
 		T(old_host_bookkeeping_is_migrated),
