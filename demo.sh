@@ -9,28 +9,30 @@ cd "$(dirname "$0")"
 scripts/deps.sh
 scripts/build.sh build
 
-export SHMSTAT_NAME=demo
+# A segment of its own, made here and removed at the end: never one the
+# host already has (nor the one $SHMSTAT_NAME names).
+export SHMSTAT_NAME=demo-$$
 workers=${WORKERS:-4}
 seconds=${SECONDS_TO_RUN:-4}
 shmstat=build/tools/shmstat
 bridge=build/bridge/shmstat-bridge
 tmp=$(mktemp -d /tmp/shmstat-demo-XXXXXX)
-redis_pid= bridge_pid= workers_pid=
+redis_pid= bridge_pid= workers_pid= created=
 
 cleanup() {
 	[ -n "$workers_pid" ] && kill "$workers_pid" 2>/dev/null
 	[ -n "$bridge_pid" ] && kill "$bridge_pid" 2>/dev/null && wait "$bridge_pid" 2>/dev/null
 	[ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
-	$shmstat destroy 2>/dev/null
+	[ -n "$created" ] && $shmstat destroy 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-$shmstat destroy 2>/dev/null || true
-step "shmstat create"
+step "shmstat create (segment $SHMSTAT_NAME)"
 $shmstat create
+created=1
 
 redis=
 if command -v redis-server >/dev/null && [ -x "$bridge" ]; then
