@@ -265,8 +265,9 @@ class _Timer:
 
 class Histogram:
     """A histogram of a segment: seg.histogram(name, buckets=..., **labels).
-    .observe(v) counts v (>= 0) into its bucket and the sum, lock-free into
-    this process's row; .time() times a block or a function in seconds;
+    .observe(v) counts v (a finite number >= 0; anything else is a
+    ValueError) into its bucket and the sum, lock-free into this process's
+    row; .time() times a block or a function in seconds;
     .value is {"name", "count", "sum", "buckets": [(le, cumulative), ...]};
     .quantile(q) estimates as Prometheus' histogram_quantile()."""
 
@@ -338,7 +339,8 @@ class Segment(_shmstat._Segment):
         {"timestamp": ISO 8601, "source": ..., "segment": name,
         <name>: value, ...} for every counter and gauge matching the glob.
         Names lose `prefix` (default: the literal part of pattern before
-        its first wildcard, e.g. "filter_stats:"), so "filter_stats:*"
+        its first wildcard, up to its last ':', '.' or '/', e.g.
+        "filter_stats:"), so "filter_stats:*" (and "filter_stats:ml_*")
         gives "total_samples", "ml_confident", ... A name whose short form
         would be "timestamp", "source" or "segment" keeps its full name.
         scope="local" (the default): this host's values, "source" is
@@ -362,6 +364,19 @@ class Segment(_shmstat._Segment):
                 out[short] = value
         return out
 
+    def reset_global(self, pattern, timeout=10.0):
+        """Reset, in Redis, every counter whose name matches the glob, for
+        every host (what `shmstat reset --global` does): this segment's
+        shmstat-bridge runs it, ordered by Redis, and each host's later
+        increments count from there. Returns how many keys were reset.
+        NotFound when no bridge runs for this segment (nothing changed);
+        Busy when it did not run the reset within timeout seconds (it
+        stays queued and runs when the bridge reconnects) or another
+        reset request is still pending. seg.reset() is this host's only."""
+        if pattern is None:
+            raise ValueError("reset_global() needs a pattern ('*': all)")
+        return self._reset_global(pattern, _ms(timeout, "timeout"))
+
     def prometheus(self, pattern=None):
         """The Prometheus text exposition (format 0.0.4) of the matching
         counters and gauges, then the segment's, cache's and bridge's own
@@ -377,12 +392,18 @@ class Segment(_shmstat._Segment):
 
 
 def _literal_prefix(pattern):
+    """The literal part of pattern before its first wildcard, up to its
+    last ':', '.' or '/' (so "filter_stats:re*" strips "filter_stats:",
+    not "filter_stats:re")."""
     if not pattern:
         return ""
+    lit = ""
     for i, ch in enumerate(pattern):
         if ch in "*?[\\":
-            return pattern[:i]
-    return ""
+            lit = pattern[:i]
+            break
+    cut = max(lit.rfind(":"), lit.rfind("."), lit.rfind("/"))
+    return lit[:cut + 1] if cut >= 0 else ""
 
 
 def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
@@ -409,9 +430,24 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
         if create:
             raise ValueError("readonly=True cannot create")
         flags |= _K["O_RDONLY"]
-    return Segment(name, flags, mode, size or 0, max_counters or 0,
-                   max_workers or 0, cache_max_value or 0,
+    return Segment(name, flags, mode, _size(size, "size", 64),
+                   _size(max_counters, "max_counters", 32),
+                   _size(max_workers, "max_workers", 32),
+                   _size(cache_max_value, "cache_max_value", 64),
                    _ms(wait, "wait"))
+
+
+def _size(v, what, bits):
+    """A size or count for open(): None (the default) or a whole number
+    from 1 (the library says the exact upper limit)."""
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1 \
+            or v >= 1 << bits:
+        raise InvalidArgument(_ERRORS["EINVAL"],
+                              f"{what} must be a whole number >= 1, not "
+                              f"{v!r}")
+    return v
 
 
 from ._cached import cached  # noqa: E402  (needs Segment and Cache)

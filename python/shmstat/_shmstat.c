@@ -171,6 +171,22 @@ static PyObject *Segment_close(SegmentObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* The UTF-8 of str o; a str that has none (a lone surrogate) is the
+ * library's InvalidArgument, as any other bad name or key. */
+static const char *utf8_of(PyObject *o, Py_ssize_t *n, const char *what)
+{
+	const char *p = PyUnicode_AsUTF8AndSize(o, n);
+
+	if (!p && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+		char why[160];
+		PyErr_Clear();
+		snprintf(why, sizeof(why),
+			 "%s is not valid UTF-8: it holds a lone surrogate", what);
+		raise_code(SHMSTAT_EINVAL, why);
+	}
+	return p;
+}
+
 /* A name argument as a NUL-terminated UTF-8 string (str or bytes). */
 static const char *name_arg(PyObject *o, const char *what)
 {
@@ -178,7 +194,7 @@ static const char *name_arg(PyObject *o, const char *what)
 	Py_ssize_t n;
 
 	if (PyUnicode_Check(o)) {
-		if (!(p = PyUnicode_AsUTF8AndSize(o, &n)))
+		if (!(p = utf8_of(o, &n, what)))
 			return NULL;
 	} else if (PyBytes_Check(o)) {
 		p = PyBytes_AS_STRING(o);
@@ -351,6 +367,13 @@ static PyObject *Histogram_observe(HistogramObject *self, PyObject *arg)
 
 	if (v == -1.0 && PyErr_Occurred())
 		return NULL;
+	/* What the tool refuses too: one inf would saturate the sum for
+	 * good, NaN and negatives are no latency or size. */
+	if (!(v >= 0) || isinf(v))
+		return PyErr_Format(PyExc_ValueError,
+				    "a histogram observes finite numbers >= 0, "
+				    "not %R",
+				    arg);
 	if (!self->seg || !self->seg->h)
 		return raise_code(SHMSTAT_EINVAL, "segment is closed");
 	/* Under the GIL, as Counter.inc. */
@@ -421,8 +444,8 @@ static PyObject *Histogram_repr(PyObject *self)
 
 static PyMethodDef Histogram_methods[] = {
 	{ "observe", (PyCFunction)Histogram_observe, METH_O,
-	  "observe(v)\n--\n\nCount v (a number >= 0; NaN is ignored, a "
-	  "negative value counts as 0) into its bucket and the sum." },
+	  "observe(v)\n--\n\nCount v (a finite number >= 0; anything else "
+	  "is a ValueError) into its bucket and the sum." },
 	{ "quantile", (PyCFunction)Histogram_quantile, METH_O,
 	  "quantile(q)\n--\n\nThe q-quantile estimated from the buckets as "
 	  "Prometheus' histogram_quantile() does (linear interpolation within "
@@ -753,16 +776,19 @@ static PyObject *stat_dict(const shmstat_stat_t *st)
 		memcpy(d, st->name, st->name_len + 1);
 		dl = (int)st->name_len;
 	}
+	PyObject *glob = st->global_ns ? PyLong_FromLongLong(st->global)
+				       : (Py_INCREF(Py_None), Py_None);
+	if (!glob)
+		return NULL;
 	return Py_BuildValue(
-		"{s:s#,s:s,s:L,s:K,s:L,s:K}", "name", d, (Py_ssize_t)dl, "kind",
+		"{s:s#,s:s,s:L,s:K,s:N,s:K}", "name", d, (Py_ssize_t)dl, "kind",
 		st->kind == SHMSTAT_KIND_GAUGE       ? "gauge"
 		: st->kind == SHMSTAT_KIND_HISTOGRAM ? "histogram"
 		: st->kind == SHMSTAT_KIND_HBUCKET   ? "histogram bucket"
 						     : "counter",
 		"value",
 		(long long)st->value, "total", (unsigned long long)st->total,
-		"global", (long long)st->global, "global_ns",
-		(unsigned long long)st->global_ns);
+		"global", glob, "global_ns", (unsigned long long)st->global_ns);
 }
 
 static PyObject *Segment_stat(SegmentObject *self, PyObject *arg)
@@ -874,6 +900,50 @@ static PyObject *Segment_reset(SegmentObject *self, PyObject *args,
 		return NULL;
 	SEG_UNLOCKED(self, rc = shmstat_reset(self->h, pattern, &n);
 		     if (rc < 0) reason_save(&why, self->h));
+	if (rc < 0)
+		return raise_code(rc, why.text);
+	return PyLong_FromUnsignedLongLong(n);
+}
+
+/* _reset_global(pattern, timeout_ms): what `shmstat reset --global`
+ * does (tools/sync_cmd.c), waiting with the GIL released. */
+static PyObject *Segment_reset_global(SegmentObject *self, PyObject *args)
+{
+	PyObject *pat;
+	unsigned timeout_ms;
+	const char *glob;
+	shmstat_sync_status_t st;
+	uint64_t id = 0, n = 0;
+	reason_t why = { "" };
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "OI", &pat, &timeout_ms) ||
+	    !(glob = name_arg(pat, "pattern")) || seg_ready(self) < 0)
+		return NULL;
+	SEG_UNLOCKED(self, rc = shmstat_sync_status_read(self->h, &st);
+		     if (rc < 0) reason_save(&why, self->h));
+	if (rc < 0)
+		return raise_code(rc, why.text);
+	if (!st.alive)
+		return raise_code(SHMSTAT_ENOTFOUND,
+				  "reset_global: no shmstat-bridge is running "
+				  "for this segment; start one (nothing was "
+				  "changed)");
+	SEG_UNLOCKED(self, rc = shmstat_sync_reset_request(self->h, glob, &id);
+		     if (rc < 0) reason_save(&why, self->h);
+		     else rc = shmstat_sync_reset_wait(self->h, id, timeout_ms,
+						       &n);
+		     if (rc < 0 && rc != SHMSTAT_EBUSY)
+			     reason_save(&why, self->h));
+	if (rc == SHMSTAT_EBUSY && id) {
+		char t[200];
+		snprintf(t, sizeof(t),
+			 "reset_global: the bridge has not run the reset within "
+			 "%.3g s (Redis unreachable?); it stays queued and runs "
+			 "when the bridge reconnects",
+			 timeout_ms / 1000.0);
+		return raise_code(rc, t);
+	}
 	if (rc < 0)
 		return raise_code(rc, why.text);
 	return PyLong_FromUnsignedLongLong(n);
@@ -1100,7 +1170,8 @@ static PyMethodDef Segment_methods[] = {
 	  "(global_: the cluster-wide view the bridge wrote back)." },
 	{ "stat", (PyCFunction)Segment_stat, METH_O,
 	  "stat(name)\n--\n\nA dict about one counter or gauge: name, kind, "
-	  "value, total, global, global_ns. NotFound when it does not exist." },
+	  "value, total, global (None until the bridge reconciled it), "
+	  "global_ns. NotFound when it does not exist." },
 	{ "values", (PyCFunction)(void (*)(void))Segment_values,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "values(pattern=None)\n--\n\n{name: value} of every counter and "
@@ -1113,6 +1184,9 @@ static PyMethodDef Segment_methods[] = {
 	  METH_VARARGS | METH_KEYWORDS,
 	  "reset(pattern=None)\n--\n\nReset the matching counters to 0 on this "
 	  "host (gauges are set to 0); returns how many." },
+	{ "_reset_global", (PyCFunction)Segment_reset_global, METH_VARARGS,
+	  "_reset_global(pattern, timeout_ms)\n--\n\nSee "
+	  "Segment.reset_global()." },
 	{ "reap", (PyCFunction)Segment_reap, METH_NOARGS,
 	  "reap()\n--\n\nFree the rows of dead processes (their counts stay); "
 	  "returns how many." },
@@ -1184,7 +1258,7 @@ static int key_get(PyObject *o, key_t_ *k)
 
 	k->has_view = 0;
 	if (PyUnicode_Check(o)) {
-		if (!(k->p = PyUnicode_AsUTF8AndSize(o, &n)))
+		if (!(k->p = utf8_of(o, &n, "cache key")))
 			return -1;
 		k->n = (size_t)n;
 		return 0;

@@ -599,3 +599,94 @@ def test_a_read_only_open_reads_the_cache_and_refuses_writes(segname):
         assert s.cache.get("k") == b"value"
     with pytest.raises(ValueError):
         shmstat.open(segname, create=True, readonly=True)
+
+
+def test_histogram_observe_refuses_what_the_tool_refuses(seg):
+    h = seg.histogram("lat")
+    h.observe(0.25)
+    for bad in (-1, -0.5, float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="finite numbers >= 0"):
+            h.observe(bad)
+    v = h.value
+    assert v["count"] == 1 and v["sum"] == 0.25
+
+
+def test_a_name_or_key_without_utf8_is_an_invalid_argument(seg):
+    with pytest.raises(shmstat.InvalidArgument, match="lone surrogate"):
+        seg.counter("bad\udcff")
+    with pytest.raises(shmstat.InvalidArgument, match="cache key"):
+        seg.cache.set("k\udcff", b"v")
+
+
+@pytest.mark.parametrize("kw", [{"max_workers": -1}, {"max_counters": 0},
+                                {"size": -5}, {"cache_max_value": 1.5},
+                                {"max_workers": True}])
+def test_open_refuses_sizes_that_are_no_whole_number(segname, kw):
+    with pytest.raises(shmstat.InvalidArgument, match=f"{list(kw)[0]} must be"):
+        shmstat.open(segname, create=True, **kw)
+    with pytest.raises(shmstat.NotFound):
+        shmstat.open(segname)  # nothing was created
+
+
+def test_stat_global_is_none_until_reconciled(seg):
+    seg.counter("jobs").inc(3)
+    st = seg.stat("jobs")
+    assert st["value"] == 3 and st["global"] is None and st["global_ns"] == 0
+
+
+def test_live_stats_strips_the_prefix_up_to_its_last_separator(seg):
+    seg.counter("filter_stats:rejected").inc(2)
+    seg.counter("filter_stats:ml_confident").inc(1)
+    seg.counter('x{route="5"}').inc()
+    st = seg.live_stats("filter_stats:re*")
+    assert st["rejected"] == 2 and "jected" not in st
+    assert seg.live_stats("filter_stats:ml_*")["ml_confident"] == 1
+    assert seg.live_stats("x*")['x{route="5"}'] == 1
+
+
+def test_reset_global_without_a_bridge_changes_nothing(seg):
+    seg.counter("jobs").inc(3)
+    with pytest.raises(shmstat.NotFound, match="no shmstat-bridge"):
+        seg.reset_global("jobs")
+    with pytest.raises(ValueError):
+        seg.reset_global(None)
+    assert seg.stat("jobs")["value"] == 3
+
+
+def test_reset_global_resets_the_key_in_redis_for_every_host(seg, tmp_path):
+    import shutil
+    import subprocess
+    bridge = os.environ.get("SHMSTAT_BRIDGE")
+    server = shutil.which("redis-server")
+    if not bridge or not server:
+        pytest.skip("needs shmstat-bridge and redis-server")
+    sock = str(tmp_path / "redis.sock")
+    redis = subprocess.Popen([server, "--port", "0", "--unixsocket", sock,
+                              "--save", "", "--appendonly", "no",
+                              "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL)
+    procs = [redis]
+    try:
+        assert wait_for(lambda: os.path.exists(sock), timeout=10)
+        seg.counter("jobs").inc(7)
+        seg.counter("other").inc(2)
+        br = subprocess.Popen([bridge, "-n", seg.name, "-u", "unix://" + sock,
+                               "-i", "50ms", "--pidfile",
+                               str(tmp_path / "b.pid")],
+                              stderr=subprocess.DEVNULL)
+        procs.append(br)
+        assert wait_for(lambda: seg.stat("jobs")["global"] == 7, timeout=20)
+        assert seg.reset_global("jobs", timeout=20) == 1
+        assert wait_for(lambda: seg.stat("jobs")["global"] == 0, timeout=20)
+        seg.counter("jobs").inc(1)
+        assert wait_for(lambda: seg.stat("jobs")["global"] == 1, timeout=20)
+        assert seg.stat("other")["global"] == 2
+        assert seg.stat("jobs")["value"] == 8  # this host's count stays
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
