@@ -597,8 +597,11 @@ int shmstat_histogram_open(shmstat_t *h, const char *name,
 			   shmstat_histogram_t *out);
 
 /* The out-of-line observe (FFI, other threads): thread-safe as
- * shmstat_counter_add_ts(). NaN is ignored; a negative value counts as 0.
- * hg may be NULL. */
+ * shmstat_counter_add_ts(). NaN is ignored; a negative value counts as 0;
+ * +Inf (and any value of 9.2e12 or more) counts in the +Inf bucket and
+ * saturates the sum, which then stays at its maximum (as Prometheus' sum
+ * becomes +Inf): the Python binding and the tool refuse them. hg may be
+ * NULL. */
 void shmstat_histogram_observe_ts(const shmstat_histogram_t *hg, double v);
 void shmstat_histogram_observe_slow_(struct shmstat_row_ *row,
 				     const struct shmstat_hist_ *d, double v);
