@@ -1989,9 +1989,10 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 			blog(SHMSTAT_LOG_WARNING,
 			     "Redis %s lost pushes (the sequence of source %s "
 			     "is %" PRIu64 ", below the %" PRIu64
-			     " it acknowledged: restarted empty or restored "
-			     "from an older snapshot); reading its bookkeeping "
-			     "again",
+			     " it acknowledged: restarted empty, restored "
+			     "from an older snapshot, or another Redis than "
+			     "the last one); reading its bookkeeping again and "
+			     "sending what it lacks",
 			     b->cf->addr, b->source, seq, p->seq);
 		seq_set(b, p, seq, false);
 		forget_part(b, p);

@@ -177,7 +177,10 @@ static int sample(struct view *v, double dt)
 					: 0;
 		if (ix >= v->max_counters)
 			continue;
-		if (dt > 0 && v->seen[ix] && st[i].kind != SHMSTAT_KIND_GAUGE)
+		/* A value below the last one was reset: no rate for that
+		 * frame (as Prometheus' rate() takes a drop for a reset). */
+		if (dt > 0 && v->seen[ix] && st[i].kind != SHMSTAT_KIND_GAUGE &&
+		    rows[i].st.value >= v->prev[ix])
 			rows[i].rate =
 				(double)(rows[i].st.value - v->prev[ix]) / dt;
 		v->prev[ix] = rows[i].st.value;
