@@ -894,6 +894,25 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	shmstat_unlink(name);
 }
 
+/* The table's columns count characters, not bytes: a name of multibyte
+ * characters lines up with the others. */
+static void the_table_aligns_names_of_multibyte_characters(void **state)
+{
+	(void)state;
+	char name[64], want[160];
+	tu_name(name, sizeof(name), "mb");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "create", NULL), 0);
+	assert_int_equal(sh("$T -n %s incr '\303\274n\303\257:c\303\270d\303\251' 8",
+			    name),
+			 0);
+	assert_int_equal(sh("$T -n %s list", name), 0);
+	/* 8 characters (12 bytes), then 42 blanks to 50 columns. */
+	snprintf(want, sizeof(want), "\303\274n\303\257:c\303\270d\303\251%42s %20d  counter\n",
+		 "", 8);
+	assert_non_null(strstr(out, want));
+	shmstat_unlink(name);
+}
+
 /* The live view shows a histogram as the table does: its count (and the
  * rate of its observations), not its sum. */
 static void the_live_view_shows_a_histograms_count(void **state)
@@ -994,6 +1013,7 @@ int main(void)
 		cmocka_unit_test(errors_say_what_is_wrong_and_the_allowed_range),
 		cmocka_unit_test(incr_that_saturates_warns_and_exits_3),
 		cmocka_unit_test(the_live_view_shows_a_histograms_count),
+		cmocka_unit_test(the_table_aligns_names_of_multibyte_characters),
 		cmocka_unit_test(info_words_rows_of_ended_processes_as_no_crash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -251,3 +251,21 @@ int tool_out_close(struct tool_out *o, bool ok)
 	}
 	return TOOL_OK;
 }
+
+void tool_pad(char *buf, size_t len, const char *s, size_t n, int width)
+{
+	size_t o = 0;
+	int cols = 0;
+
+	if (!len)
+		return;
+	for (size_t i = 0; i < n && o + 1 < len; i++) {
+		/* A column per byte that does not continue a character. */
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			cols++;
+		buf[o++] = s[i];
+	}
+	while (cols++ < width && o + 1 < len)
+		buf[o++] = ' ';
+	buf[o] = '\0';
+}

@@ -451,9 +451,10 @@ static int list_table(shmstat_t *h, const struct tool_filter *flt,
 		qsort(v, n, sizeof(*v), sort == SORT_VALUE ? by_value : by_name);
 	fprintf(f, "%-50s %20s  %s\n", "NAME", "VALUE", "KIND");
 	for (size_t i = 0; i < n; i++) {
+		char nm[SHMSTAT_NAME_MAX + 64];
+		tool_pad(nm, sizeof(nm), v[i].name, strlen(v[i].name), 50);
 		if (v[i].kind != SHMSTAT_KIND_HISTOGRAM) {
-			fprintf(f, "%-50s %20" PRId64 "  %s\n", v[i].name,
-				v[i].value,
+			fprintf(f, "%s %20" PRId64 "  %s\n", nm, v[i].value,
 				v[i].kind == SHMSTAT_KIND_GAUGE ? "gauge"
 								: "counter");
 			continue;
@@ -461,8 +462,7 @@ static int list_table(shmstat_t *h, const struct tool_filter *flt,
 		shmstat_histogram_stat_t hs;
 		if (shmstat_histogram_read(h, v[i].name, &hs) < 0)
 			continue; /* cannot happen: names are never removed */
-		fprintf(f, "%-50s %20" PRIu64 "  histogram  ", v[i].name,
-			hs.count);
+		fprintf(f, "%s %20" PRIu64 "  histogram  ", nm, hs.count);
 		hist_summary(f, &hs, 0);
 		fputc('\n', f);
 	}

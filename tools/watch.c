@@ -212,13 +212,22 @@ static void row_text(const struct view *v, const struct row *r, int width,
 		snprintf(rate, sizeof(rate), "-");
 	else
 		tool_number(rate, sizeof(rate), r->rate, v->human);
-	int nl = (int)r->st.name_len;
-	if (nl > width)
-		snprintf(buf, len, "%-.*s...  %16s %14s", width - 3, r->st.name,
-			 val, rate);
-	else
-		snprintf(buf, len, "%-*.*s %16s %14s", width, nl, r->st.name, val,
-			 rate);
+	/* Columns are characters (UTF-8), not bytes; a longer name is cut
+	 * at a character's start. */
+	char nm[SHMSTAT_NAME_MAX + 64];
+	size_t nl = r->st.name_len, cut = 0;
+	int cols = 0;
+	for (size_t i = 0; i < nl; i++)
+		if (((unsigned char)r->st.name[i] & 0xc0) != 0x80 &&
+		    ++cols == width - 2)
+			cut = i;
+	if (cols > width) {
+		tool_pad(nm, sizeof(nm), r->st.name, cut, 0);
+		snprintf(buf, len, "%s... %16s %14s", nm, val, rate);
+	} else {
+		tool_pad(nm, sizeof(nm), r->st.name, nl, width);
+		snprintf(buf, len, "%s %16s %14s", nm, val, rate);
+	}
 }
 
 /* ------------------------------------------------------------ terminal */
