@@ -587,6 +587,12 @@ static void another_user_inspects_a_0644_segment_read_only(void **state)
 	/* Writing: refused, nothing changed. */
 	assert_int_not_equal(NOBODY("%s -n %s incr req", tool, s.name), 0);
 	assert_non_null(strstr(out, "shmstat: "));
+	/* Removing it: only its owner or root may (sticky /dev/shm), and
+	 * that is what is said, not the read/write advice. */
+	assert_int_equal(NOBODY("%s -n %s destroy", tool, s.name), 2);
+	assert_non_null(strstr(out, "is owned by root: only its owner or root "
+				    "can remove it"));
+	assert_null(strstr(out, "--mode"));
 #undef NOBODY
 	int64_t v;
 	shmstat_counter_t c;

@@ -9,16 +9,18 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <float.h>
-#include <math.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <math.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -315,6 +317,26 @@ static int do_destroy(const char *seg, int argc, char **argv)
 		return TOOL_USAGE;
 	}
 	int rc = shmstat_unlink(seg);
+	if (rc == SHMSTAT_EPERM) {
+		/* /dev/shm is sticky: only the segment's owner (or root)
+		 * removes its name, whatever its mode and groups say. */
+		char path[128], user[64];
+		struct stat st;
+		snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", seg);
+		if (stat(path, &st) == 0) {
+			struct passwd *pw = getpwuid(st.st_uid);
+			if (pw)
+				snprintf(user, sizeof(user), "%s", pw->pw_name);
+			else
+				snprintf(user, sizeof(user), "uid %u",
+					 (unsigned)st.st_uid);
+			tool_err("destroy: segment '%s' (%s) is owned by %s: only "
+				 "its owner or root can remove it (/dev/shm is "
+				 "sticky)",
+				 seg, path, user);
+			return TOOL_SEGMENT;
+		}
+	}
 	if (rc < 0) {
 		tool_open_error(seg, rc);
 		return rc == SHMSTAT_ENAME ? TOOL_USAGE : TOOL_SEGMENT;
