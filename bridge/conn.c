@@ -130,6 +130,19 @@ static int load_script(struct bridge *b, const char *src, char sha[41],
 	return 0;
 }
 
+/* The first commands on a plain TCP connection that the server drops at
+ * once: most likely a port that takes TLS only. */
+static void tls_hint(struct bridge *b)
+{
+	if (!b->cf->redis.tls && !b->cf->redis.path[0] && b->rc &&
+	    (b->rc->err == REDIS_ERR_EOF ||
+	     (b->rc->err == REDIS_ERR_IO && strstr(b->rc->errstr, "reset"))))
+		blog(SHMSTAT_LOG_ERROR,
+		     "Redis %s closed the connection at its first command: if "
+		     "that port takes TLS only, use rediss://",
+		     b->cf->addr);
+}
+
 /* allkeys-* may evict the bookkeeping keys (and with them exactness);
  * volatile-* only evicts keys with a TTL, and ours have none. */
 static void check_policy(struct bridge *b)
@@ -295,7 +308,18 @@ static void cluster_db_error(struct bridge *b)
  * (ROLE is conn_open's: a cluster's replica may answer CLUSTER SLOTS).
  * 0, or -1 with the error recorded (b->rc left for the caller to
  * close). */
+static int node_setup_(struct bridge *b, const char *host, bool unix_sock);
+
 static int node_setup(struct bridge *b, const char *host, bool unix_sock)
+{
+	int rc = node_setup_(b, host, unix_sock);
+
+	if (rc < 0)
+		tls_hint(b);
+	return rc;
+}
+
+static int node_setup_(struct bridge *b, const char *host, bool unix_sock)
 {
 	struct bconf *cf = b->cf;
 	redisContext *c = b->rc;

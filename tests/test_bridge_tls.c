@@ -281,6 +281,22 @@ static void a_missing_ca_file_is_a_usage_error(void **state)
 					"'/nonexistent/ca.crt'"));
 }
 
+/* redis:// to a port that takes TLS only: the server drops the plain
+ * connection at its first command; the log says to use rediss://. */
+static void plain_redis_to_a_tls_port_says_to_use_rediss(void **state)
+{
+	struct t *t = *state;
+	char u[128];
+
+	snprintf(u, sizeof(u), "redis://127.0.0.1:%d/0", F->s[GOOD].port);
+	pid_t p = ru_bridge(F->dir, t->a.name, u, t->log, "--once",
+			    "--connect-timeout", "3s", "--command-timeout",
+			    "3s", NULL);
+	assert_int_equal(tu_wait(p, 20000), 5);
+	assert_true(ru_file_has(t->log, "if that port takes TLS only, use "
+					"rediss://"));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -292,6 +308,7 @@ int main(void)
 		T(an_expired_certificate_is_refused_saying_so),
 		T(a_certificate_for_another_host_is_refused_saying_so),
 		T(a_missing_ca_file_is_a_usage_error),
+		T(plain_redis_to_a_tls_port_says_to_use_rediss),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
