@@ -891,6 +891,16 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	/* A missing name is not only a counter's or a gauge's. */
 	assert_int_equal(sh("$T -n %s get nope", name), 1);
 	assert_non_null(strstr(out, "no counter, gauge or histogram 'nope'"));
+	assert_null(strstr(out, "did you mean"));
+	/* A typo gets the name it missed; a histogram's family without its
+	 * labels, one of its names. */
+	assert_int_equal(sh("$T -n %s incr filter_stats:rejected 2", name), 0);
+	assert_int_equal(sh("$T -n %s get filter_stats:rejectd", name), 1);
+	assert_non_null(strstr(out, "did you mean 'filter_stats:rejected'?"));
+	assert_int_equal(sh("$T -n %s observe 'lat{r=\"/\"}' 0.2", name), 0);
+	assert_int_equal(sh("$T -n %s get lat", name), 1);
+	assert_non_null(strstr(out, "'lat' is named with its labels, e.g. "
+				    "'lat{r=\"/\"}'"));
 	shmstat_unlink(name);
 }
 

@@ -177,6 +177,70 @@ static bool wants_help(int argc, char **argv)
 	return false;
 }
 
+/* Levenshtein distance of two names (at most SHMSTAT_NAME_MAX bytes). */
+static size_t name_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[SHMSTAT_NAME_MAX + 2];
+
+	if (la > SHMSTAT_NAME_MAX || lb > SHMSTAT_NAME_MAX)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/*
+ * After "no counter, gauge or histogram NAME": a name close to it (a
+ * typo), or, for a histogram's family given without its labels, one of
+ * its labelled names.
+ */
+static void name_hint(shmstat_t *h, const char *name)
+{
+	shmstat_stat_t *v;
+	size_t n, best = SIZE_MAX, nl = strlen(name);
+	char close[SHMSTAT_NAME_MAX + 1] = "", fam[SHMSTAT_NAME_MAX + 1] = "";
+
+	struct tool_filter all = { 0 };
+
+	if (tool_collect(h, &all, &v, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char d[SHMSTAT_NAME_MAX + 1];
+		if (v[i].kind == SHMSTAT_KIND_HBUCKET ||
+		    shmstat_name_canonical(v[i].name, d, sizeof(d)) < 0)
+			continue;
+		if (!fam[0] && strncmp(d, name, nl) == 0 && d[nl] == '{')
+			snprintf(fam, sizeof(fam), "%s", d);
+		size_t k = name_distance(name, d);
+		if (k < best) {
+			best = k;
+			snprintf(close, sizeof(close), "%s", d);
+		}
+	}
+	free(v);
+	/* Close enough to be a typo: two edits, or a third of the name. */
+	size_t limit = nl / 3 > 2 ? nl / 3 : 2;
+	if (fam[0])
+		fprintf(stderr, "shmstat: '%s' is named with its labels, e.g. "
+				"'%s' ('shmstat list -f \"%s{*\"' lists them)\n",
+			name, fam, name);
+	else if (close[0] && best <= limit)
+		fprintf(stderr, "shmstat: did you mean '%s'?\n", close);
+}
+
 /* ------------------------------------------------------------------ create */
 
 static const char usage_create[] =
@@ -747,6 +811,8 @@ static int do_get(const char *seg, int argc, char **argv)
 	rc = shmstat_stat_read(h, argv[optind], &st);
 	if (rc < 0) {
 		tool_err("%s", shmstat_errstr(h));
+		if (rc == SHMSTAT_ENOTFOUND)
+			name_hint(h, argv[optind]);
 	} else if (json) {
 		char ts[64];
 		iso_time(ts, sizeof(ts), shmstat__now_realtime_ns());
