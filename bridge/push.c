@@ -2111,6 +2111,9 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 			p->newg = !s->in_redis;
 			if (__builtin_sub_overflow(it->total, old, &p->delta)) {
 				p->bad = true;
+				refused_key(b, it->index,
+					    "the change is beyond the range of "
+					    "a 64-bit integer");
 				continue;
 			}
 			p->write = !s->in_redis || s->acked != it->total;
@@ -2376,6 +2379,12 @@ static int run_txn(struct bridge *b, const struct txn *t, struct reads *rd,
 				s->base = s->mbase = q->base;
 				s->gen = q->gen;
 			}
+		} else if (it->kind != SHMSTAT_KIND_GAUGE && q->gen > s->gen) {
+			/* A reset reached a counter with nothing to write (0,
+			 * and no field in Redis: "nothing to say yet"): its
+			 * generation is applied here, or it would stay
+			 * pending for ever (rgen above gen). */
+			s->gen = q->gen;
 		}
 		if (s->rgen < s->gen)
 			s->rgen = s->gen;

@@ -416,6 +416,33 @@ static void a_reset_queued_over_an_empty_restart_clears_the_resetters_counts(
 	assert_int_equal(global_of(&f->a, "jobs"), 5);
 }
 
+/*
+ * A counter still at 0, never sent (nothing to say yet), whose key another
+ * source resets: it takes the reset's generation with nothing to write,
+ * and is not left pending for ever (with a lag that grows while health
+ * says healthy); its later counts go to Redis as usual.
+ */
+static void a_reset_of_a_counter_still_at_zero_leaves_nothing_pending(
+	void **state)
+{
+	struct fx *f = *state;
+	uint64_t id, n;
+
+	add(&f->a, "zz", 5);
+	add(&f->b, "zz", 0);
+	push(&f->a);
+	push(&f->b);
+	assert_int_equal(shmstat_sync_reset_request(f->a.s.h, "zz", &id), 0);
+	push(&f->a);
+	assert_int_equal(shmstat_sync_reset_wait(f->a.s.h, id, 0, &n), 0);
+	assert_int_equal(n, 1);
+	push(&f->b); /* asserts that nothing is pending */
+	push(&f->b);
+	add(&f->b, "zz", 2);
+	push(&f->b);
+	assert_int_equal(ru_get(&f->r, "zz"), 2);
+}
+
 /* A transaction built from what Redis held before the bridge's last push
  * (as a call that timed out on a hung Redis and runs late): EXEC refuses
  * it, since the source's record changed after its WATCH. */
@@ -807,6 +834,35 @@ static void a_name_under_the_meta_prefix_is_never_written(void **state)
 
 /* -------------------------------------------------------------- gauges */
 
+/* A gauge whose change does not fit 64 bits (INT64_MAX, then INT64_MIN):
+ * refused and said, as a counter's is, not pending in silence. */
+static void a_gauge_change_beyond_64_bits_is_refused_and_said(void **state)
+{
+	struct fx *f = *state;
+	shmstat_gauge_t g;
+	shmstat_health_t hs;
+
+	assert_int_equal(shmstat_gauge_open(f->a.s.h, "lvl", &g), 0);
+	shmstat_gauge_set(g, INT64_MAX);
+	push(&f->a);
+	shmstat_gauge_set(g, INT64_MIN);
+	assert_int_equal(push_all(&f->a.b), 0);
+	assert_int_equal(f->a.b.status.refused_keys, 1);
+	assert_string_equal(f->a.b.status.refused_key, "lvl");
+	f->a.b.status.bridge_pid = getpid();
+	f->a.b.status.bridge_start = 0;
+	f->a.b.status.connected = 1;
+	status_save(&f->a);
+	assert_int_equal(shmstat_health(f->a.s.h, 0, &hs), 0);
+	assert_int_equal(hs.status, SHMSTAT_DEGRADED);
+	assert_non_null(strstr(hs.bridge, "'lvl'"));
+	/* Back in range: sent, no longer refused. */
+	shmstat_gauge_set(g, 7);
+	push(&f->a);
+	assert_int_equal(ru_get(&f->r, "lvl"), 7);
+	assert_int_equal(f->a.b.status.refused_keys, 0);
+}
+
 static void gauges_are_not_reset_and_are_withdrawn(void **state)
 {
 	struct fx *f = *state;
@@ -1034,6 +1090,8 @@ int main(int argc, char **argv)
 		T(a_refused_key_stays_pending_and_degrades_health),
 		T(a_refused_key_leaves_the_values_read_with_it_right),
 		T(a_reset_queued_over_an_empty_restart_clears_the_resetters_counts),
+		T(a_reset_of_a_counter_still_at_zero_leaves_nothing_pending),
+		T(a_gauge_change_beyond_64_bits_is_refused_and_said),
 		T(a_name_under_the_meta_prefix_is_never_written),
 		T(gauges_are_not_reset_and_are_withdrawn),
 		T(old_host_bookkeeping_is_migrated),
