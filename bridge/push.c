@@ -3556,6 +3556,36 @@ out:
 	return ret;
 }
 
+/* A `reset --global` request waits in the segment. */
+static bool reset_pending(struct bridge *b)
+{
+	char glob[256];
+
+	return shmstat__sync_reset_take(b->h, glob, sizeof(glob), NULL, NULL) > 0;
+}
+
+/* Does Redis still hold this source's sequence as we wrote it last (no
+ * lost writes)? One HGET; an error counts as yes (the reset then fails
+ * the same way). Standalone layout only. */
+static bool seq_intact(struct bridge *b)
+{
+	const struct bpart *p = b->part[0];
+	const char *argv[] = { "HGET", p->k_src, "seq" };
+	uint64_t seq = 0;
+
+	if (!p->seq_known)
+		return true;
+	redisReply *r = conn_command(b, 3, argv, NULL);
+	if (!r)
+		return true;
+	bool same = r->type == REDIS_REPLY_NIL ? p->seq == 0
+		    : r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_INTEGER
+			    ? parse_u64(r, &seq) && seq == p->seq
+			    : true;
+	freeReplyObject(r);
+	return same;
+}
+
 int push_all(struct bridge *b)
 {
 	struct snap sn = { 0 };
@@ -3574,12 +3604,15 @@ int push_all(struct bridge *b)
 		return -1;
 	}
 	b->push_no++;
-	/* A pending global reset runs once this connection has pushed: a
-	 * Redis that restarted empty gets this source's totals back first,
-	 * so the reset clears them instead of running on an empty Redis
-	 * and being undone by the repair. */
-	bool reset_ran = b->pushed_conn;
-	if (reset_ran && run_reset(b) < 0)
+	/* A pending global reset runs before the push, so that counts not
+	 * pushed yet count after it; except on a connection that has not
+	 * pushed yet to a Redis that lost this source's writes (restarted
+	 * empty): there the push's repair brings the totals back first,
+	 * and the reset after it clears them, instead of running on the
+	 * empty Redis and being undone by the repair. */
+	bool reset_first = b->parted || b->pushed_conn || !reset_pending(b) ||
+			   seq_intact(b);
+	if (reset_first && run_reset(b) < 0)
 		goto io;
 	if (collect(b, &sn) < 0)
 		goto failed;
@@ -3685,13 +3718,15 @@ pushed:
 		b->dirty_since_ns = now;
 	ret = 0;
 	b->pushed_conn = true;
-	if (!reset_ran && run_reset(b) < 0) {
+	/* The push landed whatever the reset after it does: a reset that
+	 * fails stays pending (reset_refused records why), and the next
+	 * round reconnects. */
+	if (!reset_first && run_reset(b) < 0) {
 		bridge_error(b, SHMSTAT_LOG_WARNING,
 			     "global reset on Redis %s failed: %s", b->cf->addr,
 			     conn_errtext(b, NULL));
 		forget_all(b);
 		conn_close(b);
-		ret = -1;
 	}
 	goto out;
 failed:

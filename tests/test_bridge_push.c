@@ -390,7 +390,9 @@ static void a_reset_by_another_host_reaches_counters_not_sent(void **state)
  * A global reset asked for while Redis is down, and Redis back empty: the
  * resetting source sends its totals again first, then runs the reset, so
  * its counts from before the reset are cleared. (Run first, the reset
- * found nothing and the repair brought them all back.)
+ * found nothing and the repair brought them all back.) The counts made
+ * after the request go with the repair and are cleared too: the limit
+ * doc/bridge.md states.
  */
 static void a_reset_queued_over_an_empty_restart_clears_the_resetters_counts(
 	void **state)
@@ -414,6 +416,30 @@ static void a_reset_queued_over_an_empty_restart_clears_the_resetters_counts(
 	push(&f->a);
 	assert_int_equal(ru_get(&f->r, "jobs"), 5);
 	assert_int_equal(global_of(&f->a, "jobs"), 5);
+}
+
+/*
+ * A global reset asked for over a reconnect to a Redis that kept its data
+ * (a network blip): it runs before the push, so the counts made after the
+ * request count after the reset.
+ */
+static void a_reset_queued_over_a_reconnect_keeps_the_counts_after_it(
+	void **state)
+{
+	struct fx *f = *state;
+	uint64_t id, n;
+
+	add(&f->a, "jobs", 10);
+	push(&f->a);
+	conn_close(&f->a.b);
+	assert_int_equal(shmstat_sync_reset_request(f->a.s.h, "jobs", &id), 0);
+	add(&f->a, "jobs", 50);
+	push(&f->a);
+	assert_int_equal(shmstat_sync_reset_wait(f->a.s.h, id, 0, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ru_get(&f->r, "jobs"), 50);
+	push(&f->a);
+	assert_int_equal(global_of(&f->a, "jobs"), 50);
 }
 
 /*
@@ -1091,6 +1117,7 @@ int main(int argc, char **argv)
 		T(a_refused_key_leaves_the_values_read_with_it_right),
 		T(a_reset_queued_over_an_empty_restart_clears_the_resetters_counts),
 		T(a_reset_of_a_counter_still_at_zero_leaves_nothing_pending),
+		T(a_reset_queued_over_a_reconnect_keeps_the_counts_after_it),
 		T(a_gauge_change_beyond_64_bits_is_refused_and_said),
 		T(a_name_under_the_meta_prefix_is_never_written),
 		T(gauges_are_not_reset_and_are_withdrawn),
