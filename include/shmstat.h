@@ -540,6 +540,9 @@ int shmstat_name_canonical(const char *name, char *out, size_t len);
  * bridge uses. shmstat_name_canonical() turns it into the canonical one. */
 #define SHMSTAT_HIST_BOUNDS_MAX 32
 #define SHMSTAT_HIST_SUM_SCALE 1000000
+/* An observation at or above this (and +Inf) saturates the sum, which then
+ * stays at its maximum: the tool and the Python binding refuse them. */
+#define SHMSTAT_HIST_VALUE_MAX 9.2e12
 /* Request latency in seconds: prometheus_client's default buckets. */
 #define SHMSTAT_LATENCY_BOUNDS                                                 \
 	{ 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,    \
@@ -598,10 +601,10 @@ int shmstat_histogram_open(shmstat_t *h, const char *name,
 
 /* The out-of-line observe (FFI, other threads): thread-safe as
  * shmstat_counter_add_ts(). NaN is ignored; a negative value counts as 0;
- * +Inf (and any value of 9.2e12 or more) counts in the +Inf bucket and
- * saturates the sum, which then stays at its maximum (as Prometheus' sum
- * becomes +Inf): the Python binding and the tool refuse them. hg may be
- * NULL. */
+ * +Inf, and any value of SHMSTAT_HIST_VALUE_MAX (9.2e12) or more, counts
+ * in the +Inf bucket and saturates the sum, which then stays at its
+ * maximum (as Prometheus' sum becomes +Inf): the Python binding and the
+ * tool refuse them. hg may be NULL. */
 void shmstat_histogram_observe_ts(const shmstat_histogram_t *hg, double v);
 void shmstat_histogram_observe_slow_(struct shmstat_row_ *row,
 				     const struct shmstat_hist_ *d, double v);

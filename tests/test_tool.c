@@ -886,6 +886,8 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	 * a number". */
 	assert_int_equal(sh("$T -n %s observe h 1e400", name), 64);
 	assert_non_null(strstr(out, "VALUE '1e400' is out of range"));
+	assert_int_equal(sh("$T -n %s observe h 1e13", name), 64);
+	assert_non_null(strstr(out, "below 9.2e+12 (its sum would saturate)"));
 	assert_int_equal(sh("$T -n %s observe h -1", name), 64);
 	assert_non_null(strstr(out, "must be a decimal number >= 0"));
 	/* A missing name is not only a counter's or a gauge's. */

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -1000,10 +999,10 @@ static int do_observe(const char *seg, int argc, char **argv)
 			 vs);
 		return TOOL_USAGE;
 	}
-	if (!isfinite(v)) {
+	if (!isfinite(v) || v >= SHMSTAT_HIST_VALUE_MAX) {
 		tool_err("observe: VALUE '%s' is out of range: a histogram "
-			 "takes finite numbers (at most %g)",
-			 vs, DBL_MAX);
+			 "takes numbers below %g (its sum would saturate)",
+			 vs, SHMSTAT_HIST_VALUE_MAX);
 		return TOOL_USAGE;
 	}
 	shmstat_t *h;

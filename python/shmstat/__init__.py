@@ -265,8 +265,8 @@ class _Timer:
 
 class Histogram:
     """A histogram of a segment: seg.histogram(name, buckets=..., **labels).
-    .observe(v) counts v (a finite number >= 0; anything else is a
-    ValueError) into its bucket and the sum, lock-free into this process's
+    .observe(v) counts v (a number >= 0 and below 9.2e12; anything else is
+    a ValueError) into its bucket and the sum, lock-free into this process's
     row; .time() times a block or a function in seconds;
     .value is {"name", "count", "sum", "buckets": [(le, cumulative), ...]};
     .quantile(q) estimates as Prometheus' histogram_quantile()."""

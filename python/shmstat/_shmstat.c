@@ -369,10 +369,10 @@ static PyObject *Histogram_observe(HistogramObject *self, PyObject *arg)
 		return NULL;
 	/* What the tool refuses too: one inf would saturate the sum for
 	 * good, NaN and negatives are no latency or size. */
-	if (!(v >= 0) || isinf(v))
+	if (!(v >= 0) || !(v < SHMSTAT_HIST_VALUE_MAX))
 		return PyErr_Format(PyExc_ValueError,
-				    "a histogram observes finite numbers >= 0, "
-				    "not %R",
+				    "a histogram observes numbers >= 0 and below "
+				    "9.2e12 (its sum would saturate), not %R",
 				    arg);
 	if (!self->seg || !self->seg->h)
 		return raise_code(SHMSTAT_EINVAL, "segment is closed");
@@ -444,8 +444,8 @@ static PyObject *Histogram_repr(PyObject *self)
 
 static PyMethodDef Histogram_methods[] = {
 	{ "observe", (PyCFunction)Histogram_observe, METH_O,
-	  "observe(v)\n--\n\nCount v (a finite number >= 0; anything else "
-	  "is a ValueError) into its bucket and the sum." },
+	  "observe(v)\n--\n\nCount v (a number >= 0 and below 9.2e12; "
+	  "anything else is a ValueError) into its bucket and the sum." },
 	{ "quantile", (PyCFunction)Histogram_quantile, METH_O,
 	  "quantile(q)\n--\n\nThe q-quantile estimated from the buckets as "
 	  "Prometheus' histogram_quantile() does (linear interpolation within "
