@@ -84,9 +84,9 @@ int tool_stdout_check(void);
 
 /* A number as digits, or humanized (1.23M) when human is set. */
 void tool_number(char *buf, size_t len, double v, bool human);
-/* The n bytes of s, then blanks up to width characters (UTF-8: a
- * multibyte character is one column), into buf; a name of width or more
- * characters goes whole. */
+/* The n bytes of s, then blanks up to width characters (UTF-8: one
+ * column per character; wide characters, CJK or emoji, are not measured
+ * as two), into buf; a name of width or more characters goes whole. */
 void tool_pad(char *buf, size_t len, const char *s, size_t n, int width);
 /* The live view of `list -w`: redraw every interval_ns until q, Ctrl-C or
  * `count` frames (count <= 0: no limit). Returns the exit status. */

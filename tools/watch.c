@@ -13,6 +13,7 @@
 #include <curses.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -214,7 +215,8 @@ static void row_text(const struct view *v, const struct row *r, int width,
 		tool_number(rate, sizeof(rate), r->rate, v->human);
 	/* Columns are characters (UTF-8), not bytes; a longer name is cut
 	 * at a character's start. */
-	char nm[SHMSTAT_NAME_MAX + 64];
+	/* The name's bytes and up to width blanks. */
+	char nm[2 * SHMSTAT_NAME_MAX + 8];
 	size_t nl = r->st.name_len, cut = 0;
 	int cols = 0;
 	for (size_t i = 0; i < nl; i++)
@@ -253,7 +255,9 @@ static void line(int y, const char *s, int attr)
 		return;
 	if (attr)
 		attron(attr);
-	mvaddnstr(y, 0, s, COLS);
+	/* The row fits COLS columns by construction; a byte count would
+	 * cut names of multibyte characters short. */
+	mvaddstr(y, 0, s);
 	clrtoeol();
 	if (attr)
 		attroff(attr);
@@ -261,7 +265,7 @@ static void line(int y, const char *s, int attr)
 
 static void draw(struct view *v)
 {
-	char buf[512];
+	char buf[2 * SHMSTAT_NAME_MAX + 128];
 	int width = COLS - 33;
 
 	if (width > SHMSTAT_NAME_MAX)
@@ -348,6 +352,9 @@ static int run_curses(struct view *v, long count)
 	uint64_t last = 0;
 	int rc = 0;
 
+	/* ncursesw draws UTF-8 only in a UTF-8 character locale (numbers
+	 * keep the C locale's form). */
+	setlocale(LC_CTYPE, "");
 	if (!newterm(NULL, stdout, stdin)) {
 		tool_err("list -w: cannot drive this terminal (TERM=%s)",
 			 getenv("TERM") ? getenv("TERM") : "");
@@ -395,7 +402,7 @@ static int run_curses(struct view *v, long count)
 static int run_plain(struct view *v, long count)
 {
 	uint64_t last = 0;
-	char buf[512];
+	char buf[2 * SHMSTAT_NAME_MAX + 128];
 	int rc;
 
 	for (long n = 0; !stop && (count <= 0 || n < count); n++) {
