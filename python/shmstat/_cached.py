@@ -394,6 +394,27 @@ def _default_key(name, args, kwargs, fname="", params=()):
     return name + "#" + digest
 
 
+def _fit_key(k):
+    """A key= result over 250 bytes: its first characters, "#" and the
+    sha256 of the whole, as the default key is hashed (a query string a
+    client sends must not make the call fail)."""
+    if isinstance(k, str):
+        b = k.encode()
+    elif isinstance(k, (bytes, bytearray, memoryview)):
+        b = bytes(k)
+    else:
+        return k  # the cache says what it takes
+    if len(b) <= _KEY_MAX:
+        return k
+    digest = hashlib.sha256(b).hexdigest()
+    if isinstance(k, str):
+        head = k[:_KEY_MAX - 65]
+        while len(head.encode()) > _KEY_MAX - 65:
+            head = head[:-1]
+        return head + "#" + digest
+    return b[:_KEY_MAX - 65] + b"#" + digest.encode()
+
+
 def _positional_names(fn):
     try:
         sig = inspect.signature(fn)
@@ -422,7 +443,8 @@ def cached(target, ttl=None, *, key=None, prefix=None, lease=10.0,
     negative: ValueError, here). lease, wait: as Cache.fetch.
 
     The key: key(*args, **kwargs) when key= is given (then nothing is
-    checked: it must tell apart the calls whose results differ).
+    checked: it must tell apart the calls whose results differ; one over
+    250 bytes is cut and hashed: its first characters, "#", its sha256).
     Otherwise the prefix, then the repr of the positional arguments and
     of the keyword arguments (name=repr, sorted by name), joined with
     ",", hashed (sha256) when longer than 250 bytes. The prefix is
@@ -466,7 +488,7 @@ def cached(target, ttl=None, *, key=None, prefix=None, lease=10.0,
 
         def make_key(*args, **kwargs):
             if key is not None:
-                return key(*args, **kwargs)
+                return _fit_key(key(*args, **kwargs))
             return _default_key(name, args, kwargs, fname, params)
 
         if inspect.iscoroutinefunction(fn):

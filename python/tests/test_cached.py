@@ -403,3 +403,21 @@ def test_a_self_containing_argument_is_keyed_by_its_repr(seg):
     for _ in range(200):
         a = [a]
     assert f(a) == 1
+
+
+def test_a_key_over_250_bytes_from_key_is_hashed_not_refused(seg):
+    calls = []
+
+    @shmstat.cached(seg, ttl=30.0, key=lambda q: "search:" + q)
+    def search(q):
+        calls.append(q)
+        return q.upper()
+
+    long_a, long_b = "a" * 400, "a" * 399 + "b"
+    assert search(long_a) == long_a.upper()
+    assert search(long_a) == long_a.upper()
+    assert search(long_b) == long_b.upper()
+    assert calls == [long_a, long_b]  # cached, and the two told apart
+    k = search.key(long_a)
+    assert len(k.encode()) <= 250 and k.startswith("search:aaa")
+    assert search.key("short") == "search:short"
