@@ -1229,7 +1229,9 @@ typedef struct shmstat_health {
  * 1% of all calls; a full cache that evicts is healthy, cache_fill only
  * reports its fill), the directory is 90% full, or every row is held by
  * a live process, or one found no free row in the last
- * SHMSTAT_HEALTH_ROWS_WINDOW_S (10 minutes). (A segment that cannot be opened is broken: the caller knows
+ * SHMSTAT_HEALTH_ROWS_WINDOW_S (10 minutes; such a process goes on
+ * counting in the shared overflow row, exactly, until it closes the
+ * segment, also after that). (A segment that cannot be opened is broken: the caller knows
  * that from shmstat_open().)
  * Concurrency: any. Ordering: each check reads its part of the segment
  * once, one after another. Killed: the segment is unchanged (it only

@@ -1068,7 +1068,11 @@ int shmstat_health(shmstat_t *h, unsigned flags, shmstat_health_t *out)
 	 * process (the next one counts in the overflow row), and for
 	 * SHMSTAT_HEALTH_ROWS_WINDOW_S after a claim found none (as the
 	 * alert rule's window), not for ever after one did; a claim of an
-	 * older build (its time unknown) counts as recent. */
+	 * older build (its time unknown) counts as recent.
+	 * XXX A process that found no row keeps counting in the overflow
+	 * row (exactly, slower) until it closes the segment, also after the
+	 * window: nothing in the segment says it is still there. A handle
+	 * that claims again now and then would close that gap. */
 	uint64_t now = shmstat__now_realtime_ns(),
 		 since = in.row_overflow_ns && now > in.row_overflow_ns
 				 ? (now - in.row_overflow_ns) / 1000000000u
