@@ -134,8 +134,7 @@ static int load_script(struct bridge *b, const char *src, char sha[41],
  * once: most likely a port that takes TLS only. */
 static void tls_hint(struct bridge *b)
 {
-	if (!b->cf->redis.tls && !b->cf->redis.path[0] && b->rc &&
-	    (b->rc->err == REDIS_ERR_EOF ||
+	if (b->rc && (b->rc->err == REDIS_ERR_EOF ||
 	     (b->rc->err == REDIS_ERR_IO && strstr(b->rc->errstr, "reset"))))
 		blog(SHMSTAT_LOG_ERROR,
 		     "Redis %s closed the connection at its first command: if "
@@ -308,18 +307,7 @@ static void cluster_db_error(struct bridge *b)
  * (ROLE is conn_open's: a cluster's replica may answer CLUSTER SLOTS).
  * 0, or -1 with the error recorded (b->rc left for the caller to
  * close). */
-static int node_setup_(struct bridge *b, const char *host, bool unix_sock);
-
 static int node_setup(struct bridge *b, const char *host, bool unix_sock)
-{
-	int rc = node_setup_(b, host, unix_sock);
-
-	if (rc < 0)
-		tls_hint(b);
-	return rc;
-}
-
-static int node_setup_(struct bridge *b, const char *host, bool unix_sock)
 {
 	struct bconf *cf = b->cf;
 	redisContext *c = b->rc;
@@ -333,6 +321,20 @@ static int node_setup_(struct bridge *b, const char *host, bool unix_sock)
 	}
 	if (!unix_sock)
 		redisEnableKeepAlive(c);
+	if (!cf->redis.tls && !unix_sock) {
+		/* The first command of a plain TCP connection: a port that
+		 * takes TLS only drops it here (NOAUTH is an answer too). */
+		const char *ping[] = { "PING" };
+		redisReply *r = cmd(b, 1, ping);
+		if (!r) {
+			tls_hint(b);
+			bridge_error(b, SHMSTAT_LOG_ERROR, "PING on Redis %s (%s) "
+				     "failed: %s",
+				     cf->addr, b->node, conn_errtext(b, NULL));
+			return -1;
+		}
+		freeReplyObject(r);
+	}
 	if (cf->redis.password[0]) {
 		const char *argv[3] = { "AUTH" };
 		int argc = 1;

@@ -751,10 +751,12 @@ typedef struct shmstat_info {
 	int32_t handle_row;        /* this handle's row, or SHMSTAT_ROW_* */
 	uint32_t dir_dead;         /* directory entries lost to dead inserts */
 	uint64_t source_nonce;     /* random, made at creation: the sync source */
-	/* The page size the segment's file system gives its memory (at
-	 * attach): 4096, or 2097152 where it offers huge pages (a tmpfs
-	 * mounted huge=within_size): fewer TLB misses, faster cache hits at
-	 * millions of keys. */
+	/* The page size the segment's file system says it uses for the
+	 * file (st_blksize at attach): 4096, or 2097152 on a tmpfs mounted
+	 * huge=within_size, which gives the file huge pages (fewer TLB
+	 * misses, faster cache hits at millions of keys). It is the mount's
+	 * word: with huge=advise (not used here) it says 2 MiB without
+	 * them, and a segment made before a remount keeps its pages. */
 	uint32_t page_size;
 	uint32_t reserved32_;
 	/* CLOCK_REALTIME of the last claim that found no free row (0: none,

@@ -209,11 +209,16 @@ static size_t name_distance(const char *a, const char *b)
 static void name_hint(shmstat_t *h, const char *name)
 {
 	shmstat_stat_t *v;
-	size_t n, best = SIZE_MAX, nl = strlen(name);
+	size_t n, best = SIZE_MAX;
 	char close[SHMSTAT_NAME_MAX + 1] = "", fam[SHMSTAT_NAME_MAX + 1] = "";
-
+	char want[SHMSTAT_NAME_MAX + 1];
 	struct tool_filter all = { 0 };
 
+	/* Compared in canonical form, as the names are (labels sorted). */
+	if (shmstat_name_canonical(name, want, sizeof(want)) < 0)
+		snprintf(want, sizeof(want), "%s", name);
+	name = want;
+	size_t nl = strlen(name);
 	if (tool_collect(h, &all, &v, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
@@ -230,8 +235,11 @@ static void name_hint(shmstat_t *h, const char *name)
 		}
 	}
 	free(v);
-	/* Close enough to be a typo: two edits, or a third of the name. */
-	size_t limit = nl / 3 > 2 ? nl / 3 : 2;
+	/* Close enough to be a typo: a quarter of the name, 1 to 3 edits,
+	 * and never a name that shares nothing with it (short names). */
+	size_t limit = nl / 4 < 1 ? 1 : nl / 4 > 3 ? 3 : nl / 4;
+	if (limit >= nl)
+		limit = nl ? nl - 1 : 0;
 	if (fam[0])
 		fprintf(stderr, "shmstat: '%s' is named with its labels, e.g. "
 				"'%s' ('shmstat list -f \"%s{*\"' lists them)\n",
@@ -386,7 +394,7 @@ static int do_destroy(const char *seg, int argc, char **argv)
 		char path[128], user[64];
 		struct stat st;
 		snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", seg);
-		if (stat(path, &st) == 0) {
+		if (stat(path, &st) == 0 && st.st_uid != geteuid()) {
 			struct passwd *pw = getpwuid(st.st_uid);
 			if (pw)
 				snprintf(user, sizeof(user), "%s", pw->pw_name);
@@ -1121,13 +1129,13 @@ static const char usage_info[] =
 	"\n"
 	"Show the layout version, size, creation, owner and mode, the page\n"
 	"size of its memory (2 MiB where its file system gives huge pages),\n"
-	"usage of each region, the rows held by live processes and by processes that\n"
-	"ended (a row keeps its counts and the next process reuses it: a\n"
-	"worker that exited, cleanly or not, or a restarted server leaves\n"
-	"such rows; they are not errors), and the\n"
-	"status of the shmstat-bridge: connected or not, last push, pending\n"
-	"changes, lag, last error, and whether values are reconciled\n"
-	"(source: redis). Attaches read-only.\n"
+	"usage of each region, the rows held by live processes and by\n"
+	"processes that ended (a row keeps its counts and the next process\n"
+	"reuses it: a worker that exited, cleanly or not, or a restarted\n"
+	"server leaves such rows; they are not errors), and the status of\n"
+	"the shmstat-bridge: connected or not, last push, pending changes,\n"
+	"lag, last error, and whether values are reconciled (source:\n"
+	"redis). Attaches read-only.\n"
 	"  -j  JSON\n"
 	"\n" TOOL_EXIT_HELP;
 
@@ -1187,6 +1195,13 @@ static void info_json(const shmstat_info_t *in)
 	char ts[64];
 
 	iso_time(ts, sizeof(ts), in->created_ns);
+	/* When a claim last found no free row: a string, or null. */
+	char last[72] = "null";
+	if (in->row_overflow_ns) {
+		char t[64];
+		iso_time(t, sizeof(t), in->row_overflow_ns);
+		snprintf(last, sizeof(last), "\"%s\"", t);
+	}
 	fputs("{\n  \"segment\": ", stdout);
 	json_str(stdout, in->name, strlen(in->name));
 	printf(",\n  \"layout\": \"%u.%u\",\n  \"size\": %" PRIu64
@@ -1201,12 +1216,13 @@ static void info_json(const shmstat_info_t *in)
 	       "  \"source_nonce\": \"%016" PRIx64 "\",\n"
 	       "  \"counters\": {\"used\": %u, \"max\": %u},\n"
 	       "  \"workers\": {\"live\": %u, \"dead\": %u, \"free\": %u, "
-	       "\"max\": %u, \"rows_used\": %u, \"overflows\": %" PRIu64 "},\n"
+	       "\"max\": %u, \"rows_used\": %u, \"overflows\": %" PRIu64
+	       ", \"overflow_last\": %s},\n"
 	       "  \"cache_max_value\": %" PRIu64 ",\n  \"page_size\": %u,\n"
 	       "  \"regions\": [",
 	       in->host_id, in->source_nonce, in->counters_used,
 	       in->max_counters, in->workers_live, in->workers_dead, in->workers_free,
-	       in->max_workers, in->workers_hwm, in->row_overflows,
+	       in->max_workers, in->workers_hwm, in->row_overflows, last,
 	       in->cache_max_value, in->page_size);
 	for (uint32_t r = 0; r < in->nregions; r++)
 		printf("%s\n    {\"name\": \"%s\", \"offset\": %" PRIu64

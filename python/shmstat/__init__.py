@@ -369,13 +369,15 @@ class Segment(_shmstat._Segment):
         every host (what `shmstat reset --global` does): this segment's
         shmstat-bridge runs it, ordered by Redis, and each host's later
         increments count from there. Returns how many keys were reset.
+        timeout: seconds to wait for the bridge (None: the default 10).
         NotFound when no bridge runs for this segment (nothing changed);
         Busy when it did not run the reset within timeout seconds (it
         stays queued and runs when the bridge reconnects) or another
         reset request is still pending. seg.reset() is this host's only."""
         if pattern is None:
             raise ValueError("reset_global() needs a pattern ('*': all)")
-        return self._reset_global(pattern, _ms(timeout, "timeout"))
+        return self._reset_global(
+            pattern, _ms(10.0 if timeout is None else timeout, "timeout"))
 
     def prometheus(self, pattern=None):
         """The Prometheus text exposition (format 0.0.4) of the matching
@@ -419,6 +421,13 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
     max_counters (4096), max_workers (rows for concurrent processes, 128),
     cache_max_value (1 MiB); mode (0o600); wait: seconds to wait for a
     concurrent creator (2.0)."""
+    if isinstance(name, str):
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise InvalidArgument(_ERRORS["EINVAL"],
+                                  "segment name is not valid UTF-8: it "
+                                  "holds a lone surrogate") from None
     flags = 0
     if create:
         flags |= _K["O_CREATE"]
