@@ -101,12 +101,13 @@ static void names_free(char **v, size_t n)
 	free(v);
 }
 
-/* Levenshtein distance, bounded inputs (names are at most 64 bytes). */
-static size_t distance(const char *a, const char *b)
+/* Levenshtein distance of two names (at most SHMSTAT_NAME_MAX bytes:
+ * segment names and counter names alike); SIZE_MAX for longer ones. */
+size_t tool_distance(const char *a, const char *b)
 {
-	size_t la = strlen(a), lb = strlen(b), row[SHMSTAT_SEGNAME_MAX + 2];
+	size_t la = strlen(a), lb = strlen(b), row[SHMSTAT_NAME_MAX + 2];
 
-	if (la > SHMSTAT_SEGNAME_MAX || lb > SHMSTAT_SEGNAME_MAX)
+	if (la > SHMSTAT_NAME_MAX || lb > SHMSTAT_NAME_MAX)
 		return SIZE_MAX;
 	for (size_t j = 0; j <= lb; j++)
 		row[j] = j;
@@ -168,7 +169,7 @@ void tool_open_error(const char *seg, int rc)
 	char **names = segment_names(&n);
 	const char *hint = NULL;
 	for (size_t i = 0; i < n; i++) {
-		size_t d = distance(seg, names[i]);
+		size_t d = tool_distance(seg, names[i]);
 		if (d < best) {
 			best = d;
 			hint = names[i];

@@ -176,31 +176,6 @@ static bool wants_help(int argc, char **argv)
 	return false;
 }
 
-/* Levenshtein distance of two names (at most SHMSTAT_NAME_MAX bytes). */
-static size_t name_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), row[SHMSTAT_NAME_MAX + 2];
-
-	if (la > SHMSTAT_NAME_MAX || lb > SHMSTAT_NAME_MAX)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
 /*
  * After "no counter, gauge or histogram NAME": a name close to it (a
  * typo), or, for a histogram's family given without its labels, one of
@@ -228,7 +203,7 @@ static void name_hint(shmstat_t *h, const char *name)
 			continue;
 		if (!fam[0] && strncmp(d, name, nl) == 0 && d[nl] == '{')
 			snprintf(fam, sizeof(fam), "%s", d);
-		size_t k = name_distance(name, d);
+		size_t k = tool_distance(name, d);
 		if (k < best) {
 			best = k;
 			snprintf(close, sizeof(close), "%s", d);

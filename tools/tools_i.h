@@ -88,6 +88,9 @@ void tool_number(char *buf, size_t len, double v, bool human);
  * column per character; wide characters, CJK or emoji, are not measured
  * as two), into buf; a name of width or more characters goes whole. */
 void tool_pad(char *buf, size_t len, const char *s, size_t n, int width);
+/* Levenshtein distance of two names of at most SHMSTAT_NAME_MAX bytes
+ * (SIZE_MAX for longer ones): "did you mean" hints. */
+size_t tool_distance(const char *a, const char *b);
 /* The live view of `list -w`: redraw every interval_ns until q, Ctrl-C or
  * `count` frames (count <= 0: no limit). Returns the exit status. */
 int tool_watch(shmstat_t *h, const char *seg, const struct tool_filter *f,
