@@ -3,6 +3,7 @@
  * release, reaping by pid + start time, adoption, and thousands of
  * short-lived processes on a small registry.
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,59 +333,67 @@ static void an_execd_child_gives_its_row_back(void **state)
 /*
  * 150 long-lived and 50 short-lived children over the default 128 rows:
  * every increment lands. The ones that find no row count in the shared
- * overflow row, and info says so.
+ * overflow row, and info says so. Each child writes a byte to `ready`
+ * when it has counted; the long-lived ones then block on `home` until
+ * the parent closes it (EOF), at most 120 s should the test die first.
  */
-struct many {
-	volatile int ready;
-	volatile int go_home;
-};
-
 static void two_hundred_processes_over_128_rows_count_exactly(void **state)
 {
 	(void)state;
 	struct tu_seg s;
-	struct many *m = tu_shared(sizeof(*m));
 	enum { LONG = 150, SHORT = 50, PER = 1000 };
 	pid_t pids[LONG + SHORT];
 	shmstat_counter_t c;
 	int64_t v;
+	int ready[2], home[2];
 
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(home), 0);
 	tu_seg_create(&s, "many", NULL); /* 128 rows */
 	assert_int_equal(shmstat_counter_open(s.h, "many", &c), 0);
 	for (int i = 0; i < LONG + SHORT; i++) {
 		pids[i] = fork();
 		assert_true(pids[i] >= 0);
 		if (pids[i] == 0) {
+			close(ready[0]);
+			close(home[1]);
 			for (int k = 0; k < PER; k++)
 				shmstat_counter_incr(c);
-			__atomic_fetch_add(&m->ready, 1, __ATOMIC_RELEASE);
-			/* Long-lived: hold the row until told (bounded:
-			 * 120 s, should the test die first). */
-			for (int t = 0; i < LONG && t < 120000 &&
-					!__atomic_load_n(&m->go_home,
-							 __ATOMIC_ACQUIRE);
-			     t++)
-				usleep(1000);
+			if (write(ready[1], "r", 1) != 1)
+				_exit(3);
+			if (i < LONG) { /* long-lived: hold the row */
+				struct pollfd p = { .fd = home[0],
+						    .events = POLLIN };
+				(void)poll(&p, 1, 120000);
+			}
 			_exit(0); /* no close */
 		}
 	}
-	for (int i = 0; i < 120000 && __atomic_load_n(&m->ready,
-						       __ATOMIC_ACQUIRE) <
-						  LONG + SHORT;
-	     i++)
-		usleep(1000);
-	assert_int_equal(m->ready, LONG + SHORT);
+	close(ready[1]);
+	close(home[0]);
+	int got = 0;
+	char b[LONG + SHORT];
+	for (;;) {
+		struct pollfd p = { .fd = ready[0], .events = POLLIN };
+		if (got == LONG + SHORT || poll(&p, 1, 120000) <= 0)
+			break;
+		ssize_t r = read(ready[0], b, sizeof(b));
+		if (r <= 0)
+			break;
+		got += (int)r;
+	}
+	assert_int_equal(got, LONG + SHORT);
 	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
 	assert_int_equal(v, (LONG + SHORT) * PER);
 	shmstat_info_t in;
 	assert_int_equal(shmstat_info(s.h, &in), 0);
 	assert_true(in.row_overflows > 0);
-	__atomic_store_n(&m->go_home, 1, __ATOMIC_RELEASE);
+	close(home[1]); /* go home */
 	for (int i = 0; i < LONG + SHORT; i++)
 		assert_int_equal(tu_wait(pids[i], 60000), 0);
+	close(ready[0]);
 	assert_int_equal(shmstat_counter_read(s.h, c, &v), 0);
 	assert_int_equal(v, (LONG + SHORT) * PER);
-	tu_shared_free(m, sizeof(*m));
 	shmstat_close(&s.h);
 	shmstat_unlink(s.name);
 }
