@@ -252,17 +252,36 @@ int tool_out_close(struct tool_out *o, bool ok)
 	return TOOL_OK;
 }
 
-void tool_pad(char *buf, size_t len, const char *s, size_t n, int width)
+/* A column per byte that does not continue a UTF-8 character. */
+static bool starts_char(char c)
+{
+	return ((unsigned char)c & 0xc0) != 0x80;
+}
+
+void tool_pad(char *buf, size_t len, const char *s, size_t n, int width,
+	      bool cut)
 {
 	size_t o = 0;
 	int cols = 0;
 
 	if (!len)
 		return;
+	if (cut && width > 3) {
+		int all = 0;
+		for (size_t i = 0; i < n; i++)
+			all += starts_char(s[i]);
+		if (all > width) {
+			/* The first width - 3 characters, then "...". */
+			size_t i = 0;
+			for (; i < n; i++)
+				if (starts_char(s[i]) && ++cols > width - 3)
+					break;
+			snprintf(buf, len, "%.*s...", (int)i, s);
+			return;
+		}
+	}
 	for (size_t i = 0; i < n && o + 1 < len; i++) {
-		/* A column per byte that does not continue a character. */
-		if (((unsigned char)s[i] & 0xc0) != 0x80)
-			cols++;
+		cols += starts_char(s[i]);
 		buf[o++] = s[i];
 	}
 	while (cols++ < width && o + 1 < len)

@@ -154,6 +154,24 @@ bool tool_perm_text(const char *seg, char *buf, size_t len)
 	return true;
 }
 
+bool tool_unlink_perm_text(const char *seg, char *buf, size_t len)
+{
+	char path[128], user[64], group[64];
+	struct stat st;
+
+	path_of(path, sizeof(path), seg);
+	if (stat(path, &st) != 0 || st.st_uid == geteuid())
+		return false;
+	owner_of(&st, user, sizeof(user), group, sizeof(group));
+	/* /dev/shm is sticky: only the owner (or root) removes a name,
+	 * whatever the mode and the groups say. */
+	snprintf(buf, len,
+		 "segment '%s' (%s) is owned by %s: only its owner or root can "
+		 "remove it (/dev/shm is sticky)",
+		 seg, path, user);
+	return true;
+}
+
 void tool_open_error(const char *seg, int rc)
 {
 	char why[512];

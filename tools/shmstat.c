@@ -12,14 +12,12 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -363,25 +361,10 @@ static int do_destroy(const char *seg, int argc, char **argv)
 		return TOOL_USAGE;
 	}
 	int rc = shmstat_unlink(seg);
-	if (rc == SHMSTAT_EPERM) {
-		/* /dev/shm is sticky: only the segment's owner (or root)
-		 * removes its name, whatever its mode and groups say. */
-		char path[128], user[64];
-		struct stat st;
-		snprintf(path, sizeof(path), "/dev/shm/shmstat.%s", seg);
-		if (stat(path, &st) == 0 && st.st_uid != geteuid()) {
-			struct passwd *pw = getpwuid(st.st_uid);
-			if (pw)
-				snprintf(user, sizeof(user), "%s", pw->pw_name);
-			else
-				snprintf(user, sizeof(user), "uid %u",
-					 (unsigned)st.st_uid);
-			tool_err("destroy: segment '%s' (%s) is owned by %s: only "
-				 "its owner or root can remove it (/dev/shm is "
-				 "sticky)",
-				 seg, path, user);
-			return TOOL_SEGMENT;
-		}
+	char why[512];
+	if (rc == SHMSTAT_EPERM && tool_unlink_perm_text(seg, why, sizeof(why))) {
+		tool_err("destroy: %s", why);
+		return TOOL_SEGMENT;
 	}
 	if (rc < 0) {
 		tool_open_error(seg, rc);
@@ -520,7 +503,7 @@ static int list_table(shmstat_t *h, const struct tool_filter *flt,
 	fprintf(f, "%-50s %20s  %s\n", "NAME", "VALUE", "KIND");
 	for (size_t i = 0; i < n; i++) {
 		char nm[SHMSTAT_NAME_MAX + 64];
-		tool_pad(nm, sizeof(nm), v[i].name, strlen(v[i].name), 50);
+		tool_pad(nm, sizeof(nm), v[i].name, strlen(v[i].name), 50, false);
 		if (v[i].kind != SHMSTAT_KIND_HISTOGRAM) {
 			fprintf(f, "%s %20" PRId64 "  %s\n", nm, v[i].value,
 				v[i].kind == SHMSTAT_KIND_GAUGE ? "gauge"

@@ -38,6 +38,9 @@ void tool_open_error(const char *seg, int rc);
 /* "segment 'X' (path): permission denied: owned by U:G, mode 0600; ..."
  * into buf; false when the segment's file cannot be seen at all. */
 bool tool_perm_text(const char *seg, char *buf, size_t len);
+/* The same for a name another user owns that this one may not remove
+ * (false when it is ours, or gone). */
+bool tool_unlink_perm_text(const char *seg, char *buf, size_t len);
 
 /* Name filters: -f GLOB (repeatable; '^GLOB' excludes), -X GLOB. A name
  * passes when it matches some include (or there is none) and no exclude. */
@@ -86,8 +89,10 @@ int tool_stdout_check(void);
 void tool_number(char *buf, size_t len, double v, bool human);
 /* The n bytes of s, then blanks up to width characters (UTF-8: one
  * column per character; wide characters, CJK or emoji, are not measured
- * as two), into buf; a name of width or more characters goes whole. */
-void tool_pad(char *buf, size_t len, const char *s, size_t n, int width);
+ * as two), into buf. A name of more than width characters goes whole, or
+ * with cut, as its first width - 3 characters and "...". */
+void tool_pad(char *buf, size_t len, const char *s, size_t n, int width,
+	      bool cut);
 /* Levenshtein distance of two names of at most SHMSTAT_NAME_MAX bytes
  * (SIZE_MAX for longer ones): "did you mean" hints. */
 size_t tool_distance(const char *a, const char *b);

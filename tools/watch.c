@@ -214,22 +214,10 @@ static void row_text(const struct view *v, const struct row *r, int width,
 	else
 		tool_number(rate, sizeof(rate), r->rate, v->human);
 	/* Columns are characters (UTF-8), not bytes; a longer name is cut
-	 * at a character's start. */
-	/* The name's bytes and up to width blanks. */
+	 * at a character's start. The name's bytes and up to width blanks: */
 	char nm[2 * SHMSTAT_NAME_MAX + 8];
-	size_t nl = r->st.name_len, cut = 0;
-	int cols = 0;
-	for (size_t i = 0; i < nl; i++)
-		if (((unsigned char)r->st.name[i] & 0xc0) != 0x80 &&
-		    ++cols == width - 2)
-			cut = i;
-	if (cols > width) {
-		tool_pad(nm, sizeof(nm), r->st.name, cut, 0);
-		snprintf(buf, len, "%s... %16s %14s", nm, val, rate);
-	} else {
-		tool_pad(nm, sizeof(nm), r->st.name, nl, width);
-		snprintf(buf, len, "%s %16s %14s", nm, val, rate);
-	}
+	tool_pad(nm, sizeof(nm), r->st.name, r->st.name_len, width, true);
+	snprintf(buf, len, "%s %16s %14s", nm, val, rate);
 }
 
 /* ------------------------------------------------------------ terminal */
