@@ -35,6 +35,9 @@ struct cache_geo {
 	uint64_t region_size, max_value, page_size;
 	uint64_t stripes_off, classes_off, buckets_off, pages_off, data_off;
 	uint64_t data_end;
+	uint64_t data_span; /* data_end - data_off - ENT_HDR: an entry at
+			     * data_off + rel fits when rel + key + value
+			     * lengths <= data_span */
 	uint32_t page_shift; /* log2(page_size) when a power of two, else 0 */
 	uint64_t class_size[CACHE_MAX_CLASSES];
 	uint32_t class_blocks[CACHE_MAX_CLASSES]; /* blocks per page (>= 1) */

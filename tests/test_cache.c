@@ -1028,6 +1028,61 @@ static void hits_and_misses(shmstat_t *h, uint64_t hits, uint64_t misses)
 }
 
 /*
+ * Keys that share a home bucket beyond its 7 ways live in the other
+ * buckets of its group: each is found, once counted, and a key absent
+ * from that overflowed home is a miss, once counted, as is one absent
+ * from a home that never overflowed. (A hit of the home bucket and a
+ * miss of a home that never overflowed are served without the group
+ * walk: this holds both ways to the same answers.)
+ */
+static void keys_past_their_homes_ways_are_found_and_misses_counted_once(
+	void **state)
+{
+	shmstat_t *h = H(state);
+	uint32_t bmask = h->cache_geo.bmask, home = UINT32_MAX;
+	char keys[13][16], buf[16];
+	int n = 0;
+
+	/* 13 keys of one home: 12 stored (5 past its 7 ways), 1 absent. */
+	for (int i = 0; n < 13 && i < 1000000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "o%d", i);
+		uint32_t b = (uint32_t)shmstat__hash(k, strlen(k)) & bmask;
+		if (home == UINT32_MAX)
+			home = b;
+		if (b == home)
+			memcpy(keys[n++], k, sizeof(k));
+	}
+	assert_int_equal(n, 13);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(set_s(h, keys[i], keys[i], 0, 0), 0);
+	for (int i = 0; i < 12; i++) {
+		memset(buf, 0, sizeof(buf));
+		assert_int_equal(get_s(h, keys[i], buf, sizeof(buf)), 0);
+		assert_string_equal(buf, keys[i]);
+	}
+	hits_and_misses(h, 12, 0);
+	assert_int_equal(get_s(h, keys[12], buf, sizeof(buf)),
+			 SHMSTAT_ENOTFOUND);
+	hits_and_misses(h, 12, 1);
+	/* A key of another home, which holds nothing. */
+	for (int i = 0;; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "p%d", i);
+		uint32_t b = (uint32_t)shmstat__hash(k, strlen(k)) & bmask;
+		if ((b & ~3u) == (home & ~3u))
+			continue;
+		assert_int_equal(get_s(h, k, buf, sizeof(buf)),
+				 SHMSTAT_ENOTFOUND);
+		break;
+	}
+	hits_and_misses(h, 12, 2);
+	/* A buffer too small: nothing counted. */
+	assert_int_equal(get_s(h, keys[0], buf, 2), SHMSTAT_ERANGE);
+	hits_and_misses(h, 12, 2);
+}
+
+/*
  * A hit is a value returned, once per call: a get whose buffer is too
  * small counts nothing (its retry counts the hit), and a fetch counts one
  * miss when its caller is to compute and one hit when it returns a value,
@@ -1346,6 +1401,7 @@ int main(void)
 		T(clear_and_iterate_by_glob),
 		T(glob_matches_binary_keys),
 		T(statistics_count_every_outcome),
+		T(keys_past_their_homes_ways_are_found_and_misses_counted_once),
 		T(a_full_cache_evicts_and_keeps_the_hot_set),
 		T(a_full_cache_serves_a_new_size_class),
 		T(fetch_leases_a_miss_to_one_caller),
