@@ -1202,7 +1202,7 @@ done:
 	cache__lease_drop(&c, s, hash);
 	stat_add(&c, RS_CACHE_SETS, 1);
 out:
-	cache__stripe_unlock(&c, s);
+	stripe_unlock_fast(&c, s);
 	if (rc < 0)
 		return cache__fail(&c, rc);
 	/* Now and then a set sweeps a few buckets, so expired entries go

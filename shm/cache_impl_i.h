@@ -487,8 +487,45 @@ static inline int stripe_lock_fast(struct ctx *c, uint32_t s)
 	return cache__stripe_lock(c, s, false);
 }
 
+/* Wake a caller asleep on l (cache_repair.c). */
+void cache__lock_wake(struct cache_lock *l);
+
+/* Give l back: the word cleared, and a wake only when someone sleeps on
+ * it (every unlock of the cache is this). */
+static inline void cache_lock_give(struct cache_lock *l)
+{
+	atomic_exchange_explicit(&l->word, 0, memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(&l->waiters,
+						  memory_order_seq_cst) != 0,
+			     0))
+		cache__lock_wake(l);
+}
+
+/* cache__stripe_unlock(c, s), inline (the set's hot path). */
+static inline void stripe_unlock_fast(struct ctx *c, uint32_t s)
+{
+	cache_lock_give(&c->g->st[s].lk);
+}
+
 /* cache_slab.c */
-uint32_t cache__class_for(const struct ctx *c, uint64_t need);
+/* The smallest class whose blocks hold need bytes (need at most the
+ * largest class's size). Inline: every set asks. */
+static inline uint32_t cache__class_for(const struct ctx *c, uint64_t need)
+{
+	const uint64_t *cs = c->g->class_size;
+	uint32_t lo = 0, hi = c->g->nclasses - 1;
+
+	if (need <= 16 * CACHE_CLASS_QUICK)
+		return c->g->class_quick[(need + 15) / 16];
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (cs[mid] >= need)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
 uint64_t cache__pop_locked(struct ctx *c, uint32_t cls, _Atomic uint64_t *j);
 bool cache__block_free(struct ctx *c, uint64_t off);
 void cache__rebuild_class(struct ctx *c, uint32_t cls);

@@ -163,7 +163,7 @@ static void futex_wait(struct cache_lock *l, uint32_t val, uint64_t ns)
 	(void)syscall(SYS_futex, futex_half(l), FUTEX_WAIT, val, &ts, NULL, 0);
 }
 
-static void futex_wake(struct cache_lock *l)
+void cache__lock_wake(struct cache_lock *l)
 {
 	(void)syscall(SYS_futex, futex_half(l), FUTEX_WAKE, 1, NULL, NULL, 0);
 }
@@ -223,15 +223,6 @@ static int lk_take(struct ctx *c, struct cache_lock *l, bool try)
 	}
 }
 
-static void lk_give(struct cache_lock *l)
-{
-	atomic_exchange_explicit(&l->word, 0, memory_order_seq_cst);
-	if (__builtin_expect(atomic_load_explicit(&l->waiters,
-						  memory_order_seq_cst) != 0,
-			     0))
-		futex_wake(l);
-}
-
 static void repair_stripe(struct ctx *c, uint32_t s);
 
 int cache__stripe_lock(struct ctx *c, uint32_t s, bool try)
@@ -259,7 +250,7 @@ int cache__stripe_lock(struct ctx *c, uint32_t s, bool try)
 
 void cache__stripe_unlock(struct ctx *c, uint32_t s)
 {
-	lk_give(&c->g->st[s].lk);
+	cache_lock_give(&c->g->st[s].lk);
 }
 
 int cache__class_lock(struct ctx *c, uint32_t cls, bool try)
@@ -280,7 +271,7 @@ int cache__class_lock(struct ctx *c, uint32_t cls, bool try)
 
 void cache__class_unlock(struct ctx *c, uint32_t cls)
 {
-	lk_give(&c->g->cl[cls].lk);
+	cache_lock_give(&c->g->cl[cls].lk);
 }
 
 int cache__pool_lock(struct ctx *c)
@@ -294,7 +285,7 @@ int cache__pool_lock(struct ctx *c)
 	return 0;
 }
 
-void cache__pool_unlock(struct ctx *c) { lk_give(&c->g->hdr->pool); }
+void cache__pool_unlock(struct ctx *c) { cache_lock_give(&c->g->hdr->pool); }
 
 void *shmstat__cache_lock_word(struct shmstat *h, int kind, uint32_t i)
 {

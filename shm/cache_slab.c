@@ -32,24 +32,6 @@
  */
 #include "cache_impl_i.h"
 
-uint32_t cache__class_for(const struct ctx *c, uint64_t need)
-{
-	const uint64_t *cs = c->g->class_size;
-	uint32_t lo = 0, hi = c->g->nclasses - 1;
-
-	if (need <= 16 * CACHE_CLASS_QUICK)
-		return c->g->class_quick[(need + 15) / 16];
-
-	while (lo < hi) {
-		uint32_t mid = (lo + hi) / 2;
-		if (cs[mid] >= need)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
-}
-
 /* Unlink page p from class cl's partial list. Class lock held. */
 static void partial_unlink(struct ctx *c, struct cache_class *cl, uint32_t p)
 {
