@@ -789,11 +789,12 @@ static void expire_lazily(struct ctx *c, const void *key, size_t klen,
 /*
  * A get that is not the common hit: the whole way (group, retries, a
  * corrupt or expired entry, a buffer too small, misses, a handle without
- * a row or read-only).
+ * a row or read-only). hash: the key's, when get_hit computed it, else 0
+ * (then it is computed here, once the key is known to be valid).
  */
 static __attribute__((noinline)) int
 get_full(shmstat_t *h, const void *key, size_t klen, void *buf,
-	 size_t buflen, size_t *vlen)
+	 size_t buflen, size_t *vlen, uint64_t hash)
 {
 	struct ctx c;
 	struct rd r;
@@ -804,7 +805,8 @@ get_full(shmstat_t *h, const void *key, size_t klen, void *buf,
 		return rc;
 	if ((rc = check_key(h, key, klen)) < 0 || (!buf && buflen))
 		return cache__fail(&c, rc < 0 ? rc : SHMSTAT_EINVAL);
-	uint64_t hash = cache_hash(key, klen);
+	if (!hash)
+		hash = cache_hash(key, klen);
 	rc = lookup(&c, key, klen, hash, buf, buflen, &r);
 	if (rc == 2)
 		return cache__corrupt_entry(&c, &r);
@@ -843,19 +845,21 @@ get_full(shmstat_t *h, const void *key, size_t klen, void *buf,
  * a get's time is set by how many gets the CPU keeps in flight, and each
  * instruction of a hit shows in it (doc/cache.md, "Where a hit's time
  * goes"). This path serves a hit of the key's home bucket by a handle
- * that has its row: the same checks as bucket_read (an even version
- * before and after; a slot's offset, and the key and value lengths,
- * inside the data area before a byte is read), then the use bit and the
- * statistics as get_full sets them. Anything else (no row yet, a
- * read-only handle, a bad argument or no buffer, a busy or overflowed
- * bucket, a miss in an overflowed home, an offset or length out of
- * bounds, a TTL, a buffer too small) returns 1 having changed nothing but
- * buf, and get_full starts over. A key absent from a home that never
- * overflowed is a miss here too (SHMSTAT_ENOTFOUND, counted).
+ * that has its row, with the checks of bucket_read and entry_ok: an even
+ * version before and after; a slot's offset inside the data area; the
+ * entry's key length and hash the key's; a possible value length; key and
+ * value inside the data area before a byte of them is read. Then the use
+ * bit and the statistics as get_full sets them. Anything else (no row
+ * yet, a read-only handle, a bad argument or no buffer, a busy bucket, a
+ * miss in an overflowed home, an offset or length out of bounds, an
+ * expired entry, a buffer too small) returns 1 having changed nothing but
+ * buf (and *hashp, the key's hash once computed), and get_full goes on
+ * from there. A key absent from a home that never overflowed is a miss
+ * here too (SHMSTAT_ENOTFOUND, counted).
  */
 static inline __attribute__((always_inline)) int
 get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
-	size_t buflen, size_t *vlen)
+	size_t buflen, size_t *vlen, uint64_t *hashp)
 {
 	const struct cache_geo *g = &h->cache_geo;
 	unsigned char *cells = (unsigned char *)__atomic_load_n(&h->row.cells,
@@ -866,6 +870,7 @@ get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
 			     0))
 		return 1;
 	uint64_t hash = cache_hash(key, klen);
+	*hashp = hash;
 	struct cache_bucket *b = &g->bk[(uint32_t)hash & g->bmask];
 	uint16_t tag = hash_tag(hash);
 	uint32_t v1 = atomic_load_explicit(&b->ver, memory_order_acquire);
@@ -885,11 +890,13 @@ get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
 		if (rel > g->data_span || rel % BLOCK_ALIGN)
 			return 1;
 		vl = x->val_len;
-		if (x->key_len != klen)
+		if (x->key_len != klen || x->hash != hash)
 			continue;
-		/* Key and value inside the data area (no sum wraps: rel <
-		 * 2^40, klen <= 250, vl < 2^32), the value inside buf. */
-		if (vl > buflen || rel + klen + vl > g->data_span)
+		/* A possible value length (else ECORRUPT, get_full says), key
+		 * and value inside the data area (no sum wraps: rel < 2^40,
+		 * klen <= 250, vl < 2^32), the value inside buf. */
+		if (vl > buflen || vl > g->max_value ||
+		    rel + klen + vl > g->data_span)
 			return 1;
 		if (!key_eq(x->data, key, klen))
 			continue;
@@ -916,7 +923,8 @@ get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
 					  memory_order_relaxed);
 		return SHMSTAT_ENOTFOUND;
 	}
-	if (exp)
+	uint64_t now = 0;
+	if (exp && expired(exp, &now)) /* lazily removed there */
 		return 1;
 	if (!atomic_load_explicit(&e->ref, memory_order_relaxed))
 		atomic_store_explicit(&e->ref, 1, memory_order_relaxed);
@@ -929,9 +937,10 @@ get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
 int shmstat_cache_get(shmstat_t *h, const void *key, size_t klen, void *buf,
 		      size_t buflen, size_t *vlen)
 {
-	int rc = h ? get_hit(h, key, klen, buf, buflen, vlen) : 1;
+	uint64_t hash = 0; /* a key that hashes to 0 is hashed twice */
+	int rc = h ? get_hit(h, key, klen, buf, buflen, vlen, &hash) : 1;
 
-	return rc <= 0 ? rc : get_full(h, key, klen, buf, buflen, vlen);
+	return rc <= 0 ? rc : get_full(h, key, klen, buf, buflen, vlen, hash);
 }
 
 int shmstat_cache_exists(shmstat_t *h, const void *key, size_t klen)

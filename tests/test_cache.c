@@ -1386,6 +1386,65 @@ static void the_glob_agrees_with_fnmatch_on_text(void **state)
 	assert_true(shmstat__glob("k*z", longk, sizeof(longk)));
 }
 
+/* A value length above the segment's maximum, though inside the data
+ * area and the caller's buffer, is impossible: ECORRUPT, as the header
+ * says, never a hit of those bytes. */
+static void a_value_length_above_the_maximum_is_ecorrupt_to_any_buffer(
+	void **state)
+{
+	shmstat_t *h = H(state);
+	static char big[8192];
+	size_t n = 0;
+	shmstat_cache_stats_t st;
+
+	assert_int_equal(set_s(h, "k", "abc", 0, 0), 0);
+	uint64_t off = first_block(h);
+	assert_true(off != 0);
+	uint32_t bad = MAXV + 1000; /* > max_value, < the data area */
+	memcpy(h->cache + off + 12, &bad, 4);
+	assert_int_equal(shmstat_cache_get(h, "k", 1, big, sizeof(big), &n),
+			 SHMSTAT_ECORRUPT);
+	assert_int_equal(shmstat_cache_stats(h, &st), 0);
+	assert_int_equal(st.hits, 0);
+	assert_int_equal(st.errors, 1);
+}
+
+/* An entry whose stored hash is not its key's is not that key's entry,
+ * to a get as to exists (and the writers). */
+static void an_entry_with_another_hash_is_not_the_keys(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[64];
+	size_t n = 0;
+
+	assert_int_equal(set_s(h, "k", "abc", 0, 0), 0);
+	uint64_t off = first_block(h);
+	assert_true(off != 0);
+	h->cache[off + 16] ^= 0x5a; /* the hash's low byte: the tag is its top */
+	assert_int_equal(shmstat_cache_get(h, "k", 1, buf, sizeof(buf), &n),
+			 SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat_cache_exists(h, "k", 1), 0);
+}
+
+/* A stored key that differs from the asked one only past its 16th byte
+ * (same length, hash and tag) is not a hit: a 16..32-byte key's tail is
+ * compared too. */
+static void a_key_differing_in_its_tail_is_a_miss(void **state)
+{
+	shmstat_t *h = H(state);
+	const char *k = "session:0123456789abcdef"; /* 24 bytes */
+	char buf[64];
+
+	assert_int_equal(set_s(h, k, "abc", 0, 0), 0);
+	uint64_t off = first_block(h);
+	assert_true(off != 0);
+	h->cache[off + 32 + 20] ^= 1; /* the stored key's byte 20 */
+	assert_int_equal(get_s(h, k, buf, sizeof(buf)), SHMSTAT_ENOTFOUND);
+	h->cache[off + 32 + 20] ^= 1;
+	assert_int_equal(get_s(h, k, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "abc");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1409,6 +1468,9 @@ int main(void)
 		T(the_minimum_size_holds_one_largest_value),
 		T(the_cache_command_does_what_its_help_says),
 		T(a_corrupt_entry_is_ecorrupt_to_get_and_fetch),
+		T(a_value_length_above_the_maximum_is_ecorrupt_to_any_buffer),
+		T(an_entry_with_another_hash_is_not_the_keys),
+		T(a_key_differing_in_its_tail_is_a_miss),
 		T(a_free_that_misses_the_class_lock_leaks_nothing),
 		T(threads_sharing_a_handle_lose_no_statistics),
 		T(a_huge_ttl_is_clamped_and_never_negative),
