@@ -855,7 +855,8 @@ get_full(shmstat_t *h, const void *key, size_t klen, void *buf,
  * expired entry, a buffer too small) returns 1 having changed nothing but
  * buf (and *hashp, the key's hash once computed), and get_full goes on
  * from there. A key absent from a home that never overflowed is a miss
- * here too (SHMSTAT_ENOTFOUND, counted).
+ * here too (SHMSTAT_ENOTFOUND, counted). Lock-free, as bucket_read: any
+ * number of threads and processes at once, beside the writers.
  */
 static inline __attribute__((always_inline)) int
 get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
