@@ -101,6 +101,11 @@ enum cache_hook_stage {
  * child to stop or kill that child at a chosen point. */
 extern void (*shmstat__cache_hook)(int stage);
 
+/* Gets the calling thread has served the whole way, not by the common
+ * hit's own path (cache.c: get_hit), for the tests that show which path
+ * served a call. */
+extern _Thread_local uint64_t shmstat__cache_full_gets;
+
 /* The deadline of one call: how long it may wait in all for locks and
  * for buckets being written before it gives up (default 100 ms). */
 void shmstat__cache_set_lock_timeout(uint32_t ms);

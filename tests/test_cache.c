@@ -1083,6 +1083,37 @@ static void keys_past_their_homes_ways_are_found_and_misses_counted_once(
 }
 
 /*
+ * The common calls take the hit's own path (get_hit), and the others the
+ * whole way: a hit of the home bucket, a hit of an entry whose TTL has
+ * not passed, a miss of a home that never overflowed; then a buffer too
+ * small and an expired entry, which must go the whole way. (A get_hit that
+ * always fell back would give the same answers, only slower.)
+ */
+static void the_common_gets_take_the_hits_own_path(void **state)
+{
+	shmstat_t *h = H(state);
+	char buf[16];
+
+	shmstat__cache_set_clock(1000);
+	assert_int_equal(set_s(h, "k", "v1", 0, 0), 0);
+	assert_int_equal(set_s(h, "t", "v2", 100, 0), 0);
+	uint64_t n0 = shmstat__cache_full_gets;
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(get_s(h, "k", buf, sizeof(buf)), 0);
+		assert_int_equal(get_s(h, "t", buf, sizeof(buf)), 0);
+	}
+	assert_int_equal(get_s(h, "absent", buf, sizeof(buf)),
+			 SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat__cache_full_gets - n0, 0);
+	assert_int_equal(get_s(h, "k", buf, 2), SHMSTAT_ERANGE);
+	assert_int_equal(shmstat__cache_full_gets - n0, 1);
+	shmstat__cache_set_clock(2000); /* t expired */
+	assert_int_equal(get_s(h, "t", buf, sizeof(buf)), SHMSTAT_ENOTFOUND);
+	assert_int_equal(shmstat__cache_full_gets - n0, 2);
+	hits_and_misses(h, 200, 2);
+}
+
+/*
  * A hit is a value returned, once per call: a get whose buffer is too
  * small counts nothing (its retry counts the hit), and a fetch counts one
  * miss when its caller is to compute and one hit when it returns a value,
@@ -1461,6 +1492,7 @@ int main(void)
 		T(glob_matches_binary_keys),
 		T(statistics_count_every_outcome),
 		T(keys_past_their_homes_ways_are_found_and_misses_counted_once),
+		T(the_common_gets_take_the_hits_own_path),
 		T(a_full_cache_evicts_and_keeps_the_hot_set),
 		T(a_full_cache_serves_a_new_size_class),
 		T(fetch_leases_a_miss_to_one_caller),
