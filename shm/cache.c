@@ -47,7 +47,6 @@
 
 static _Atomic uint64_t test_clock_ms;
 void (*shmstat__cache_hook)(int stage);
-_Thread_local uint64_t shmstat__cache_full_gets;
 
 void shmstat__cache_set_clock(uint64_t ms)
 {
@@ -802,7 +801,7 @@ get_full(shmstat_t *h, const void *key, size_t klen, void *buf,
 	uint64_t now = 0;
 	int rc;
 
-	shmstat__cache_full_gets++;
+	cache_hook(CACHE_HOOK_GET_FULL);
 	if ((rc = ctx_read(h, &c)) < 0)
 		return rc;
 	if ((rc = check_key(h, key, klen)) < 0 || (!buf && buflen))

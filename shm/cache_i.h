@@ -95,16 +95,15 @@ enum cache_hook_stage {
 				   * journal record read, not yet acted on */
 	CACHE_HOOK_OVERWRITING = 5, /* overwriting a value in place: half
 				     * of the new value copied */
+	CACHE_HOOK_GET_FULL = 6,  /* a get going the whole way, not by the
+				   * common hit's own path (no lock held) */
 };
-/* Called by writers at each stage while they hold the stripe lock; NULL
- * (the default) costs one predictable branch. A crash test sets it in a
- * child to stop or kill that child at a chosen point. */
+/* Called by writers at each stage while they hold the stripe lock, and
+ * by a get at CACHE_HOOK_GET_FULL; NULL (the default) costs one
+ * predictable branch. A crash test sets it in a child to stop or kill
+ * that child at a chosen point; a test counts the gets that went the
+ * whole way. */
 extern void (*shmstat__cache_hook)(int stage);
-
-/* Gets the calling thread has served the whole way, not by the common
- * hit's own path (cache.c: get_hit), for the tests that show which path
- * served a call. */
-extern _Thread_local uint64_t shmstat__cache_full_gets;
 
 /* The deadline of one call: how long it may wait in all for locks and
  * for buckets being written before it gives up (default 100 ms). */
