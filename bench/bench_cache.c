@@ -13,9 +13,19 @@
  *                      the same over 1,000 hot keys (all in the CPU caches)
  *   baseline_hash_set  GHashTable overwrite of a present key with a fresh
  *                      64-byte copy of the value (what cache_set does)
+ *   pair_get_hit, pair_get_hit_hot, pair_set
+ *                      the cache and GHashTable side by side: batches of
+ *                      the cache operation and of its baseline taken in
+ *                      turn, each timed on its own, so that what else
+ *                      runs on a shared machine falls on both alike. The
+ *                      counters: cache_ns and hash_ns (the mean time of
+ *                      one operation of each), ratio (the median, over
+ *                      the pairs of batches, of the cache batch's time
+ *                      over the baseline batch's)
  */
 #include <glib.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,3 +205,132 @@ SHIM_BENCH(baseline_hash_set)(shim_state_t *st)
 		}
 	shim_set_items(st, shim_iterations(st));
 }
+
+/* ------------------------------------------------------- side by side */
+
+#define PAIR 2000	/* operations per batch of each side */
+#define MAX_PAIRS 4096	/* pairs kept for the median (the rest: the sums) */
+
+enum pair_op { PAIR_GET, PAIR_SET };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* One batch of the cache side: n operations from the walk at *x. */
+static uint32_t cache_batch(shmstat_t *h, enum pair_op op, uint32_t span,
+			    uint32_t *x, unsigned char *v)
+{
+	uint32_t bad = 0;
+	size_t n;
+
+	for (int i = 0; i < PAIR; i++) {
+		uint32_t k = bk_next(x) % span;
+		const char *key = keys.hit + (size_t)k * BK_KEYMAX;
+		if (op == PAIR_GET) {
+			bad += shmstat_cache_get(h, key, keys.len[k], v, BK_VAL,
+						 &n) != 0;
+		} else {
+			v[0] = (unsigned char)k;
+			bad += shmstat_cache_set(h, key, keys.len[k], v, BK_VAL,
+						 0, 0) != 0;
+		}
+		shim_keep(v);
+	}
+	return bad;
+}
+
+/* The same batch on the GHashTable. */
+static uint32_t hash_batch(enum pair_op op, uint32_t span, uint32_t *x,
+			   unsigned char *v)
+{
+	uint32_t bad = 0;
+
+	for (int i = 0; i < PAIR; i++) {
+		uint32_t k = bk_next(x) % span;
+		char *key = keys.hit + (size_t)k * BK_KEYMAX;
+		if (op == PAIR_GET) {
+			const unsigned char *p = g_hash_table_lookup(table, key);
+			if (p)
+				memcpy(v, p, BK_VAL);
+			else
+				bad++;
+		} else {
+			v[0] = (unsigned char)k;
+			g_hash_table_insert(table, key, g_memdup2(v, BK_VAL));
+		}
+		shim_keep(v);
+	}
+	return bad;
+}
+
+/*
+ * Batches of each side in turn. The two walks visit the same keys in the
+ * same order, half a cycle apart, so that one side never finds in the CPU
+ * caches the keys the other side just read. Which side goes first swaps
+ * every pair.
+ */
+static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
+{
+	static double ratio[MAX_PAIRS];
+	shmstat_t *h = cache_seg();
+	unsigned char v[BK_VAL];
+	uint32_t xc = 1, xh = 1, bad = 0, np = 0;
+	uint64_t tc = 0, th = 0, ops = 0;
+
+	table_init();
+	bk_value(v, 0, 1);
+	for (uint32_t i = 0; i < BK_N / 2; i++)
+		(void)bk_next(&xc);
+	while (shim_run_batch(st, 2 * PAIR)) {
+		uint64_t t0, t1, t2, dc, dh;
+		if (np % 2 == 0) {
+			t0 = mono_ns();
+			bad += cache_batch(h, op, span, &xc, v);
+			t1 = mono_ns();
+			bad += hash_batch(op, span, &xh, v);
+			t2 = mono_ns();
+			dc = t1 - t0;
+			dh = t2 - t1;
+		} else {
+			t0 = mono_ns();
+			bad += hash_batch(op, span, &xh, v);
+			t1 = mono_ns();
+			bad += cache_batch(h, op, span, &xc, v);
+			t2 = mono_ns();
+			dh = t1 - t0;
+			dc = t2 - t1;
+		}
+		tc += dc;
+		th += dh;
+		ops += PAIR;
+		if (np < MAX_PAIRS && dh)
+			ratio[np] = (double)dc / (double)dh;
+		np++;
+	}
+	if (bad) {
+		shim_skip(st, op == PAIR_GET ? "a get of a stored key missed"
+					     : "a set failed");
+		return;
+	}
+	uint32_t nr = np < MAX_PAIRS ? np : MAX_PAIRS;
+	qsort(ratio, nr, sizeof(*ratio), cmp_double);
+	shim_counter(st, "cache_ns", (double)tc / (double)ops);
+	shim_counter(st, "hash_ns", (double)th / (double)ops);
+	shim_counter(st, "ratio", nr % 2 ? ratio[nr / 2]
+					 : (ratio[nr / 2 - 1] + ratio[nr / 2]) / 2);
+	shim_set_items(st, shim_iterations(st));
+}
+
+SHIM_BENCH(pair_get_hit)(shim_state_t *st) { pair(st, PAIR_GET, BK_N); }
+SHIM_BENCH(pair_get_hit_hot)(shim_state_t *st) { pair(st, PAIR_GET, HOT); }
+SHIM_BENCH(pair_set)(shim_state_t *st) { pair(st, PAIR_SET, BK_N); }

@@ -8,7 +8,15 @@
  * lock and write no shared line, so gets should scale with the cores;
  * sets of distinct keys take distinct stripe locks.
  *
- * usage: cache_prefork [-t SECONDS_PER_RUN]
+ * A machine shared with other jobs gives a single pair of runs a ratio
+ * anywhere from 1.3 to 2.2 (a neighbour's burst lands in one run of the
+ * pair and not the other). So it measures in rounds: each round runs
+ * both counts back to back, in the order 1, 2 in odd rounds and 2, 1 in
+ * even ones (a drift over the run favours neither), and the ratio of a
+ * round is of its own two runs. It prints every round's ratio, then the
+ * median over the rounds of each rate and of the ratio.
+ *
+ * usage: cache_prefork [-t SECONDS_PER_RUN] [-r ROUNDS]
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -22,6 +30,8 @@
 
 #include "bench_cache_keys.h"
 #include "shmstat.h"
+
+#define MAX_ROUNDS 99
 
 struct shared {
 	_Atomic int ready, go, stop;
@@ -92,21 +102,84 @@ static double run(shmstat_t *h, const struct bench_keys *k, int procs,
 	return (double)total / (t1 - t0);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+	double s[MAX_ROUNDS];
+
+	memcpy(s, v, (size_t)n * sizeof(*s));
+	qsort(s, (size_t)n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* Rounds of (1 process, 2 processes) runs of gets or sets; prints each
+ * round's ratio and the medians. */
+static void measure(shmstat_t *h, const struct bench_keys *k, int sets,
+		    double secs, int rounds, struct shared *sh)
+{
+	double one[MAX_ROUNDS], two[MAX_ROUNDS], ratio[MAX_ROUNDS];
+	const char *what = sets ? "sets" : "gets";
+
+	printf("cache %s, ratio per round:", what);
+	for (int r = 0; r < rounds; r++) {
+		if (r % 2 == 0) {
+			one[r] = run(h, k, 1, sets, secs, sh);
+			two[r] = run(h, k, 2, sets, secs, sh);
+		} else {
+			two[r] = run(h, k, 2, sets, secs, sh);
+			one[r] = run(h, k, 1, sets, secs, sh);
+		}
+		ratio[r] = two[r] / one[r];
+		printf(" %.2f", ratio[r]);
+		fflush(stdout);
+	}
+	printf("\ncache %s/s: 1 process %.0f, 2 processes %.0f, ratio %.2f "
+	       "(medians of %d rounds)\n",
+	       what, median(one, rounds), median(two, rounds),
+	       median(ratio, rounds), rounds);
+}
+
+static const char usage[] =
+	"usage: cache_prefork [-t SECONDS_PER_RUN] [-r ROUNDS]\n"
+	"  -t  seconds of each run, 0.1 to 60 (default 2)\n"
+	"  -r  rounds of a 1-process and a 2-process run, for gets and\n"
+	"      for sets, 1 to 99 (default 5)\n";
+
 int main(int argc, char **argv)
 {
 	double secs = 2.0;
-	int c;
-	while ((c = getopt(argc, argv, "t:h")) != -1) {
-		if (c == 't')
-			secs = atof(optarg);
-		else {
-			fputs("usage: cache_prefork [-t SECONDS_PER_RUN]\n",
-			      c == 'h' ? stdout : stderr);
+	int c, rounds = 5;
+	char *end;
+	while ((c = getopt(argc, argv, "t:r:h")) != -1) {
+		if (c == 't') {
+			secs = strtod(optarg, &end);
+			if (*end || !(secs >= 0.1 && secs <= 60)) {
+				fprintf(stderr, "cache_prefork: -t %s: seconds "
+					"are 0.1 to 60\n", optarg);
+				return 1;
+			}
+		} else if (c == 'r') {
+			long r = strtol(optarg, &end, 10);
+			if (*end || r < 1 || r > MAX_ROUNDS) {
+				fprintf(stderr, "cache_prefork: -r %s: rounds "
+					"are 1 to %d\n", optarg, MAX_ROUNDS);
+				return 1;
+			}
+			rounds = (int)r;
+		} else {
+			fputs(usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : 1;
 		}
 	}
-	if (secs <= 0 || secs > 60)
-		secs = 2.0;
+	if (optind < argc) {
+		fputs(usage, stderr);
+		return 1;
+	}
 	struct bench_keys k;
 	bk_init(&k);
 	char name[64];
@@ -140,12 +213,8 @@ int main(int argc, char **argv)
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		return 2;
-	double g1 = run(h, &k, 1, 0, secs, sh), g2 = run(h, &k, 2, 0, secs, sh);
-	double s1 = run(h, &k, 1, 1, secs, sh), s2 = run(h, &k, 2, 1, secs, sh);
-	printf("cache gets/s: 1 process %.0f, 2 processes %.0f, ratio %.2f\n",
-	       g1, g2, g2 / g1);
-	printf("cache sets/s: 1 process %.0f, 2 processes %.0f, ratio %.2f\n",
-	       s1, s2, s2 / s1);
+	measure(h, &k, 0, secs, rounds, sh);
+	measure(h, &k, 1, secs, rounds, sh);
 	shmstat_close(&h);
 	shmstat_unlink(name);
 	return 0;
