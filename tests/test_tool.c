@@ -596,6 +596,22 @@ static void cache_ttls_take_ex_px_and_a_duration(void **state)
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", "--ttl=0", NULL), 0);
 	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL), 0);
 	assert_string_equal(out, "-1\n");
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", "--ttl", "0.000s", NULL), 0);
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL), 0);
+	assert_string_equal(out, "-1\n");
+	/* A TIME above 0 but below the parser's nanosecond is 1 ms, not
+	 * never: the key is gone (exit 1) or has at most 1 ms left. */
+	const char *tiny[] = { "0.5ns", "0.0000000001" };
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", "--ttl", tiny[i], NULL), 0);
+		int rc = tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL);
+		assert_true(rc == 1 || (rc == 0 && atol(out) >= 0 && atol(out) <= 1));
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", NULL), 0);
+		assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "expire", "k", "--ttl", tiny[i], NULL), 0);
+		rc = tu_tool(out, OUT, "-n", name, "cache", "ttl", "k", NULL);
+		assert_true(rc == 1 || (rc == 0 && atol(out) >= 0 && atol(out) <= 1));
+	}
+	assert_int_equal(tu_tool(out, OUT, "-n", name, "cache", "set", "k", "v", NULL), 0);
 	const char *bad[][2] = { { "--ex", "0" }, { "--ex", "1.5" }, { "--px", "1s" },
 				 { "--ttl", "5x" }, { "--ttl", "-1" } };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -853,6 +869,20 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	assert_non_null(strstr(out, "8388608 bytes"));
 	assert_int_equal(sh("$T -n %s cache stats", name), 0);
 	assert_non_null(strstr(out, "max_value:    65536"));
+	/* set -x reads one byte past the segment's maximum, no more: an
+	 * endless stdin is refused at once (not buffered up to 2 GiB), and
+	 * exactly the maximum is a value. */
+	assert_int_equal(sh("yes | timeout 60 $T -n %s cache set k -x", name), 3);
+	assert_non_null(strstr(out, "stdin holds more than the segment's "
+				    "maximum value of 65536 bytes"));
+	assert_int_equal(sh("head -c 65537 /dev/zero | $T -n %s cache set k -x",
+			    name),
+			 3);
+	assert_int_equal(sh("head -c 65536 /dev/zero | $T -n %s cache set k -x",
+			    name),
+			 0);
+	assert_int_equal(sh("$T -n %s cache get -r k | wc -c", name), 0);
+	assert_int_equal(atol(out), 65536);
 	assert_int_equal(sh("$T -n %s destroy", name), 0);
 	/* --mode: world-writable is refused, with why. */
 	assert_int_equal(sh("$T -n %s create --mode 0666", name), 64);
@@ -866,6 +896,15 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	assert_null(strstr(out, "needs a number"));
 	assert_int_equal(sh("$T -n %s cache set k v --ttl 5x", name), 64);
 	assert_non_null(strstr(out, "is not a TIME"));
+	/* A missing value, a negative TTL, two TTLs: said as such. */
+	assert_int_equal(sh("$T -n %s cache set k v --ex", name), 64);
+	assert_non_null(strstr(out, "--ex needs a value"));
+	assert_int_equal(sh("$T -n %s cache set k v --ttl=", name), 64);
+	assert_non_null(strstr(out, "--ttl= needs a value"));
+	assert_int_equal(sh("$T -n %s cache set k v --ttl -5", name), 64);
+	assert_non_null(strstr(out, "a TTL cannot be negative"));
+	assert_int_equal(sh("$T -n %s cache set k v --ex 5 --px 6", name), 64);
+	assert_non_null(strstr(out, "a TTL is given once"));
 	assert_int_equal(sh("$T -n %s cache set k v --ex 99999999999999999", name), 64);
 	assert_non_null(strstr(out, "out of range: 1 to 9223372036 seconds"));
 	assert_int_equal(sh("$T -n %s cache set k v --ex 1.5", name), 64);

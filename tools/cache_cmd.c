@@ -93,6 +93,12 @@ static int ttl_parse(const char *opt, const char *v, uint64_t *ms)
 	int rc;
 	char msg[160];
 
+	if (!*v)
+		return usage_err("%s needs a value", opt);
+	if (*v == '-')
+		return usage_err("%s: a TTL cannot be negative (0 or no "
+				 "option: never expires)",
+				 opt);
 	if (strncmp(opt, "--ex", 4) == 0) {
 		if ((rc = shmstat__parse_u64(v, 1, max_ms / 1000, &x)) == 0) {
 			*ms = x * 1000;
@@ -116,8 +122,11 @@ static int ttl_parse(const char *opt, const char *v, uint64_t *ms)
 	}
 	if ((rc = shmstat__parse_duration(v, 0, max_ms * 1000000u, &x)) == 0) {
 		*ms = x / 1000000u;
-		if (x && !*ms)
-			*ms = 1; /* a TTL below a millisecond is not "never" */
+		/* A TTL below a millisecond is not "never": nor is one
+		 * below the nanosecond the parser keeps (0.5ns parses as
+		 * 0; only a TIME whose every digit is 0 means never). */
+		if (!*ms && (x || strpbrk(v, "123456789")))
+			*ms = 1;
 		return 0;
 	}
 	if (rc == SHMSTAT_PARSE_RANGE)
@@ -158,8 +167,8 @@ static int parse(int argc, char **argv, bool set_opts, bool j_opt,
 			else if (i + 1 < argc)
 				v = argv[++i];
 			if (a->has_ttl)
-				return usage_err("%s: one of --ex, --px and "
-						 "--ttl",
+				return usage_err("%s: a TTL is given once, by "
+						 "one of --ex, --px and --ttl",
 						 s);
 			if (ttl_parse(s, v ? v : "", &a->ttl) != 0)
 				return TOOL_USAGE;
@@ -327,27 +336,30 @@ static const struct sub subs[] = {
 	{ "stats", 0, 0, false, true, false, false },
 };
 
-/* All of stdin, as bytes: TOOL_FAILED when it cannot be read (or holds
- * more than any cache value may: 2 GiB - 1; the segment's own maximum is
- * checked by the set). */
-static int read_stdin(char **out, size_t *len)
+/* stdin's bytes, read up to one byte past max (the segment's largest
+ * value): an endless or oversized stdin is refused once that byte comes,
+ * not after it has all been buffered. */
+static int read_stdin(uint64_t max, char **out, size_t *len)
 {
-	const size_t max = (size_t)1 << 31;
 	size_t cap = 65536, n = 0;
 	char *buf = malloc(cap);
 
 	while (buf) {
-		size_t got = fread(buf + n, 1, cap - n, stdin);
+		size_t want = cap - n;
+		if ((uint64_t)n + want > max + 1)
+			want = (size_t)(max + 1 - n);
+		size_t got = want ? fread(buf + n, 1, want, stdin) : 0;
 		n += got;
+		if (n > max) {
+			free(buf);
+			tool_err("cache: set: stdin holds more than the "
+				 "segment's maximum value of %llu bytes",
+				 (unsigned long long)max);
+			return TOOL_FAILED;
+		}
 		if (got == 0)
 			break;
 		if (n == cap) {
-			if (cap >= max) {
-				free(buf);
-				tool_err("cache: set: stdin holds 2 GiB or "
-					 "more: no cache value is that large");
-				return TOOL_FAILED;
-			}
 			char *nb = realloc(buf, cap * 2);
 			if (!nb)
 				free(buf);
@@ -445,7 +457,13 @@ int do_cache(const char *seg, int argc, char **argv)
 		size_t len = 0;
 		const char *v = a.pos[1];
 		if (a.from_stdin) {
-			if ((rc = read_stdin(&buf, &len)) != 0) {
+			shmstat_cache_stats_t cs;
+			if ((rc = shmstat_cache_stats(h, &cs)) < 0) {
+				rc = lib_err(h, rc);
+				shmstat_close(&h);
+				return rc;
+			}
+			if ((rc = read_stdin(cs.max_value, &buf, &len)) != 0) {
 				shmstat_close(&h);
 				return rc;
 			}
