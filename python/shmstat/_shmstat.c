@@ -1299,6 +1299,12 @@ static int ttl_arg(PyObject *o, const char *what, int none_ok,
 		PyErr_Format(PyExc_TypeError, "%s must be a number", what);
 		return -1;
 	}
+	/* True is an int, but never a number of seconds anyone meant. */
+	if (PyBool_Check(o)) {
+		PyErr_Format(PyExc_TypeError,
+			     "%s must be a number of seconds, not a bool", what);
+		return -1;
+	}
 	s = PyFloat_AsDouble(o);
 	if (s == -1.0 && PyErr_Occurred())
 		return -1;
@@ -1311,8 +1317,14 @@ static int ttl_arg(PyObject *o, const char *what, int none_ok,
 	}
 	if (s == 0) /* never expires, as in C and the tool */
 		return 0;
-	if (isinf(s) || s * 1000.0 >= (double)SHMSTAT_CACHE_TTL_MAX) {
+	/* math.inf never expires; a finite TTL past the library's
+	 * maximum is that maximum (as in C), not "never". */
+	if (isinf(s)) {
 		*ms = none_ok ? 0 : SHMSTAT_CACHE_TTL_MAX;
+		return 0;
+	}
+	if (s * 1000.0 >= (double)SHMSTAT_CACHE_TTL_MAX) {
+		*ms = SHMSTAT_CACHE_TTL_MAX;
 		return 0;
 	}
 	*ms = (uint64_t)ceil(s * 1000.0);
@@ -1738,9 +1750,10 @@ static PyMethodDef Cache_methods[] = {
 	  METH_VARARGS | METH_KEYWORDS,
 	  "set(key, value, ttl=None, *, nx=False, xx=False)\n--\n\nStore a "
 	  "copy of the bytes value under key for ttl seconds (0 or None: "
-	  "never expires; negative: ValueError). nx: only if absent; xx: "
-	  "only if present (False when the condition is not met, as "
-	  "redis-py's set). True when stored." },
+	  "never expires, as math.inf; a finite ttl past the library's maximum "
+	  "is that maximum; negative: ValueError; a bool: TypeError). nx: "
+	  "only if absent; xx: only if present (False when the condition is "
+	  "not met, where redis-py's set returns None). True when stored." },
 	{ "delete", (PyCFunction)(void (*)(void))Cache_delete, METH_FASTCALL,
 	  "delete(*keys)\n--\n\nRemove keys; returns how many were there." },
 	{ "exists", (PyCFunction)Cache_exists, METH_O,

@@ -145,7 +145,26 @@ def test_cache_rejects_str_values_and_bad_ttls(seg):
         seg.cache.set("k", b"v", ttl=-1.0)
     with pytest.raises(ValueError):
         seg.cache.set("k", b"v", nx=True, xx=True)
+    with pytest.raises(TypeError):
+        seg.cache.set("k", b"v", ttl=True)
+    seg.cache.set("k0", b"v")
+    with pytest.raises(TypeError):
+        seg.cache.expire("k0", False)
+    assert seg.cache.ttl("k0") == math.inf
     assert seg.cache.get("k") is None
+
+
+def test_cache_a_huge_finite_ttl_is_the_maximum_not_never(seg):
+    # Past the library's maximum (2**63 - 1 ms), a finite TTL is that
+    # maximum, as in C; only math.inf (or 0, None) never expires.
+    for ttl in (1e20, 1e300):
+        seg.cache.set("k", b"v", ttl=ttl)
+        left = seg.cache.ttl("k")
+        assert left != math.inf and left > 9e15
+        assert seg.cache.expire("k", ttl) is True
+        assert seg.cache.ttl("k") != math.inf
+    seg.cache.set("k", b"v", ttl=math.inf)
+    assert seg.cache.ttl("k") == math.inf
 
 
 def test_cache_key_errors_carry_the_library_reason(seg):
