@@ -803,19 +803,38 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 		if ((atomic_load_explicit(&h->dir[i].state,
 					  memory_order_relaxed) & 3u) == DIR_DEAD)
 			out->dir_dead++;
-	out->nregions = REG_COUNT;
-	uint64_t used[REG_COUNT] = {
+	/* Every region the segment has: the help table too (2.1), when its
+	 * creator made one. Its use: the entries written (or being). */
+	uint64_t help_used = 0;
+	for (uint32_t i = 0; h->help && i < h->help_n; i++)
+		help_used += atomic_load_explicit(&h->help[i].seq,
+						  memory_order_relaxed) != 0
+				     ? sizeof(struct help_entry)
+				     : 0;
+	out->nregions = h->help ? REG_ALL : REG_COUNT;
+	uint64_t used[REG_ALL] = {
 		[REG_REGISTRY] = (uint64_t)hwm * sizeof(struct worker_slot),
 		[REG_DIRECTORY] = (uint64_t)out->counters_used * sizeof(struct dir_entry),
 		[REG_ROWS] = ((uint64_t)hwm + 1) * h->row_stride,
 		[REG_SYNC] = sizeof(struct sync_status),
 		[REG_CACHE] = shmstat__cache_bytes_used(h),
+		[REG_HELP] = help_used,
 	};
-	for (int r = 0; r < REG_COUNT; r++) {
+	for (uint32_t r = 0; r < out->nregions; r++) {
 		out->region[r].name = region_names[r];
 		out->region[r].offset = hdr->region[r].off;
 		out->region[r].size = hdr->region[r].size;
 		out->region[r].used = used[r];
 	}
+	/* In the order they lie in the segment (help, added in 2.1, lies
+	 * between sync and cache). */
+	for (uint32_t r = 1; r < out->nregions; r++)
+		for (uint32_t q = r; q > 0 && out->region[q - 1].offset >
+						      out->region[q].offset;
+		     q--) {
+			shmstat_region_info_t t = out->region[q];
+			out->region[q] = out->region[q - 1];
+			out->region[q - 1] = t;
+		}
 	return 0;
 }

@@ -58,13 +58,22 @@ static void created_segment_is_attached_with_the_same_geometry(void **state)
 	assert_int_equal(b.layout_major, SEG_LAYOUT_MAJOR);
 	assert_int_equal(a.created_ns, b.created_ns);
 	assert_int_equal(b.creator_pid, getpid());
-	/* Regions lie inside the segment, in order, without overlap. */
+	/* Regions lie inside the segment, in order, without overlap: all
+	 * of them, the help table (2.1) too, with what it holds. */
+	assert_int_equal(shmstat_help_set(h2, "req_total", "Requests."), 0);
+	assert_int_equal(shmstat_info(h2, &b), 0);
+	assert_int_equal(b.nregions, REG_ALL);
 	uint64_t end = SEG_HDR_SIZE;
+	int help = -1;
 	for (uint32_t r = 0; r < b.nregions; r++) {
 		assert_true(b.region[r].offset >= end);
 		end = b.region[r].offset + b.region[r].size;
+		if (strcmp(b.region[r].name, "help") == 0)
+			help = (int)r;
 	}
 	assert_true(end <= b.size);
+	assert_true(help >= 0);
+	assert_int_equal(b.region[help].used, sizeof(struct help_entry));
 	shmstat_close(&h2);
 	assert_null(h2);
 	shmstat_close(&s.h);
