@@ -420,7 +420,9 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
     Sizes (bytes) and counts matter only to the creator: size (32 MiB),
     max_counters (4096), max_workers (rows for concurrent processes, 128),
     cache_max_value (1 MiB); mode (0o600); wait: seconds to wait for a
-    concurrent creator (2.0)."""
+    concurrent creator (2.0). With create=True, a segment that exists
+    with other sizes than those given is attached as it is, with a
+    RuntimeWarning naming them."""
     if isinstance(name, str):
         try:
             name.encode()
@@ -439,11 +441,40 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
         if create:
             raise ValueError("readonly=True cannot create")
         flags |= _K["O_RDONLY"]
-    return Segment(name, flags, mode, _size(size, "size", 64),
-                   _size(max_counters, "max_counters", 32),
-                   _size(max_workers, "max_workers", 32),
-                   _size(cache_max_value, "cache_max_value", 64),
-                   _ms(wait, "wait"))
+    seg = Segment(name, flags, mode, _size(size, "size", 64),
+                  _size(max_counters, "max_counters", 32),
+                  _size(max_workers, "max_workers", 32),
+                  _size(cache_max_value, "cache_max_value", 64),
+                  _ms(wait, "wait"))
+    if create:
+        _warn_other_sizes(seg, size=size, max_counters=max_counters,
+                          max_workers=max_workers,
+                          cache_max_value=cache_max_value)
+    return seg
+
+
+def _warn_other_sizes(seg, **asked):
+    """A segment that existed keeps the sizes it was made with: say so
+    (RuntimeWarning) when they are not the ones this open() asked for, so
+    that a deploy that raised a limit learns it at start, not when a set
+    fails. The size is rounded up to a page by the creator."""
+    info = seg.info()
+    page = max(info.get("page_size") or 4096, 4096)
+    other = []
+    for what, want in asked.items():
+        if want is None:
+            continue
+        have = info[what]
+        if what == "size" and want <= have < want + page:
+            continue
+        if have != want:
+            other.append(f"{what}={have} (asked {want})")
+    if other:
+        import warnings
+        warnings.warn(f"segment '{info['name']}' exists with "
+                      f"{', '.join(other)}: sizes apply only when a "
+                      f"segment is created; destroy and create it again to "
+                      f"change them", RuntimeWarning, stacklevel=3)
 
 
 def _size(v, what, bits):

@@ -6,6 +6,7 @@ import math
 import os
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -710,3 +711,25 @@ def test_reset_global_resets_the_key_in_redis_for_every_host(seg, tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_open_says_when_an_existing_segment_has_other_sizes(segname):
+    with shmstat.open(segname, create=True, size=8 << 20,
+                      cache_max_value=65536) as s:
+        # The same sizes again (the size as asked, rounded by the
+        # creator): no warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with shmstat.open(segname, create=True, size=8 << 20,
+                              cache_max_value=65536):
+                pass
+            with shmstat.open(segname, create=True):
+                pass
+        with pytest.warns(RuntimeWarning) as w:
+            with shmstat.open(segname, create=True,
+                              cache_max_value=1 << 20) as t:
+                assert t.cache.stats()["max_value"] == 65536
+        msg = str(w[0].message)
+        assert "cache_max_value=65536 (asked 1048576)" in msg
+        assert "only when a segment is created" in msg
+        assert s.cache.stats()["max_value"] == 65536
