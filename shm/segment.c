@@ -508,8 +508,8 @@ static int check_owner(struct shmstat *h, const struct stat *st,
 	return shmstat__err(NULL, SHMSTAT_EOWNER,
 			    "segment '%s' (/dev/shm/shmstat.%s) refused: %s: "
 			    "owner %s, group %s, mode %04o; this process runs "
-			    "as %s (attach read-only, or name the owner or "
-			    "group you expect)",
+			    "as %s (write as its owner; reading works "
+			    "read-only)",
 			    h->name, h->name, why, owner, group, mode, me);
 }
 
