@@ -458,6 +458,8 @@ def _warn_other_sizes(seg, **asked):
     (RuntimeWarning) when they are not the ones this open() asked for, so
     that a deploy that raised a limit learns it at start, not when a set
     fails. The size is rounded up to a page by the creator."""
+    if all(v is None for v in asked.values()):
+        return
     info = seg.info()
     page = max(info.get("page_size") or 4096, 4096)
     other = []
