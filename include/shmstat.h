@@ -744,8 +744,8 @@ typedef struct shmstat_info {
 				      in the shared overflow row */
 	uint64_t cache_max_value;
 	uint32_t nregions;
-	/* Every region the segment has (the help table too, in 2.1), in
-	 * the order they lie in it. */
+	/* Every region of the segment that this build knows (the help
+	 * table too, from 2.1), in the order they lie in it. */
 	shmstat_region_info_t region[SHMSTAT_MAX_REGIONS];
 	/* The segment's file: owner, group, permission bits (at attach). */
 	uint32_t owner_uid, owner_gid, mode;

@@ -502,15 +502,24 @@ static int check_owner(struct shmstat *h, const struct stat *st,
 		return 0;
 	else
 		why = "it is owned by another user";
+	/* What works instead: for a segment that is not the one asked for,
+	 * nothing (it may be an impostor); else its owner, its group with a
+	 * group-writable mode, or reading. */
+	const char *hint =
+		(o->flags & (SHMSTAT_O_OWNER | SHMSTAT_O_GROUP))
+			? "not the segment asked for: check the name, or "
+			  "remove it"
+			: "write as its owner or, with mode 0660, its group; "
+			  "read read-only";
 	user_str(owner, sizeof(owner), st->st_uid);
 	group_str(group, sizeof(group), st->st_gid);
 	user_str(me, sizeof(me), geteuid());
 	return shmstat__err(NULL, SHMSTAT_EOWNER,
 			    "segment '%s' (/dev/shm/shmstat.%s) refused: %s: "
 			    "owner %s, group %s, mode %04o; this process runs "
-			    "as %s (write as its owner; reading works "
-			    "read-only)",
-			    h->name, h->name, why, owner, group, mode, me);
+			    "as %s (%s)",
+			    h->name, h->name, why, owner, group, mode, me,
+			    hint);
 }
 
 /* Attach to an existing object; wait for a concurrent creator to publish. */
@@ -811,7 +820,7 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 						  memory_order_relaxed) != 0
 				     ? sizeof(struct help_entry)
 				     : 0;
-	out->nregions = h->help ? REG_ALL : REG_COUNT;
+	out->nregions = hdr->nregions < REG_ALL ? REG_COUNT : REG_ALL;
 	uint64_t used[REG_ALL] = {
 		[REG_REGISTRY] = (uint64_t)hwm * sizeof(struct worker_slot),
 		[REG_DIRECTORY] = (uint64_t)out->counters_used * sizeof(struct dir_entry),

@@ -902,7 +902,11 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	assert_int_equal(sh("$T -n %s cache set k v --ttl=", name), 64);
 	assert_non_null(strstr(out, "--ttl= needs a value"));
 	assert_int_equal(sh("$T -n %s cache set k v --ttl -5", name), 64);
-	assert_non_null(strstr(out, "a TTL cannot be negative"));
+	assert_non_null(strstr(out, "a TTL cannot be negative (0 or"));
+	assert_int_equal(sh("$T -n %s cache set k v --ex -5", name), 64);
+	assert_non_null(strstr(out, "a TTL cannot be negative (no option"));
+	assert_int_equal(sh("$T -n %s cache set --ttl --nx k v", name), 64);
+	assert_non_null(strstr(out, "--ttl needs a value"));
 	assert_int_equal(sh("$T -n %s cache set k v --ex 5 --px 6", name), 64);
 	assert_non_null(strstr(out, "a TTL is given once"));
 	assert_int_equal(sh("$T -n %s cache set k v --ex 99999999999999999", name), 64);

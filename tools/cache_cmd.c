@@ -24,10 +24,12 @@ const char usage_cache[] =
 	"  set KEY -x|--stdin [...]\n"
 	"                     store VALUE (-x: all of stdin's bytes, as they\n"
 	"                     are; for values too large for an argument, or\n"
-	"                     binary) under KEY; expire after SECONDS or MS\n"
+	"                     binary; more than the segment's maximum value:\n"
+	"                     exit 3) under KEY; expire after SECONDS or MS\n"
 	"                     (whole numbers, as redis-cli's SET EX and PX), or\n"
 	"                     TIME (250ms, 1.5s, 2m, 1h; a bare number is\n"
-	"                     seconds; 0: never); default: never; --nx: only if\n"
+	"                     seconds; 0: never; above 0 but below 1 ms: 1 ms);\n"
+	"                     default: never; --nx: only if\n"
 	"                     absent, --xx: only if present (exit 1 when not)\n"
 	"  expire KEY (--ex SECONDS | --px MS | --ttl TIME)\n"
 	"                     give a present key a new TTL from now (--ttl 0:\n"
@@ -93,11 +95,15 @@ static int ttl_parse(const char *opt, const char *v, uint64_t *ms)
 	int rc;
 	char msg[160];
 
-	if (!*v)
+	/* "--nx" after "--ttl" is a missing value, "-5" a negative one. */
+	if (!*v || (v[0] == '-' && !(v[1] >= '0' && v[1] <= '9') && v[1] != '.'))
 		return usage_err("%s needs a value", opt);
 	if (*v == '-')
-		return usage_err("%s: a TTL cannot be negative (0 or no "
-				 "option: never expires)",
+		return usage_err(strncmp(opt, "--ttl", 5) == 0
+					 ? "%s: a TTL cannot be negative (0 or "
+					   "no option: never expires)"
+					 : "%s: a TTL cannot be negative (no "
+					   "option: never expires)",
 				 opt);
 	if (strncmp(opt, "--ex", 4) == 0) {
 		if ((rc = shmstat__parse_u64(v, 1, max_ms / 1000, &x)) == 0) {

@@ -54,6 +54,8 @@ def ttl_arg(ttl):
     negative or NaN TTL."""
     if ttl is None:
         return None
+    if isinstance(ttl, bool):
+        raise TypeError("ttl must be a number of seconds, not a bool")
     if ttl > 0:
         return ttl
     if ttl == 0:

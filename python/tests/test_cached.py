@@ -421,3 +421,24 @@ def test_a_key_over_250_bytes_from_key_is_hashed_not_refused(seg):
     k = search.key(long_a)
     assert len(k.encode()) <= 250 and k.startswith("search:aaa")
     assert search.key("short") == "search:short"
+
+
+def test_json_instead_of_pickle_as_the_readme_gives_it(seg):
+    import json
+    calls = []
+
+    @shmstat.cached(seg, ttl=60.0, prefix="jsonf:",
+                    dumps=lambda v: json.dumps(v).encode(), loads=json.loads)
+    def f(x):
+        calls.append(x)
+        return {"x": x, "list": [1, 2]}
+
+    assert f(3) == {"x": 3, "list": [1, 2]}
+    assert f(3) == {"x": 3, "list": [1, 2]}
+    assert calls == [3]
+    assert json.loads(seg.cache.get("jsonf:3")) == {"x": 3, "list": [1, 2]}
+
+
+def test_a_bool_ttl_is_refused_at_decoration(seg):
+    with pytest.raises(TypeError):
+        shmstat.cached(seg, ttl=True)
