@@ -447,9 +447,13 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
                   _size(cache_max_value, "cache_max_value", 64),
                   _ms(wait, "wait"))
     if create:
-        _warn_other_sizes(seg, size=size, max_counters=max_counters,
-                          max_workers=max_workers,
-                          cache_max_value=cache_max_value)
+        try:
+            _warn_other_sizes(seg, size=size, max_counters=max_counters,
+                              max_workers=max_workers,
+                              cache_max_value=cache_max_value)
+        except BaseException:  # a warning made an error (-W error)
+            seg.close()
+            raise
     return seg
 
 
@@ -460,8 +464,9 @@ def _warn_other_sizes(seg, **asked):
     fails. The size is rounded up to a page by the creator."""
     if all(v is None for v in asked.values()):
         return
+    import mmap
     info = seg.info()
-    page = max(info.get("page_size") or 4096, 4096)
+    page = mmap.PAGESIZE  # what the creator rounds the size up to
     other = []
     for what, want in asked.items():
         if want is None:

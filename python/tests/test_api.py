@@ -714,13 +714,13 @@ def test_reset_global_resets_the_key_in_redis_for_every_host(seg, tmp_path):
 
 
 def test_open_says_when_an_existing_segment_has_other_sizes(segname):
-    with shmstat.open(segname, create=True, size=8 << 20,
+    with shmstat.open(segname, create=True, size=(8 << 20) + 1,
                       cache_max_value=65536) as s:
-        # The same sizes again (the size as asked, rounded by the
-        # creator): no warning.
+        # The same sizes again (the size as asked, rounded up to a page
+        # by the creator): no warning.
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            with shmstat.open(segname, create=True, size=8 << 20,
+            with shmstat.open(segname, create=True, size=(8 << 20) + 1,
                               cache_max_value=65536):
                 pass
             with shmstat.open(segname, create=True):
@@ -732,4 +732,7 @@ def test_open_says_when_an_existing_segment_has_other_sizes(segname):
         msg = str(w[0].message)
         assert "cache_max_value=65536 (asked 1048576)" in msg
         assert "only when a segment is created" in msg
+        with pytest.warns(RuntimeWarning) as w:
+            shmstat.open(segname, create=True, size=16 << 20).close()
+        assert f"size={s.info()['size']} (asked {16 << 20})" in str(w[0].message)
         assert s.cache.stats()["max_value"] == 65536
