@@ -366,11 +366,15 @@ static int read_stdin(uint64_t max, char **out, size_t *len)
 		if (got == 0)
 			break;
 		if (n == cap) {
-			char *nb = realloc(buf, cap * 2);
+			/* No more than the one byte past max can come. */
+			size_t ncap = (uint64_t)cap * 2 > max + 1
+					      ? (size_t)(max + 1)
+					      : cap * 2;
+			char *nb = realloc(buf, ncap);
 			if (!nb)
 				free(buf);
 			buf = nb;
-			cap *= 2;
+			cap = ncap;
 		}
 	}
 	if (!buf) {

@@ -1319,10 +1319,8 @@ static int ttl_arg(PyObject *o, const char *what, int none_ok,
 		return 0;
 	/* math.inf never expires; a finite TTL past the library's
 	 * maximum is that maximum (as in C), not "never". */
-	if (isinf(s)) {
-		*ms = none_ok ? 0 : SHMSTAT_CACHE_TTL_MAX;
+	if (isinf(s))
 		return 0;
-	}
 	if (s * 1000.0 >= (double)SHMSTAT_CACHE_TTL_MAX) {
 		*ms = SHMSTAT_CACHE_TTL_MAX;
 		return 0;
@@ -1763,8 +1761,9 @@ static PyMethodDef Cache_methods[] = {
 	  "ttl(key)\n--\n\nSeconds left to live (float), math.inf when it "
 	  "never expires, None when absent or expired." },
 	{ "expire", (PyCFunction)Cache_expire, METH_VARARGS,
-	  "expire(key, ttl)\n--\n\nGive a live entry a new ttl (seconds; 0 or "
-	  "None: never expires, which removes its TTL). False when absent." },
+	  "expire(key, ttl)\n--\n\nGive a live entry a new ttl (seconds; 0, "
+	  "None or math.inf: never expires, which removes its TTL; as set's "
+	  "ttl otherwise). False when absent." },
 	{ "clear", (PyCFunction)(void (*)(void))Cache_clear,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "clear(pattern=None)\n--\n\nRemove every entry whose key matches the "
