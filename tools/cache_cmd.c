@@ -347,14 +347,12 @@ static const struct sub subs[] = {
  * not after it has all been buffered. */
 static int read_stdin(uint64_t max, char **out, size_t *len)
 {
-	size_t cap = 65536, n = 0;
+	/* cap never exceeds max + 1, so a full buffer is a value too big. */
+	size_t cap = max + 1 < 65536 ? (size_t)(max + 1) : 65536, n = 0;
 	char *buf = malloc(cap);
 
 	while (buf) {
-		size_t want = cap - n;
-		if ((uint64_t)n + want > max + 1)
-			want = (size_t)(max + 1 - n);
-		size_t got = want ? fread(buf + n, 1, want, stdin) : 0;
+		size_t got = fread(buf + n, 1, cap - n, stdin);
 		n += got;
 		if (n > max) {
 			free(buf);
