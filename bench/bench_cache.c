@@ -22,6 +22,11 @@
  *                      one operation of each), ratio (the median, over
  *                      the pairs of batches, of the cache batch's time
  *                      over the baseline batch's)
+ *   pair_slot_table_get
+ *                      the same pairs with bench_layout.c's table of fixed
+ *                      128-byte slots (a whole get, not the cache) in the
+ *                      cache's place: what that layout gives against the
+ *                      same baseline in the same run (counter table_ns)
  */
 #include <glib.h>
 #include <stdio.h>
@@ -31,6 +36,7 @@
 #include <unistd.h>
 
 #include "bench_cache_keys.h"
+#include "bench_layout.h"
 #include "shim.h"
 #include "shmstat.h"
 
@@ -214,7 +220,7 @@ SHIM_BENCH(baseline_hash_set)(shim_state_t *st)
  * means (cache_ns, hash_ns) are of all. */
 #define MAX_PAIRS 65536
 
-enum pair_op { PAIR_GET, PAIR_SET };
+enum pair_op { PAIR_GET, PAIR_SET, PAIR_SLOT };
 
 static uint64_t mono_ns(void)
 {
@@ -242,6 +248,9 @@ static uint32_t cache_batch(shmstat_t *h, enum pair_op op, uint32_t span,
 		if (op == PAIR_GET) {
 			bad += shmstat_cache_get(h, key, keys.len[k], v, BK_VAL,
 						 &n) != 0;
+		} else if (op == PAIR_SLOT) {
+			bad += layout_slot_get(key, keys.len[k], v, BK_VAL,
+					       &n) != 0;
 		} else {
 			v[0] = (unsigned char)k;
 			bad += shmstat_cache_set(h, key, keys.len[k], v, BK_VAL,
@@ -261,7 +270,7 @@ static uint32_t hash_batch(enum pair_op op, uint32_t span, uint32_t *x,
 	for (int i = 0; i < PAIR; i++) {
 		uint32_t k = bk_next(x) % span;
 		char *key = keys.hit + (size_t)k * BK_KEYMAX;
-		if (op == PAIR_GET) {
+		if (op != PAIR_SET) {
 			const unsigned char *p = g_hash_table_lookup(table, key);
 			if (p)
 				memcpy(v, p, BK_VAL);
@@ -291,6 +300,8 @@ static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
 	uint64_t tc = 0, th = 0, ops = 0;
 
 	table_init();
+	if (op == PAIR_SLOT)
+		layout_slots_init();
 	bk_value(v, 0, 1);
 	for (uint32_t i = 0; i < BK_N / 2; i++)
 		(void)bk_next(&xc);
@@ -321,8 +332,8 @@ static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
 		np++;
 	}
 	if (bad) {
-		shim_skip(st, op == PAIR_GET ? "a get of a stored key missed"
-					     : "a set failed");
+		shim_skip(st, op == PAIR_SET ? "a set failed"
+					     : "a get of a stored key missed");
 		return;
 	}
 	if (nr == 0 || ops == 0) {
@@ -330,7 +341,8 @@ static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
 		return;
 	}
 	qsort(ratio, nr, sizeof(*ratio), cmp_double);
-	shim_counter(st, "cache_ns", (double)tc / (double)ops);
+	shim_counter(st, op == PAIR_SLOT ? "table_ns" : "cache_ns",
+		     (double)tc / (double)ops);
 	shim_counter(st, "hash_ns", (double)th / (double)ops);
 	shim_counter(st, "ratio", nr % 2 ? ratio[nr / 2]
 					 : (ratio[nr / 2 - 1] + ratio[nr / 2]) / 2);
@@ -340,3 +352,7 @@ static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
 SHIM_BENCH(pair_get_hit)(shim_state_t *st) { pair(st, PAIR_GET, BK_N); }
 SHIM_BENCH(pair_get_hit_hot)(shim_state_t *st) { pair(st, PAIR_GET, HOT); }
 SHIM_BENCH(pair_set)(shim_state_t *st) { pair(st, PAIR_SET, BK_N); }
+SHIM_BENCH(pair_slot_table_get)(shim_state_t *st)
+{
+	pair(st, PAIR_SLOT, BK_N);
+}
