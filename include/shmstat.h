@@ -148,7 +148,10 @@ typedef struct shmstat_options {
 	uint32_t wait_ms;        /* wait for a concurrent creator; 0 = 2000 */
 	uint32_t owner_uid;      /* with SHMSTAT_O_OWNER: the expected owner */
 	uint32_t group_gid;      /* with SHMSTAT_O_GROUP: the expected group */
-	uint32_t reserved_[5];
+	uint32_t cache_home_pct; /* percent of the cache's value memory made
+	                          * home blocks (faster hits of entries of at
+	                          * most 128 bytes); 0 = none, at most 90 */
+	uint32_t reserved_[4];
 } shmstat_options_t;
 
 /*
@@ -760,7 +763,8 @@ typedef struct shmstat_info {
 	 * word: with huge=advise (not used here) it says 2 MiB without
 	 * them, and a segment made before a remount keeps its pages. */
 	uint32_t page_size;
-	uint32_t reserved32_;
+	/* The cache's home blocks (cache_home_pct at creation; 0: none). */
+	uint32_t cache_home_blocks;
 	/* CLOCK_REALTIME of the last claim that found no free row (0: none,
 	 * or made by an older build). */
 	uint64_t row_overflow_ns;

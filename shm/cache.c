@@ -27,6 +27,11 @@
  *     readers retry; it journals the entry first (j_ovr), and a writer
  *     killed during the copy loses the entry (the repair removes it while
  *     the bucket is still odd): never a torn value, sometimes no value.
+ *   - A get of a key whose home block (a segment made with home blocks:
+ *     cache_home.c) holds it reads that block first, under the block's
+ *     own version; every writer that changes an entry in a home block
+ *     makes that version odd before it changes the slot, so the slots
+ *     stay the truth.
  *   - Nothing of the region's header is read after attach: the geometry
  *     is the handle's copy (struct cache_geo), and every offset read from
  *     a slot is checked against it (entry_at) before use.
@@ -110,7 +115,8 @@ static uint32_t span_of(uint64_t cs, uint64_t page)
 	return cs > page ? (uint32_t)((cs + page - 1) / page) : 1;
 }
 
-static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g);
+static int plan(uint64_t size, uint64_t max_value, uint32_t home_pct,
+		struct cache_hdr *g);
 
 /* The smallest region plan() lays out for max_value (every larger one
  * works too: plan trades buckets for pages), 0 when none can. */
@@ -122,12 +128,12 @@ uint64_t shmstat__cache_min_size(uint64_t max_value)
 	if (max_value == 0 || max_value > MAX_VALUE_LIMIT)
 		return 0;
 	hi = 2 * (largest_block(max_value) + 4 * MIN_PAGE) + (1u << 20);
-	while (plan(hi, max_value, &g) != 0)
+	while (plan(hi, max_value, 0, &g) != 0)
 		hi += hi / 4;
 	lo = hi / 2;
 	while (hi - lo > 4096) { /* plan succeeds at hi, not (yet) at lo */
 		uint64_t mid = lo + (hi - lo) / 2;
-		if (plan(mid, max_value, &g) == 0)
+		if (plan(mid, max_value, 0, &g) == 0)
 			hi = mid;
 		else
 			lo = mid;
@@ -162,6 +168,21 @@ static bool geo_ok(const struct cache_hdr *g, uint64_t size)
 	end = g->data_off + (uint64_t)g->npages * g->page_size;
 	if (end > size || end > OFF_MASK)
 		return false;
+	/* Home blocks: none, or 1 to CACHE_HOME_PER_GROUP per bucket group
+	 * (so the keys of a home block have their home bucket in one group,
+	 * of one stripe), after their tags, after the pages. */
+	if (!g->nhome)
+		return g->home_off == 0;
+	if (g->nhome % (g->nbuckets / GROUP) ||
+	    g->nhome / (g->nbuckets / GROUP) > CACHE_HOME_PER_GROUP ||
+	    g->home_tags_off < end || g->home_tags_off % 64 ||
+	    g->home_tags_off > size ||
+	    (size - g->home_tags_off) / 2 < g->nhome ||
+	    g->home_off < g->home_tags_off + (uint64_t)g->nhome * 2 ||
+	    g->home_off % HOME_BLOCK || g->home_off > size ||
+	    (size - g->home_off) / HOME_BLOCK < g->nhome ||
+	    g->home_off + (uint64_t)g->nhome * HOME_BLOCK > OFF_MASK)
+		return false;
 	return true;
 }
 
@@ -179,7 +200,8 @@ static bool classes_ok(const struct cache_hdr *g)
 	       span_of(last, g->page_size) + CACHE_MIN_PAGES <= g->npages;
 }
 
-static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
+static int plan(uint64_t size, uint64_t max_value, uint32_t home_pct,
+		struct cache_hdr *g)
 {
 	uint64_t big = largest_block(max_value), s = MIN_BLOCK, off;
 	uint32_t n = 0;
@@ -246,8 +268,36 @@ static int plan(uint64_t size, uint64_t max_value, struct cache_hdr *g)
 	}
 	if (np < want || np > UINT32_MAX - 1)
 		return SHMSTAT_ENOSPC;
-	g->npages = (uint32_t)np;
 	g->data_off = align_up(off + np * 32, 64);
+	/* Home blocks: at most home_pct percent of the value memory, in a
+	 * whole number of them per bucket group (at most
+	 * CACHE_HOME_PER_GROUP, and fewer than 2^32 in all), taken from the
+	 * end of the pages; fewer when the pages left would not hold the
+	 * largest value; none when not one per group fits. */
+	if (home_pct) {
+		uint64_t ng = g->nbuckets / GROUP;
+		uint64_t per = np * g->page_size / 100 * home_pct / HOME_BLOCK /
+			       ng;
+		if (per > CACHE_HOME_PER_GROUP)
+			per = CACHE_HOME_PER_GROUP;
+		if (per > UINT32_MAX / ng)
+			per = UINT32_MAX / ng;
+		for (; per >= 1; per--) {
+			uint64_t nh = per * ng;
+			/* The tags, the blocks on a 128-byte grid. */
+			uint64_t bytes = nh * 2 + HOME_BLOCK + nh * HOME_BLOCK;
+			uint64_t take = (bytes + g->page_size - 1) / g->page_size;
+			if (take < np && np - take >= want) {
+				np -= take;
+				g->nhome = (uint32_t)nh;
+				g->home_tags_off = g->data_off + np * g->page_size;
+				g->home_off = align_up(g->home_tags_off + nh * 2,
+						       HOME_BLOCK);
+				break;
+			}
+		}
+	}
+	g->npages = (uint32_t)np;
 	return geo_ok(g, size) && classes_ok(g) ? 0 : SHMSTAT_ENOSPC;
 }
 
@@ -276,6 +326,14 @@ static void geo_copy(const struct cache_hdr *h, unsigned char *base,
 	g->pages_off = h->pages_off;
 	g->data_off = h->data_off;
 	g->data_end = h->data_off + (uint64_t)h->npages * h->page_size;
+	if (h->nhome) {
+		g->nhome = h->nhome;
+		g->hpg = h->nhome / (h->nbuckets / GROUP);
+		g->home_off = h->home_off;
+		g->home_tags = (_Atomic uint16_t *)(void *)(base +
+							    h->home_tags_off);
+		g->data_end = h->home_off + (uint64_t)h->nhome * HOME_BLOCK;
+	}
 	g->data_span = g->data_end - g->data_off - ENT_HDR; /* geo_ok: > 0 */
 	if (is_pow2(h->page_size))
 		g->page_shift = (uint32_t)__builtin_ctzll(h->page_size);
@@ -307,12 +365,12 @@ static void ctx_of(const struct cache_geo *g, struct ctx *c)
 }
 
 int shmstat__cache_init(unsigned char *region, uint64_t size,
-			uint64_t max_value)
+			uint64_t max_value, uint32_t home_pct)
 {
 	struct cache_hdr g;
 	struct cache_geo geo;
 	struct ctx c;
-	int rc = plan(size, max_value, &g);
+	int rc = plan(size, max_value, home_pct, &g);
 
 	if (rc < 0)
 		return rc;
@@ -474,21 +532,6 @@ int cache__fail(struct ctx *c, int rc)
 
 /* ---------------------------------------------------------------- buckets */
 
-/* Begin/end a change of bucket b's slots (its stripe lock held). */
-static uint32_t ver_begin(struct cache_bucket *b)
-{
-	uint32_t v = atomic_load_explicit(&b->ver, memory_order_relaxed) | 1u;
-
-	atomic_store_explicit(&b->ver, v, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	return v;
-}
-
-static void ver_end(struct cache_bucket *b, uint32_t v)
-{
-	atomic_store_explicit(&b->ver, v + 1, memory_order_release);
-}
-
 /*
  * The key test both the lock-free reader and the writers apply to the
  * entry e at off: 1 it is key's entry, 0 it is not, -1 it is key's entry
@@ -560,6 +603,8 @@ void cache__remove_locked(struct ctx *c, uint32_t s, const struct where *w)
 	_Atomic uint64_t *j = &c->g->st[s].lk.j_old;
 
 	atomic_store_explicit(j, jword(w->off, w->e->gen), memory_order_relaxed);
+	if (is_home(c, w->off))
+		cache__home_begin(w->e); /* odd before the slot goes */
 	uint32_t v = ver_begin(b);
 	atomic_store_explicit(&b->slot[w->way], 0, memory_order_relaxed);
 	ver_end(b, v);
@@ -842,6 +887,49 @@ get_full(shmstat_t *h, const void *key, size_t klen, void *buf,
 }
 
 /*
+ * A hit in the key's home block (cache_home.c), lock-free: an even version
+ * before and after, the block LIVE, the key's length, hash and bytes, a
+ * value that fits the block and buf, not expired; then the use bit and
+ * the hit counted as get_hit does. 0 a hit; 1 anything else, having
+ * changed nothing but buf (the bucket path decides: the slots are the
+ * truth, the home a shortcut to what they name).
+ */
+static inline __attribute__((always_inline)) int
+get_home(const struct cache_geo *g, unsigned char *cells, const void *key,
+	 size_t klen, uint64_t hash, uint64_t hi, void *buf, size_t buflen,
+	 size_t *vlen)
+{
+	struct cache_entry *x = (struct cache_entry *)(void *)(g->base +
+							       g->home_off +
+							       hi * HOME_BLOCK);
+	uint32_t v1 = atomic_load_explicit(&x->hver, memory_order_acquire);
+	uint32_t vl = x->val_len;
+
+	if ((v1 & 1) ||
+	    atomic_load_explicit(&x->state, memory_order_relaxed) != ENT_LIVE ||
+	    x->key_len != klen || x->hash != hash || vl > buflen ||
+	    klen + vl > HOME_BLOCK - ENT_HDR || vl > g->max_value ||
+	    !key_eq(x->data, key, klen))
+		return 1;
+	value_copy(buf, x->data + klen, vl);
+	uint64_t exp = atomic_load_explicit(&x->expires, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&x->hver, memory_order_relaxed) != v1)
+		return 1;
+	uint64_t now = 0;
+	if (exp && expired(exp, &now)) /* lazily removed by get_full */
+		return 1;
+	if (!atomic_load_explicit(&x->ref, memory_order_relaxed))
+		atomic_store_explicit(&x->ref, 1, memory_order_relaxed);
+	_Atomic uint64_t *st = (_Atomic uint64_t *)(void *)(cells -
+							     ROW_HDR_BYTES);
+	atomic_fetch_add_explicit(&st[RS_CACHE_HITS], 1, memory_order_relaxed);
+	if (vlen)
+		*vlen = vl;
+	return 0;
+}
+
+/*
  * The common hit, in as few instructions as it can be. At a million keys
  * a get's time is set by how many gets the CPU keeps in flight, and each
  * instruction of a hit shows in it (doc/cache.md, "Where a hit's time
@@ -874,6 +962,20 @@ get_hit(shmstat_t *h, const void *key, size_t klen, void *buf,
 	uint64_t hash = cache_hash(key, klen);
 	*hashp = hash;
 	struct cache_bucket *b = &g->bk[(uint32_t)hash & g->bmask];
+	/* A key whose home block's tag is its own looks there first, the
+	 * bucket's line fetched meanwhile (a miss there finds it on its
+	 * way); any other goes to its bucket without touching the block. */
+	uint64_t hi;
+	if (g->nhome &&
+	    atomic_load_explicit(&g->home_tags[hi = shmstat__cache_home_index(
+						       g, hash)],
+				 memory_order_relaxed) == hash_tag(hash)) {
+		__builtin_prefetch(b);
+		int rc = get_home(g, cells, key, klen, hash, hi, buf, buflen,
+				  vlen);
+		if (rc <= 0)
+			return rc;
+	}
 	uint16_t tag = hash_tag(hash);
 	uint32_t v1 = atomic_load_explicit(&b->ver, memory_order_acquire);
 	struct cache_entry *e = NULL;
@@ -1076,6 +1178,9 @@ static void overwrite_in_place(struct ctx *c, uint32_t s,
 			      memory_order_relaxed);
 	uint32_t v = ver_begin(b); /* and a release fence: the record and
 				    * the odd version come first */
+	bool home = is_home(c, w->off);
+	if (home)
+		cache__home_begin(e);
 	e->val_len = (uint32_t)vlen;
 	atomic_store_explicit(&e->expires, exp, memory_order_relaxed);
 	atomic_store_explicit(&e->ref, 0, memory_order_relaxed);
@@ -1090,6 +1195,8 @@ static void overwrite_in_place(struct ctx *c, uint32_t s,
 	if (!(slot & SLOT_TTL) != !exp)
 		atomic_store_explicit(sl, exp ? slot | SLOT_TTL : slot & ~SLOT_TTL,
 				      memory_order_relaxed);
+	if (home)
+		cache__home_end(e); /* every byte written: whole again */
 	ver_end(b, v);
 	/* The record goes after every byte of the value (a fence, not the
 	 * version's release store alone, orders a later store). */
@@ -1151,9 +1258,12 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 		overwrite_in_place(&c, s, &w, val, vlen, exp);
 		goto done;
 	}
-	/* An overwrite of the class of the stripe's spare takes it: no
-	 * class lock (cache_slab.c). */
-	if (found && !w.corrupt)
+	/* A small entry goes to its home block when that is free or its
+	 * occupant yields it (cache_home.c); else an overwrite of the class
+	 * of the stripe's spare takes it: no class lock (cache_slab.c). */
+	if (!found || !is_home(&c, w.off))
+		off = cache__home_take(&c, s, hash, ENT_HDR + klen + vlen);
+	if (!off && found && !w.corrupt)
 		off = cache__spare_take(&c, s, cls);
 	if (!off &&
 	    (rc = cache__alloc_block(&c, s, ENT_HDR + klen + vlen, &off)) < 0) {
@@ -1169,7 +1279,9 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	e->key_len = (uint16_t)klen;
 	e->val_len = (uint32_t)vlen;
 	e->hash = hash;
-	atomic_store_explicit(&e->ref, 0, memory_order_relaxed);
+	/* A new home entry counts as read once: it keeps its home through
+	 * one contest before it is read (cache_home.c). */
+	atomic_store_explicit(&e->ref, is_home(&c, off), memory_order_relaxed);
 	atomic_store_explicit(&e->expires, exp, memory_order_relaxed);
 	memcpy(e->data, key, klen);
 	if (vlen)
@@ -1192,6 +1304,8 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 		atomic_store_explicit(&c.g->st[s].lk.j_old,
 				      jword(w.off, w.e->gen),
 				      memory_order_relaxed);
+		if (is_home(&c, w.off))
+			cache__home_begin(w.e); /* odd before the slot moves */
 	}
 	struct cache_bucket *b = &c.g->bk[w.bucket];
 	uint32_t v = ver_begin(b);
@@ -1202,6 +1316,8 @@ int shmstat_cache_set(shmstat_t *h, const void *key, size_t klen,
 	ver_end(b, v);
 	atomic_store_explicit(&e->state, ENT_LIVE, memory_order_release);
 	atomic_store_explicit(&c.g->st[s].lk.j_new, 0, memory_order_relaxed);
+	if (is_home(&c, off))
+		cache__home_publish(&c, off, hash); /* whole: readers may come */
 	/* The old block: the stripe's next spare, or freed (record first,
 	 * as in remove_locked). */
 	if (found && (w.corrupt || !cache__spare_keep(&c, s, w.off))) {
@@ -1358,8 +1474,9 @@ int shmstat_cache_stats(shmstat_t *h, shmstat_cache_stats_t *out)
 	out->expirations = v[RS_CACHE_EXPIRATIONS];
 	out->errors = v[RS_CACHE_ERRORS];
 	out->entries = live_entries(&c);
-	out->bytes_used = usage(&c);
-	uint64_t total = (uint64_t)c.g->npages * c.g->page_size;
+	out->bytes_used = usage(&c) + cache__home_usage(&c);
+	uint64_t total = (uint64_t)c.g->npages * c.g->page_size +
+			 (uint64_t)c.g->nhome * HOME_BLOCK;
 	out->bytes_free = total > out->bytes_used ? total - out->bytes_used : 0;
 	out->max_value = c.g->max_value;
 	if (out->hits + out->misses)
@@ -1373,6 +1490,6 @@ uint64_t shmstat__cache_bytes_used(const struct shmstat *h)
 	struct ctx c = { 0 };
 	if (ctx_peek((struct shmstat *)h, &c) < 0)
 		return 0;
-	return c.g->data_off + usage(&c);
+	return c.g->data_off + usage(&c) + cache__home_usage(&c);
 }
 

@@ -61,12 +61,12 @@
 #endif
 
 #define CACHE_MAGIC UINT64_C(0x3145484341434853) /* "SHCACHE1" LE */
-/* 3: 32-byte entry headers, the in-place journal (j_ovr); 2: owner-word
- * locks (1 held pthread mutexes) */
-#define CACHE_VERSION 3u
+/* 4: home blocks (cache_home.c); 3: 32-byte entry headers, the in-place
+ * journal (j_ovr); 2: owner-word locks (1 held pthread mutexes) */
+#define CACHE_VERSION 4u
 #define CACHE_HDR_SIZE 4096u
 #define WAYS 7
-#define GROUP 4u
+#define GROUP 4u /* (shmstat__cache_home_index divides by it too) */
 #define ENT_HDR 32u
 #define BLOCK_ALIGN 16u
 #define MIN_BLOCK 64u
@@ -75,6 +75,9 @@
 #define PAGE_NONE 0xffffffffu
 #define PAGE_TAIL 0xfffffffeu /* a page inside a larger block's run */
 #define MAX_STRIPES 1024u
+/* A home block: where a small entry (header, key and value in at most
+ * this many bytes) can live at a place its hash names (cache_home.c). */
+#define HOME_BLOCK 128u
 /* A set that overwrites a value of the same size class, in a block of at
  * most this many bytes, writes it in place (under the bucket's version)
  * instead of into a new block: see shmstat_cache_set(). Larger values go
@@ -112,7 +115,9 @@ struct cache_lock {
 				 * block kept for the next overwrite */
 	_Atomic uint64_t j_ovr; /* stripes: ... of a LIVE entry whose value
 				 * is being overwritten in place */
-	uint64_t reserved[2];
+	uint64_t home_used;     /* stripes: its home blocks not free (a
+				 * count the repair redoes) */
+	uint64_t reserved[1];
 };
 _Static_assert(sizeof(struct cache_lock) == 64, "cache_lock size");
 
@@ -171,7 +176,12 @@ struct cache_entry {
 	_Atomic uint8_t state;  /* enum ent_state (any other value: none) */
 	_Atomic uint8_t ref;    /* CLOCK bit */
 	uint16_t key_len;
-	uint32_t next_free;     /* block + 1, while free */
+	union {
+		uint32_t next_free; /* block + 1, while free */
+		/* A home block's version (it is on no free list): odd
+		 * while the block changes (cache_home.c). */
+		_Atomic uint32_t hver;
+	};
 	uint32_t gen;           /* +1 at every allocation */
 	uint32_t val_len;
 	uint64_t hash;
@@ -198,7 +208,11 @@ struct cache_hdr {
 	struct cache_lock pool;        /* guards pool_head and free pages */
 	uint32_t pool_head;            /* page + 1 */
 	uint32_t reserved0;
-	uint8_t reserved[CACHE_HDR_SIZE - 840];
+	uint64_t home_off; /* the home blocks, after their tags; 0: none */
+	uint32_t nhome;    /* home blocks: 0, or a multiple of nbuckets */
+	uint32_t reserved1;
+	uint64_t home_tags_off; /* their tags (uint16_t each), after the pages */
+	uint8_t reserved[CACHE_HDR_SIZE - 864];
 };
 _Static_assert(sizeof(struct cache_hdr) == CACHE_HDR_SIZE, "cache header");
 _Static_assert(offsetof(struct cache_hdr, class_size) == 96, "class sizes");
@@ -359,6 +373,23 @@ static inline void value_copy(void *dv, const void *sv, size_t n)
 	__builtin_memcpy(d, s, n);
 }
 
+/* Begin a change of bucket b's slots (its stripe lock held): the version
+ * odd, then a release fence (what preceded comes first); ver_end makes it
+ * even again. */
+static inline uint32_t ver_begin(struct cache_bucket *b)
+{
+	uint32_t v = atomic_load_explicit(&b->ver, memory_order_relaxed) | 1u;
+
+	atomic_store_explicit(&b->ver, v, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	return v;
+}
+
+static inline void ver_end(struct cache_bucket *b, uint32_t v)
+{
+	atomic_store_explicit(&b->ver, v + 1, memory_order_release);
+}
+
 /* Class size of cls (from the geometry), 0 when cls is no class. */
 static inline uint64_t csize(const struct ctx *c, uint32_t cls)
 {
@@ -414,6 +445,11 @@ static inline bool block_of_class(const struct ctx *c, uint64_t off,
 	uint64_t rel = off - c->g->data_off, p = page_of(c, rel), in;
 	uint64_t cs = csize(c, cls);
 
+	/* A home block holds an entry of any class up to its size. */
+	if (off - c->g->home_off < (uint64_t)c->g->nhome * HOME_BLOCK)
+		return (off - c->g->home_off) % HOME_BLOCK == 0 && cs &&
+		       cs <= HOME_BLOCK;
+
 	if (p >= c->g->npages || !cs || cspan(c, cls) != 1 ||
 	    __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE) != cls)
 		return false;
@@ -451,6 +487,42 @@ int cache__lookup(struct ctx *c, const void *key, size_t klen, uint64_t hash,
 		  void *buf, size_t buflen, struct rd *r);
 int cache__corrupt_entry(struct ctx *c, const struct rd *r);
 void cache__unstick(struct ctx *c, uint32_t bucket);
+
+/* cache_home.c */
+/* Home block i. */
+static inline struct cache_entry *home_block(const struct ctx *c, uint64_t i)
+{
+	return (struct cache_entry *)(void *)(c->g->base + c->g->home_off +
+					      i * HOME_BLOCK);
+}
+/* Is off a home block? (Never a block of a page.) */
+static inline bool is_home(const struct ctx *c, uint64_t off)
+{
+	uint64_t rel = off - c->g->home_off;
+	return rel < (uint64_t)c->g->nhome * HOME_BLOCK &&
+	       rel % HOME_BLOCK == 0;
+}
+/* The first bucket of the group whose keys home block i serves (hpg
+ * blocks a group): its group's slots are the only ones that name i. */
+static inline uint32_t home_bucket(const struct ctx *c, uint64_t i)
+{
+	return (uint32_t)(i / c->g->hpg) * GROUP;
+}
+/* The tag of home block i's entry (hash_tag of its hash), 0 when it holds
+ * none: a hint readers check before they touch the block. */
+static inline _Atomic uint16_t *home_tag(const struct ctx *c, uint64_t i)
+{
+	return &c->g->home_tags[i];
+}
+uint32_t cache__home_begin(struct cache_entry *e);
+void cache__home_end(struct cache_entry *e);
+void cache__home_publish(struct ctx *c, uint64_t off, uint64_t hash);
+uint64_t cache__home_take(struct ctx *c, uint32_t s, uint64_t hash,
+			  uint64_t need);
+bool cache__home_free(struct ctx *c, uint64_t off);
+void cache__home_repair(struct ctx *c, uint32_t s);
+uint32_t cache__home_reclaim(struct ctx *c, uint32_t s);
+uint64_t cache__home_usage(const struct ctx *c);
 
 /* cache_repair.c */
 /* The call's deadline (fixed at its first wait), in mono ns. */

@@ -392,6 +392,7 @@ static void repair_stripe(struct ctx *c, uint32_t s)
 		}
 	settle(c, &c->g->st[s].lk.j_new);
 	settle(c, &c->g->st[s].lk.j_old);
+	cache__home_repair(c, s);
 	/* The spare word: kept when it still names an unreferenced ALLOC
 	 * block of its generation, else forgotten (settle freed it, or it
 	 * was never completed). */

@@ -247,6 +247,14 @@ int shmstat_cache_clear(shmstat_t *h, const char *pattern, uint64_t *count)
 	if (!pattern) {
 		c.unfreed = 0; /* what the pass below cannot free counts */
 		reclaim_garbage(&c);
+		for (uint32_t s = 0; c.g->nhome && s <= c.g->smask; s++) {
+			if (cache__stripe_lock(&c, s, true) < 0) {
+				skip(&c, s);
+				continue;
+			}
+			(void)cache__home_reclaim(&c, s);
+			cache__stripe_unlock(&c, s);
+		}
 	}
 	if (count)
 		*count = live;

@@ -240,6 +240,8 @@ bool cache__block_free(struct ctx *c, uint64_t off)
 	struct cache_page *pg;
 	uint64_t cs, in;
 
+	if (e && is_home(c, off))
+		return cache__home_free(c, off);
 	if (!e || (p = (uint32_t)page_of(c, rel)) >= c->g->npages)
 		return false;
 	pg = &c->g->pg[p];
@@ -358,9 +360,12 @@ uint32_t cache__class_of(const struct ctx *c, uint64_t off)
 }
 
 
-/* The spare word w names a block still spare: ALLOC, same generation. */
+/* The spare word w names a block still spare: ALLOC, same generation (and
+ * never a home block: cache_home.c). */
 static struct cache_entry *spare_valid(const struct ctx *c, uint64_t w)
 {
+	if (is_home(c, w & OFF_MASK))
+		return NULL;
 	struct cache_entry *e = w ? entry_at(c, w & OFF_MASK) : NULL;
 
 	if (!e || (e->gen & GEN_MASK) != w >> OFF_BITS ||

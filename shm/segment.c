@@ -103,6 +103,7 @@ struct geometry {
 	uint64_t size;
 	uint32_t counters, workers, row_stride;
 	uint64_t cache_max_value;
+	uint32_t cache_home_pct;
 	struct seg_region region[REG_ALL];
 };
 
@@ -115,6 +116,11 @@ static int plan(const shmstat_options_t *o, struct geometry *g)
 	g->workers = o->max_workers ? o->max_workers : DEFAULT_WORKERS;
 	g->cache_max_value =
 		o->cache_max_value ? o->cache_max_value : DEFAULT_CACHE_MAX_VALUE;
+	g->cache_home_pct = o->cache_home_pct;
+	if (g->cache_home_pct > 90)
+		return shmstat__err(NULL, SHMSTAT_EINVAL,
+				    "cache_home_pct %u is above the limit 90",
+				    g->cache_home_pct);
 	if (g->counters > MAX_COUNTERS)
 		return shmstat__err(NULL, SHMSTAT_EINVAL,
 				    "max_counters %u is above the limit %u",
@@ -234,7 +240,7 @@ static int build(struct shmstat *h, const struct geometry *g)
 	source_nonce(hdr);
 	int rc = shmstat__cache_init(h->base + g->region[REG_CACHE].off,
 				     g->region[REG_CACHE].size,
-				     g->cache_max_value);
+				     g->cache_max_value, g->cache_home_pct);
 	if (rc < 0)
 		return shmstat__err(NULL, rc, "cannot lay out the cache region");
 	atomic_store_explicit(&hdr->magic, SEG_MAGIC, memory_order_release);
@@ -796,6 +802,7 @@ int shmstat_info(shmstat_t *h, shmstat_info_t *out)
 	out->owner_gid = h->seg_gid;
 	out->mode = h->seg_mode;
 	out->page_size = h->seg_blksize;
+	out->cache_home_blocks = h->cache_geo.nhome;
 	out->read_only = h->rdonly;
 	switch (atomic_load_explicit(&h->row_state, memory_order_acquire)) {
 	case ROW_OWN:

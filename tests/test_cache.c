@@ -1488,6 +1488,253 @@ static void a_key_differing_in_its_tail_is_a_miss(void **state)
 	assert_string_equal(buf, "abc");
 }
 
+/* ------------------------------------------------------------ home blocks */
+
+/* A segment of 4 MiB with pct percent of the cache's memory in home
+ * blocks; *nhome says how many it got. */
+static void home_seg(struct tu_seg *s, uint32_t pct, uint32_t *nhome)
+{
+	shmstat_options_t o = { .size = 4u << 20, .max_counters = 16,
+				.max_workers = 4, .cache_max_value = MAXV,
+				.cache_home_pct = pct };
+	shmstat_info_t info;
+
+	tu_seg_create(s, "home", &o);
+	assert_int_equal(shmstat_info(s->h, &info), 0);
+	*nhome = info.cache_home_blocks;
+}
+
+static void drop_seg(struct tu_seg *s)
+{
+	shmstat_close(&s->h);
+	shmstat_unlink(s->name);
+}
+
+static void get_eq(shmstat_t *h, const char *k, const char *want)
+{
+	char buf[MAXV];
+	size_t n = 0;
+
+	assert_int_equal(shmstat_cache_get(h, k, strlen(k), buf, sizeof(buf),
+					   &n),
+			 0);
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(buf, want, n);
+}
+
+static void get_miss(shmstat_t *h, const char *k)
+{
+	char buf[MAXV];
+	size_t n;
+
+	assert_int_equal(shmstat_cache_get(h, k, strlen(k), buf, sizeof(buf),
+					   &n),
+			 SHMSTAT_ENOTFOUND);
+}
+
+/*
+ * cache_home_pct: a whole number of home blocks per group of four
+ * buckets, from at most that share of the value memory; none when the
+ * share is too small for one per group; above 90 refused with the limit
+ * named.
+ */
+static void home_blocks_are_laid_out_as_asked(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	uint32_t n50, n90, n5;
+	shmstat_cache_stats_t st;
+
+	home_seg(&s, 50, &n50);
+	assert_true(n50 > 0 && n50 % (s.h->cache_geo.nbuckets / 4) == 0);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	/* The memory: home blocks and pages together, the blocks at most
+	 * half of it. */
+	assert_true((uint64_t)n50 * 128 <= st.bytes_free / 2);
+	drop_seg(&s);
+	home_seg(&s, 90, &n90);
+	assert_true(n90 >= n50);
+	drop_seg(&s);
+	home_seg(&s, 1, &n5);
+	assert_int_equal(n5, 0);
+	drop_seg(&s);
+
+	char name[64];
+	shmstat_t *h = NULL;
+	tu_name(name, sizeof(name), "homebad");
+	shmstat_options_t bad = { .flags = SHMSTAT_O_CREATE,
+				  .cache_home_pct = 91 };
+	assert_int_equal(shmstat_open(name, &bad, &h), SHMSTAT_EINVAL);
+	assert_non_null(strstr(shmstat_errstr(NULL), "cache_home_pct 91"));
+}
+
+/*
+ * Every change of a key reaches a get through its home block at once: an
+ * overwrite in place, one of another class (to the slab and back), a
+ * delete, an expiry, a clear, a flush; the statistics count the blocks.
+ */
+static void a_home_entry_follows_every_change(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	uint32_t nh;
+	char key[32], val[MAXV];
+	shmstat_cache_stats_t st;
+
+	home_seg(&s, 50, &nh);
+	assert_true(nh > 0);
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "h:%d", i);
+		snprintf(val, sizeof(val), "first %d", i);
+		assert_int_equal(shmstat_cache_set(s.h, key, strlen(key), val,
+						   strlen(val), 0, 0),
+				 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "h:%d", i);
+		snprintf(val, sizeof(val), "first %d", i);
+		get_eq(s.h, key, val);
+	}
+	get_eq(s.h, "h:7", "first 7");
+	assert_int_equal(shmstat_cache_set(s.h, "h:7", 3, "again 7", 7, 0, 0),
+			 0); /* in place */
+	get_eq(s.h, "h:7", "again 7");
+	memset(val, 'L', 300);
+	assert_int_equal(shmstat_cache_set(s.h, "h:7", 3, val, 300, 0, 0), 0);
+	char buf[MAXV];
+	size_t n = 0;
+	assert_int_equal(shmstat_cache_get(s.h, "h:7", 3, buf, sizeof(buf), &n),
+			 0);
+	assert_int_equal(n, 300);
+	assert_int_equal(shmstat_cache_set(s.h, "h:7", 3, "small", 5, 0, 0), 0);
+	get_eq(s.h, "h:7", "small");
+	assert_int_equal(shmstat_cache_delete(s.h, "h:8", 3), 0);
+	get_miss(s.h, "h:8");
+	shmstat__cache_set_clock(1000);
+	assert_int_equal(shmstat_cache_set(s.h, "h:9", 3, "ttl", 3, 50, 0), 0);
+	get_eq(s.h, "h:9", "ttl");
+	shmstat__cache_set_clock(1100);
+	get_miss(s.h, "h:9");
+	shmstat__cache_set_clock(0);
+	uint64_t cleared = 0;
+	assert_int_equal(shmstat_cache_clear(s.h, "h:1*", &cleared), 0);
+	assert_int_equal(cleared, 111); /* h:1, h:10-19, h:100-199 */
+	get_miss(s.h, "h:150");
+	get_eq(s.h, "h:20", "first 20");
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.entries, 200 - 111 - 2);
+	assert_true(st.bytes_used >= st.entries * 64);
+	assert_int_equal(shmstat_cache_flush(s.h, NULL), 0);
+	get_miss(s.h, "h:20");
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes_used, 0);
+	drop_seg(&s);
+}
+
+/* Keys whose hashes name one home block: found by trying names. */
+static int same_home(const struct cache_geo *g, char keys[][32], int want)
+{
+	uint64_t h0 = 0;
+	int n = 0;
+
+	for (int i = 0; i < 10000000 && n < want; i++) {
+		snprintf(keys[n], 32, "c:%d", i);
+		uint64_t h = shmstat__hash(keys[n], strlen(keys[n]));
+		if (n == 0)
+			h0 = h;
+		if (shmstat__cache_home_index(g, h) ==
+		    shmstat__cache_home_index(g, h0))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * Keys that share a home: a new entry keeps it through one contest; one
+ * not read since is moved to the slab for the next newcomer; one read
+ * keeps it (its use bit spent). Every key reads its own value all along.
+ */
+static void keys_of_one_home_contest_it_and_none_is_lost(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	uint32_t nh;
+	char k[5][32];
+	shmstat_cache_stats_t st;
+
+	home_seg(&s, 50, &nh);
+	assert_true(nh > 0);
+	const struct cache_geo *g = &s.h->cache_geo;
+	assert_int_equal(same_home(g, k, 5), 5);
+	/* Who is at home: the block's hash (cache_impl_i.h: at byte 16). */
+	uint64_t h0 = shmstat__hash(k[0], strlen(k[0])), at;
+	const unsigned char *home = g->base + g->home_off +
+				    shmstat__cache_home_index(g, h0) * 128;
+	/* k0 home; k1 to the slab (k0 new: its first contest); k2 home (k0,
+	 * not read since, moved out); k3 and k4 to the slab (k2 is read
+	 * between sets). */
+	const int at_home[5] = { 0, 0, 2, 2, 2 };
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(shmstat_cache_set(s.h, k[i], strlen(k[i]), k[i],
+						   strlen(k[i]), 0, 0),
+				 0);
+		memcpy(&at, home + 16, 8);
+		assert_int_equal(at, shmstat__hash(k[at_home[i]],
+						   strlen(k[at_home[i]])));
+		for (int j = i; j >= 0; j--)
+			if (j != 0 || i < 1)
+				get_eq(s.h, k[j], k[j]);
+	}
+	get_eq(s.h, k[0], k[0]);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.entries, 5);
+	assert_int_equal(st.evictions, 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(shmstat_cache_delete(s.h, k[i], strlen(k[i])), 0);
+		get_miss(s.h, k[i]);
+	}
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.bytes_used, 0);
+	drop_seg(&s);
+}
+
+/* An expired entry in the home a new key wants is removed (an
+ * expiration), not moved to the slab. */
+static void an_expired_home_entry_goes_rather_than_moves(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	uint32_t nh;
+	char k[3][32];
+	shmstat_cache_stats_t st;
+
+	home_seg(&s, 50, &nh);
+	const struct cache_geo *g = &s.h->cache_geo;
+	assert_int_equal(same_home(g, k, 3), 3);
+	shmstat__cache_set_clock(1000);
+	assert_int_equal(shmstat_cache_set(s.h, k[0], strlen(k[0]), "a", 1, 50, 0),
+			 0);
+	assert_int_equal(shmstat_cache_set(s.h, k[1], strlen(k[1]), "b", 1, 0, 0),
+			 0); /* k0 keeps its home: its first contest */
+	shmstat__cache_set_clock(1100);
+	assert_int_equal(shmstat_cache_set(s.h, k[2], strlen(k[2]), "c", 1, 0, 0),
+			 0);
+	uint64_t h2 = shmstat__hash(k[2], strlen(k[2])), at;
+	memcpy(&at, g->base + g->home_off +
+			    shmstat__cache_home_index(g, h2) * 128 + 16,
+	       8);
+	assert_int_equal(at, h2);
+	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
+	assert_int_equal(st.expirations, 1);
+	assert_int_equal(st.entries, 2);
+	get_miss(s.h, k[0]);
+	get_eq(s.h, k[1], "b");
+	get_eq(s.h, k[2], "c");
+	shmstat__cache_set_clock(0);
+	drop_seg(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1526,6 +1773,10 @@ int main(void)
 		T(a_large_max_value_leaves_the_memory_usable),
 		T(a_lease_of_a_killed_unreaped_process_is_free),
 		T(the_glob_agrees_with_fnmatch_on_text),
+		T(home_blocks_are_laid_out_as_asked),
+		T(a_home_entry_follows_every_change),
+		T(keys_of_one_home_contest_it_and_none_is_lost),
+		T(an_expired_home_entry_goes_rather_than_moves),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -344,6 +344,16 @@ static void crafted_in_place_records_are_settled_safely(void **state)
 		if (c % 6 != 1)
 			ver |= 1; /* the holder died inside its odd window */
 		memcpy(cache + boff + (uint64_t)b * 64, &ver, 4);
+		/* A home block (cache_home.c) is odd in that window too. */
+		uint64_t home_off;
+		uint32_t nhome, hver;
+		memcpy(&home_off, cache + 840, 8);
+		memcpy(&nhome, cache + 848, 4);
+		if (c % 6 != 1 && off - home_off < (uint64_t)nhome * 128) {
+			memcpy(&hver, cache + off + 4, 4);
+			hver |= 1;
+			memcpy(cache + off + 4, &hver, 4);
+		}
 		memcpy(lk + 40, &rec, 8); /* j_ovr */
 		memcpy(lk, &word, 8);     /* a dead holder */
 		size_t n = 0;
@@ -373,10 +383,71 @@ static void crafted_in_place_records_are_settled_safely(void **state)
 	}
 }
 
+/*
+ * A home block crafted to pass every check but the lengths: LIVE, an even
+ * version, its tag, the hash of a 200-byte key, that key's bytes, a key
+ * length of 200 and a value length of the maximum, in the last home block
+ * of the region, the rest of the key and a value after it. A get of that
+ * key reads nothing outside the block: a miss (the bucket knows no such
+ * key), never a hit nor a crash. (Before: the bound on the value
+ * length wrapped for a key over 96 bytes, and the get copied the
+ * maximum from past the block's end.)
+ */
+static void a_home_block_with_a_long_key_reads_nothing_past_it(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .size = 4u << 20, .max_counters = 16,
+				.max_workers = 8, .cache_max_value = MAXV,
+				.cache_home_pct = 50 };
+	tu_seg_create(&s, "clong", &o);
+	const struct cache_geo *g = &s.h->cache_geo;
+	assert_true(g->nhome > 0);
+	/* A set first, so the handle has its row (the common hit's path). */
+	assert_int_equal(shmstat_cache_set(s.h, "other", 5, "v", 1, 0, 0), 0);
+	char key[200];
+	uint64_t hash = 0;
+	int found = 0;
+	for (uint32_t n = 0; n < 100000000u && !found; n++) {
+		memset(key, 'k', sizeof(key));
+		memcpy(key, &n, sizeof(n));
+		hash = shmstat__hash(key, sizeof(key));
+		found = shmstat__cache_home_index(g, hash) == g->nhome - 1;
+	}
+	assert_true(found);
+	unsigned char *b = g->base + g->home_off + (uint64_t)(g->nhome - 1) * 128;
+	uint16_t klen = sizeof(key), tag = (uint16_t)((hash >> 48) | 1);
+	uint32_t even = 2, vlen = MAXV;
+	b[0] = 2; /* LIVE */
+	memcpy(b + 2, &klen, 2);
+	memcpy(b + 4, &even, 4);
+	memcpy(b + 12, &vlen, 4);
+	memcpy(b + 16, &hash, 8);
+	memset(b + 24, 0, 8);
+	memcpy(b + 32, key, 96); /* all the block holds of it */
+	/* The rest of the key and the value after the block, where the
+	 * region still has bytes: a get that trusted the lengths would
+	 * match the key there and return a hit. */
+	uint64_t end = (uint64_t)(b - g->base) + 128;
+	if (end + 104 + MAXV <= g->region_size) {
+		memcpy(b + 128, key + 96, 104);
+		memset(b + 128 + 104, 'v', MAXV);
+	}
+	g->home_tags[g->nhome - 1] = tag;
+	char *buf = malloc(MAXV);
+	size_t n = 0;
+	assert_int_equal(shmstat_cache_get(s.h, key, sizeof(key), buf, MAXV, &n),
+			 SHMSTAT_ENOTFOUND);
+	free(buf);
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(crafted_in_place_records_are_settled_safely),
+		cmocka_unit_test(a_home_block_with_a_long_key_reads_nothing_past_it),
 		cmocka_unit_test(scribbled_cache_regions_give_defined_results),
 		cmocka_unit_test(crafted_lock_bytes_give_defined_results),
 		cmocka_unit_test(

@@ -138,6 +138,136 @@ static void mixed_processes_never_read_a_torn_value(void **state)
 	shmstat_unlink(s.name);
 }
 
+/*
+ * One key rewritten 20,000 times or more with a growing sequence number, in
+ * values of sizes that move it between its home block and the slab
+ * (13 to 300 bytes), now and then deleted and set again, while another
+ * process sets keys that contest its home: two readers never see a
+ * sequence number smaller than one they saw before (no old value comes
+ * back through the home block after the slot moved on: each reads by
+ * gets, which look in the home block first, and fetches, which go by the
+ * bucket, in turn), and every value they read is whole.
+ */
+#define MONO_SETS 20000
+
+struct mono {
+	_Atomic int done, started;
+	_Atomic uint64_t reads, hits, back, torn;
+};
+
+static size_t mono_value(unsigned char *v, uint64_t seq)
+{
+	size_t n = seq % 3 == 0 ? 300 : 13 + seq % 50;
+	memcpy(v, &seq, 8);
+	for (size_t i = 8; i < n; i++)
+		v[i] = (unsigned char)(seq + i);
+	return n;
+}
+
+static void mono_reader(const char *name, struct mono *m)
+{
+	shmstat_t *h = NULL;
+	unsigned char buf[MAXV];
+	uint64_t last = 0;
+
+	if (shmstat_open(name, NULL, &h))
+		_exit(2);
+	atomic_fetch_add(&m->started, 1);
+	for (uint32_t i = 0; i < 5000000 && !atomic_load(&m->done); i++) {
+		size_t n = 0;
+		int out = 0, rc;
+		atomic_fetch_add(&m->reads, 1);
+		/* A get (its home block first) and a fetch (its bucket) in
+		 * turn: what either shows, the other never shows older. */
+		if (i % 2) {
+			rc = shmstat_cache_fetch(h, "mono", 4, buf, sizeof(buf),
+						 &n, 1000, 0, &out);
+			if (rc == 0 && out == SHMSTAT_CACHE_LEASED) {
+				shmstat_cache_lease_release(h, "mono", 4);
+				continue;
+			}
+		} else {
+			rc = shmstat_cache_get(h, "mono", 4, buf, sizeof(buf), &n);
+		}
+		if (rc != 0)
+			continue;
+		atomic_fetch_add(&m->hits, 1);
+		uint64_t seq;
+		unsigned char want[MAXV];
+		memcpy(&seq, buf, 8);
+		if (n < 8 || mono_value(want, seq) != n || memcmp(buf, want, n))
+			atomic_fetch_add(&m->torn, 1);
+		else if (seq < last)
+			atomic_fetch_add(&m->back, 1);
+		else
+			last = seq;
+	}
+	shmstat_close(&h);
+	_exit(0);
+}
+
+static void a_reader_never_sees_a_key_go_back_in_time(void **state)
+{
+	(void)state;
+	struct tu_seg s;
+	shmstat_options_t o = { .size = 8u << 20, .max_counters = 16,
+				.max_workers = 16, .cache_max_value = MAXV };
+	tu_seg_create(&s, "mono", &o);
+	struct mono *m = tu_shared(sizeof(*m));
+	pid_t pid[3];
+
+	for (int i = 0; i < 2; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0)
+			mono_reader(s.name, m);
+	}
+	pid[2] = fork(); /* the contender: small values of other keys */
+	assert_true(pid[2] >= 0);
+	if (pid[2] == 0) {
+		shmstat_t *h = NULL;
+		char key[32];
+		if (shmstat_open(s.name, NULL, &h))
+			_exit(2);
+		for (uint32_t i = 0; i < 200000 && !atomic_load(&m->done); i++) {
+			int kl = snprintf(key, sizeof(key), "other:%u",
+					  (i * 2654435761u) % 256);
+			if (shmstat_cache_set(h, key, (size_t)kl, "x", 1, 0, 0))
+				_exit(3);
+		}
+		shmstat_close(&h);
+		_exit(0);
+	}
+	unsigned char v[MAXV];
+	struct timespec ms = { 0, 1000000 };
+	for (int i = 0; i < 10000 && atomic_load(&m->started) < 2; i++)
+		nanosleep(&ms, NULL); /* the readers read while it writes */
+	/* At least MONO_SETS sets, and on until the readers have read 1,000
+	 * values (at most 10 times as many sets): a slow start of theirs on
+	 * a loaded machine does not leave them nothing to check. */
+	for (uint64_t seq = 1; seq <= 10 * MONO_SETS &&
+			       (seq <= MONO_SETS || atomic_load(&m->hits) < 1000);
+	     seq++) {
+		if (seq % 97 == 0)
+			assert_int_equal(shmstat_cache_delete(s.h, "mono", 4), 0);
+		size_t n = mono_value(v, seq);
+		assert_int_equal(shmstat_cache_set(s.h, "mono", 4, v, n, 0, 0), 0);
+	}
+	atomic_store(&m->done, 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(tu_wait(pid[i], 120000), 0);
+	print_message("monotonic: %llu reads, %llu hits, %llu back in time, "
+		      "%llu torn\n",
+		      (unsigned long long)m->reads, (unsigned long long)m->hits,
+		      (unsigned long long)m->back, (unsigned long long)m->torn);
+	assert_int_equal(m->back, 0);
+	assert_int_equal(m->torn, 0);
+	assert_true(m->hits > 0);
+	tu_shared_free(m, sizeof(*m));
+	shmstat_close(&s.h);
+	shmstat_unlink(s.name);
+}
+
 #define NSTAMPEDE 16
 
 struct stampede {
@@ -213,6 +343,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(mixed_processes_never_read_a_torn_value),
 		cmocka_unit_test(sixteen_processes_missing_at_once_compute_once),
+		cmocka_unit_test(a_reader_never_sees_a_key_go_back_in_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

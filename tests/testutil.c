@@ -22,6 +22,10 @@ void tu_seg_create(struct tu_seg *s, const char *tag, const shmstat_options_t *o
 	tu_name(s->name, sizeof(s->name), tag);
 	shmstat_options_t opt = o ? *o : (shmstat_options_t){ 0 };
 	opt.flags |= SHMSTAT_O_CREATE | SHMSTAT_O_EXCL;
+	/* The cache suites run a second time with home blocks. */
+	const char *home = getenv("SHMSTAT_TEST_CACHE_HOME");
+	if (home && !opt.cache_home_pct)
+		opt.cache_home_pct = (uint32_t)atoi(home);
 	s->opts = opt;
 	int rc = shmstat_open(s->name, &opt, &s->h);
 	if (rc != 0)

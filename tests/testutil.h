@@ -28,7 +28,9 @@ struct tu_seg {
 };
 int tu_seg_setup(void **state);    /* default options */
 int tu_seg_teardown(void **state);
-/* Create a segment with o into s (asserts success). */
+/* Create a segment with o into s (asserts success). With
+ * SHMSTAT_TEST_CACHE_HOME=PCT in the environment, a cache_home_pct of 0
+ * becomes PCT: the cache suites run again with home blocks. */
 void tu_seg_create(struct tu_seg *s, const char *tag,
 		   const shmstat_options_t *o);
 
