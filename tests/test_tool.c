@@ -884,6 +884,19 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	assert_int_equal(sh("$T -n %s cache get -r k | wc -c", name), 0);
 	assert_int_equal(atol(out), 65536);
 	assert_int_equal(sh("$T -n %s destroy", name), 0);
+	/* --home: 0 to 90; info says how many blocks it made. */
+	assert_int_equal(sh("$T -n %s create --home 91", name), 64);
+	assert_non_null(strstr(out, "--home 91 is out of range: 0 to 90"));
+	assert_int_equal(sh("$T -n %s create --size 16M --home 50", name), 0);
+	assert_int_equal(sh("$T -n %s info", name), 0);
+	assert_non_null(strstr(out, " home blocks ("));
+	assert_int_equal(sh("$T -n %s info -j", name), 0);
+	assert_non_null(strstr(out, "\"cache_home_blocks\": "));
+	assert_null(strstr(out, "\"cache_home_blocks\": 0,"));
+	assert_int_equal(sh("$T -n %s cache set k v", name), 0);
+	assert_int_equal(sh("$T -n %s cache get k", name), 0);
+	assert_non_null(strstr(out, "v"));
+	assert_int_equal(sh("$T -n %s destroy", name), 0);
 	/* --mode: world-writable is refused, with why. */
 	assert_int_equal(sh("$T -n %s create --mode 0666", name), 64);
 	assert_non_null(strstr(out, "world-writable"));

@@ -44,7 +44,7 @@ static const char usage_main[] =
 	"\n"
 	"commands:\n"
 	"  create [--size BYTES] [--counters N] [--workers N]\n"
-	"         [--max-value BYTES] [--mode OCTAL]\n"
+	"         [--max-value BYTES] [--home PCT] [--mode OCTAL]\n"
 	"                     create the segment\n"
 	"  destroy            remove the segment's name\n"
 	"  ls [-j]            the host's segments: owner, mode, size, workers,\n"
@@ -226,7 +226,7 @@ static void name_hint(shmstat_t *h, const char *name)
 static const char usage_create[] =
 	"usage: shmstat [-n NAME] create [--size BYTES] [--counters N]\n"
 	"                               [--workers N] [--max-value BYTES]\n"
-	"                               [--mode OCTAL]\n"
+	"                               [--home PCT] [--mode OCTAL]\n"
 	"\n"
 	"Create the segment. Fails (exit 3) if it exists.\n"
 	"  --size BYTES       total size (default 32M = 33554432; the cache\n"
@@ -234,6 +234,13 @@ static const char usage_create[] =
 	"  --counters N       counters + gauges it can hold (default 4096)\n"
 	"  --workers N        processes that can count at once (default 128)\n"
 	"  --max-value BYTES  largest cache value (default 1M = 1048576)\n"
+	"  --home PCT         percent of the cache's memory, 0 to 90, made\n"
+	"                     home blocks: 128-byte blocks at the place each\n"
+	"                     key's hash names, where a hit on an entry of\n"
+	"                     at most 128 bytes (32 + key + value) costs one\n"
+	"                     memory access fewer (default 0: none; a share\n"
+	"                     too small for one block per bucket gives none;\n"
+	"                     'shmstat info' says how many)\n"
 	"  --mode OCTAL       permissions (default 0600; 0660 for a group); a\n"
 	"                     world-writable mode (o+w, e.g. 0666) is refused:\n"
 	"                     any local user could truncate the segment and\n"
@@ -251,6 +258,7 @@ static int do_create(const char *seg, int argc, char **argv)
 		{ "counters", required_argument, NULL, 'c' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "max-value", required_argument, NULL, 'v' },
+		{ "home", required_argument, NULL, 'H' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ 0, 0, 0, 0 },
 	};
@@ -262,15 +270,21 @@ static int do_create(const char *seg, int argc, char **argv)
 		{ 1, 1u << 24 },	  /* --counters */
 		{ 1, 4096 },		  /* --workers */
 		{ 1, INT32_MAX },	  /* --max-value: the cache's limit */
+		{ 0, 90 },		  /* --home */
 	};
 	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL };
 	uint64_t v = 0;
 	int c, opt = 0, prc = 0;
 
-	while ((c = getopt_long(argc, argv, "s:c:w:v:m:", lo, NULL)) != -1) {
-		opt = c == 's' ? 0 : c == 'c' ? 1 : c == 'w' ? 2 : c == 'v' ? 3 : 4;
+	while ((c = getopt_long(argc, argv, "s:c:w:v:H:m:", lo, NULL)) != -1) {
+		opt = c == 's'	 ? 0
+		      : c == 'c' ? 1
+		      : c == 'w' ? 2
+		      : c == 'v' ? 3
+		      : c == 'H' ? 4
+				 : 5;
 		/* Sizes in bytes take K, M, G, T; counts are plain numbers. */
-		if (c != 'm' && opt < 4 &&
+		if (c != 'm' && opt < 5 &&
 		    (prc = (c == 's' || c == 'v'
 				    ? shmstat__parse_size
 				    : shmstat__parse_u64)(optarg, range[opt].min,
@@ -288,6 +302,9 @@ static int do_create(const char *seg, int argc, char **argv)
 			break;
 		case 'v':
 			o.cache_max_value = (size_t)v;
+			break;
+		case 'H':
+			o.cache_home_pct = (uint32_t)v;
 			break;
 		case 'm': {
 			/* The one octal number: a mode, as chmod takes it. */
@@ -1137,8 +1154,12 @@ static void info_table(const shmstat_info_t *in)
 		       "count in the shared overflow row (exact, slower)%s\n",
 		       in->row_overflows, last);
 	}
-	printf("cache:     values up to %" PRIu64 " bytes\n",
-	       in->cache_max_value);
+	printf("cache:     values up to %" PRIu64 " bytes", in->cache_max_value);
+	if (in->cache_home_blocks)
+		printf("; %u home blocks (%" PRIu64 " bytes)",
+		       in->cache_home_blocks,
+		       (uint64_t)in->cache_home_blocks * 128);
+	putchar('\n');
 	printf("regions:   %-10s %12s %12s %12s\n", "name", "offset", "size",
 	       "used");
 	for (uint32_t r = 0; r < in->nregions; r++)
@@ -1176,12 +1197,13 @@ static void info_json(const shmstat_info_t *in)
 	       "  \"workers\": {\"live\": %u, \"dead\": %u, \"free\": %u, "
 	       "\"max\": %u, \"rows_used\": %u, \"overflows\": %" PRIu64
 	       ", \"overflow_last\": %s},\n"
-	       "  \"cache_max_value\": %" PRIu64 ",\n  \"page_size\": %u,\n"
+	       "  \"cache_max_value\": %" PRIu64 ",\n"
+	       "  \"cache_home_blocks\": %u,\n  \"page_size\": %u,\n"
 	       "  \"regions\": [",
 	       in->host_id, in->source_nonce, in->counters_used,
 	       in->max_counters, in->workers_live, in->workers_dead, in->workers_free,
 	       in->max_workers, in->workers_hwm, in->row_overflows, last,
-	       in->cache_max_value, in->page_size);
+	       in->cache_max_value, in->cache_home_blocks, in->page_size);
 	for (uint32_t r = 0; r < in->nregions; r++)
 		printf("%s\n    {\"name\": \"%s\", \"offset\": %" PRIu64
 		       ", \"size\": %" PRIu64 ", \"used\": %" PRIu64 "}",

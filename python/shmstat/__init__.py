@@ -410,7 +410,7 @@ def _literal_prefix(pattern):
 
 def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
          size=None, max_counters=None, max_workers=None,
-         cache_max_value=None, wait=None):
+         cache_max_value=None, cache_home_pct=None, wait=None):
     """Attach to the segment "/shmstat.<name>", or create it (create=True)
     when it does not exist; exclusive=True fails with Exists when it does.
     readonly=True maps it without write access (a segment another user
@@ -419,7 +419,10 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
     nothing); every write raises ReadOnly.
     Sizes (bytes) and counts matter only to the creator: size (32 MiB),
     max_counters (4096), max_workers (rows for concurrent processes, 128),
-    cache_max_value (1 MiB); mode (0o600); wait: seconds to wait for a
+    cache_max_value (1 MiB); cache_home_pct (0: percent of the cache's
+    memory, up to 90, made home blocks, where a hit on an entry of at most
+    128 bytes costs a memory access fewer; info()["cache_home_blocks"]
+    says how many); mode (0o600); wait: seconds to wait for a
     concurrent creator (2.0). With create=True, a segment that exists
     with other sizes than those given is attached as it is, with a
     RuntimeWarning naming them."""
@@ -445,12 +448,13 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
                   _size(max_counters, "max_counters", 32),
                   _size(max_workers, "max_workers", 32),
                   _size(cache_max_value, "cache_max_value", 64),
-                  _ms(wait, "wait"))
+                  _ms(wait, "wait"), _home_pct(cache_home_pct))
     if create:
         try:
             _warn_other_sizes(seg, size=size, max_counters=max_counters,
                               max_workers=max_workers,
-                              cache_max_value=cache_max_value)
+                              cache_max_value=cache_max_value,
+                              cache_home_pct=cache_home_pct)
         except BaseException:  # a warning made an error (-W error)
             seg.close()
             raise
@@ -471,6 +475,12 @@ def _warn_other_sizes(seg, **asked):
     for what, want in asked.items():
         if want is None:
             continue
+        if what == "cache_home_pct":  # a share: it has blocks or none
+            blocks = info["cache_home_blocks"]
+            if (want > 0) != (blocks > 0):
+                other.append(f"cache_home_blocks={blocks} (asked "
+                             f"cache_home_pct={want})")
+            continue
         have = info[what]
         if what == "size" and want <= have < want + page:
             continue
@@ -482,6 +492,17 @@ def _warn_other_sizes(seg, **asked):
                       f"{', '.join(other)}: sizes apply only when a "
                       f"segment is created; destroy and create it again to "
                       f"change them", RuntimeWarning, stacklevel=3)
+
+
+def _home_pct(v):
+    """cache_home_pct for open(): None (none) or a whole number 0 to 90."""
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 90:
+        raise InvalidArgument(_ERRORS["EINVAL"],
+                              f"cache_home_pct must be a whole number from "
+                              f"0 to 90, not {v!r}")
+    return v
 
 
 def _size(v, what, bits):

@@ -113,19 +113,20 @@ static int Segment_init(SegmentObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "name",	"flags",	   "mode",
 				  "size",	"max_counters",	   "max_workers",
-				  "cache_max_value", "wait_ms",	   NULL };
+				  "cache_max_value", "wait_ms",
+				  "cache_home_pct", NULL };
 	const char *name;
 	unsigned flags = 0, mode = 0;
 	unsigned long long size = 0, cmax = 0;
-	unsigned max_counters = 0, max_workers = 0, wait_ms = 0;
+	unsigned max_counters = 0, max_workers = 0, wait_ms = 0, home = 0;
 	shmstat_options_t o;
 	shmstat_t *h = NULL;
 	reason_t why = { "" };
 	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|IIKIIKI", kwlist, &name,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|IIKIIKII", kwlist, &name,
 					 &flags, &mode, &size, &max_counters,
-					 &max_workers, &cmax, &wait_ms))
+					 &max_workers, &cmax, &wait_ms, &home))
 		return -1;
 	if (self->h) {
 		PyErr_SetString(PyExc_RuntimeError, "segment already open");
@@ -138,6 +139,7 @@ static int Segment_init(SegmentObject *self, PyObject *args, PyObject *kw)
 	o.max_counters = max_counters;
 	o.max_workers = max_workers;
 	o.cache_max_value = (size_t)cmax;
+	o.cache_home_pct = home;
 	o.wait_ms = wait_ms;
 	Py_BEGIN_ALLOW_THREADS
 	rc = shmstat_open(name, &o, &h);
@@ -1010,6 +1012,12 @@ static PyObject *Segment_info(SegmentObject *self, PyObject *unused)
 		"row_overflows", (unsigned long long)in.row_overflows,
 		"cache_max_value", (unsigned long long)in.cache_max_value,
 		"page_size", in.page_size, "regions", regions);
+	if (d) {
+		PyObject *t = PyLong_FromUnsignedLong(in.cache_home_blocks);
+		if (!t || PyDict_SetItemString(d, "cache_home_blocks", t) < 0)
+			Py_CLEAR(d);
+		Py_XDECREF(t);
+	}
 	if (d) {
 		PyObject *t = PyLong_FromUnsignedLongLong(
 			(unsigned long long)in.row_overflow_ns);

@@ -649,6 +649,33 @@ def test_open_refuses_sizes_that_are_no_whole_number(segname, kw):
         shmstat.open(segname)  # nothing was created
 
 
+@pytest.mark.parametrize("pct", [-1, 91, 1.5, True, "50"])
+def test_open_refuses_a_home_share_out_of_range(segname, pct):
+    with pytest.raises(shmstat.InvalidArgument, match="cache_home_pct must"):
+        shmstat.open(segname, create=True, cache_home_pct=pct)
+    with pytest.raises(shmstat.NotFound):
+        shmstat.open(segname)
+
+
+def test_home_blocks_serve_the_cache_as_before(segname):
+    with shmstat.open(segname, create=True, size=16 << 20,
+                      cache_home_pct=50) as s:
+        blocks = s.info()["cache_home_blocks"]
+        assert blocks > 0
+        for i in range(300):
+            s.cache.set(f"k{i}", f"v{i}".encode())
+        assert all(s.cache.get(f"k{i}") == f"v{i}".encode()
+                   for i in range(300))
+        s.cache.delete("k5")
+        assert s.cache.get("k5") is None
+        assert s.cache.stats()["entries"] == 299
+    with shmstat.open(segname, create=True, cache_home_pct=50) as s:
+        # attached as made: the share matters only to the creator
+        assert s.info()["cache_home_blocks"] == blocks
+    with pytest.warns(RuntimeWarning, match="cache_home_blocks=[1-9]"):
+        shmstat.open(segname, create=True, cache_home_pct=0).close()
+
+
 def test_stat_global_is_none_until_reconciled(seg):
     seg.counter("jobs").inc(3)
     st = seg.stat("jobs")
