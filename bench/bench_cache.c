@@ -2,7 +2,9 @@
  * bench_cache.c — the cache's hot paths against a process-local hash
  * table, in one binary and one run so the ratios are measured side by side.
  * 1,000,000 keys of 16 to 32 bytes, 64-byte values, visited in a
- * pseudo-random order (so both tables miss the CPU caches alike).
+ * pseudo-random order (so both tables miss the CPU caches alike). The
+ * cache's segment has three quarters of its memory in home blocks
+ * (doc/cache.md): the entries (32 + key + value <= 128 bytes) are small.
  *
  *   cache_get_hit      shmstat_cache_get() of a present key, copied out
  *   cache_get_miss     shmstat_cache_get() of an absent key
@@ -22,6 +24,9 @@
  *                      one operation of each), ratio (the median, over
  *                      the pairs of batches, of the cache batch's time
  *                      over the baseline batch's)
+ *   pair_get_hit_slab, pair_get_hit_hot_slab
+ *                      the same as pair_get_hit(_hot) on a segment without
+ *                      home blocks: what they give, in the same run
  *   pair_slot_table_get
  *                      the same pairs with bench_layout.c's table of fixed
  *                      128-byte slots (a whole get, not the cache) in the
@@ -43,15 +48,21 @@
 #define BATCH 1000
 #define HOT 1000u
 
-static shmstat_t *cseg;
-static char cseg_name[64];
+/* The cache's segments: [1] with three quarters of its memory in home
+ * blocks (what the cache_* and pair_* benchmarks use), [0] without (the
+ * *_slab pairs). */
+static shmstat_t *cseg[2];
+static char cseg_name[2][64];
 static struct bench_keys keys;
 static GHashTable *table;
 
 static void cseg_remove(void)
 {
-	shmstat_close(&cseg);
-	shmstat_unlink(cseg_name);
+	for (int i = 0; i < 2; i++)
+		if (cseg[i]) {
+			shmstat_close(&cseg[i]);
+			shmstat_unlink(cseg_name[i]);
+		}
 }
 
 static void data_init(void)
@@ -61,33 +72,40 @@ static void data_init(void)
 	bk_init(&keys);
 }
 
-static shmstat_t *cache_seg(void)
+static shmstat_t *seg_of(int home)
 {
 	unsigned char v[BK_VAL];
+	static int registered;
 
-	if (cseg)
-		return cseg;
+	if (cseg[home])
+		return cseg[home];
 	data_init();
 	shmstat_options_t o = { .flags = SHMSTAT_O_CREATE | SHMSTAT_O_EXCL,
 				.size = BK_SEG_SIZE, .max_counters = 64,
-				.max_workers = 16, .cache_max_value = 4096 };
-	snprintf(cseg_name, sizeof(cseg_name), "bench-cache-%d", (int)getpid());
-	if (shmstat_open(cseg_name, &o, &cseg) < 0) {
+				.max_workers = 16, .cache_max_value = 4096,
+				.cache_home_pct = home ? 75 : 0 };
+	snprintf(cseg_name[home], sizeof(cseg_name[home]), "bench-cache-%d-%d",
+		 (int)getpid(), home);
+	if (shmstat_open(cseg_name[home], &o, &cseg[home]) < 0) {
 		fprintf(stderr, "bench: %s\n", shmstat_errstr(NULL));
 		exit(2);
 	}
-	atexit(cseg_remove);
+	if (!registered++)
+		atexit(cseg_remove);
 	for (uint32_t i = 0; i < BK_N; i++) {
 		bk_value(v, i, 0);
-		if (shmstat_cache_set(cseg, keys.hit + (size_t)i * BK_KEYMAX,
+		if (shmstat_cache_set(cseg[home],
+				      keys.hit + (size_t)i * BK_KEYMAX,
 				      keys.len[i], v, BK_VAL, 0, 0) < 0) {
 			fprintf(stderr, "bench: fill: %s\n",
-				shmstat_errstr(cseg));
+				shmstat_errstr(cseg[home]));
 			exit(2);
 		}
 	}
-	return cseg;
+	return cseg[home];
 }
+
+static shmstat_t *cache_seg(void) { return seg_of(1); }
 
 static void get_hit(shim_state_t *st, uint32_t span)
 {
@@ -291,10 +309,10 @@ static uint32_t hash_batch(enum pair_op op, uint32_t span, uint32_t *x,
  * caches the keys the other side just read. Which side goes first swaps
  * every pair.
  */
-static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
+static void pair_on(shim_state_t *st, enum pair_op op, uint32_t span,
+		    shmstat_t *h)
 {
 	static double ratio[MAX_PAIRS];
-	shmstat_t *h = cache_seg();
 	unsigned char v[BK_VAL];
 	uint32_t xc = 1, xh = 1, bad = 0, np = 0, nr = 0;
 	uint64_t tc = 0, th = 0, ops = 0;
@@ -349,9 +367,22 @@ static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
 	shim_set_items(st, shim_iterations(st));
 }
 
+static void pair(shim_state_t *st, enum pair_op op, uint32_t span)
+{
+	pair_on(st, op, span, cache_seg());
+}
+
 SHIM_BENCH(pair_get_hit)(shim_state_t *st) { pair(st, PAIR_GET, BK_N); }
 SHIM_BENCH(pair_get_hit_hot)(shim_state_t *st) { pair(st, PAIR_GET, HOT); }
 SHIM_BENCH(pair_set)(shim_state_t *st) { pair(st, PAIR_SET, BK_N); }
+SHIM_BENCH(pair_get_hit_slab)(shim_state_t *st)
+{
+	pair_on(st, PAIR_GET, BK_N, seg_of(0));
+}
+SHIM_BENCH(pair_get_hit_hot_slab)(shim_state_t *st)
+{
+	pair_on(st, PAIR_GET, HOT, seg_of(0));
+}
 SHIM_BENCH(pair_slot_table_get)(shim_state_t *st)
 {
 	pair(st, PAIR_SLOT, BK_N);
