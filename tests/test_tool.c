@@ -887,7 +887,11 @@ static void errors_say_what_is_wrong_and_the_allowed_range(void **state)
 	/* --home: 0 to 90; info says how many blocks it made. */
 	assert_int_equal(sh("$T -n %s create --home 91", name), 64);
 	assert_non_null(strstr(out, "--home 91 is out of range: 0 to 90"));
+	assert_int_equal(sh("$T -n %s create --home 1", name), 0);
+	assert_non_null(strstr(out, "--home 1 gave no home blocks"));
+	assert_int_equal(sh("$T -n %s destroy", name), 0);
 	assert_int_equal(sh("$T -n %s create --size 16M --home 50", name), 0);
+	assert_non_null(strstr(out, " cache home blocks"));
 	assert_int_equal(sh("$T -n %s info", name), 0);
 	assert_non_null(strstr(out, " home blocks ("));
 	assert_int_equal(sh("$T -n %s info -j", name), 0);

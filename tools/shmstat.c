@@ -234,13 +234,15 @@ static const char usage_create[] =
 	"  --counters N       counters + gauges it can hold (default 4096)\n"
 	"  --workers N        processes that can count at once (default 128)\n"
 	"  --max-value BYTES  largest cache value (default 1M = 1048576)\n"
-	"  --home PCT         percent of the cache's memory, 0 to 90, made\n"
-	"                     home blocks: 128-byte blocks at the place each\n"
-	"                     key's hash names, where a hit on an entry of\n"
-	"                     at most 128 bytes (32 + key + value) costs one\n"
-	"                     memory access fewer (default 0: none; a share\n"
-	"                     too small for one block per bucket gives none;\n"
-	"                     'shmstat info' says how many)\n"
+	"  --home PCT         percent of the cache's value memory, 0 to 90,\n"
+	"                     made home blocks: 128-byte blocks at the place\n"
+	"                     each key's hash names, where a hit on an entry\n"
+	"                     of at most 128 bytes (32 + key + value) costs\n"
+	"                     one memory access fewer (default 0: none); an\n"
+	"                     entry at home takes all 128 bytes, and no larger\n"
+	"                     value can use them. A share too small for one\n"
+	"                     block per group of four buckets gives none\n"
+	"                     (said on stderr)\n"
 	"  --mode OCTAL       permissions (default 0600; 0660 for a group); a\n"
 	"                     world-writable mode (o+w, e.g. 0666) is refused:\n"
 	"                     any local user could truncate the segment and\n"
@@ -342,8 +344,16 @@ static int do_create(const char *seg, int argc, char **argv)
 	shmstat_info_t info;
 	shmstat_info(h, &info);
 	printf("created segment '%s': %" PRIu64 " bytes, %u counters, %u "
-	       "workers\n",
+	       "workers",
 	       seg, info.size, info.max_counters, info.max_workers);
+	if (info.cache_home_blocks)
+		printf(", %u cache home blocks", info.cache_home_blocks);
+	putchar('\n');
+	if (o.cache_home_pct && !info.cache_home_blocks)
+		tool_err("create: --home %u gave no home blocks: at this size "
+			 "that share is too small for one block per group of "
+			 "four buckets (a larger --home or --size gives some)",
+			 o.cache_home_pct);
 	shmstat_close(&h);
 	return tool_stdout_check();
 bad:

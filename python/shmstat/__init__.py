@@ -27,6 +27,7 @@ import inspect as _inspect
 import json as _json
 import time as _time
 import math as _math
+import os as _os
 
 from . import _shmstat
 from ._shmstat import Counter, Gauge, strerror, unlink
@@ -419,10 +420,11 @@ def open(name, create=False, *, exclusive=False, readonly=False, mode=0o600,
     nothing); every write raises ReadOnly.
     Sizes (bytes) and counts matter only to the creator: size (32 MiB),
     max_counters (4096), max_workers (rows for concurrent processes, 128),
-    cache_max_value (1 MiB); cache_home_pct (0: percent of the cache's
-    memory, up to 90, made home blocks, where a hit on an entry of at most
-    128 bytes costs a memory access fewer; info()["cache_home_blocks"]
-    says how many); mode (0o600); wait: seconds to wait for a
+    cache_max_value (1 MiB); cache_home_pct (default 0, none: the percent
+    of the cache's value memory, up to 90, made home blocks, where a hit on
+    an entry of at most 128 bytes costs a memory access fewer;
+    info()["cache_home_blocks"] says how many, and a share too small for
+    any gives a RuntimeWarning); mode (0o600); wait: seconds to wait for a
     concurrent creator (2.0). With create=True, a segment that exists
     with other sizes than those given is attached as it is, with a
     RuntimeWarning naming them."""
@@ -477,9 +479,18 @@ def _warn_other_sizes(seg, **asked):
             continue
         if what == "cache_home_pct":  # a share: it has blocks or none
             blocks = info["cache_home_blocks"]
-            if (want > 0) != (blocks > 0):
-                other.append(f"cache_home_blocks={blocks} (asked "
-                             f"cache_home_pct={want})")
+            if (want > 0) == (blocks > 0):
+                continue
+            if info["creator_pid"] == _os.getpid() and want > 0:
+                import warnings
+                warnings.warn(f"segment '{info['name']}': cache_home_pct="
+                              f"{want} gave no home blocks: at its size "
+                              f"that share is too small for one block per "
+                              f"group of four buckets", RuntimeWarning,
+                              stacklevel=3)
+                continue
+            other.append(f"cache_home_blocks={blocks} (asked "
+                         f"cache_home_pct={want})")
             continue
         have = info[what]
         if what == "size" and want <= have < want + page:

@@ -676,6 +676,15 @@ def test_home_blocks_serve_the_cache_as_before(segname):
         shmstat.open(segname, create=True, cache_home_pct=0).close()
 
 
+def test_a_home_share_too_small_for_any_block_warns(segname):
+    with pytest.warns(RuntimeWarning, match="cache_home_pct=1 gave no home "
+                                            "blocks"):
+        s = shmstat.open(segname, create=True, exclusive=True,
+                         cache_home_pct=1)
+    assert s.info()["cache_home_blocks"] == 0
+    s.close()
+
+
 def test_stat_global_is_none_until_reconciled(seg):
     seg.counter("jobs").inc(3)
     st = seg.stat("jobs")
