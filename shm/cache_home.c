@@ -3,10 +3,11 @@
  * names, so that a get finds a small entry without reading its bucket
  * first (one dependent miss fewer: doc/cache.md, "Home blocks").
  *
- * Owns: the home region (cache_hdr.home_off and nhome: after the pages,
- * laid out at creation from cache_home_pct), each home block's state,
- * generation and version word (hver), and each stripe's count of its
- * home blocks in use (lk.home_used).
+ * Owns: the home region (cache_hdr.home_tags_off, home_off and nhome: the
+ * tags, then the blocks, after the pages, laid out at creation from
+ * cache_home_pct), each home block's state, generation, version word
+ * (hver) and tag, and each stripe's count of its home blocks in use
+ * (lk.home_used).
  *
  * Invariants:
  *   - Each group of four buckets has hpg home blocks (nhome = hpg times the

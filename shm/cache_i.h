@@ -21,7 +21,6 @@ struct cache_page;
 /* Pages a cache has beyond the run one largest value spans: a geometry
  * with fewer is refused. */
 #define CACHE_MIN_PAGES 2u
-/* Home blocks per bucket, at most (cache_home.c). */
 /* Home blocks per group of four buckets, at most (cache_home.c). */
 #define CACHE_HOME_PER_GROUP 256u
 /* The largest cache_max_value. */

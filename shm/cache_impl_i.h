@@ -209,7 +209,7 @@ struct cache_hdr {
 	uint32_t pool_head;            /* page + 1 */
 	uint32_t reserved0;
 	uint64_t home_off; /* the home blocks, after their tags; 0: none */
-	uint32_t nhome;    /* home blocks: 0, or a multiple of nbuckets */
+	uint32_t nhome;    /* home blocks: 0, or a multiple of nbuckets / 4 */
 	uint32_t reserved1;
 	uint64_t home_tags_off; /* their tags (uint16_t each), after the pages */
 	uint8_t reserved[CACHE_HDR_SIZE - 864];
