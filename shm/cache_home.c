@@ -84,17 +84,16 @@ void cache__home_publish(struct ctx *c, uint64_t off, uint64_t hash)
  * was free already. */
 bool cache__home_free(struct ctx *c, uint64_t off)
 {
-	struct cache_entry *e = home_block(c, home_index(c, off));
-	uint32_t s = stripe_of(c, home_bucket(c, home_index(c, off)));
-	struct cache_lock *lk = &c->g->st[s].lk;
+	uint64_t i = home_index(c, off);
+	struct cache_entry *e = home_block(c, i);
+	struct cache_lock *lk = &c->g->st[stripe_of(c, home_bucket(c, i))].lk;
 
 	if (atomic_load_explicit(&e->state, memory_order_relaxed) == ENT_FREE) {
 		cache__home_end(e);
 		return false;
 	}
 	cache__home_begin(e);
-	atomic_store_explicit(home_tag(c, home_index(c, off)), 0,
-			      memory_order_relaxed);
+	atomic_store_explicit(home_tag(c, i), 0, memory_order_relaxed);
 	atomic_store_explicit(&e->state, ENT_FREE, memory_order_release);
 	if (lk->home_used)
 		lk->home_used--;

@@ -432,6 +432,20 @@ static inline struct cache_entry *block(const struct ctx *c, uint32_t p,
 	return entry_at(c, block_off(c, p, b, cs));
 }
 
+/* Home block i. */
+static inline struct cache_entry *home_block(const struct ctx *c, uint64_t i)
+{
+	return (struct cache_entry *)(void *)(c->g->base + c->g->home_off +
+					      i * HOME_BLOCK);
+}
+/* Is off a home block? (Never a block of a page.) */
+static inline bool is_home(const struct ctx *c, uint64_t off)
+{
+	uint64_t rel = off - c->g->home_off;
+	return rel < (uint64_t)c->g->nhome * HOME_BLOCK &&
+	       rel % HOME_BLOCK == 0;
+}
+
 /*
  * Is the block at off (a block: entry_at said so) a whole block of the
  * one-page class cls? Its page's class word is read from the region (and
@@ -446,9 +460,8 @@ static inline bool block_of_class(const struct ctx *c, uint64_t off,
 	uint64_t cs = csize(c, cls);
 
 	/* A home block holds an entry of any class up to its size. */
-	if (off - c->g->home_off < (uint64_t)c->g->nhome * HOME_BLOCK)
-		return (off - c->g->home_off) % HOME_BLOCK == 0 && cs &&
-		       cs <= HOME_BLOCK;
+	if (is_home(c, off))
+		return cs && cs <= HOME_BLOCK;
 
 	if (p >= c->g->npages || !cs || cspan(c, cls) != 1 ||
 	    __atomic_load_n(&c->g->pg[p].cls, __ATOMIC_ACQUIRE) != cls)
@@ -489,19 +502,6 @@ int cache__corrupt_entry(struct ctx *c, const struct rd *r);
 void cache__unstick(struct ctx *c, uint32_t bucket);
 
 /* cache_home.c */
-/* Home block i. */
-static inline struct cache_entry *home_block(const struct ctx *c, uint64_t i)
-{
-	return (struct cache_entry *)(void *)(c->g->base + c->g->home_off +
-					      i * HOME_BLOCK);
-}
-/* Is off a home block? (Never a block of a page.) */
-static inline bool is_home(const struct ctx *c, uint64_t off)
-{
-	uint64_t rel = off - c->g->home_off;
-	return rel < (uint64_t)c->g->nhome * HOME_BLOCK &&
-	       rel % HOME_BLOCK == 0;
-}
 /* The first bucket of the group whose keys home block i serves (hpg
  * blocks a group): its group's slots are the only ones that name i. */
 static inline uint32_t home_bucket(const struct ctx *c, uint64_t i)

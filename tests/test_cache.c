@@ -1650,6 +1650,18 @@ static int same_home(const struct cache_geo *g, char keys[][32], int want)
 	return n;
 }
 
+/* Is key k the one in its home block? (The block's hash, at byte 16 of
+ * the entry header: cache_impl_i.h.) */
+static bool at_home(const struct cache_geo *g, const char *k)
+{
+	uint64_t h = shmstat__hash(k, strlen(k)), at;
+
+	memcpy(&at, g->base + g->home_off + shmstat__cache_home_index(g, h) * 128 +
+			    16,
+	       8);
+	return at == h;
+}
+
 /*
  * Keys that share a home: a new entry keeps it through one contest; one
  * not read since is moved to the slab for the next newcomer; one read
@@ -1667,21 +1679,15 @@ static void keys_of_one_home_contest_it_and_none_is_lost(void **state)
 	assert_true(nh > 0);
 	const struct cache_geo *g = &s.h->cache_geo;
 	assert_int_equal(same_home(g, k, 5), 5);
-	/* Who is at home: the block's hash (cache_impl_i.h: at byte 16). */
-	uint64_t h0 = shmstat__hash(k[0], strlen(k[0])), at;
-	const unsigned char *home = g->base + g->home_off +
-				    shmstat__cache_home_index(g, h0) * 128;
 	/* k0 home; k1 to the slab (k0 new: its first contest); k2 home (k0,
 	 * not read since, moved out); k3 and k4 to the slab (k2 is read
 	 * between sets). */
-	const int at_home[5] = { 0, 0, 2, 2, 2 };
+	const int home_of_k[5] = { 0, 0, 2, 2, 2 };
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(shmstat_cache_set(s.h, k[i], strlen(k[i]), k[i],
 						   strlen(k[i]), 0, 0),
 				 0);
-		memcpy(&at, home + 16, 8);
-		assert_int_equal(at, shmstat__hash(k[at_home[i]],
-						   strlen(k[at_home[i]])));
+		assert_true(at_home(g, k[home_of_k[i]]));
 		for (int j = i; j >= 0; j--)
 			if (j != 0 || i < 1)
 				get_eq(s.h, k[j], k[j]);
@@ -1720,11 +1726,7 @@ static void an_expired_home_entry_goes_rather_than_moves(void **state)
 	shmstat__cache_set_clock(1100);
 	assert_int_equal(shmstat_cache_set(s.h, k[2], strlen(k[2]), "c", 1, 0, 0),
 			 0);
-	uint64_t h2 = shmstat__hash(k[2], strlen(k[2])), at;
-	memcpy(&at, g->base + g->home_off +
-			    shmstat__cache_home_index(g, h2) * 128 + 16,
-	       8);
-	assert_int_equal(at, h2);
+	assert_true(at_home(g, k[2]));
 	assert_int_equal(shmstat_cache_stats(s.h, &st), 0);
 	assert_int_equal(st.expirations, 1);
 	assert_int_equal(st.entries, 2);
