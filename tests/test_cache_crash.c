@@ -63,6 +63,20 @@ static int teardown(void **state)
 
 static uint64_t now_ms(void) { return shmstat__now_mono_ns() / 1000000u; }
 
+/*
+ * The end of a storm's writer that finished all its sets before its kill
+ * came (its parent, polling the writers one after another, was slowed by
+ * a loaded machine): it waits for that kill, so that every round ends in
+ * one as the parent asserts. alarm() bounds the wait; SIGALRM then ends
+ * the child with a status the parent reports.
+ */
+static void await_kill(void)
+{
+	alarm(120);
+	for (;;)
+		pause();
+}
+
 /* The value parked writers set: of another size class than "old", and too
  * large for a home block (an entry of more than 128 bytes), so that the set
  * writes a new block and publishes it (a value of the old one's class, or
@@ -468,7 +482,7 @@ static void writers_killed_at_random_leak_nothing(void **state)
 								  0);
 					atomic_store(&progress[w], i + 1);
 				}
-				_exit(0);
+				await_kill();
 			}
 		}
 		/* Let each get some work done, then kill them all. */
@@ -562,7 +576,7 @@ static void overwriters_of_one_class_killed_at_random_leak_nothing(
 							  val, 64, 0, 0);
 					atomic_store(&progress[w], i + 1);
 				}
-				_exit(0);
+				await_kill();
 			}
 		}
 		seed = seed * 1664525u + 1013904223u;
@@ -776,7 +790,7 @@ static void in_place_overwriters_of_one_hot_key_killed_at_random_tear_nothing(
 							  0, 0);
 					atomic_store(&sm->progress[w], i + 1);
 				}
-				_exit(0);
+				await_kill();
 			}
 		}
 		seed = seed * 1664525u + 1013904223u;
